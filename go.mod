@@ -1,0 +1,10 @@
+module github.com/symroute/symroute
+
+go 1.26.8
+
+require (
+	github.com/aymanbagabas/go-udiff v0.4.1 // indirect
+	github.com/spf13/pflag v1.1.0 // indirect
+	gopkg.in/ini.v1 v1.67.3 // indirect
+	gopkg.in/yaml.v3 v3.0.1 // indirect
+)

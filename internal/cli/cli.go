@@ -1,0 +1,294 @@
+// Package cli is symroute's command line: it parses flags, runs one command and maps the outcome to an exit
+// status. It is the only place that prints.
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/filesync"
+	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/report"
+	"github.com/symroute/symroute/internal/reservations"
+	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/schemas"
+)
+
+// Exit statuses, part of symroute's contract with scripts and packages.
+const (
+	ExitOK      = 0
+	ExitFailed  = 1 // verification or apply failed
+	ExitInvalid = 2 // invalid description or usage
+	ExitSystem  = 3 // the system could not be read or written
+)
+
+// DefaultDescription is where symroute looks for the host description.
+const DefaultDescription = "/etc/symroute/host.yaml"
+
+// Version is set at build time with -ldflags "-X github.com/symroute/symroute/internal/cli.Version=...".
+var Version = "dev"
+
+const usage = `symroute: source-based policy routing for multi-homed hosts, through systemd-networkd
+
+Usage:
+  symroute check [-c FILE] [--root DIR] [--strict]
+  symroute generate [-c FILE] [--root DIR] [--diff] [--strict]
+  symroute schema
+  symroute reservations
+  symroute --version
+
+Commands:
+  check         validate the description and show the tables and priorities chosen, and why
+  generate      write the networkd, sysctl.d and iproute2 files under --root (default /)
+  schema        print the description's JSON Schema
+  reservations  list the tables, priorities and fwmarks other components claim
+
+Exit status: 0 ok, 1 verification or apply failed, 2 invalid description or usage, 3 system error.
+`
+
+// Main runs symroute with args (without the program name) and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitInvalid
+	}
+	switch args[0] {
+	case "check":
+		return check(args[1:], stdout, stderr)
+	case "generate":
+		return generate(args[1:], stdout, stderr)
+	case "schema":
+		return noFlags("schema", args[1:], stderr, func() { stdout.Write(schemas.HostV1) })
+	case "reservations":
+		return noFlags("reservations", args[1:], stderr, func() { printReservations(stdout) })
+	case "--version", "version":
+		fmt.Fprintf(stdout, "symroute %s\n", Version)
+		return ExitOK
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "symroute: unknown command %q\n\n%s", args[0], usage)
+	return ExitInvalid
+}
+
+func noFlags(name string, args []string, stderr io.Writer, run func()) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "symroute %s takes no arguments\n", name)
+		return ExitInvalid
+	}
+	run()
+	return ExitOK
+}
+
+// common are the flags every description-reading command takes.
+type common struct {
+	config string
+	root   string
+	strict bool
+}
+
+func newFlags(name string, stderr io.Writer, c *common, rootDefault string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVarP(&c.config, "config", "c", DefaultDescription, "host description `file`")
+	fs.StringVar(&c.root, "root", rootDefault, "root `directory` of the system to read .network files from and write to")
+	fs.BoolVar(&c.strict, "strict", false, "treat warnings as errors")
+	return fs
+}
+
+func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) bool {
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "symroute %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		return false
+	}
+	return true
+}
+
+// loaded is a description that passed validation, with its plan.
+type loaded struct {
+	source string
+	plan   *plan.Plan
+	rep    report.Report
+}
+
+// load reads, validates and plans the description, printing every problem. ok is false when symroute must stop,
+// with the exit status to use.
+func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
+	data, err := os.ReadFile(c.config)
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute: cannot read the host description: %v\n", err)
+		if errors.Is(err, fs.ErrNotExist) {
+			fmt.Fprintf(stderr, "symroute: write one (see `symroute schema`) or name it with -c FILE\n")
+			return l, ExitInvalid, false
+		}
+		return l, ExitSystem, false
+	}
+	l.source = c.config
+	if abs, err := filepath.Abs(c.config); err == nil {
+		l.source = abs
+	}
+	host, rep := spec.Parse(data)
+	if !rep.HasErrors(false) {
+		var planRep report.Report
+		l.plan, planRep = plan.Build(host)
+		rep.Merge(planRep)
+	}
+	l.rep = rep
+	return l, ExitOK, true
+}
+
+// stopOnReport prints the report and says whether it stops the run.
+func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
+	rep.Write(stderr, c.config, c.strict)
+	if rep.HasErrors(c.strict) {
+		n := rep.Count(report.Error)
+		if c.strict {
+			n = len(rep.Entries)
+		}
+		fmt.Fprintf(stderr, "symroute: %d problem(s) in %s; nothing was written\n", n, c.config)
+		return true
+	}
+	return false
+}
+
+func generateFiles(l loaded, c common) ([]generator.File, report.Report, error) {
+	var root fs.FS
+	if c.root != "" {
+		root = os.DirFS(c.root)
+	}
+	return generator.Generate(l.plan, generator.Options{Source: l.source, Root: root})
+}
+
+func check(args []string, stdout, stderr io.Writer) int {
+	var c common
+	fs := newFlags("check", stderr, &c, "")
+	if !parseFlags(fs, args, stderr) {
+		return ExitInvalid
+	}
+	l, status, ok := load(c, stderr)
+	if !ok {
+		return status
+	}
+	if !l.rep.HasErrors(false) && c.root != "" {
+		_, genRep, err := generateFiles(l, c)
+		if err != nil {
+			fmt.Fprintf(stderr, "symroute: %v\n", err)
+			return ExitSystem
+		}
+		l.rep.Merge(genRep)
+	}
+	if stopOnReport(l.rep, c, stderr) {
+		return ExitInvalid
+	}
+	explain(stdout, l.plan)
+	return ExitOK
+}
+
+func generate(args []string, stdout, stderr io.Writer) int {
+	var c common
+	var diff bool
+	fs := newFlags("generate", stderr, &c, "/")
+	fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing")
+	if !parseFlags(fs, args, stderr) {
+		return ExitInvalid
+	}
+	l, status, ok := load(c, stderr)
+	if !ok {
+		return status
+	}
+	if stopOnReport(l.rep, c, stderr) {
+		return ExitInvalid
+	}
+	files, genRep, err := generateFiles(l, c)
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute: %v\n", err)
+		return ExitSystem
+	}
+	if stopOnReport(genRep, c, stderr) {
+		return ExitInvalid
+	}
+	changes, err := filesync.Compute(c.root, files, generator.IsOwned, generator.OwnedGlobs)
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute: %v; nothing was written\n", err)
+		return ExitSystem
+	}
+	if diff {
+		fmt.Fprint(stdout, filesync.Diff(c.root, changes))
+		return ExitOK
+	}
+	if err := filesync.Apply(c.root, changes); err != nil {
+		fmt.Fprintf(stderr, "symroute: %v\n", err)
+		return ExitSystem
+	}
+	for _, ch := range changes {
+		fmt.Fprintf(stdout, "%s %s\n", ch.Kind, filepath.Join(c.root, ch.Path))
+	}
+	fmt.Fprintf(stdout, "%d file(s) changed, %d unchanged\n", len(changes), len(files)-countWrites(changes))
+	return ExitOK
+}
+
+func countWrites(changes []filesync.Change) int {
+	n := 0
+	for _, c := range changes {
+		if c.Kind != filesync.Remove {
+			n++
+		}
+	}
+	return n
+}
+
+// explain prints the tables and priorities chosen and why, for `symroute check`.
+func explain(w io.Writer, p *plan.Plan) {
+	fmt.Fprintf(w, "table_range %s, priority_range %s\n", p.Host.Tables, p.Host.Priorities)
+	if len(p.ClusterRules) > 0 {
+		var cidrs []string
+		for _, r := range p.ClusterRules {
+			cidrs = append(cidrs, r.To.String())
+		}
+		fmt.Fprintf(w, "cluster_cidrs: priority %d (priority_range.min, ahead of every source rule) to main: %s\n", p.ClusterPriority, strings.Join(cidrs, ", "))
+	}
+	for _, ifc := range p.Interfaces {
+		fmt.Fprintf(w, "%s (%s): table %d %s (%s); rules at priority %d (%s)\n",
+			ifc.Name, ifc.Mode, ifc.Table, ifc.TableName, ifc.TableWhy, ifc.Priority, ifc.PriorityWhy)
+	}
+	for _, c := range p.Host.Components {
+		fmt.Fprintf(w, "avoiding %s: %s\n", c.Name, c.Summary())
+	}
+	k := reservations.Kernel
+	fmt.Fprintf(w, "avoiding kernel: %s\n", k.Summary())
+}
+
+func printReservations(w io.Writer) {
+	fmt.Fprintf(w, "default table_range %s, priority_range %s\n", reservations.DefaultTables, reservations.DefaultPriorities)
+	all := append([]reservations.Component{reservations.Kernel}, reservations.Components...)
+	for _, c := range all {
+		fmt.Fprintf(w, "%s: %s\n", c.Name, c.Summary())
+		for _, cl := range c.Tables {
+			fmt.Fprintf(w, "  table %s: %s\n", cl.Range, cl.Use)
+		}
+		for _, cl := range c.Priorities {
+			fmt.Fprintf(w, "  priority %s: %s\n", cl.Range, cl.Use)
+		}
+		for _, m := range c.Marks {
+			fmt.Fprintf(w, "  fwmark %s: %s\n", reservations.FormatMark(m), m.Use)
+		}
+		if c.FlushesForeign {
+			fmt.Fprintf(w, "  deletes entries it did not create inside its claims\n")
+		}
+		for _, s := range c.Sources {
+			fmt.Fprintf(w, "  source: %s\n", s)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+// Package networkfiles finds the .network file systemd-networkd would apply to a link, reading a root directory
+// the way networkd reads the system: /etc, /run and /usr/lib sorted together by file name, a name in an earlier
+// directory masking the same name in a later one, and the first file whose [Match] fits the link winning.
+package networkfiles
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"path"
+	"sort"
+	"strings"
+
+	"gopkg.in/ini.v1"
+)
+
+// SearchDirs are networkd's configuration directories in precedence order, relative to the root.
+var SearchDirs = []string{
+	"etc/systemd/network",
+	"run/systemd/network",
+	"usr/local/lib/systemd/network",
+	"usr/lib/systemd/network",
+	"lib/systemd/network",
+}
+
+// Link is what symroute knows of a link before it exists: its name and, when declared, its permanent MAC.
+type Link struct {
+	Name         string
+	PermanentMAC net.HardwareAddr
+}
+
+// File is one .network file that networkd would load.
+type File struct {
+	// Path is relative to the root, like run/systemd/network/10-netplan-eth0.network.
+	Path string
+	// Name is the file name, the key networkd sorts by.
+	Name  string
+	match match
+}
+
+// match holds a [Match] section's conditions. Lists are merged across repeated keys, as networkd merges them.
+type match struct {
+	names, macs, permMACs list
+	// unknown are the conditions symroute cannot evaluate before the link exists (Type=, Driver=, Path=...).
+	// They are assumed to hold, and named in messages so the user can judge.
+	unknown []string
+	empty   bool
+}
+
+// list is a networkd match list: space-separated patterns, inverted as a whole by a leading "!".
+type list struct {
+	items  []string
+	invert bool
+}
+
+// Load reads every .network file under the root that networkd would consider, in the order it considers them.
+// Files for which skip returns true (symroute's own, about to be rewritten) are left out.
+func Load(root fs.FS, skip func(path string, data []byte) bool) ([]File, error) {
+	byName := map[string]string{}
+	for _, dir := range SearchDirs {
+		entries, err := fs.ReadDir(root, dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), ".network") {
+				continue
+			}
+			if _, masked := byName[e.Name()]; !masked {
+				byName[e.Name()] = path.Join(dir, e.Name())
+			}
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for name := range byName {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	var files []File
+	for _, name := range names {
+		p := byName[name]
+		if target, err := fs.ReadLink(root, p); err == nil && target == "/dev/null" {
+			continue // masked
+		}
+		data, err := fs.ReadFile(root, p)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		if skip != nil && skip(p, data) {
+			continue
+		}
+		m, err := parseMatch(data)
+		if err != nil {
+			return nil, fmt.Errorf("parse %s: %w", p, err)
+		}
+		if m.empty {
+			continue // networkd ignores a file without [Match] conditions
+		}
+		files = append(files, File{Path: p, Name: name, match: m})
+	}
+	return files, nil
+}
+
+func parseMatch(data []byte) (match, error) {
+	cfg, err := ini.LoadSources(ini.LoadOptions{
+		AllowNonUniqueSections: true,
+		AllowShadows:           true,
+		// systemd has no inline comments: "Name=eth0 # x" matches a link named "#" too.
+		IgnoreInlineComment: true,
+		SkipUnrecognizableLines: true,
+	}, data)
+	if err != nil {
+		return match{}, err
+	}
+	var m match
+	sections, _ := cfg.SectionsByName("Match")
+	for _, sec := range sections {
+		for _, k := range sec.Keys() {
+			for _, v := range k.ValueWithShadows() {
+				switch k.Name() {
+				case "Name":
+					m.names.assign(v)
+				case "MACAddress":
+					m.macs.assign(v)
+				case "PermanentMACAddress":
+					m.permMACs.assign(v)
+				default:
+					m.unknown = append(m.unknown, k.Name()+"="+v)
+				}
+			}
+		}
+	}
+	m.empty = len(m.names.items) == 0 && len(m.macs.items) == 0 && len(m.permMACs.items) == 0 && len(m.unknown) == 0
+	return m, nil
+}
+
+// assign applies one Name=-style line: an empty value resets the list, otherwise its words are appended.
+func (l *list) assign(v string) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		*l = list{}
+		return
+	}
+	if strings.HasPrefix(v, "!") {
+		l.invert = true
+		v = v[1:]
+	}
+	l.items = append(l.items, strings.Fields(v)...)
+}
+
+// matches reports whether value fits the list, by glob for names and case-insensitively for MACs.
+func (l list) matches(value string, glob bool) bool {
+	hit := false
+	for _, it := range l.items {
+		if glob {
+			if ok, _ := path.Match(it, value); ok {
+				hit = true
+				break
+			}
+		} else if strings.EqualFold(normalizeMAC(it), value) {
+			hit = true
+			break
+		}
+	}
+	return hit != l.invert
+}
+
+func normalizeMAC(s string) string {
+	if mac, err := net.ParseMAC(s); err == nil {
+		return mac.String()
+	}
+	return s
+}
+
+// Matches reports whether networkd would apply f to the link, assuming the conditions symroute cannot evaluate
+// hold.
+func (f File) Matches(l Link) bool {
+	m := f.match
+	if len(m.names.items) > 0 && !m.names.matches(l.Name, true) {
+		return false
+	}
+	for _, macs := range []list{m.macs, m.permMACs} {
+		if len(macs.items) == 0 {
+			continue
+		}
+		// Without a declared MAC, assume the link's is not among those listed: a file that names MACs is
+		// usually written for another link.
+		if l.PermanentMAC == nil {
+			if !macs.invert {
+				return false
+			}
+			continue
+		}
+		if !macs.matches(l.PermanentMAC.String(), false) {
+			return false
+		}
+	}
+	return true
+}
+
+// Specific reports whether f can only ever match this one link: a single literal name, or a single MAC. A
+// drop-in onto any other file would land on every link the file matches.
+func (f File) Specific(l Link) bool {
+	m := f.match
+	single := func(ls list) bool { return len(ls.items) == 1 && !ls.invert }
+	if single(m.names) && !strings.ContainsAny(m.names.items[0], "*?[") && m.names.items[0] == l.Name {
+		return true
+	}
+	for _, macs := range []list{m.macs, m.permMACs} {
+		if single(macs) && l.PermanentMAC != nil && strings.EqualFold(normalizeMAC(macs.items[0]), l.PermanentMAC.String()) {
+			return true
+		}
+	}
+	return false
+}
+
+// Assumed lists the file's conditions that were assumed to hold.
+func (f File) Assumed() []string { return f.match.unknown }
+
+// MatchSummary renders the conditions that decide which links the file takes, for messages.
+func (f File) MatchSummary() string {
+	var parts []string
+	add := func(key string, l list) {
+		if len(l.items) > 0 {
+			inv := ""
+			if l.invert {
+				inv = "!"
+			}
+			parts = append(parts, key+"="+inv+strings.Join(l.items, " "))
+		}
+	}
+	add("Name", f.match.names)
+	add("MACAddress", f.match.macs)
+	add("PermanentMACAddress", f.match.permMACs)
+	parts = append(parts, f.match.unknown...)
+	return strings.Join(parts, ", ")
+}
+
+// FirstMatch returns the file networkd would apply to the link.
+func FirstMatch(files []File, l Link) (File, bool) {
+	for _, f := range files {
+		if f.Matches(l) {
+			return f, true
+		}
+	}
+	return File{}, false
+}

@@ -1,0 +1,128 @@
+// Package report collects every problem found in a host description, each with its path into the YAML and the
+// line and column it came from, so that one run tells the user everything that needs fixing.
+package report
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Severity says whether an entry stops symroute (Error) or is only printed (Warning; --strict promotes it).
+type Severity int
+
+const (
+	Warning Severity = iota
+	Error
+)
+
+func (s Severity) String() string {
+	if s == Error {
+		return "error"
+	}
+	return "warning"
+}
+
+// Path points into the description: keys are strings, list positions are ints.
+type Path []any
+
+// Key returns a copy of p extended by elems; the copy keeps sibling paths from sharing a backing array.
+func (p Path) Key(elems ...any) Path {
+	out := make(Path, 0, len(p)+len(elems))
+	out = append(out, p...)
+	return append(out, elems...)
+}
+
+// String renders p as interfaces[1].gateway; the empty path is the document itself.
+func (p Path) String() string {
+	if len(p) == 0 {
+		return "(document)"
+	}
+	var b strings.Builder
+	for _, e := range p {
+		switch v := e.(type) {
+		case int:
+			b.WriteString("[" + strconv.Itoa(v) + "]")
+		default:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			fmt.Fprint(&b, v)
+		}
+	}
+	return b.String()
+}
+
+// Pos is a 1-based line and column in the description; zero means unknown.
+type Pos struct{ Line, Column int }
+
+// Entry is one problem.
+type Entry struct {
+	Severity Severity
+	Path     Path
+	Pos      Pos
+	Message  string
+}
+
+// Report is every problem found, in the order found.
+type Report struct {
+	Entries []Entry
+}
+
+// Add records a problem at path and pos.
+func (r *Report) Add(sev Severity, path Path, pos Pos, format string, args ...any) {
+	r.Entries = append(r.Entries, Entry{Severity: sev, Path: path, Pos: pos, Message: fmt.Sprintf(format, args...)})
+}
+
+// Merge appends other's entries.
+func (r *Report) Merge(other Report) { r.Entries = append(r.Entries, other.Entries...) }
+
+// HasErrors reports whether any entry is an error, or, when strict, any entry at all.
+func (r Report) HasErrors(strict bool) bool {
+	for _, e := range r.Entries {
+		if e.Severity == Error || strict {
+			return true
+		}
+	}
+	return false
+}
+
+// Count returns how many entries have severity sev.
+func (r Report) Count(sev Severity) int {
+	n := 0
+	for _, e := range r.Entries {
+		if e.Severity == sev {
+			n++
+		}
+	}
+	return n
+}
+
+// Write prints the entries as file:line:col: severity: path: message, sorted by position so the output reads
+// top to bottom like the file. With strict, warnings are printed as errors, since they stop the run.
+func (r Report) Write(w io.Writer, file string, strict bool) error {
+	entries := append([]Entry(nil), r.Entries...)
+	sort.SliceStable(entries, func(i, j int) bool {
+		a, b := entries[i].Pos, entries[j].Pos
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Column < b.Column
+	})
+	for _, e := range entries {
+		sev := e.Severity
+		if strict {
+			sev = Error
+		}
+		loc := file
+		if e.Pos.Line > 0 {
+			loc = fmt.Sprintf("%s:%d:%d", file, e.Pos.Line, e.Pos.Column)
+		}
+		if _, err := fmt.Fprintf(w, "%s: %s: %s: %s\n", loc, sev, e.Path, e.Message); err != nil {
+			return err
+		}
+	}
+	return nil
+}

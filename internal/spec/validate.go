@@ -1,0 +1,175 @@
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/symroute/symroute/internal/report"
+)
+
+// kubernetesCNIs are the components whose pods the host talks to; with one of them and no cluster_cidrs, the
+// host's replies to pods would follow the interface tables to the external gateway.
+var kubernetesCNIs = map[string]bool{
+	"calico": true, "cilium": true, "aws-vpc-cni": true, "kube-router": true, "antrea": true, "flannel": true, "weave-net": true,
+}
+
+// validate checks what no single value shows: references between interfaces and addresses. Values that failed
+// to parse are skipped, so each mistake is reported once.
+func validate(h *Host, d *decoder) {
+	at := func(p report.Path) report.Pos { return h.Pos(p) }
+	errorf := func(p report.Path, format string, args ...any) { d.r.Add(report.Error, p, at(p), format, args...) }
+	warnf := func(p report.Path, format string, args ...any) { d.r.Add(report.Warning, p, at(p), format, args...) }
+
+	if _, ok := h.positions[report.Path{"interfaces"}.String()]; ok && len(h.Interfaces) == 0 && !d.broken(report.Path{"interfaces"}) {
+		errorf(report.Path{"interfaces"}, "is empty; list at least one interface")
+	}
+
+	names := map[string]int{}
+	macs := map[string]int{}
+	addrs := map[netip.Addr]report.Path{}
+	defaultRoute := -1
+	for i, ifc := range h.Interfaces {
+		p := report.Path{"interfaces", i}
+		if ifc.Name != "" {
+			if j, dup := names[ifc.Name]; dup {
+				errorf(p.Key("name"), "%s is already the name of interfaces[%d]; each interface appears once", ifc.Name, j)
+			} else {
+				names[ifc.Name] = i
+			}
+		}
+		if ifc.PermanentMAC != nil {
+			m := ifc.PermanentMAC.String()
+			if j, dup := macs[m]; dup {
+				errorf(p.Key("match", "permanent_mac"), "%s already matches interfaces[%d]; one link cannot be two interfaces", m, j)
+			} else {
+				macs[m] = i
+			}
+		}
+		if _, ok := h.positions[p.Key("addresses").String()]; ok && len(ifc.Addresses) == 0 && !d.broken(p.Key("addresses")) {
+			errorf(p.Key("addresses"), "is empty; list the interface's addresses, since its rules are \"from <address>\"")
+		}
+		for j, a := range ifc.Addresses {
+			ap := p.Key("addresses", j)
+			if prev, dup := addrs[a.Addr()]; dup {
+				errorf(ap, "%s is already listed at %s; an address belongs to one interface, once", a.Addr(), prev)
+				continue
+			}
+			addrs[a.Addr()] = ap
+		}
+		checkGateway(h, d, p, ifc, false, errorf)
+		checkGateway(h, d, p, ifc, true, errorf)
+		if ifc.DefaultRoute {
+			if defaultRoute >= 0 {
+				errorf(p.Key("default_route"), "interfaces[%d] already carries the main table's default route; set default_route: true on one interface only", defaultRoute)
+			} else {
+				defaultRoute = i
+			}
+			if !ifc.Gateway.IsValid() && !ifc.Gateway6.IsValid() && !d.broken(p.Key("gateway")) && !d.broken(p.Key("gateway6")) {
+				errorf(p.Key("default_route"), "needs a gateway (or gateway6) on this interface to route through")
+			}
+		}
+		// The kernel applies max(conf.all, conf.<if>) with off=0 < strict=1 < loose=2.
+		if h.RPFilterAll != nil && ifc.RPFilter < *h.RPFilterAll {
+			warnf(p.Key("rp_filter"), "%s cannot take effect: the kernel uses the larger of conf.all (%s) and the interface's value, where off < strict < loose; lower rp_filter_all or accept the larger value",
+				ifc.RPFilter, *h.RPFilterAll)
+		}
+	}
+
+	checkOverlaps(h, warnf)
+
+	seen := map[netip.Prefix]int{}
+	for i, c := range h.ClusterCIDRs {
+		p := report.Path{"cluster_cidrs", i}
+		if j, dup := seen[c]; dup {
+			errorf(p, "%s is already listed at cluster_cidrs[%d]", c, j)
+			continue
+		}
+		seen[c] = i
+		for k, ifc := range h.Interfaces {
+			for _, a := range ifc.Addresses {
+				if c.Overlaps(a.Masked()) {
+					warnf(p, "%s overlaps %s's subnet %s: replies to that subnet would use the main table, not %s's; list only pod and service ranges",
+						c, interfaceLabel(ifc, k), a.Masked(), interfaceLabel(ifc, k))
+				}
+			}
+		}
+	}
+	if len(h.ClusterCIDRs) == 0 {
+		for i, c := range h.Components {
+			if kubernetesCNIs[c.Name] {
+				warnf(report.Path{"cni", i}, "%s runs pods but cluster_cidrs is empty: the host's replies to pods would follow the interface tables to the external gateway; list the pod and service CIDRs", c.Name)
+				break
+			}
+		}
+	}
+}
+
+func interfaceLabel(ifc Interface, i int) string {
+	if ifc.Name != "" {
+		return ifc.Name
+	}
+	return fmt.Sprintf("interfaces[%d]", i)
+}
+
+// checkGateway requires a gateway of the right family that the kernel can reach on the link: inside one of the
+// interface's subnets, or, for IPv6, link-local.
+func checkGateway(h *Host, d *decoder, p report.Path, ifc Interface, v6 bool, errorf func(report.Path, string, ...any)) {
+	key, gw, family := "gateway", ifc.Gateway, "IPv4"
+	if v6 {
+		key, gw, family = "gateway6", ifc.Gateway6, "IPv6"
+	}
+	gp := p.Key(key)
+	if !gw.IsValid() || d.broken(p.Key("addresses")) {
+		return
+	}
+	if gw.Is6() != v6 {
+		other := "gateway6"
+		if v6 {
+			other = "gateway"
+		}
+		errorf(gp, "%s is not an %s address; put it under %s", gw, family, other)
+		return
+	}
+	var subnets []string
+	for _, a := range ifc.Addresses {
+		if a.Addr().Is6() != v6 {
+			continue
+		}
+		if a.Addr() == gw {
+			errorf(gp, "%s is this interface's own address; give the next-hop router's address", gw)
+			return
+		}
+		if a.Masked().Contains(gw) {
+			return
+		}
+		subnets = append(subnets, a.Masked().String())
+	}
+	if v6 && gw.IsLinkLocalUnicast() {
+		return
+	}
+	if len(subnets) == 0 {
+		errorf(gp, "%s has no %s address on this interface to reach it from; add one to addresses or remove %s", gw, family, key)
+		return
+	}
+	errorf(gp, "%s is outside every %s subnet of this interface (%s); the kernel cannot reach it on this link, so use an address inside one of them or add its subnet to addresses",
+		gw, family, strings.Join(subnets, ", "))
+}
+
+// checkOverlaps warns when two interfaces share a subnet: the kernel's choice between them for that subnet in
+// main is arbitrary, though each interface's own table still answers from its addresses.
+func checkOverlaps(h *Host, warnf func(report.Path, string, ...any)) {
+	for i, a := range h.Interfaces {
+		for j := i + 1; j < len(h.Interfaces); j++ {
+			b := h.Interfaces[j]
+			for k, pa := range b.Addresses {
+				for _, qa := range a.Addresses {
+					if pa.Masked().Overlaps(qa.Masked()) {
+						warnf(report.Path{"interfaces", j, "addresses", k}, "subnet %s overlaps %s's %s: traffic from the host to that subnet without a chosen source leaves by whichever route main lists first",
+							pa.Masked(), interfaceLabel(a, i), qa.Masked())
+					}
+				}
+			}
+		}
+	}
+}
