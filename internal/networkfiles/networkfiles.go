@@ -111,7 +111,7 @@ func parseMatch(data []byte) (match, error) {
 		AllowNonUniqueSections: true,
 		AllowShadows:           true,
 		// systemd has no inline comments: "Name=eth0 # x" matches a link named "#" too.
-		IgnoreInlineComment: true,
+		IgnoreInlineComment:     true,
 		SkipUnrecognizableLines: true,
 	}, data)
 	if err != nil {

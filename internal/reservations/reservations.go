@@ -78,8 +78,8 @@ var Components = []Component{
 			// are its WireGuard tables even when WireGuard is off. This is the table-1 incident in the brief.
 			{Range{1, 250}, "Felix RouteTableRanges default (WireGuard tables 1 and 2 even when WireGuard is off)"},
 		},
-		Priorities: []Claim{{Range{99, 99}, "WireGuard rule (wireguardRoutingRulePriority)"}},
-		Marks:      []Mark{{0, 0xffff0000, "IptablesMarkMask/NftablesMarkMask: accept, pass, drop, scratch, WireGuard and endpoint bits"}},
+		Priorities:     []Claim{{Range{99, 99}, "WireGuard rule (wireguardRoutingRulePriority)"}},
+		Marks:          []Mark{{0, 0xffff0000, "IptablesMarkMask/NftablesMarkMask: accept, pass, drop, scratch, WireGuard and endpoint bits"}},
 		FlushesForeign: true,
 		MoveClaim:      "move Felix's range with FelixConfiguration routeTableRanges (FELIX_ROUTETABLERANGES)",
 		Sources: []string{
