@@ -96,7 +96,7 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 			if found && first.Name < path.Base(own) {
 				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
 					"%s already matches %s (%s) and sorts before %s, so networkd would ignore symroute's file; set mode: drop-in to extend %s, or remove it",
-					first.Path, ifc.Name, first.MatchSummary(), path.Base(own), first.Name)
+					"/"+first.Path, ifc.Name, first.MatchSummary(), path.Base(own), first.Name)
 				continue
 			}
 			g.render(own, "network.tmpl", view)
@@ -104,13 +104,13 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 			if !found {
 				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
 					"no .network file under %s matches %s, so there is nothing to add a drop-in to; set mode: own to let symroute write the link's file",
-					strings.Join(networkfiles.SearchDirs, ", "), ifc.Name)
+					"/"+strings.Join(networkfiles.SearchDirs, ", /"), ifc.Name)
 				continue
 			}
 			if !first.Specific(link) {
 				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
 					"%s configures %s but also matches other links (%s): a drop-in would add %s's routes to every one of them; set mode: own (symroute's file sorts first and takes over %s), or give %s a .network file of its own",
-					first.Path, ifc.Name, first.MatchSummary(), ifc.Name, ifc.Name, ifc.Name)
+					"/"+first.Path, ifc.Name, first.MatchSummary(), ifc.Name, ifc.Name, ifc.Name)
 				continue
 			}
 			view.Target = "/" + first.Path

@@ -135,10 +135,8 @@ func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
 		}
 		return l, ExitSystem, false
 	}
+	// The header names the description as the user named it; the default is absolute.
 	l.source = c.config
-	if abs, err := filepath.Abs(c.config); err == nil {
-		l.source = abs
-	}
 	host, rep := spec.Parse(data)
 	if !rep.HasErrors(false) {
 		var planRep report.Report
@@ -153,11 +151,11 @@ func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
 func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
 	rep.Write(stderr, c.config, c.strict)
 	if rep.HasErrors(c.strict) {
-		n := rep.Count(report.Error)
+		errs, warns := rep.Count(report.Error), rep.Count(report.Warning)
 		if c.strict {
-			n = len(rep.Entries)
+			errs, warns = errs+warns, 0
 		}
-		fmt.Fprintf(stderr, "symroute: %d problem(s) in %s; nothing was written\n", n, c.config)
+		fmt.Fprintf(stderr, "symroute: %s: %d error(s), %d warning(s); nothing was written or changed\n", c.config, errs, warns)
 		return true
 	}
 	return false

@@ -25,27 +25,39 @@ func (a *allocator) errorf(p report.Path, format string, args ...any) {
 	a.r.Add(report.Error, p, a.h.Pos(p), format, args...)
 }
 
-// explain joins the claims that a value falls into, with how to get out of each.
-func explain(cs []reservations.Conflict, what string) string {
+// explain describes the claims a value falls into, and lists the ways out that the claiming components offer.
+func explain(cs []reservations.Conflict, what string) (claims string, moves []string) {
 	var parts []string
 	for _, c := range cs {
-		s := c.Describe(what)
+		parts = append(parts, c.Describe(what))
 		if c.Component.MoveClaim != "" {
-			s += "; or " + c.Component.MoveClaim
+			moves = append(moves, c.Component.MoveClaim)
 		}
-		parts = append(parts, s)
 	}
-	return strings.Join(parts, "; ")
+	return strings.Join(parts, "; "), moves
+}
+
+// ways joins remedies into "a, b, or c".
+func ways(options ...string) string {
+	switch len(options) {
+	case 1:
+		return options[0]
+	case 2:
+		return options[0] + " or " + options[1]
+	}
+	return strings.Join(options[:len(options)-1], ", ") + ", or " + options[len(options)-1]
 }
 
 func (a *allocator) checkRanges() {
 	if cs := reservations.TableConflicts(a.h.Components, a.h.Tables); len(cs) > 0 {
-		a.errorf(report.Path{"table_range"}, "%s overlaps a claim: %s; move table_range clear of it (the default %s avoids every known claim)",
-			a.h.Tables, explain(cs, "tables"), reservations.DefaultTables)
+		claims, moves := explain(cs, "tables")
+		a.errorf(report.Path{"table_range"}, "%s overlaps what others claim: %s. %s",
+			a.h.Tables, claims, ways(append([]string{fmt.Sprintf("Move table_range clear of them (the default %s avoids every known claim)", reservations.DefaultTables)}, moves...)...))
 	}
 	if cs := reservations.PriorityConflicts(a.h.Components, a.h.Priorities); len(cs) > 0 {
-		a.errorf(report.Path{"priority_range"}, "%s overlaps a claim: %s; move priority_range clear of it (the default %s avoids every known claim)",
-			a.h.Priorities, explain(cs, "priorities"), reservations.DefaultPriorities)
+		claims, moves := explain(cs, "priorities")
+		a.errorf(report.Path{"priority_range"}, "%s overlaps what others claim: %s. %s",
+			a.h.Priorities, claims, ways(append([]string{fmt.Sprintf("Move priority_range clear of them (the default %s avoids every known claim)", reservations.DefaultPriorities)}, moves...)...))
 	}
 }
 
@@ -86,8 +98,9 @@ func (a *allocator) checkCollisions(p *Plan) {
 			tp := report.Path{"interfaces", i, "table"}
 			if ifc.Interface.Table != nil {
 				if cs := reservations.TableConflicts(a.h.Components, reservations.Range{Min: ifc.Table, Max: ifc.Table}); len(cs) > 0 {
-					a.errorf(tp, "table %d collides: %s; pick a table outside it, or remove table: to let symroute allocate one from table_range %s",
-						ifc.Table, explain(cs, "tables"), a.h.Tables)
+					claims, moves := explain(cs, "tables")
+					a.errorf(tp, "table %d is taken: %s. %s", ifc.Table, claims,
+						ways(append([]string{"Pick a table outside it", fmt.Sprintf("remove table: to let symroute allocate one from table_range %s", a.h.Tables)}, moves...)...))
 				}
 			}
 			if j, dup := tables[ifc.Table]; dup {
@@ -102,7 +115,9 @@ func (a *allocator) checkCollisions(p *Plan) {
 			pp := report.Path{"interfaces", i, "priority"}
 			if ifc.Interface.Priority != nil {
 				if cs := reservations.PriorityConflicts(a.h.Components, reservations.Range{Min: ifc.Priority, Max: ifc.Priority}); len(cs) > 0 {
-					a.errorf(pp, "priority %d collides: %s; pick a priority outside it, or remove priority: to let symroute allocate one", ifc.Priority, explain(cs, "priorities"))
+					claims, moves := explain(cs, "priorities")
+					a.errorf(pp, "priority %d is taken: %s. %s", ifc.Priority, claims,
+						ways(append([]string{"Pick a priority outside it", fmt.Sprintf("remove priority: to let symroute allocate one from priority_range %s", a.h.Priorities)}, moves...)...))
 				}
 				if len(p.ClusterRules) > 0 && ifc.Priority <= p.ClusterPriority {
 					a.errorf(pp, "priority %d is not after the cluster_cidrs rules at %d; those must come first so replies to pods keep using main, so pin a priority above %d",

@@ -76,7 +76,7 @@ var Components = []Component{
 		Tables: []Claim{
 			// Felix treats the whole RouteTableRanges as its own and flushes foreign routes there; tables 1 and 2
 			// are its WireGuard tables even when WireGuard is off. This is the table-1 incident in the brief.
-			{Range{1, 250}, "Felix RouteTableRanges default (WireGuard tables 1 and 2 even when WireGuard is off)"},
+			{Range{1, 250}, "Felix's RouteTableRanges default; 1 and 2 are its WireGuard tables even with WireGuard off"},
 		},
 		Priorities:     []Claim{{Range{99, 99}, "WireGuard rule (wireguardRoutingRulePriority)"}},
 		Marks:          []Mark{{0, 0xffff0000, "IptablesMarkMask/NftablesMarkMask: accept, pass, drop, scratch, WireGuard and endpoint bits"}},
@@ -286,7 +286,7 @@ type Conflict struct {
 func (c Conflict) Describe(what string) string {
 	s := fmt.Sprintf("%s claims %s %s (%s)", c.Component.Name, what, c.Claim.Range, c.Claim.Use)
 	if c.Component.FlushesForeign {
-		s += " and deletes entries it did not create there"
+		s += ", and deletes entries it did not create there"
 	}
 	return s
 }

@@ -69,7 +69,11 @@ func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
 		k, v := n.Content[i], resolve(n.Content[i+1])
 		f, ok := known[k.Value]
 		if !ok {
-			d.errorf(k, p.Key(k.Value), "unknown key %q; the keys allowed here are %s", k.Value, keyList(fields))
+			if near := nearest(k.Value, fields); near != "" {
+				d.errorf(k, p.Key(k.Value), "unknown key %q; did you mean %q? (allowed here: %s)", k.Value, near, keyList(fields))
+			} else {
+				d.errorf(k, p.Key(k.Value), "unknown key %q; the keys allowed here are %s", k.Value, keyList(fields))
+			}
 			continue
 		}
 		d.pos[p.Key(k.Value).String()] = posOf(v)
@@ -85,6 +89,38 @@ func keyList(fields []field) string {
 	}
 	sort.Strings(keys)
 	return strings.Join(keys, ", ")
+}
+
+// nearest returns the allowed key closest to a mistyped one, if it is within two edits.
+func nearest(key string, fields []field) string {
+	best, bestDist := "", 3
+	for _, f := range fields {
+		if d := editDistance(key, f.key); d < bestDist {
+			best, bestDist = f.key, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // describe names a node's kind for messages about wrong types.
