@@ -1,0 +1,298 @@
+// Package nettest runs the real systemd-networkd, with a D-Bus system bus of its own, inside a network namespace
+// made for one test, so tests meet networkd exactly as a user's host does. Everything it starts is stopped by
+// pid and every namespace it makes is deleted when the test ends.
+//
+// How networkd is made to work in a namespace (see shared/notes/networkd-in-netns.md): a private mount
+// namespace with a read-only sysfs (with a writable /sys networkd waits for udev forever), a tmpfs over
+// /run/systemd, and the test's own directories bind-mounted over networkd's configuration directories.
+package nettest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// NetworkdBinary is Debian's path to systemd-networkd.
+const NetworkdBinary = "/lib/systemd/systemd-networkd"
+
+// Require skips the test when the machine cannot run networkd in a namespace, saying what is missing. It does
+// not skip for anything .ci/run installs.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create network namespaces and run systemd-networkd")
+	}
+	for _, bin := range []string{NetworkdBinary, "dbus-daemon", "ip", "unshare"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("needs %s, which this machine lacks: %v", bin, err)
+		}
+	}
+}
+
+// RunID returns a short random suffix that keeps parallel runs' names apart.
+func RunID(t testing.TB) string {
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+// Netns is a network namespace owned by one test.
+type Netns struct {
+	Name string
+	t    testing.TB
+}
+
+// NewNetns creates a namespace named symroute-<id>-<role> and deletes it when the test ends.
+func NewNetns(t testing.TB, id, role string) *Netns {
+	t.Helper()
+	name := "symroute-" + id + "-" + role
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
+	}
+	n := &Netns{Name: name, t: t}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		}
+	})
+	n.IP("link", "set", "lo", "up")
+	return n
+}
+
+// IP runs `ip -n <ns> args...` and fails the test on error.
+func (n *Netns) IP(args ...string) string {
+	n.t.Helper()
+	return n.Exec(append([]string{"ip"}, args...)...)
+}
+
+// Exec runs a command inside the namespace and fails the test on error.
+func (n *Netns) Exec(args ...string) string {
+	n.t.Helper()
+	out, err := n.Try(args...)
+	if err != nil {
+		n.t.Fatalf("in %s: %s: %v: %s", n.Name, strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// Try runs a command inside the namespace and returns its combined output and error.
+func (n *Netns) Try(args ...string) (string, error) {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", n.Name}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Handle returns a netlink handle into the namespace, closed when the test ends.
+func (n *Netns) Handle() *netlink.Handle {
+	n.t.Helper()
+	ns, err := netns.GetFromName(n.Name)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(h.Close)
+	return h
+}
+
+// Bus is a private dbus-daemon standing in for the system bus.
+type Bus struct {
+	// Address is the bus address to give clients (DBUS_SYSTEM_BUS_ADDRESS).
+	Address string
+}
+
+const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=%s</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_type="method_return"/>
+    <allow send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="signal"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+  </policy>
+  <includedir>/usr/share/dbus-1/system.d</includedir>
+</busconfig>
+`
+
+// StartBus starts a dbus-daemon listening on a socket in a temporary directory, stopped when the test ends.
+func StartBus(t testing.TB) *Bus {
+	t.Helper()
+	// Not t.TempDir: that is 0700, and networkd, which drops to the systemd-network user, must reach the socket.
+	dir, err := os.MkdirTemp("", "symroute-bus-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(dir, "bus.sock")
+	conf := filepath.Join(dir, "bus.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, sock)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	start(t, cmd, "dbus-daemon")
+	waitFor(t, 10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }, func() string { return "dbus-daemon socket: " + logs.String() })
+	return &Bus{Address: "unix:path=" + sock}
+}
+
+// start runs cmd and stops it, by its own pid, when the test ends. The returned channel closes when it exits.
+func start(t testing.TB, cmd *exec.Cmd, what string) <-chan struct{} {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", what, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	return done
+}
+
+func waitFor(t testing.TB, limit time.Duration, ok func() bool, what func() string) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", limit, what())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Networkd is a systemd-networkd running in a test's namespace.
+type Networkd struct {
+	Bus  *Bus
+	log    *syncBuffer
+	exited <-chan struct{}
+}
+
+// networkdDirs are bind-mounted from the test's root over the real ones, so networkd reads only the test's files.
+var networkdDirs = []string{"etc/systemd/network", "etc/systemd/networkd.conf.d", "run/systemd/network", "usr/lib/systemd/network"}
+
+// StartNetworkd runs networkd in ns with root's etc/systemd/network, etc/systemd/networkd.conf.d,
+// run/systemd/network and usr/lib/systemd/network as its configuration, on bus. It is stopped when the test
+// ends. root may be changed and networkd reloaded while it runs: the directories are bind mounts.
+func StartNetworkd(t testing.TB, ns *Netns, bus *Bus, root string) *Networkd {
+	t.Helper()
+	var script strings.Builder
+	script.WriteString("set -e\numount -l /sys\nmount -t sysfs -o ro sysfs /sys\n")
+	script.WriteString("mount -t tmpfs tmpfs /run/systemd\nmkdir -p /run/systemd/netif /run/systemd/network\nchown systemd-network:systemd-network /run/systemd/netif\n")
+	// A tmpfs over /etc/systemd hides the host's networkd.conf and drop-ins.
+	script.WriteString("mount -t tmpfs tmpfs /etc/systemd\n")
+	for _, d := range networkdDirs {
+		src := filepath.Join(root, d)
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&script, "mkdir -p /%s\nmount --bind %q /%s\n", d, src, d)
+	}
+	fmt.Fprintf(&script, "exec %s\n", NetworkdBinary)
+
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "unshare", "--mount", "--propagation", "private", "sh", "-c", script.String())
+	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address, "SYSTEMD_LOG_LEVEL=info", "SYSTEMD_LOG_TARGET=console")
+	log := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	n := &Networkd{Bus: bus, log: log, exited: start(t, cmd, "systemd-networkd")}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("systemd-networkd log:\n%s", log.String())
+		}
+	})
+	return n
+}
+
+// Log returns what networkd has logged so far.
+func (n *Networkd) Log() string { return n.log.String() }
+
+// ConfigWarnings returns the log lines in which networkd rejected or ignored part of its configuration.
+func (n *Networkd) ConfigWarnings() []string {
+	var out []string
+	for _, line := range strings.Split(n.Log(), "\n") {
+		l := strings.ToLower(line)
+		if strings.Contains(l, "unknown key") || strings.Contains(l, "invalid") || strings.Contains(l, "ignoring") || strings.Contains(l, "failed") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// WaitConfigured waits until networkd reports every link in names configured, and fails the test if one
+// fails or the limit passes. It uses networkd's own D-Bus API, as symroute apply does.
+func (n *Networkd) WaitConfigured(t testing.TB, ns *Netns, limit time.Duration, names ...string) {
+	t.Helper()
+	h := ns.Handle()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	states := map[string]string{}
+	waitFor(t, limit, func() bool {
+		select {
+		case <-n.exited:
+			t.Fatalf("systemd-networkd exited; log:\n%s", n.Log())
+		default:
+		}
+		client, err := dialNetworkd(ctx, n.Bus.Address)
+		if err != nil {
+			states["bus"] = err.Error()
+			return false
+		}
+		defer client.Close()
+		all := true
+		for _, name := range names {
+			link, err := h.LinkByName(name)
+			if err != nil {
+				states[name] = err.Error()
+				all = false
+				continue
+			}
+			state, err := client.state(ctx, link.Attrs().Index)
+			if err != nil {
+				states[name] = err.Error()
+				all = false
+				continue
+			}
+			states[name] = state
+			if state == "failed" {
+				t.Fatalf("networkd failed to configure %s; log:\n%s", name, n.Log())
+			}
+			all = all && state == "configured"
+		}
+		return all
+	}, func() string { return fmt.Sprintf("links configured: %v", states) })
+}

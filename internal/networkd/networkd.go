@@ -1,0 +1,77 @@
+// Package networkd talks to systemd-networkd over D-Bus (org.freedesktop.network1). go-systemd has no wrapper
+// for network1, so this calls it through godbus.
+package networkd
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/godbus/dbus/v5"
+)
+
+const (
+	busName     = "org.freedesktop.network1"
+	objectPath  = "/org/freedesktop/network1"
+	managerIface = busName + ".Manager"
+)
+
+// Client is a connection to networkd's bus.
+type Client struct {
+	conn *dbus.Conn
+}
+
+// Dial connects to the system bus at address; an empty address means the system bus, which honours
+// DBUS_SYSTEM_BUS_ADDRESS.
+func Dial(ctx context.Context, address string) (*Client, error) {
+	var conn *dbus.Conn
+	var err error
+	if address == "" {
+		conn, err = dbus.ConnectSystemBus(dbus.WithContext(ctx))
+	} else {
+		conn, err = dbus.Connect(address, dbus.WithContext(ctx))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to the system bus: %w", err)
+	}
+	return &Client{conn: conn}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+func (c *Client) call(ctx context.Context, method string, args ...any) *dbus.Call {
+	return c.conn.Object(busName, objectPath).CallWithContext(ctx, managerIface+"."+method, 0, args...)
+}
+
+// Reload makes networkd re-read its files and reconfigure the links whose configuration changed.
+func (c *Client) Reload(ctx context.Context) error {
+	if err := c.call(ctx, "Reload").Err; err != nil {
+		return fmt.Errorf("networkd Reload: %w", err)
+	}
+	return nil
+}
+
+// Link is the part of networkd's link description symroute reads.
+type Link struct {
+	Index int
+	Name  string
+	// AdministrativeState is networkd's setup state: pending, initialized, configuring, configured, unmanaged,
+	// failed or linger.
+	AdministrativeState string
+	// NetworkFile is the .network file networkd applied to the link, when it manages it.
+	NetworkFile string
+}
+
+// DescribeLink returns networkd's description of the link with index ifindex.
+func (c *Client) DescribeLink(ctx context.Context, ifindex int) (Link, error) {
+	var raw string
+	if err := c.call(ctx, "DescribeLink", int32(ifindex)).Store(&raw); err != nil {
+		return Link{}, fmt.Errorf("networkd DescribeLink %d: %w", ifindex, err)
+	}
+	var l Link
+	if err := json.Unmarshal([]byte(raw), &l); err != nil {
+		return Link{}, fmt.Errorf("networkd DescribeLink %d: %w", ifindex, err)
+	}
+	return l, nil
+}
