@@ -198,7 +198,7 @@ func waitFor(t testing.TB, limit time.Duration, ok func() bool, what func() stri
 
 // Networkd is a systemd-networkd running in a test's namespace.
 type Networkd struct {
-	Bus  *Bus
+	Bus    *Bus
 	log    *syncBuffer
 	exited <-chan struct{}
 }

@@ -11,8 +11,8 @@ import (
 )
 
 const (
-	busName     = "org.freedesktop.network1"
-	objectPath  = "/org/freedesktop/network1"
+	busName      = "org.freedesktop.network1"
+	objectPath   = "/org/freedesktop/network1"
 	managerIface = busName + ".Manager"
 )
 
