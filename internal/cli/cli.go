@@ -105,15 +105,21 @@ func newFlags(name string, stderr io.Writer, c *common, rootDefault string) *pfl
 	return fs
 }
 
-func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) bool {
+// parseFlags parses args; when the command must not go on, ok is false and status is the exit status (0 after
+// --help, which pflag has printed).
+func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) (status int, ok bool) {
 	if err := fs.Parse(args); err != nil {
-		return false
+		if err == pflag.ErrHelp {
+			return ExitOK, false
+		}
+		fmt.Fprintf(stderr, "symroute %s: %v\nUsage of symroute %s:\n%s", fs.Name(), err, fs.Name(), fs.FlagUsages())
+		return ExitInvalid, false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "symroute %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return false
+		return ExitInvalid, false
 	}
-	return true
+	return ExitOK, true
 }
 
 // loaded is a description that passed validation, with its plan.
@@ -172,8 +178,8 @@ func generateFiles(l loaded, c common) ([]generator.File, report.Report, error) 
 func check(args []string, stdout, stderr io.Writer) int {
 	var c common
 	fs := newFlags("check", stderr, &c, "")
-	if !parseFlags(fs, args, stderr) {
-		return ExitInvalid
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
 	}
 	l, status, ok := load(c, stderr)
 	if !ok {
@@ -199,8 +205,8 @@ func generate(args []string, stdout, stderr io.Writer) int {
 	var diff bool
 	fs := newFlags("generate", stderr, &c, "/")
 	fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing")
-	if !parseFlags(fs, args, stderr) {
-		return ExitInvalid
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
 	}
 	l, status, ok := load(c, stderr)
 	if !ok {

@@ -1,0 +1,133 @@
+package filesync
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/golden"
+)
+
+const header = generator.HeaderPrefix + " from test.\n"
+
+func write(t *testing.T, root, p, data string) {
+	t.Helper()
+	full := filepath.Join(root, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sync(t *testing.T, root string, want []generator.File) []Change {
+	t.Helper()
+	changes, err := Compute(root, want, generator.IsOwned, generator.OwnedGlobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Apply(root, changes); err != nil {
+		t.Fatal(err)
+	}
+	return changes
+}
+
+func summary(changes []Change) string {
+	var s []string
+	for _, c := range changes {
+		s = append(s, string(c.Kind)+" "+c.Path)
+	}
+	return strings.Join(s, "; ")
+}
+
+func TestSyncWritesRemovesAndLeavesOthersAlone(t *testing.T) {
+	root := t.TempDir()
+	// Stale: symroute's name and header. Kept: a hand-written file with symroute's name but no header, a
+	// foreign file with the header text but another name, and netplan's file.
+	write(t, root, "etc/systemd/network/10-symroute-old.network", header+"[Match]\nName=old\n")
+	write(t, root, "etc/systemd/network/10-netplan-x.network.d/90-symroute.conf", header)
+	write(t, root, "etc/systemd/network/10-symroute-mine.network", "# my own file\n")
+	write(t, root, "etc/systemd/network/50-other.network", header)
+	write(t, root, "run/systemd/network/10-netplan-x.network", "[Match]\nName=x\n")
+	want := []generator.File{
+		{Path: "etc/systemd/network/10-symroute-eth0.network", Mode: 0o644, Data: []byte(header + "new\n")},
+		{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header + "s\n")},
+	}
+	got := summary(sync(t, root, want))
+	wantChanges := "remove etc/systemd/network/10-netplan-x.network.d/90-symroute.conf; create etc/sysctl.d/90-symroute.conf; " +
+		"remove etc/systemd/network/10-symroute-old.network; create etc/systemd/network/10-symroute-eth0.network"
+	for _, c := range strings.Split(wantChanges, "; ") {
+		if !strings.Contains(got, c) {
+			t.Errorf("changes %q lack %q", got, c)
+		}
+	}
+	tree, err := golden.ReadTree(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kept := range []string{"etc/systemd/network/10-symroute-mine.network", "etc/systemd/network/50-other.network", "run/systemd/network/10-netplan-x.network"} {
+		if _, ok := tree[kept]; !ok {
+			t.Errorf("%s, not symroute's, was removed", kept)
+		}
+	}
+	for p := range tree {
+		if strings.Contains(filepath.Base(p), ".tmp-") {
+			t.Errorf("temporary file left behind: %s", p)
+		}
+	}
+	if again := sync(t, root, want); len(again) != 0 {
+		t.Errorf("second sync changed %s", summary(again))
+	}
+	want[0].Data = []byte(header + "changed\n")
+	if got := summary(sync(t, root, want)); got != "update etc/systemd/network/10-symroute-eth0.network" {
+		t.Errorf("after one file changed: %s", got)
+	}
+}
+
+func TestSyncRefusesSymlinksAndForeignFilesBeforeWriting(t *testing.T) {
+	for name, setup := range map[string]func(root string){
+		"symlink": func(root string) {
+			write(t, root, "elsewhere", "x")
+			os.MkdirAll(filepath.Join(root, "etc/sysctl.d"), 0o755)
+			if err := os.Symlink(filepath.Join(root, "elsewhere"), filepath.Join(root, "etc/sysctl.d/90-symroute.conf")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"foreign file": func(root string) { write(t, root, "etc/sysctl.d/90-symroute.conf", "net.ipv4.ip_forward = 1\n") },
+		"directory":    func(root string) { os.MkdirAll(filepath.Join(root, "etc/sysctl.d/90-symroute.conf"), 0o755) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			setup(root)
+			before, _ := golden.ReadTree(root)
+			want := []generator.File{
+				// Sorted first, so a writer that did not check everything up front would have written it.
+				{Path: "etc/aaa/10-symroute-first.conf", Mode: 0o644, Data: []byte(header)},
+				{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header)},
+			}
+			if _, err := Compute(root, want, generator.IsOwned, generator.OwnedGlobs); err == nil {
+				t.Fatal("Compute accepted the target")
+			}
+			after, _ := golden.ReadTree(root)
+			if len(after) != len(before) {
+				t.Errorf("files changed despite the refusal: %v -> %v", before, after)
+			}
+		})
+	}
+}
+
+func TestDiff(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "etc/sysctl.d/90-symroute.conf", header+"a = 1\n")
+	changes, err := Compute(root, []generator.File{{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header + "a = 2\n")}}, generator.IsOwned, generator.OwnedGlobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Diff(root, changes)
+	if !strings.Contains(d, "-a = 1\n+a = 2\n") || !strings.Contains(d, filepath.Join(root, "etc/sysctl.d/90-symroute.conf")) {
+		t.Errorf("diff:\n%s", d)
+	}
+}
