@@ -100,37 +100,62 @@ func Compute(root string, want []generator.File, owned Owned, globs []string) ([
 	return changes, nil
 }
 
-// Apply carries out changes under root: each file is written to a temporary file in its directory, synced and
-// renamed over the target, so a reader sees the old or the new file, never part of one.
-func Apply(root string, changes []Change) error {
-	for _, c := range changes {
-		full := filepath.Join(root, c.Path)
-		var err error
-		if c.Kind == Remove {
-			err = os.Remove(full)
-			if err == nil {
-				err = syncDir(filepath.Dir(full))
-			}
-		} else {
-			err = WriteAtomic(full, c.New, c.Mode)
+// Apply carries out changes under root in three steps: every new content is written to a temporary file beside
+// its target and synced; then the temporaries are renamed over their targets and stale files removed; then each
+// directory touched is synced once. A reader sees the old or the new file, never part of one, and a failure while
+// staging replaces nothing.
+func Apply(root string, changes []Change) (err error) {
+	type staged struct{ tmp, target string }
+	var stage []staged
+	defer func() {
+		for _, s := range stage {
+			os.Remove(s.tmp) // a no-op once renamed
 		}
+	}()
+	for _, c := range changes {
+		if c.Kind == Remove {
+			continue
+		}
+		target := filepath.Join(root, c.Path)
+		tmp, err := writeTemp(target, c.New, c.Mode)
 		if err != nil {
-			return fmt.Errorf("%s %s: %w", c.Kind, full, err)
+			return fmt.Errorf("%s %s: %w", c.Kind, target, err)
+		}
+		stage = append(stage, staged{tmp, target})
+	}
+	dirs := map[string]bool{}
+	for _, s := range stage {
+		if err := os.Rename(s.tmp, s.target); err != nil {
+			return fmt.Errorf("write %s: %w", s.target, err)
+		}
+		dirs[filepath.Dir(s.target)] = true
+	}
+	for _, c := range changes {
+		if c.Kind == Remove {
+			target := filepath.Join(root, c.Path)
+			if err := os.Remove(target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove %s: %w", target, err)
+			}
+			dirs[filepath.Dir(target)] = true
+		}
+	}
+	for dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("sync %s: %w", dir, err)
 		}
 	}
 	return nil
 }
 
-// WriteAtomic writes data to path through a temporary file, fsync and rename, then syncs the directory so the
-// rename survives a crash.
-func WriteAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir := filepath.Dir(path)
+// writeTemp writes data to a new temporary file in target's directory, with mode, and syncs it.
+func writeTemp(target string, data []byte, mode fs.FileMode) (name string, err error) {
+	dir := filepath.Dir(target)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(target)+".tmp-*")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer func() {
 		if err != nil {
@@ -139,21 +164,15 @@ func WriteAtomic(path string, data []byte, mode fs.FileMode) (err error) {
 		}
 	}()
 	if _, err = tmp.Write(data); err != nil {
-		return err
+		return "", err
 	}
 	if err = tmp.Chmod(mode.Perm()); err != nil {
-		return err
+		return "", err
 	}
 	if err = tmp.Sync(); err != nil {
-		return err
+		return "", err
 	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return tmp.Name(), tmp.Close()
 }
 
 func syncDir(dir string) error {

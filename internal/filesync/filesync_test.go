@@ -131,3 +131,24 @@ func TestDiff(t *testing.T) {
 		t.Errorf("diff:\n%s", d)
 	}
 }
+
+// TestApplyStagingFailureReplacesNothing: when one file cannot be staged, no other file is replaced either.
+func TestApplyStagingFailureReplacesNothing(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, "etc/a/10-symroute-x.conf", header+"old\n")
+	write(t, root, "etc/b", "a file where a directory should be\n")
+	err := Apply(root, []Change{
+		{Kind: Update, Path: "etc/a/10-symroute-x.conf", New: []byte(header + "new\n"), Mode: 0o644},
+		{Kind: Create, Path: "etc/b/10-symroute-y.conf", New: []byte(header), Mode: 0o644},
+	})
+	if err == nil {
+		t.Fatal("Apply succeeded with an unwritable target")
+	}
+	tree, _ := golden.ReadTree(root)
+	if got := string(tree["etc/a/10-symroute-x.conf"]); got != header+"old\n" {
+		t.Errorf("x was replaced although y failed: %q", got)
+	}
+	if len(tree) != 2 {
+		t.Errorf("temporary files left: %v", tree)
+	}
+}

@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,5 +140,36 @@ func TestNearestKey(t *testing.T) {
 		if got := nearest(in, fields); got != want {
 			t.Errorf("nearest(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestOverlapWarnings: each overlapping pair of subnets is reported once, at the later interface, whichever of
+// the two is the wider; subnets within one interface are not compared.
+func TestOverlapWarnings(t *testing.T) {
+	src := `version: 1
+interfaces:
+  - name: a
+    addresses: [10.0.0.1/24, 10.0.0.2/24, 10.0.0.3/25]
+  - name: b
+    addresses: [10.0.0.10/16, 10.0.0.11/16, 192.168.0.1/24]
+  - name: c
+    addresses: [192.168.0.130/25, 2001:db8::1/64]
+  - name: d
+    addresses: [2001:db8::2/48]
+`
+	_, rep := Parse([]byte(src))
+	var got []string
+	for _, e := range rep.Entries {
+		got = append(got, e.Path.String()+" "+strings.SplitN(e.Message, ": traffic", 2)[0])
+	}
+	want := []string{
+		"interfaces[1].addresses[0] subnet 10.0.0.0/16 overlaps a's 10.0.0.0/24",
+		"interfaces[1].addresses[0] subnet 10.0.0.0/16 overlaps a's 10.0.0.0/25",
+		"interfaces[2].addresses[0] subnet 192.168.0.128/25 overlaps b's 192.168.0.0/24",
+		"interfaces[3].addresses[0] subnet 2001:db8::/48 overlaps c's 2001:db8::/64",
+	}
+	slices.Sort(got)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

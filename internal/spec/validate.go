@@ -156,18 +156,46 @@ func checkGateway(h *Host, d *decoder, p report.Path, ifc Interface, v6 bool, er
 		gw, family, strings.Join(subnets, ", "))
 }
 
-// checkOverlaps warns when two interfaces share a subnet: the kernel's choice between them for that subnet in
-// main is arbitrary, though each interface's own table still answers from its addresses.
+// checkOverlaps warns when two interfaces share address space: the kernel's choice between them in main for that
+// space is arbitrary, though each interface's own table still answers from its addresses. Two prefixes overlap
+// only when one contains the other, so looking every subnet's supernets up in a map finds each overlapping pair
+// in linear time; each pair of subnets is reported once, at the later interface.
 func checkOverlaps(h *Host, warnf func(report.Path, string, ...any)) {
-	for i, a := range h.Interfaces {
-		for j := i + 1; j < len(h.Interfaces); j++ {
-			b := h.Interfaces[j]
-			for k, pa := range b.Addresses {
-				for _, qa := range a.Addresses {
-					if pa.Masked().Overlaps(qa.Masked()) {
-						warnf(report.Path{"interfaces", j, "addresses", k}, "subnet %s overlaps %s's %s: traffic from the host to that subnet without a chosen source leaves by whichever route main lists first",
-							pa.Masked(), interfaceLabel(a, i), qa.Masked())
+	type site struct{ iface, addr int }
+	bySubnet := map[netip.Prefix][]site{}
+	for i, ifc := range h.Interfaces {
+		for k, a := range ifc.Addresses {
+			s := a.Masked()
+			if sites := bySubnet[s]; len(sites) == 0 || sites[len(sites)-1].iface != i {
+				bySubnet[s] = append(sites, site{i, k})
+			}
+		}
+	}
+	type pair struct {
+		inner, outer netip.Prefix
+		a, b         int
+	}
+	seen := map[pair]bool{}
+	for i, ifc := range h.Interfaces {
+		for k, a := range ifc.Addresses {
+			inner := a.Masked()
+			for bits := inner.Bits(); bits >= 0; bits-- {
+				outer := netip.PrefixFrom(inner.Addr(), bits).Masked()
+				for _, o := range bySubnet[outer] {
+					if o.iface == i {
+						continue
 					}
+					later, laterAddr, laterNet, earlier, earlierNet := i, k, inner, o.iface, outer
+					if o.iface > i {
+						later, laterAddr, laterNet, earlier, earlierNet = o.iface, o.addr, outer, i, inner
+					}
+					key := pair{laterNet, earlierNet, earlier, later}
+					if seen[key] {
+						continue
+					}
+					seen[key] = true
+					warnf(report.Path{"interfaces", later, "addresses", laterAddr}, "subnet %s overlaps %s's %s: traffic from the host to that subnet without a chosen source leaves by whichever route main lists first",
+						laterNet, interfaceLabel(h.Interfaces[earlier], earlier), earlierNet)
 				}
 			}
 		}

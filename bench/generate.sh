@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Times `symroute generate` against `netplan generate` on equivalent descriptions: N interfaces with 8 addresses
+# each, every interface with its own table (subnet and gateway) and one source rule per address. Both run in the
+# same hyperfine invocation, which prints the ratios; peak memory comes from GNU time.
+#
+#   bench/generate.sh            # N = 1, 16, 256
+#   bench/generate.sh 64         # other sizes
+#
+# Needs: apt-get install -y netplan.io hyperfine time
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for tool in netplan hyperfine /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "bench: needs $tool (apt-get install -y netplan.io hyperfine time)" >&2; exit 2; }
+done
+sizes=("$@"); [ ${#sizes[@]} -gt 0 ] || sizes=(1 16 256)
+make -s build
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+
+# describe N writes the same host as a symroute description and as a netplan YAML.
+describe() {
+  local n=$1 dir=$2 i a table prio
+  mkdir -p "$dir/np/etc/netplan"
+  {
+    echo "version: 1"
+    echo "interfaces:"
+    for ((i = 0; i < n; i++)); do
+      echo "  - name: eth$i"
+      printf '    addresses: ['
+      for ((a = 1; a <= 8; a++)); do printf '10.%d.%d.%d/24%s' $((i / 250)) $((i % 250)) "$a" "$([ $a -lt 8 ] && echo ', ')"; done
+      echo ']'
+      echo "    gateway: 10.$((i / 250)).$((i % 250)).254"
+    done
+  } >"$dir/host.yaml"
+  {
+    echo "network:"
+    echo "  version: 2"
+    echo "  renderer: networkd"
+    echo "  ethernets:"
+    for ((i = 0; i < n; i++)); do
+      table=$((1000000 + i)) prio=$((20010 + 10 * i))
+      echo "    eth$i:"
+      printf '      addresses: ['
+      for ((a = 1; a <= 8; a++)); do printf '10.%d.%d.%d/24%s' $((i / 250)) $((i % 250)) "$a" "$([ $a -lt 8 ] && echo ', ')"; done
+      echo ']'
+      echo "      routes:"
+      echo "        - {to: 10.$((i / 250)).$((i % 250)).0/24, scope: link, table: $table}"
+      echo "        - {to: default, via: 10.$((i / 250)).$((i % 250)).254, table: $table}"
+      echo "      routing-policy:"
+      for ((a = 1; a <= 8; a++)); do echo "        - {from: 10.$((i / 250)).$((i % 250)).$a/32, table: $table, priority: $prio}"; done
+    done
+  } >"$dir/np/etc/netplan/50-bench.yaml"
+  chmod 600 "$dir/np/etc/netplan/50-bench.yaml"
+}
+
+rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+
+for n in "${sizes[@]}"; do
+  dir=$work/$n
+  describe "$n" "$dir"
+  echo
+  echo "## $n interface(s), 8 addresses each"
+  hyperfine -N --warmup 3 --min-runs 20 --style basic \
+    --prepare "rm -rf $dir/root" \
+    -n "symroute generate (writes every file)" "./symroute generate -c $dir/host.yaml --root $dir/root" \
+    -n "netplan generate" "netplan generate --root-dir $dir/np" \
+    -n "netplan's C generator alone" "/usr/libexec/netplan/generate --root-dir $dir/np"
+  ./symroute generate -c "$dir/host.yaml" --root "$dir/root" >/dev/null
+  hyperfine -N --warmup 3 --min-runs 20 --style basic \
+    -n "symroute generate (nothing changed)" "./symroute generate -c $dir/host.yaml --root $dir/root" \
+    -n "netplan generate" "netplan generate --root-dir $dir/np"
+  echo "peak RSS (KiB): symroute $(rss ./symroute generate -c "$dir/host.yaml" --root "$dir/root"), netplan generate $(rss netplan generate --root-dir "$dir/np"), netplan's C generator $(rss /usr/libexec/netplan/generate --root-dir "$dir/np")"
+done
