@@ -1,8 +1,8 @@
 // Package reservations is symroute's record of which routing tables, rule priorities and fwmark bits other
 // components on a node claim, so that symroute allocates around them and refuses pinned values inside them.
 //
-// Every claim carries where it was read. The figures come from the components' sources at the commits listed in
-// docs/reservations-sources.md; "derived" marks a value worked out from code rather than stated by the project.
+// Every component carries where its figures were read; SOURCES.md beside this file lists the commits. "Derived"
+// marks a value worked out from code rather than stated by the project.
 // Only claims in the host network namespace are listed: tables inside a pod's namespace cannot collide with ours.
 package reservations
 
