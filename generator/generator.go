@@ -117,6 +117,11 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 			g.render(NetworkDir+"/"+first.Name+".d/"+DropInName, "dropin.tmpl", view)
 		}
 	}
+	if opts.Root != nil {
+		if err := checkSysctlOverrides(opts.Root, p, &r); err != nil {
+			return nil, r, err
+		}
+	}
 	g.render(SysctlPath, "sysctl.tmpl", p)
 	g.render(RTTablesPath, "rt_tables.tmpl", p)
 	if p.KeepForeign {

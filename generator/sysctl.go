@@ -1,0 +1,138 @@
+package generator
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/report"
+	"github.com/symroute/symroute/internal/spec"
+)
+
+// sysctlDirs are systemd-sysctl's directories in precedence order: a file name in an earlier one masks the same
+// name in a later one, and all files are applied sorted by name, so a later file's assignment wins.
+var sysctlDirs = []string{"etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d"}
+
+// sysctlAssignment is one explicit key = value in a sysctl.d file.
+type sysctlAssignment struct {
+	file, value string
+}
+
+// checkSysctlOverrides warns where another sysctl.d file defeats symroute's rp_filter: by setting the same key in
+// a file that sorts after symroute's, or by setting conf.all above the interface's value (the kernel applies
+// max(all, interface)). Globs are left out: systemd-sysctl never lets a glob override an explicit key.
+func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
+	byName := map[string]string{}
+	for _, dir := range sysctlDirs {
+		entries, err := fs.ReadDir(root, dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", dir, err)
+		}
+		for _, e := range entries {
+			if _, masked := byName[e.Name()]; !masked && strings.HasSuffix(e.Name(), ".conf") {
+				byName[e.Name()] = path.Join(dir, e.Name())
+			}
+		}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+
+	ours := path.Base(SysctlPath)
+	last := map[string]sysctlAssignment{} // the assignment that wins, over every file but ours
+	after := map[string]sysctlAssignment{}
+	for _, name := range names {
+		p := byName[name]
+		data, err := fs.ReadFile(root, p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a dangling link, such as /etc/sysctl.d/99-sysctl.conf without /etc/sysctl.conf
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		if IsOwned(p, data) {
+			continue
+		}
+		for key, value := range parseSysctl(data) {
+			last[key] = sysctlAssignment{"/" + p, value}
+			if name > ours {
+				after[key] = sysctlAssignment{"/" + p, value}
+			}
+		}
+	}
+
+	all, allSet := last[normalizeSysctlKey("net.ipv4.conf.all.rp_filter")]
+	if p.Host.RPFilterAll != nil {
+		if a, ok := after[normalizeSysctlKey("net.ipv4.conf.all.rp_filter")]; ok {
+			warnAt(r, p.Host, report.Path{"rp_filter_all"}, "%s sets net.ipv4.conf.all.rp_filter = %s after symroute's %s, so it wins; remove it there or match it here", a.file, a.value, ours)
+		}
+		allSet = false // symroute's own all.rp_filter is what applies, or the warning above says why not
+	}
+	for _, ifc := range p.Interfaces {
+		at := report.Path{"interfaces", ifc.Position, "rp_filter"}
+		key := plan.SysctlKey(ifc.Name, "rp_filter")
+		if a, ok := after[normalizeSysctlKey(key)]; ok {
+			warnAt(r, p.Host, at, "%s sets %s = %s after symroute's %s, so it wins; remove it there or match it here", a.file, key, a.value, ours)
+			continue
+		}
+		if allSet && all.value > fmt.Sprint(int(ifc.RPFilter)) && validRPFilter(all.value) {
+			warnAt(r, p.Host, at, "%s cannot take effect: %s sets net.ipv4.conf.all.rp_filter = %s, and the kernel uses the larger of all and the interface's value; set rp_filter_all here to take it over",
+				ifc.RPFilter, all.file, all.value)
+		}
+	}
+	return nil
+}
+
+func validRPFilter(v string) bool { return v == "0" || v == "1" || v == "2" }
+
+func warnAt(r *report.Report, h *spec.Host, p report.Path, format string, args ...any) {
+	r.Add(report.Warning, p, h.Pos(p), format, args...)
+}
+
+// parseSysctl reads explicit assignments from a sysctl.d file, keyed by their /proc/sys path.
+func parseSysctl(data []byte) map[string]string {
+	out := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		key = strings.TrimPrefix(strings.TrimSpace(key), "-")
+		if !ok || strings.ContainsAny(key, "*?[") {
+			continue
+		}
+		out[normalizeSysctlKey(key)] = strings.TrimSpace(value)
+	}
+	return out
+}
+
+// normalizeSysctlKey turns a sysctl.d key into its /proc/sys path: when the first separator is a dot, dots and
+// slashes swap; when it is a slash, the key is a path already (sysctl.d(5)).
+func normalizeSysctlKey(key string) string {
+	i := strings.IndexAny(key, "./")
+	if i < 0 || key[i] == '/' {
+		return key
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.':
+			return '/'
+		case '/':
+			return '.'
+		}
+		return r
+	}, key)
+}
