@@ -61,6 +61,9 @@ type File struct {
 	Path string
 	Mode fs.FileMode
 	Data []byte
+	// For a .network file or drop-in: the interface it configures, and the absolute path of the .network file
+	// networkd should report applying to that link, which verify checks.
+	Interface, Configures string
 }
 
 // Options are the inputs beside the plan.
@@ -100,6 +103,7 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 				continue
 			}
 			g.render(own, "network.tmpl", view)
+			g.last().Interface, g.last().Configures = ifc.Name, "/"+own
 		case spec.ModeDropIn:
 			if !found {
 				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
@@ -115,6 +119,7 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 			}
 			view.Target = "/" + first.Path
 			g.render(NetworkDir+"/"+first.Name+".d/"+DropInName, "dropin.tmpl", view)
+			g.last().Interface, g.last().Configures = ifc.Name, "/"+first.Path
 		}
 	}
 	if opts.Root != nil {
@@ -180,10 +185,29 @@ func withSource(data any, source string) any {
 	return data
 }
 
+// last returns the file rendered last; only called right after a successful render.
+func (g *gen) last() *File {
+	if g.err != nil {
+		return &File{}
+	}
+	return &g.files[len(g.files)-1]
+}
+
 var blankRuns = regexp.MustCompile(`\n{3,}`)
 
 // tidy collapses the blank-line runs the templates' conditionals leave, and ends the file with one newline.
 func tidy(b []byte) []byte {
 	b = blankRuns.ReplaceAll(b, []byte("\n\n"))
 	return append(bytes.TrimRight(b, "\n"), '\n')
+}
+
+// ExpectedNetworkFiles maps each interface to the .network file networkd should apply to it.
+func ExpectedNetworkFiles(files []File) map[string]string {
+	out := map[string]string{}
+	for _, f := range files {
+		if f.Interface != "" {
+			out[f.Interface] = f.Configures
+		}
+	}
+	return out
 }

@@ -119,20 +119,4 @@ func parseSysctl(data []byte) map[string]string {
 	return out
 }
 
-// normalizeSysctlKey turns a sysctl.d key into its /proc/sys path: when the first separator is a dot, dots and
-// slashes swap; when it is a slash, the key is a path already (sysctl.d(5)).
-func normalizeSysctlKey(key string) string {
-	i := strings.IndexAny(key, "./")
-	if i < 0 || key[i] == '/' {
-		return key
-	}
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '.':
-			return '/'
-		case '/':
-			return '.'
-		}
-		return r
-	}, key)
-}
+func normalizeSysctlKey(key string) string { return plan.ProcPath(key) }

@@ -41,6 +41,8 @@ const usage = `symroute: source-based policy routing for multi-homed hosts, thro
 Usage:
   symroute check [-c FILE] [--root DIR] [--strict]
   symroute generate [-c FILE] [--root DIR] [--diff] [--strict]
+  symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback]
+  symroute verify [-c FILE] [--root DIR] [-o text|json] [--textfile PATH]
   symroute schema
   symroute reservations
   symroute --version
@@ -48,6 +50,8 @@ Usage:
 Commands:
   check         validate the description and show the tables and priorities chosen, and why
   generate      write the networkd, sysctl.d and iproute2 files under --root (default /)
+  apply         generate, reload networkd over D-Bus, apply sysctls, verify; roll back if verification fails
+  verify        compare the live rules, routes, rp_filter and networkd state with the description (read-only)
   schema        print the description's JSON Schema
   reservations  list the tables, priorities and fwmarks other components claim
 
@@ -65,6 +69,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return check(args[1:], stdout, stderr)
 	case "generate":
 		return generate(args[1:], stdout, stderr)
+	case "verify":
+		return verify(args[1:], stdout, stderr)
+	case "apply":
+		return applyCmd(args[1:], stdout, stderr)
 	case "schema":
 		return noFlags("schema", args[1:], stderr, func() { stdout.Write(schemas.HostV1) })
 	case "reservations":

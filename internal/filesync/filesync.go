@@ -204,3 +204,9 @@ func Diff(root string, changes []Change) string {
 	}
 	return b.String()
 }
+
+// WriteFile replaces the file at path atomically, as Apply does: node_exporter's textfile collector, for one,
+// must never read half a file.
+func WriteFile(path string, data []byte, mode fs.FileMode) error {
+	return Apply(filepath.Dir(path), []Change{{Kind: Update, Path: filepath.Base(path), New: data, Mode: mode}})
+}

@@ -121,3 +121,72 @@ func prefix(n *net.IPNet) netip.Prefix {
 	ones, _ := n.Mask.Size()
 	return netip.PrefixFrom(a.Unmap(), ones)
 }
+
+// RouteAnswer is the kernel's answer to "how would a packet from src to dst leave?".
+type RouteAnswer struct {
+	LinkIndex int
+	Table     uint32
+	Gateway   netip.Addr
+}
+
+// RouteGet asks the kernel which route a packet from src to dst takes, through the policy rules, as
+// `ip route get <dst> from <src>` does.
+func (r *Reader) RouteGet(src, dst netip.Addr) (RouteAnswer, error) {
+	routes, err := r.h.RouteGetWithOptions(net.IP(dst.AsSlice()), &netlink.RouteGetOptions{SrcAddr: net.IP(src.AsSlice())})
+	if err != nil {
+		return RouteAnswer{}, fmt.Errorf("route get %s from %s: %w", dst, src, err)
+	}
+	if len(routes) == 0 {
+		return RouteAnswer{}, fmt.Errorf("route get %s from %s: no answer", dst, src)
+	}
+	a := RouteAnswer{LinkIndex: routes[0].LinkIndex, Table: uint32(routes[0].Table)}
+	if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok {
+		a.Gateway = gw.Unmap()
+	}
+	return a, nil
+}
+
+// LinkIndex returns the index of the link named name; ok is false when there is none.
+func (r *Reader) LinkIndex(name string) (index int, ok bool, err error) {
+	l, err := r.h.LinkByName(name)
+	var notFound netlink.LinkNotFoundError
+	if errors.As(err, &notFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("look up link %s: %w", name, err)
+	}
+	return l.Attrs().Index, true, nil
+}
+
+// LinkName returns the name of the link with index.
+func (r *Reader) LinkName(index int) (string, error) {
+	l, err := r.h.LinkByIndex(index)
+	if err != nil {
+		return "", fmt.Errorf("look up link %d: %w", index, err)
+	}
+	return l.Attrs().Name, nil
+}
+
+// DeleteRule removes one rule, matched on family, priority, selector and table. It is the only write symroute
+// makes over netlink: networkd, told to keep foreign rules, no longer removes rules symroute dropped from its
+// files once it has restarted and forgotten them.
+func (r *Reader) DeleteRule(rule Rule) error {
+	nr := netlink.NewRule()
+	nr.Family = rule.Family
+	nr.Priority = int(rule.Priority)
+	nr.Table = int(rule.Table)
+	nr.Src = ipNet(rule.From)
+	nr.Dst = ipNet(rule.To)
+	if err := r.h.RuleDel(nr); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("delete rule %d: %w", rule.Priority, err)
+	}
+	return nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	if !p.IsValid() {
+		return nil
+	}
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}

@@ -226,7 +226,11 @@ func StartNetworkd(t testing.TB, ns *Netns, bus *Bus, root string) *Networkd {
 	fmt.Fprintf(&script, "exec %s\n", NetworkdBinary)
 
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, "unshare", "--mount", "--propagation", "private", "sh", "-c", script.String())
-	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address, "SYSTEMD_LOG_LEVEL=info", "SYSTEMD_LOG_TARGET=console")
+	level := "info"
+	if l := os.Getenv("SYMROUTE_TEST_NETWORKD_LOG_LEVEL"); l != "" {
+		level = l // debug shows why a link waits
+	}
+	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address, "SYSTEMD_LOG_LEVEL="+level, "SYSTEMD_LOG_TARGET=console")
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	n := &Networkd{Bus: bus, log: log, exited: start(t, cmd, "systemd-networkd")}
@@ -295,4 +299,27 @@ func (n *Networkd) WaitConfigured(t testing.TB, ns *Netns, limit time.Duration, 
 		}
 		return all
 	}, func() string { return fmt.Sprintf("links configured: %v", states) })
+}
+
+// WaitReady waits until networkd answers on its bus, as it does once it has enumerated the links.
+func (n *Networkd) WaitReady(t testing.TB) {
+	t.Helper()
+	var last error
+	waitFor(t, 20*time.Second, func() bool {
+		select {
+		case <-n.exited:
+			t.Fatalf("systemd-networkd exited; log:\n%s", n.Log())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		client, err := dialNetworkd(ctx, n.Bus.Address)
+		if err != nil {
+			last = err
+			return false
+		}
+		defer client.Close()
+		_, last = client.state(ctx, 1) // lo
+		return last == nil
+	}, func() string { return fmt.Sprintf("networkd on the bus: %v", last) })
 }

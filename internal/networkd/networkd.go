@@ -22,19 +22,37 @@ type Client struct {
 }
 
 // Dial connects to the system bus at address; an empty address means the system bus, which honours
-// DBUS_SYSTEM_BUS_ADDRESS.
+// DBUS_SYSTEM_BUS_ADDRESS. ctx bounds the connecting only: godbus's WithContext would tie the connection's whole
+// life to it.
 func Dial(ctx context.Context, address string) (*Client, error) {
-	var conn *dbus.Conn
-	var err error
-	if address == "" {
-		conn, err = dbus.ConnectSystemBus(dbus.WithContext(ctx))
-	} else {
-		conn, err = dbus.Connect(address, dbus.WithContext(ctx))
+	type result struct {
+		conn *dbus.Conn
+		err  error
 	}
-	if err != nil {
-		return nil, fmt.Errorf("connect to the system bus: %w", err)
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		if address == "" {
+			r.conn, r.err = dbus.ConnectSystemBus()
+		} else {
+			r.conn, r.err = dbus.Connect(address)
+		}
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("connect to the system bus: %w", r.err)
+		}
+		return &Client{conn: r.conn}, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect to the system bus: %w", ctx.Err())
 	}
-	return &Client{conn: conn}, nil
 }
 
 // Close closes the connection.
@@ -74,4 +92,13 @@ func (c *Client) DescribeLink(ctx context.Context, ifindex int) (Link, error) {
 		return Link{}, fmt.Errorf("networkd DescribeLink %d: %w", ifindex, err)
 	}
 	return l, nil
+}
+
+// ReconfigureLink makes networkd apply its configuration to the link again, restoring rules and routes that were
+// removed behind its back.
+func (c *Client) ReconfigureLink(ctx context.Context, ifindex int) error {
+	if err := c.call(ctx, "ReconfigureLink", int32(ifindex)).Err; err != nil {
+		return fmt.Errorf("networkd ReconfigureLink %d: %w", ifindex, err)
+	}
+	return nil
 }

@@ -164,6 +164,29 @@ func sysctls(h *spec.Host) []Sysctl {
 	return out
 }
 
+// ProcPath returns the path under /proc/sys that a sysctl.d key names: when the key's first separator is a dot,
+// dots and slashes swap; when it is a slash, the key is the path already (sysctl.d(5)).
+func ProcPath(key string) string {
+	for _, c := range key {
+		if c == '/' {
+			return key
+		}
+		if c == '.' {
+			break
+		}
+	}
+	out := []rune(key)
+	for i, c := range out {
+		switch c {
+		case '.':
+			out[i] = '/'
+		case '/':
+			out[i] = '.'
+		}
+	}
+	return string(out)
+}
+
 // SysctlKey returns the sysctl.d key for an IPv4 interface setting. A name with a dot (a VLAN such as eth0.100)
 // needs the slash form, where dots are literal (sysctl.d(5)).
 func SysctlKey(ifname, setting string) string {

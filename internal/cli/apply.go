@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/symroute/symroute/internal/apply"
+	"github.com/symroute/symroute/internal/kernel"
+	"github.com/symroute/symroute/internal/networkd"
+	"github.com/symroute/symroute/internal/sysctl"
+)
+
+// LockPath is where apply serialises runs, relative to --root.
+const LockPath = "run/symroute.lock"
+
+func applyCmd(args []string, stdout, stderr io.Writer) int {
+	var c common
+	var timeout time.Duration
+	var noRollback bool
+	fs := newFlags("apply", stderr, &c, "/")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the links and for verification before rolling back")
+	fs.BoolVar(&noRollback, "no-rollback", false, "keep the new files when verification fails")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	l, status, ok := load(c, stderr)
+	if !ok {
+		return status
+	}
+	if stopOnReport(l.rep, c, stderr) {
+		return ExitInvalid
+	}
+	files, genRep, err := generateFiles(l, c)
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute: %v\n", err)
+		return ExitSystem
+	}
+	if stopOnReport(genRep, c, stderr) {
+		return ExitInvalid
+	}
+
+	ctx := context.Background()
+	release, err := apply.Lock(ctx, filepath.Join(c.root, LockPath), timeout, func(holder string) {
+		fmt.Fprintf(stderr, "symroute apply: waiting for %s to finish\n", holder)
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute apply: %v\n", err)
+		return ExitSystem
+	}
+	defer release()
+
+	dctx, cancel := context.WithTimeout(ctx, busTimeout)
+	client, err := networkd.Dial(dctx, "")
+	cancel()
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute apply: %v; is systemd-networkd running? nothing was written\n", err)
+		return ExitSystem
+	}
+	defer client.Close()
+
+	out, err := apply.Run(ctx, l.plan, files, apply.Options{
+		Root: c.root, Timeout: timeout, NoRollback: noRollback, Poll: 200 * time.Millisecond, Log: stdout,
+	}, apply.Deps{
+		Kernel: kernel.NewReader(nil), Networkd: client, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, ProcSys: "/proc/sys",
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute apply: %v\n", err)
+		if out.RolledBack {
+			fmt.Fprintf(stderr, "symroute apply: the previous files were restored\n")
+		}
+		return ExitSystem
+	}
+	if out.Result.OK() {
+		printResult(stdout, stderr, c.config, out.Result)
+		return ExitOK
+	}
+	printResult(stdout, stderr, c.config, out.Result)
+	switch {
+	case out.RolledBack && out.PreviousBack:
+		fmt.Fprintf(stderr, "symroute apply: verification failed within %v; the previous files are restored and the previous state verified\n", timeout)
+	case out.RolledBack:
+		fmt.Fprintf(stderr, "symroute apply: verification failed within %v; the previous files are restored, but the state differs from before:\n  %s\n", timeout, strings.Join(out.PreviousDiff, "\n  "))
+	case noRollback && len(out.Changes) > 0:
+		fmt.Fprintf(stderr, "symroute apply: verification failed within %v; the new files were kept (--no-rollback)\n", timeout)
+	default:
+		fmt.Fprintf(stderr, "symroute apply: verification failed within %v\n", timeout)
+	}
+	return ExitFailed
+}

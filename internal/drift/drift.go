@@ -1,0 +1,338 @@
+// Package drift compares the plan with a snapshot of the live state and names every difference: a rule missing,
+// a table emptied, a foreign rule at one of symroute's priorities, a probe answered by the wrong table, an
+// rp_filter that is not in effect, a link configured by another file. It is pure: the snapshot is gathered
+// elsewhere (internal/state).
+package drift
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/symroute/symroute/internal/kernel"
+	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/report"
+	"github.com/symroute/symroute/internal/reservations"
+	"github.com/symroute/symroute/internal/spec"
+)
+
+// Snapshot is the live state verify compares with the plan.
+type Snapshot struct {
+	Rules []kernel.Rule
+	// Routes holds the routes of each table symroute owns, and of main.
+	Routes map[uint32][]kernel.Route
+	// Links maps link names to indexes.
+	Links map[string]int
+	// RPFilter holds net.ipv4.conf.all.rp_filter under "all" and each interface's value under its name.
+	RPFilter map[string]int
+	// NetworkFiles maps a link name to the .network file networkd applied to it; nil when networkd did not
+	// answer, so the check is skipped rather than failed.
+	NetworkFiles map[string]string
+	Probes       []ProbeResult
+	// Notes say what could not be read, such as networkd not answering.
+	Notes []string
+}
+
+// Kind classifies a finding; the names are stable, for -o json and metrics.
+type Kind string
+
+const (
+	RuleMissing     Kind = "rule_missing"
+	RuleForeign     Kind = "rule_foreign"
+	RouteMissing    Kind = "route_missing"
+	RouteUnexpected Kind = "route_unexpected"
+	TableEmpty      Kind = "table_empty"
+	ProbeWrong      Kind = "probe_wrong_path"
+	RPFilterWrong   Kind = "rp_filter"
+	NetworkFile     Kind = "network_file"
+	LinkMissing     Kind = "link_missing"
+)
+
+// Finding is one difference between the plan and the live state.
+type Finding struct {
+	Kind      Kind   `json:"kind"`
+	Interface string `json:"interface,omitempty"`
+	Message   string `json:"message"`
+	// Path, Line and Column say where the description asks for what drifted.
+	Path   string `json:"path,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
+}
+
+// Result is what verify found and how much it checked.
+type Result struct {
+	Findings []Finding `json:"findings"`
+	Checked  struct {
+		Rules    int  `json:"rules"`
+		Routes   int  `json:"routes"`
+		Probes   int  `json:"probes"`
+		Links    int  `json:"links"`
+		Sysctls  int  `json:"sysctls"`
+		Networkd bool `json:"networkd"`
+	} `json:"checked"`
+	// Notes say what could not be checked and why.
+	Notes []string `json:"notes,omitempty"`
+	// Interfaces are the interfaces checked, by name.
+	Interfaces []string `json:"interfaces"`
+}
+
+// OK reports whether nothing drifted.
+func (r Result) OK() bool { return len(r.Findings) == 0 }
+
+// Compare checks snap against p. expectedFiles maps an interface to the .network file networkd should apply to
+// it (symroute's own, or the file its drop-in extends).
+func Compare(p *plan.Plan, snap Snapshot, expectedFiles map[string]string) Result {
+	c := &comparer{p: p, snap: snap}
+	c.rules()
+	c.routes()
+	c.probes()
+	c.rpFilter()
+	c.networkFiles(expectedFiles)
+	c.res.Notes = snap.Notes
+	for _, ifc := range p.Interfaces {
+		c.res.Interfaces = append(c.res.Interfaces, ifc.Name)
+	}
+	return c.res
+}
+
+type comparer struct {
+	p    *plan.Plan
+	snap Snapshot
+	res  Result
+}
+
+func (c *comparer) add(kind Kind, ifname string, origin report.Path, format string, args ...any) {
+	f := Finding{Kind: kind, Interface: ifname, Message: fmt.Sprintf(format, args...)}
+	if origin != nil {
+		pos := c.p.Host.Pos(origin)
+		f.Path, f.Line, f.Column = origin.String(), pos.Line, pos.Column
+	}
+	c.res.Findings = append(c.res.Findings, f)
+}
+
+// RuleString renders a rule as `ip rule` would.
+func RuleString(prio uint32, from, to netip.Prefix, table uint32) string {
+	sel := "from all"
+	if from.IsValid() {
+		sel = "from " + hostOrPrefix(from)
+	}
+	if to.IsValid() {
+		sel += " to " + hostOrPrefix(to)
+	}
+	t := fmt.Sprint(table)
+	if table == plan.MainTable {
+		t = "main"
+	}
+	return fmt.Sprintf("%d: %s lookup %s", prio, sel, t)
+}
+
+func hostOrPrefix(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+type ruleKey struct {
+	prio, table uint32
+	from, to    netip.Prefix
+}
+
+func (c *comparer) rules() {
+	ours := map[uint32]string{}
+	want := map[ruleKey]plan.Rule{}
+	owner := map[ruleKey]string{}
+	for _, r := range c.p.ClusterRules {
+		ours[r.Priority] = "the cluster_cidrs rules"
+		want[ruleKey{r.Priority, r.Table, r.From, r.To}] = r
+	}
+	for _, ifc := range c.p.Interfaces {
+		ours[ifc.Priority] = ifc.Name + "'s rules"
+		for _, r := range ifc.Rules {
+			k := ruleKey{r.Priority, r.Table, r.From, r.To}
+			want[k], owner[k] = r, ifc.Name
+		}
+	}
+	got := map[ruleKey]bool{}
+	for _, kr := range c.snap.Rules {
+		if _, mine := ours[kr.Priority]; !mine {
+			continue
+		}
+		k := ruleKey{kr.Priority, kr.Table, kr.From, kr.To}
+		got[k] = true
+		if _, planned := want[k]; !planned {
+			c.add(RuleForeign, "", nil, "rule %s sits at priority %d, which symroute uses for %s; it is not in the plan (a stale rule of symroute's is removed by the next apply; another program's must move)",
+				RuleString(kr.Priority, kr.From, kr.To, kr.Table), kr.Priority, ours[kr.Priority])
+		}
+	}
+	keys := make([]ruleKey, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return ruleLess(keys[i], keys[j]) })
+	for _, k := range keys {
+		c.res.Checked.Rules++
+		if !got[k] {
+			r := want[k]
+			c.add(RuleMissing, owner[k], r.Origin, "rule %s is missing", RuleString(r.Priority, r.From, r.To, r.Table))
+		}
+	}
+}
+
+func ruleLess(a, b ruleKey) bool {
+	if a.prio != b.prio {
+		return a.prio < b.prio
+	}
+	if a.from != b.from {
+		return a.from.String() < b.from.String()
+	}
+	return a.to.String() < b.to.String()
+}
+
+// RouteString renders a route as `ip route` would.
+func RouteString(dst netip.Prefix, gw netip.Addr, table uint32) string {
+	s := "default"
+	if dst.IsValid() {
+		s = dst.String()
+	}
+	if gw.IsValid() {
+		s += " via " + gw.String()
+	}
+	return fmt.Sprintf("%s table %d", s, table)
+}
+
+type routeKey struct {
+	dst netip.Prefix
+	gw  netip.Addr
+}
+
+func (c *comparer) routes() {
+	for _, ifc := range c.p.Interfaces {
+		index, linked := c.snap.Links[ifc.Name]
+		c.res.Checked.Links++
+		if !linked {
+			c.add(LinkMissing, ifc.Name, report.Path{"interfaces", ifc.Position, "name"}, "link %s does not exist", ifc.Name)
+			continue
+		}
+		live := c.snap.Routes[ifc.Table]
+		if len(live) == 0 && len(ifc.TableRoutes) > 0 {
+			c.add(TableEmpty, ifc.Name, report.Path{"interfaces", ifc.Position}, "table %d (%s) is empty%s", ifc.Table, ifc.TableName, claimedBy(c.p.Host, ifc.Table))
+			c.res.Checked.Routes += len(ifc.TableRoutes)
+			continue
+		}
+		got := map[routeKey]kernel.Route{}
+		for _, r := range live {
+			got[routeKey{r.Destination, r.Gateway}] = r
+		}
+		want := map[routeKey]bool{}
+		for _, r := range ifc.TableRoutes {
+			c.res.Checked.Routes++
+			k := routeKey{r.Destination, r.Gateway}
+			want[k] = true
+			lr, ok := got[k]
+			switch {
+			case !ok:
+				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s is missing", RouteString(r.Destination, r.Gateway, r.Table))
+			case lr.LinkIndex != index:
+				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s leaves by link %d, not %s", RouteString(r.Destination, r.Gateway, r.Table), lr.LinkIndex, ifc.Name)
+			}
+		}
+		for _, r := range live {
+			if !want[routeKey{r.Destination, r.Gateway}] {
+				c.add(RouteUnexpected, ifc.Name, nil, "route %s is in symroute's table but not in the plan", RouteString(r.Destination, r.Gateway, ifc.Table))
+			}
+		}
+	}
+}
+
+// claimedBy names the components whose claims include table, declared ones first: the likeliest culprits for an
+// emptied table.
+func claimedBy(h *spec.Host, table uint32) string {
+	var names []string
+	declared := map[string]bool{}
+	for _, c := range h.Components {
+		declared[c.Name] = true
+	}
+	for _, c := range reservations.Components {
+		for _, cl := range c.Tables {
+			if cl.Contains(table) {
+				label := c.Name
+				if declared[c.Name] {
+					label += " (declared)"
+				}
+				names = append(names, label)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return "; it lies in the claim of " + strings.Join(names, ", ")
+}
+
+func (c *comparer) probes() {
+	for _, pr := range c.snap.Probes {
+		c.res.Checked.Probes++
+		ifc := c.p.Interfaces[pr.Position]
+		what := fmt.Sprintf("a reply from %s to %s (%s)", pr.Src, pr.Dst, pr.Why)
+		switch {
+		case pr.Err != "":
+			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s: the kernel gave no route: %s", what, pr.Err)
+		case pr.Answer.Table != ifc.Table || pr.Answer.LinkIndex != c.snap.Links[ifc.Name]:
+			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s would leave by %s through table %d, not by %s through %s (%d)",
+				what, c.linkName(pr.Answer.LinkIndex), pr.Answer.Table, ifc.Name, ifc.TableName, ifc.Table)
+		}
+	}
+}
+
+func (c *comparer) linkName(index int) string {
+	for name, i := range c.snap.Links {
+		if i == index {
+			return name
+		}
+	}
+	return fmt.Sprintf("link %d", index)
+}
+
+func (c *comparer) rpFilter() {
+	if c.snap.RPFilter == nil {
+		return
+	}
+	all, allKnown := c.snap.RPFilter["all"]
+	for _, ifc := range c.p.Interfaces {
+		v, ok := c.snap.RPFilter[ifc.Name]
+		if !ok || !allKnown {
+			continue // the link is missing, reported above
+		}
+		c.res.Checked.Sysctls++
+		effective := max(all, v)
+		want := int(ifc.RPFilter)
+		if c.p.Host.RPFilterAll != nil {
+			want = max(want, int(*c.p.Host.RPFilterAll))
+		}
+		if effective != want {
+			c.add(RPFilterWrong, ifc.Name, report.Path{"interfaces", ifc.Position, "rp_filter"}, "effective rp_filter of %s is %s (the larger of all=%d and %s=%d), want %s",
+				ifc.Name, spec.RPFilter(effective), all, ifc.Name, v, spec.RPFilter(want))
+		}
+	}
+}
+
+func (c *comparer) networkFiles(expected map[string]string) {
+	if c.snap.NetworkFiles == nil {
+		return
+	}
+	c.res.Checked.Networkd = true
+	for _, ifc := range c.p.Interfaces {
+		want, known := expected[ifc.Name]
+		got, linked := c.snap.NetworkFiles[ifc.Name]
+		if !known || !linked {
+			continue
+		}
+		if got == "" {
+			c.add(NetworkFile, ifc.Name, report.Path{"interfaces", ifc.Position, "mode"}, "networkd does not manage %s; expected it to apply %s", ifc.Name, want)
+		} else if got != want {
+			c.add(NetworkFile, ifc.Name, report.Path{"interfaces", ifc.Position, "mode"}, "networkd configured %s with %s, not %s", ifc.Name, got, want)
+		}
+	}
+}

@@ -1,0 +1,141 @@
+// Package state gathers the live state drift compares with the plan: rules and owned tables over netlink, the
+// kernel's answers to the symmetry probes, effective rp_filter from /proc/sys, and which .network file networkd
+// applied to each link over D-Bus. It only reads.
+package state
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/symroute/symroute/internal/drift"
+	"github.com/symroute/symroute/internal/kernel"
+	"github.com/symroute/symroute/internal/networkd"
+	"github.com/symroute/symroute/internal/plan"
+)
+
+// Kernel is what state reads from the kernel; *kernel.Reader implements it.
+type Kernel interface {
+	Rules() ([]kernel.Rule, error)
+	Routes(table uint32) ([]kernel.Route, error)
+	LinkIndex(name string) (int, bool, error)
+	LinkName(index int) (string, error)
+	RouteGet(src, dst netip.Addr) (kernel.RouteAnswer, error)
+}
+
+// Networkd is what state asks networkd; *networkd.Client implements it.
+type Networkd interface {
+	DescribeLink(ctx context.Context, ifindex int) (networkd.Link, error)
+}
+
+// Sources are where the state is read from.
+type Sources struct {
+	Kernel Kernel
+	// Networkd may be nil, or fail: the network-file check is then skipped with a note.
+	Networkd Networkd
+	// ProcSys is the sysctl tree, /proc/sys on a host.
+	ProcSys string
+}
+
+// Gather reads the snapshot for p. An error means the state could not be read at all.
+func Gather(ctx context.Context, p *plan.Plan, src Sources) (drift.Snapshot, error) {
+	snap := drift.Snapshot{Routes: map[uint32][]kernel.Route{}, Links: map[string]int{}, RPFilter: map[string]int{}}
+	var err error
+	if snap.Rules, err = src.Kernel.Rules(); err != nil {
+		return snap, err
+	}
+	for _, ifc := range p.Interfaces {
+		if _, done := snap.Routes[ifc.Table]; !done {
+			if snap.Routes[ifc.Table], err = src.Kernel.Routes(ifc.Table); err != nil {
+				return snap, err
+			}
+		}
+		index, ok, err := src.Kernel.LinkIndex(ifc.Name)
+		if err != nil {
+			return snap, err
+		}
+		if ok {
+			snap.Links[ifc.Name] = index
+		}
+	}
+
+	for _, pr := range drift.Probes(p) {
+		if _, linked := snap.Links[p.Interfaces[pr.Position].Name]; !linked {
+			continue
+		}
+		res := drift.ProbeResult{Probe: pr}
+		if res.Answer, err = src.Kernel.RouteGet(pr.Src, pr.Dst); err != nil {
+			res.Err = err.Error()
+		} else if _, known := nameOf(snap.Links, res.Answer.LinkIndex); !known {
+			if name, err := src.Kernel.LinkName(res.Answer.LinkIndex); err == nil {
+				snap.Links[name] = res.Answer.LinkIndex
+			}
+		}
+		snap.Probes = append(snap.Probes, res)
+	}
+
+	if v, err := readInt(src.ProcSys, "net/ipv4/conf/all/rp_filter"); err == nil {
+		snap.RPFilter["all"] = v
+	} else {
+		snap.Notes = append(snap.Notes, fmt.Sprintf("rp_filter not checked: %v", err))
+	}
+	for _, ifc := range p.Interfaces {
+		if _, linked := snap.Links[ifc.Name]; !linked {
+			continue
+		}
+		if v, err := readInt(src.ProcSys, "net/ipv4/conf/"+ifc.Name+"/rp_filter"); err == nil {
+			snap.RPFilter[ifc.Name] = v
+		}
+	}
+
+	if src.Networkd != nil {
+		files := map[string]string{}
+		for _, ifc := range p.Interfaces {
+			index, linked := snap.Links[ifc.Name]
+			if !linked {
+				continue
+			}
+			l, err := src.Networkd.DescribeLink(ctx, index)
+			if err != nil {
+				snap.Notes = append(snap.Notes, fmt.Sprintf("which .network file networkd applied was not checked: %v", err))
+				files = nil
+				break
+			}
+			files[ifc.Name] = l.NetworkFile
+		}
+		snap.NetworkFiles = files
+	} else {
+		snap.Notes = append(snap.Notes, "which .network file networkd applied was not checked: no system bus")
+	}
+	return snap, nil
+}
+
+func nameOf(links map[string]int, index int) (string, bool) {
+	for name, i := range links {
+		if i == index {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+func readInt(procSys, key string) (int, error) {
+	data, err := os.ReadFile(filepath.Join(procSys, key))
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(data)))
+}
+
+// Verify gathers the live state and compares it with p.
+func Verify(ctx context.Context, p *plan.Plan, expectedFiles map[string]string, src Sources) (drift.Result, error) {
+	snap, err := Gather(ctx, p, src)
+	if err != nil {
+		return drift.Result{}, err
+	}
+	return drift.Compare(p, snap, expectedFiles), nil
+}
