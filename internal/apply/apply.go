@@ -44,7 +44,9 @@ type Deps struct {
 	Kernel   Kernel
 	Networkd Networkd
 	Sysctl   Sysctl
-	ProcSys  string
+	// RestartNetworkd restarts systemd-networkd through systemd, for settings networkd reads only at start.
+	RestartNetworkd func(ctx context.Context) error
+	ProcSys         string
 }
 
 // Options tune a run.
@@ -113,7 +115,7 @@ func (r *run) run(ctx context.Context) (Outcome, error) {
 		for _, c := range changes {
 			r.logf("%s %s", c.Kind, "/"+c.Path)
 		}
-		if err := r.reload(ctx, sysctlChanged(changes)); err != nil {
+		if err := r.reload(ctx, sysctlChanged(changes), changed(changes, generator.NetworkdConfPath)); err != nil {
 			return r.out, r.rollbackAfter(ctx, changes, before, err)
 		}
 	} else {
@@ -152,13 +154,25 @@ func (r *run) run(ctx context.Context) (Outcome, error) {
 }
 
 // reload has networkd re-read its files and applies the sysctls when their file changed, then waits until the
-// managed links are configured.
-func (r *run) reload(ctx context.Context, sysctls bool) error {
-	if err := r.deps.Networkd.Reload(ctx); err != nil {
-		return err
+// managed links are configured. networkd reads networkd.conf.d only when it starts, so when that drop-in changed
+// networkd is restarted instead: a reload would reconfigure links while it still deletes foreign rules.
+func (r *run) reload(ctx context.Context, sysctls, restart bool) error {
+	restarted := false
+	if restart && r.deps.RestartNetworkd != nil {
+		if err := r.deps.RestartNetworkd(ctx); err != nil {
+			r.logf("%s changed, but systemd-networkd could not be restarted (%v): restart it for ManageForeignRoutingPolicyRules=no to take effect", "/"+generator.NetworkdConfPath, err)
+		} else {
+			restarted = true
+			r.logf("restarted systemd-networkd to read %s", "/"+generator.NetworkdConfPath)
+		}
+	}
+	if !restarted {
+		if err := r.deps.Networkd.Reload(ctx); err != nil {
+			return err
+		}
+		r.logf("reloaded systemd-networkd")
 	}
 	r.out.Reloaded = true
-	r.logf("reloaded systemd-networkd")
 	if sysctls {
 		if err := r.applySysctls(ctx, r.p.Sysctls); err != nil {
 			return err
@@ -178,9 +192,11 @@ func (r *run) applySysctls(ctx context.Context, settings []plan.Sysctl) error {
 	return nil
 }
 
-func sysctlChanged(changes []filesync.Change) bool {
+func sysctlChanged(changes []filesync.Change) bool { return changed(changes, generator.SysctlPath) }
+
+func changed(changes []filesync.Change, path string) bool {
 	for _, c := range changes {
-		if c.Path == generator.SysctlPath {
+		if c.Path == path {
 			return true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkd"
 	"github.com/symroute/symroute/internal/sysctl"
+	"github.com/symroute/symroute/internal/systemd"
 )
 
 // LockPath is where apply serialises runs, relative to --root.
@@ -66,6 +67,7 @@ func applyCmd(args []string, stdout, stderr io.Writer) int {
 		Root: c.root, Timeout: timeout, NoRollback: noRollback, Poll: 200 * time.Millisecond, Log: stdout,
 	}, apply.Deps{
 		Kernel: kernel.NewReader(nil), Networkd: client, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, ProcSys: "/proc/sys",
+		RestartNetworkd: func(ctx context.Context) error { return systemd.RestartUnit(ctx, "systemd-networkd.service") },
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "symroute apply: %v\n", err)

@@ -157,7 +157,10 @@ func (c *comparer) rules() {
 	got := map[ruleKey]bool{}
 	for _, kr := range c.snap.Rules {
 		if _, mine := ours[kr.Priority]; !mine {
-			continue
+			if !c.p.Host.Priorities.Contains(kr.Priority) {
+				continue
+			}
+			ours[kr.Priority] = "its priority_range " + c.p.Host.Priorities.String()
 		}
 		k := ruleKey{kr.Priority, kr.Table, kr.From, kr.To}
 		got[k] = true

@@ -12,9 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 
-	sd "github.com/coreos/go-systemd/v22/dbus"
-
 	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/systemd"
 )
 
 const unit = "systemd-sysctl.service"
@@ -27,7 +26,7 @@ type Applier struct {
 
 // Apply makes the settings take effect and says how it did.
 func (a Applier) Apply(ctx context.Context, settings []plan.Sysctl) (string, error) {
-	if err := restartUnit(ctx); err == nil {
+	if err := systemd.RestartUnit(ctx, unit); err == nil {
 		return "restarted " + unit, nil
 	} else if len(settings) == 0 {
 		return "", nil
@@ -51,26 +50,5 @@ func (a Applier) Apply(ctx context.Context, settings []plan.Sysctl) (string, err
 			how += fmt.Sprintf(", skipped %s (no such link yet)", strings.Join(absent, ", "))
 		}
 		return how, nil
-	}
-}
-
-func restartUnit(ctx context.Context) error {
-	conn, err := sd.NewSystemConnectionContext(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	done := make(chan string, 1) // buffered: go-systemd writes the job result whether or not we still listen
-	if _, err := conn.RestartUnitContext(ctx, unit, "replace", done); err != nil {
-		return err
-	}
-	select {
-	case result := <-done:
-		if result != "done" {
-			return fmt.Errorf("%s: job %s", unit, result)
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
