@@ -40,6 +40,13 @@ const (
 // before symroute), networkd running with no files, and an echo server on the host.
 func newSite(t *testing.T) *site {
 	t.Helper()
+	return buildSite(t, "", true)
+}
+
+// buildSite builds the topology. With root set, networkd starts from the files already there, as after a
+// reboot; with handConfigured, the host gets its addresses and default route by hand first.
+func buildSite(t *testing.T, root string, handConfigured bool) *site {
+	t.Helper()
 	nettest.Require(t)
 	id := nettest.RunID(t)
 	s := &site{t: t, bin: symrouteBinary(t)}
@@ -72,20 +79,53 @@ func newSite(t *testing.T) *site {
 	s.client.IP("addr", "add", clientIP+"/24", "dev", "cl")
 	s.client.IP("route", "add", "default", "via", "10.0.0.254")
 
-	s.host.IP("addr", "add", hostA+"/24", "dev", "eth-a")
-	s.host.IP("addr", "add", hostB+"/24", "dev", "eth-b")
-	s.host.IP("route", "add", "default", "via", "192.168.1.1")
+	if handConfigured {
+		s.host.IP("addr", "add", hostA+"/24", "dev", "eth-a")
+		s.host.IP("addr", "add", hostB+"/24", "dev", "eth-b")
+		s.host.IP("route", "add", "default", "via", "192.168.1.1")
+	}
 	s.host.Serve(t, "0.0.0.0:"+echoPort)
 
-	s.root = t.TempDir()
-	if err := os.Chmod(s.root, 0o755); err != nil {
-		t.Fatal(err)
+	s.root = root
+	if s.root == "" {
+		s.root = t.TempDir()
+		if err := os.Chmod(s.root, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s.bus = nettest.StartBus(t)
 	s.networkd = nettest.StartNetworkd(t, s.host, s.bus, s.root)
 	s.networkd.WaitReady(t)
 	return s
 }
+
+// restartNetworkd stops networkd and starts it again on the same files, as systemctl restart would.
+func (s *site) restartNetworkd() {
+	s.t.Helper()
+	s.networkd.Stop()
+	s.networkd = nettest.StartNetworkd(s.t, s.host, s.bus, s.root)
+	s.networkd.WaitReady(s.t)
+}
+
+// addPod joins a Calico-style pod to the host: a veth whose host side (cali1) answers ARP for the pod's gateway
+// 169.254.1.1 by proxy, the pod a /32 with a default route through that gateway, and a host route to the pod in
+// main, as Felix writes it.
+func (s *site) addPod() *nettest.Netns {
+	s.t.Helper()
+	pod := nettest.NewNetns(s.t, nettest.RunID(s.t), "pod")
+	s.host.IP("link", "add", "cali1", "type", "veth", "peer", "name", "eth0", "netns", pod.Name)
+	s.host.IP("link", "set", "cali1", "up")
+	// Proxy ARP answers only on a forwarding device; a Kubernetes node forwards.
+	s.host.Exec("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.cali1.proxy_arp=1")
+	s.host.IP("route", "add", podIP+"/32", "dev", "cali1", "scope", "link")
+	pod.IP("link", "set", "eth0", "up")
+	pod.IP("addr", "add", podIP+"/32", "dev", "eth0")
+	pod.IP("route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+	pod.IP("route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+	return pod
+}
+
+const podIP = "10.244.1.5"
 
 // describe writes a description into the site's root and returns its path.
 func (s *site) describe(name, body string) string {

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,24 +166,36 @@ func StartBus(t testing.TB) *Bus {
 	return &Bus{Address: "unix:path=" + sock}
 }
 
-// start runs cmd and stops it, by its own pid, when the test ends. The returned channel closes when it exits.
-func start(t testing.TB, cmd *exec.Cmd, what string) <-chan struct{} {
+// process is a command a test started; it is stopped by its own pid at the latest when the test ends.
+type process struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	once sync.Once
+}
+
+// start runs cmd and stops it when the test ends.
+func start(t testing.TB, cmd *exec.Cmd, what string) *process {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", what, err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
+	p := &process{cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(p.stop)
+	return p
+}
+
+// stop interrupts the process, kills it if it has not exited within 5 s, and waits for it.
+func (p *process) stop() {
+	p.once.Do(func() {
+		p.cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-done:
+		case <-p.done:
 		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
+			p.cmd.Process.Kill()
+			<-p.done
 		}
 	})
-	return done
 }
 
 func waitFor(t testing.TB, limit time.Duration, ok func() bool, what func() string) {
@@ -200,6 +213,7 @@ func waitFor(t testing.TB, limit time.Duration, ok func() bool, what func() stri
 type Networkd struct {
 	Bus    *Bus
 	log    *syncBuffer
+	proc   *process
 	exited <-chan struct{}
 }
 
@@ -233,7 +247,8 @@ func StartNetworkd(t testing.TB, ns *Netns, bus *Bus, root string) *Networkd {
 	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address, "SYSTEMD_LOG_LEVEL="+level, "SYSTEMD_LOG_TARGET=console")
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
-	n := &Networkd{Bus: bus, log: log, exited: start(t, cmd, "systemd-networkd")}
+	proc := start(t, cmd, "systemd-networkd")
+	n := &Networkd{Bus: bus, log: log, proc: proc, exited: proc.done}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("systemd-networkd log:\n%s", log.String())
@@ -241,6 +256,9 @@ func StartNetworkd(t testing.TB, ns *Netns, bus *Bus, root string) *Networkd {
 	})
 	return n
 }
+
+// Stop stops networkd, as `systemctl stop systemd-networkd` would.
+func (n *Networkd) Stop() { n.proc.stop() }
 
 // Log returns what networkd has logged so far.
 func (n *Networkd) Log() string { return n.log.String() }

@@ -103,6 +103,12 @@ func (n *Netns) Serve(t testing.TB, addr string) {
 	}
 }
 
+// Background runs a shell script inside the namespace until the test ends, or until the returned stop is called.
+func (n *Netns) Background(t testing.TB, script string) (stop func()) {
+	t.Helper()
+	return start(t, exec.Command("ip", "netns", "exec", n.Name, "sh", "-c", script), "background script").stop
+}
+
 // Echo connects from the namespace to addr (optionally from source), sends data and waits for it back. It returns
 // an error describing how the flow failed.
 func (n *Netns) Echo(addr, source string) error {
