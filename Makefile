@@ -1,17 +1,26 @@
-# symroute. `make demo` shows the main job on a shipped example; `make test` runs every test (as root, the
-# integration tests start the real systemd-networkd in network namespaces).
+# symroute. `make demo` shows the main job on a shipped example; `make test` runs every test. Both need root:
+# they run the real systemd-networkd in network namespaces (`make deps` installs what they need on Debian).
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/symroute/symroute/internal/cli.Version=$(VERSION)
 DEMO    ?= examples/two-nic.yaml
 
-.PHONY: build demo test golden bench vet clean
+.PHONY: build demo demo-files deps test golden bench vet clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o symroute ./cmd/symroute
 
-# Generate the files for a shipped example into a scratch root and print them.
-demo: build
+# The main job end to end: a throwaway topology in network namespaces shows the asymmetric failure, then
+# `symroute apply` on the shipped example against the real systemd-networkd fixes it and `symroute verify` passes.
+demo: build deps
+	@$(GO) run ./internal/demo --symroute ./symroute --example $(DEMO)
+
+# Debian packages the tests and the demo use (systemd-networkd, D-Bus, iproute2, nftables).
+deps:
+	@./.ci/install-deps
+
+# Generate the files for a shipped example into a scratch root and print them; needs no root.
+demo-files: build
 	@root=$$(mktemp -d) && \
 	./symroute check -c $(DEMO) && \
 	./symroute generate -c $(DEMO) --root $$root && \
@@ -22,7 +31,7 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-test: vet
+test: vet deps
 	$(GO) test -count=1 ./...
 
 # Rewrite golden files from the current code; review with git diff.

@@ -14,7 +14,7 @@ import (
 func TestApplyFixesAsymmetricReplies(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	if err := s.client.Echo(hostB+":"+echoPort, ""); err != nil {
+	if err := s.Client.Echo(hostB+":"+echoPort, ""); err != nil {
 		t.Fatalf("the client cannot even reach the host on its own LAN: %v", err)
 	}
 	s.expectClient(false, "before apply")
@@ -29,12 +29,12 @@ func TestApplyFixesAsymmetricReplies(t *testing.T) {
 	s.expectClient(true, "after apply")
 	s.mustSymroute(0, "verify", "-c", desc)
 
-	before, _ := golden.ReadTree(s.root)
+	before, _ := golden.ReadTree(s.Root)
 	out = s.mustSymroute(0, "apply", "-c", desc)
 	if !strings.Contains(out, "no file changed; nothing reloaded") || strings.Contains(out, "reloaded systemd-networkd") {
 		t.Errorf("second apply was not a no-op:\n%s", out)
 	}
-	after, _ := golden.ReadTree(s.root)
+	after, _ := golden.ReadTree(s.Root)
 	for p := range after {
 		if string(after[p]) != string(before[p]) && !strings.HasSuffix(p, "symroute.lock") {
 			t.Errorf("second apply rewrote %s", p)
@@ -48,7 +48,7 @@ func TestApplyFixesAsymmetricReplies(t *testing.T) {
 func TestApplyUnderStrictRPFilter(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	s.host.Exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.eth-a.rp_filter=1", "net.ipv4.conf.eth-b.rp_filter=1")
+	s.Host.Exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.eth-a.rp_filter=1", "net.ipv4.conf.eth-b.rp_filter=1")
 	s.expectClient(false, "before apply, strict rp_filter")
 	desc := s.describe("host.yaml", twoNICDescription("strict"))
 	s.mustSymroute(0, "apply", "-c", desc)
@@ -67,8 +67,8 @@ func TestDriftIsNamedAndRepaired(t *testing.T) {
 	desc := s.describe("host.yaml", twoNICDescription("loose"))
 	s.mustSymroute(0, "apply", "-c", desc)
 
-	s.host.IP("rule", "del", "pref", "20010", "from", hostA, "table", "1000000")
-	s.host.IP("route", "flush", "table", "1000001")
+	s.Host.IP("rule", "del", "pref", "20010", "from", hostA, "table", "1000000")
+	s.Host.IP("route", "flush", "table", "1000001")
 	textfile := filepath.Join(t.TempDir(), "symroute.prom")
 	out := s.mustSymroute(1, "verify", "-c", desc, "--textfile", textfile)
 	for _, want := range []string{
@@ -109,7 +109,7 @@ func TestApplyRollsBack(t *testing.T) {
 	s := newSite(t)
 	good := s.describe("host.yaml", twoNICDescription("loose"))
 	s.mustSymroute(0, "apply", "-c", good)
-	before, _ := golden.ReadTree(filepath.Join(s.root, "etc"))
+	before, _ := golden.ReadTree(filepath.Join(s.Root, "etc"))
 
 	bad := s.describe("typo.yaml", twoNICDescription("loose")+"  - name: eth-c\n    addresses: [10.9.0.1/24]\n    gateway: 10.9.0.254\n")
 	out := s.mustSymroute(1, "apply", "-c", bad, "--timeout", "3s")
@@ -118,7 +118,7 @@ func TestApplyRollsBack(t *testing.T) {
 			t.Errorf("apply output lacks %q:\n%s", want, out)
 		}
 	}
-	after, _ := golden.ReadTree(filepath.Join(s.root, "etc"))
+	after, _ := golden.ReadTree(filepath.Join(s.Root, "etc"))
 	delete(before, "symroute/typo.yaml")
 	delete(after, "symroute/typo.yaml")
 	if len(after) != len(before) {
@@ -137,7 +137,7 @@ func TestApplyRollsBack(t *testing.T) {
 	if !strings.Contains(out, "kept (--no-rollback)") {
 		t.Errorf("--no-rollback output:\n%s", out)
 	}
-	if _, err := os.Stat(filepath.Join(s.root, "etc/systemd/network/10-symroute-eth-c.network")); err != nil {
+	if _, err := os.Stat(filepath.Join(s.Root, "etc/systemd/network/10-symroute-eth-c.network")); err != nil {
 		t.Errorf("--no-rollback removed the new file: %v", err)
 	}
 }

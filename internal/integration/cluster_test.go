@@ -70,13 +70,13 @@ func TestFelixFlushingItsTablesLeavesSymrouteAlone(t *testing.T) {
 	if err := os.WriteFile(batchFile, []byte(batch.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s.host.Background(t, "while :; do ip -force -batch "+batchFile+" >/dev/null 2>&1; sleep 0.05; done")
+	s.Host.Background(t, "while :; do ip -force -batch "+batchFile+" >/dev/null 2>&1; sleep 0.05; done")
 
 	// Show the loop bites: a route and rule an admin put in table 1 are gone within moments.
-	s.host.IP("route", "add", "203.0.113.0/24", "via", "192.168.1.1", "table", "1")
-	s.host.IP("rule", "add", "pref", "1000", "from", "198.51.100.0/24", "table", "1")
+	s.Host.IP("route", "add", "203.0.113.0/24", "via", "192.168.1.1", "table", "1")
+	s.Host.IP("rule", "add", "pref", "1000", "from", "198.51.100.0/24", "table", "1")
 	deadline := time.Now().Add(5 * time.Second)
-	for strings.Contains(s.host.IP("route", "show", "table", "1"), "203.0.113.0") || strings.Contains(s.host.IP("rule"), "198.51.100.0") {
+	for strings.Contains(s.Host.IP("route", "show", "table", "1"), "203.0.113.0") || strings.Contains(s.Host.IP("rule"), "198.51.100.0") {
 		if time.Now().After(deadline) {
 			t.Fatal("the flushing loop did not clear table 1")
 		}
@@ -103,7 +103,7 @@ func TestRebootFromFilesAlone(t *testing.T) {
 	var desc string
 	t.Run("before", func(t *testing.T) {
 		s := buildSite(t, root, true)
-		s.host.Exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+		s.Host.Exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
 		desc = s.describe("host.yaml", twoNICDescription("strict"))
 		s.mustSymroute(0, "apply", "-c", desc)
 		s.expectClient(true, "before the reboot")
@@ -114,9 +114,9 @@ func TestRebootFromFilesAlone(t *testing.T) {
 	t.Run("after", func(t *testing.T) {
 		s := buildSite(t, root, false)
 		// Boot order: systemd-sysctl applies sysctl.d before the network is up, then networkd configures.
-		s.host.Exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
-		s.host.Exec("/lib/systemd/systemd-sysctl", filepath.Join(root, "etc/sysctl.d/90-symroute.conf"))
-		s.networkd.WaitConfigured(t, s.host, 20*time.Second, "eth-a", "eth-b")
+		s.Host.Exec("sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1")
+		s.Host.Exec("/lib/systemd/systemd-sysctl", filepath.Join(root, "etc/sysctl.d/90-symroute.conf"))
+		s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a", "eth-b")
 		s.mustSymroute(0, "verify", "-c", desc)
 		s.expectClient(true, "after the reboot")
 	})
@@ -133,9 +133,9 @@ func TestForeignRulesSurviveWithTheDropInAndStaleRulesAreCleaned(t *testing.T) {
 	t.Parallel()
 	s := buildSite(t, "", false)
 	addCNIRule := func() {
-		s.host.IP("rule", "add", "pref", "9", "fwmark", "0x200/0xf00", "lookup", "2004", "protocol", "static")
+		s.Host.IP("rule", "add", "pref", "9", "fwmark", "0x200/0xf00", "lookup", "2004", "protocol", "static")
 	}
-	hasCNIRule := func() bool { return strings.Contains(s.host.IP("rule"), "lookup 2004") }
+	hasCNIRule := func() bool { return strings.Contains(s.Host.IP("rule"), "lookup 2004") }
 	withSecondAddress := strings.Replace(twoNICDescription("loose"), "[10.0.0.1/24]", "[10.0.0.1/24, 10.0.0.2/24]", 1)
 
 	// Control: no component declared, no drop-in. A change that reconfigures a link loses Cilium's rule.
@@ -157,11 +157,11 @@ func TestForeignRulesSurviveWithTheDropInAndStaleRulesAreCleaned(t *testing.T) {
 		t.Errorf("apply did not write the drop-in or say networkd needs a restart:\n%s", out)
 	}
 	s.restartNetworkd() // what systemd does for apply on a real host
-	s.networkd.WaitConfigured(t, s.host, 20*time.Second, "eth-a", "eth-b")
+	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a", "eth-b")
 	addCNIRule()
 	s.mustSymroute(0, "apply", "-c", s.describe("host.yaml", cilium(withSecondAddress)))
 	if !hasCNIRule() {
-		t.Fatalf("the CNI's rule did not survive a reconfiguration with the drop-in:\n%s", s.host.IP("rule"))
+		t.Fatalf("the CNI's rule did not survive a reconfiguration with the drop-in:\n%s", s.Host.IP("rule"))
 	}
 	s.mustSymroute(0, "verify", "-c", desc)
 
@@ -171,7 +171,7 @@ func TestForeignRulesSurviveWithTheDropInAndStaleRulesAreCleaned(t *testing.T) {
 	v2 := s.describe("host.yaml", oneNIC)
 	s.mustSymroute(0, "generate", "-c", v2)
 	s.restartNetworkd()
-	s.networkd.WaitConfigured(t, s.host, 20*time.Second, "eth-a")
+	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a")
 	out = s.mustSymroute(1, "verify", "-c", v2)
 	if !strings.Contains(out, "rule 20020: from 10.0.0.1 lookup 1000001 sits at priority 20020") {
 		t.Errorf("verify did not name the stale rule:\n%s", out)
@@ -184,6 +184,6 @@ func TestForeignRulesSurviveWithTheDropInAndStaleRulesAreCleaned(t *testing.T) {
 	}
 	s.mustSymroute(0, "verify", "-c", v2)
 	if !hasCNIRule() {
-		t.Errorf("apply removed the CNI's rule:\n%s", s.host.IP("rule"))
+		t.Errorf("apply removed the CNI's rule:\n%s", s.Host.IP("rule"))
 	}
 }

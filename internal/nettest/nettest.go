@@ -18,19 +18,31 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
+// T is what the harness needs from its caller: testing.TB in tests, a small adapter in the demo.
+type T interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+	Fatal(args ...any)
+	Cleanup(func())
+	Failed() bool
+}
+
 // NetworkdBinary is Debian's path to systemd-networkd.
 const NetworkdBinary = "/lib/systemd/systemd-networkd"
 
 // Require skips the test when the machine cannot run networkd in a namespace, saying what is missing. It does
 // not skip for anything .ci/run installs.
-func Require(t testing.TB) {
+func Require(t T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create network namespaces and run systemd-networkd")
@@ -43,7 +55,7 @@ func Require(t testing.TB) {
 }
 
 // RunID returns a short random suffix that keeps parallel runs' names apart.
-func RunID(t testing.TB) string {
+func RunID(t T) string {
 	b := make([]byte, 3)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -54,11 +66,11 @@ func RunID(t testing.TB) string {
 // Netns is a network namespace owned by one test.
 type Netns struct {
 	Name string
-	t    testing.TB
+	t    T
 }
 
 // NewNetns creates a namespace named symroute-<id>-<role> and deletes it when the test ends.
-func NewNetns(t testing.TB, id, role string) *Netns {
+func NewNetns(t T, id, role string) *Netns {
 	t.Helper()
 	name := "symroute-" + id + "-" + role
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
@@ -142,7 +154,7 @@ const busConfig = `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Con
 `
 
 // StartBus starts a dbus-daemon listening on a socket in a temporary directory, stopped when the test ends.
-func StartBus(t testing.TB) *Bus {
+func StartBus(t T) *Bus {
 	t.Helper()
 	// Not t.TempDir: that is 0700, and networkd, which drops to the systemd-network user, must reach the socket.
 	dir, err := os.MkdirTemp("", "symroute-bus-")
@@ -174,7 +186,7 @@ type process struct {
 }
 
 // start runs cmd and stops it when the test ends.
-func start(t testing.TB, cmd *exec.Cmd, what string) *process {
+func start(t T, cmd *exec.Cmd, what string) *process {
 	t.Helper()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", what, err)
@@ -198,7 +210,7 @@ func (p *process) stop() {
 	})
 }
 
-func waitFor(t testing.TB, limit time.Duration, ok func() bool, what func() string) {
+func waitFor(t T, limit time.Duration, ok func() bool, what func() string) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
 	for !ok() {
@@ -223,7 +235,7 @@ var networkdDirs = []string{"etc/systemd/network", "etc/systemd/networkd.conf.d"
 // StartNetworkd runs networkd in ns with root's etc/systemd/network, etc/systemd/networkd.conf.d,
 // run/systemd/network and usr/lib/systemd/network as its configuration, on bus. It is stopped when the test
 // ends. root may be changed and networkd reloaded while it runs: the directories are bind mounts.
-func StartNetworkd(t testing.TB, ns *Netns, bus *Bus, root string) *Networkd {
+func StartNetworkd(t T, ns *Netns, bus *Bus, root string) *Networkd {
 	t.Helper()
 	var script strings.Builder
 	script.WriteString("set -e\numount -l /sys\nmount -t sysfs -o ro sysfs /sys\n")
@@ -277,7 +289,7 @@ func (n *Networkd) ConfigWarnings() []string {
 
 // WaitConfigured waits until networkd reports every link in names configured, and fails the test if one
 // fails or the limit passes. It uses networkd's own D-Bus API, as symroute apply does.
-func (n *Networkd) WaitConfigured(t testing.TB, ns *Netns, limit time.Duration, names ...string) {
+func (n *Networkd) WaitConfigured(t T, ns *Netns, limit time.Duration, names ...string) {
 	t.Helper()
 	h := ns.Handle()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
@@ -320,7 +332,7 @@ func (n *Networkd) WaitConfigured(t testing.TB, ns *Netns, limit time.Duration, 
 }
 
 // WaitReady waits until networkd answers on its bus, as it does once it has enumerated the links.
-func (n *Networkd) WaitReady(t testing.TB) {
+func (n *Networkd) WaitReady(t T) {
 	t.Helper()
 	var last error
 	waitFor(t, 20*time.Second, func() bool {

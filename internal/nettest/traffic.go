@@ -20,9 +20,22 @@ const helperEnv = "SYMROUTE_NETTEST_HELPER"
 // Main runs the helper a re-executed test binary was started as, or else the tests, and returns the exit
 // status. Call it from TestMain.
 func Main(m *testing.M) int {
+	if code, ok := RunHelper(); ok {
+		return code
+	}
+	return m.Run()
+}
+
+// RunHelper runs the traffic helper this process was re-executed as, if any; ok is false for a normal start.
+func RunHelper() (code int, ok bool) {
+	if os.Getenv(helperEnv) == "" {
+		return 0, false
+	}
+	return runHelper(), true
+}
+
+func runHelper() int {
 	switch os.Getenv(helperEnv) {
-	case "":
-		return m.Run()
 	case "echo-server":
 		return echoServer(os.Getenv(helperEnv + "_ADDR"))
 	case "echo-client":
@@ -89,7 +102,7 @@ func (n *Netns) helper(mode string, env ...string) *exec.Cmd {
 }
 
 // Serve runs a TCP echo server on addr inside the namespace until the test ends.
-func (n *Netns) Serve(t testing.TB, addr string) {
+func (n *Netns) Serve(t T, addr string) {
 	t.Helper()
 	cmd := n.helper("echo-server", helperEnv+"_ADDR="+addr)
 	out, err := cmd.StdoutPipe()
@@ -104,7 +117,7 @@ func (n *Netns) Serve(t testing.TB, addr string) {
 }
 
 // Background runs a shell script inside the namespace until the test ends, or until the returned stop is called.
-func (n *Netns) Background(t testing.TB, script string) (stop func()) {
+func (n *Netns) Background(t T, script string) (stop func()) {
 	t.Helper()
 	return start(t, exec.Command("ip", "netns", "exec", n.Name, "sh", "-c", script), "background script").stop
 }
