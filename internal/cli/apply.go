@@ -63,10 +63,15 @@ func applyCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	defer client.Close()
 
+	reader, err := kernel.NewReader(nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute apply: %v; nothing was written\n", err)
+		return ExitSystem
+	}
 	out, err := apply.Run(ctx, l.plan, files, apply.Options{
 		Root: c.root, Timeout: timeout, NoRollback: noRollback, Poll: 200 * time.Millisecond, Log: stdout,
 	}, apply.Deps{
-		Kernel: kernel.NewReader(nil), Networkd: client, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, ProcSys: "/proc/sys",
+		Kernel: reader, Networkd: client, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, ProcSys: "/proc/sys",
 		RestartNetworkd: func(ctx context.Context) error { return systemd.RestartUnit(ctx, "systemd-networkd.service") },
 	})
 	if err != nil {

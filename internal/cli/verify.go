@@ -50,7 +50,11 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	}
 
 	ctx := context.Background()
-	src, closeSrc := liveSources(ctx)
+	src, closeSrc, err := liveSources(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute verify: %v\n", err)
+		return ExitSystem
+	}
 	defer closeSrc()
 	res, err := state.Verify(ctx, l.plan, generator.ExpectedNetworkFiles(files), src)
 	if err != nil {
@@ -79,16 +83,20 @@ func verify(args []string, stdout, stderr io.Writer) int {
 
 // liveSources connects to the kernel of this network namespace and, when it answers, networkd on the system
 // bus (DBUS_SYSTEM_BUS_ADDRESS is honoured).
-func liveSources(ctx context.Context) (state.Sources, func()) {
-	src := state.Sources{Kernel: kernel.NewReader(nil), ProcSys: "/proc/sys"}
+func liveSources(ctx context.Context) (state.Sources, func(), error) {
+	reader, err := kernel.NewReader(nil)
+	if err != nil {
+		return state.Sources{}, nil, err
+	}
+	src := state.Sources{Kernel: reader, ProcSys: "/proc/sys"}
 	dctx, cancel := context.WithTimeout(ctx, busTimeout)
 	defer cancel()
 	client, err := networkd.Dial(dctx, "")
 	if err != nil {
-		return src, func() {}
+		return src, func() {}, nil
 	}
 	src.Networkd = timeoutNetworkd{client}
-	return src, func() { client.Close() }
+	return src, func() { client.Close() }, nil
 }
 
 // timeoutNetworkd bounds each call, so a hung networkd delays verify by seconds, not forever.

@@ -55,7 +55,11 @@ func TestNetworkdAcceptsGoldenFiles(t *testing.T) {
 				t.Fatalf("networkd complained about the generated files:\n%s", strings.Join(w, "\n"))
 			}
 			if !matchByMAC {
-				assertKernelMatchesPlan(t, kernel.NewReader(ns.Handle()), p)
+				reader, err := kernel.NewReader(ns.Handle())
+				if err != nil {
+					t.Fatal(err)
+				}
+				assertKernelMatchesPlan(t, reader, p)
 			}
 		})
 	}
