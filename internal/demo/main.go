@@ -24,30 +24,25 @@ func main() {
 	os.Exit(run(*bin, *example))
 }
 
-func run(bin, example string) (code int) {
-	d := &demo{}
-	defer func() {
-		if r := recover(); r != nil {
-			if _, ok := r.(stop); !ok {
-				panic(r)
-			}
-			code = 1
-		}
-		d.cleanup()
-	}()
+func run(bin, example string) int {
+	d := &nettest.Program{Name: "demo"}
+	return d.Run(func() { show(d, bin, example) })
+}
+
+func show(d *nettest.Program, bin, example string) {
 	bin, err := filepath.Abs(bin)
-	d.check(err)
+	d.Check(err)
 	body, err := os.ReadFile(example)
-	d.check(err)
+	d.Check(err)
 
 	nettest.Require(d)
 	root, err := os.MkdirTemp("", "symroute-demo-")
-	d.check(err)
+	d.Check(err)
 	d.Cleanup(func() { os.RemoveAll(root) })
-	d.check(os.Chmod(root, 0o755))
+	d.Check(os.Chmod(root, 0o755))
 	desc := filepath.Join(root, "etc/symroute/host.yaml")
-	d.check(os.MkdirAll(filepath.Dir(desc), 0o755))
-	d.check(os.WriteFile(desc, body, 0o644))
+	d.Check(os.MkdirAll(filepath.Dir(desc), 0o755))
+	d.Check(os.WriteFile(desc, body, 0o644))
 
 	say("Building the topology: a client on the host's second NIC's LAN, a stateful gateway in front of the first NIC,")
 	say("systemd-networkd and a private D-Bus in the host's namespace.")
@@ -83,7 +78,6 @@ func run(bin, example string) (code int) {
 	say("\n5. ip rule, in the host's namespace:")
 	indent(site.Host.IP("rule"))
 	say("\nRemoving the namespaces and processes the demo made.")
-	return 0
 }
 
 func say(format string, args ...any) { fmt.Printf(format+"\n", args...) }
@@ -92,38 +86,4 @@ func indent(s string) {
 	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
 		fmt.Println("   " + line)
 	}
-}
-
-// demo adapts nettest's T to a program: Fatalf prints and unwinds to run, cleanups run in reverse.
-type demo struct {
-	cleanups []func()
-	failed   bool
-}
-
-type stop struct{}
-
-func (d *demo) Helper()                 {}
-func (d *demo) Logf(f string, a ...any) { fmt.Printf(f+"\n", a...) }
-func (d *demo) Errorf(f string, a ...any) {
-	fmt.Fprintf(os.Stderr, "demo: "+f+"\n", a...)
-	d.failed = true
-}
-func (d *demo) Fatalf(f string, a ...any) { d.Errorf(f, a...); panic(stop{}) }
-func (d *demo) Fatal(a ...any)            { d.Fatalf("%s", fmt.Sprint(a...)) }
-func (d *demo) Skip(a ...any)             { d.Fatalf("cannot run here: %s", fmt.Sprint(a...)) }
-func (d *demo) Skipf(f string, a ...any)  { d.Fatalf("cannot run here: "+f, a...) }
-func (d *demo) Cleanup(f func())          { d.cleanups = append(d.cleanups, f) }
-func (d *demo) Failed() bool              { return d.failed }
-
-func (d *demo) check(err error) {
-	if err != nil {
-		d.Fatalf("%v", err)
-	}
-}
-
-func (d *demo) cleanup() {
-	for i := len(d.cleanups) - 1; i >= 0; i-- {
-		d.cleanups[i]()
-	}
-	d.cleanups = nil
 }

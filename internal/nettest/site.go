@@ -114,13 +114,19 @@ func (s *Site) ClientReachesA() error { return s.Client.Echo(HostA+":"+EchoPort,
 // combined output.
 func (s *Site) Run(bin string, args ...string) (int, string) {
 	s.t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", s.Host.Name, bin}, args...)...)
-	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+s.Bus.Address)
+	return RunIn(s.t, s.Host, s.Bus, bin, args...)
+}
+
+// RunIn runs a program inside ns with bus as its system bus, and returns its exit status and combined output.
+func RunIn(t T, ns *Netns, bus *Bus, bin string, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, bin}, args...)...)
+	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+bus.Address)
 	out, err := cmd.CombinedOutput()
 	if exit, ok := err.(*exec.ExitError); ok {
 		return exit.ExitCode(), string(out)
 	} else if err != nil {
-		s.t.Fatalf("run %s %s: %v", bin, strings.Join(args, " "), err)
+		t.Fatalf("run %s %s: %v", bin, strings.Join(args, " "), err)
 	}
 	return 0, string(out)
 }
