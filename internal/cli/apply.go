@@ -28,20 +28,9 @@ func applyCmd(args []string, stdout, stderr io.Writer) int {
 	if status, ok := parseFlags(fs, args, stderr); !ok {
 		return status
 	}
-	l, status, ok := load(c, stderr)
+	l, files, status, ok := loadAndGenerate(c, stderr)
 	if !ok {
 		return status
-	}
-	if stopOnReport(l.rep, c, stderr) {
-		return ExitInvalid
-	}
-	files, genRep, err := generateFiles(l, c)
-	if err != nil {
-		fmt.Fprintf(stderr, "symroute: %v\n", err)
-		return ExitSystem
-	}
-	if stopOnReport(genRep, c, stderr) {
-		return ExitInvalid
 	}
 
 	ctx := context.Background()

@@ -175,6 +175,26 @@ func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
 	return false
 }
 
+// loadAndGenerate loads the description and renders its files, printing every problem; ok is false when the
+// command must stop, with the exit status to use.
+func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []generator.File, status int, ok bool) {
+	if l, status, ok = load(c, stderr); !ok {
+		return l, nil, status, false
+	}
+	if stopOnReport(l.rep, c, stderr) {
+		return l, nil, ExitInvalid, false
+	}
+	files, genRep, err := generateFiles(l, c)
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute: %v\n", err)
+		return l, nil, ExitSystem, false
+	}
+	if stopOnReport(genRep, c, stderr) {
+		return l, nil, ExitInvalid, false
+	}
+	return l, files, ExitOK, true
+}
+
 func generateFiles(l loaded, c common) ([]generator.File, report.Report, error) {
 	var root fs.FS
 	if c.root != "" {
@@ -216,20 +236,9 @@ func generate(args []string, stdout, stderr io.Writer) int {
 	if status, ok := parseFlags(fs, args, stderr); !ok {
 		return status
 	}
-	l, status, ok := load(c, stderr)
+	_, files, status, ok := loadAndGenerate(c, stderr)
 	if !ok {
 		return status
-	}
-	if stopOnReport(l.rep, c, stderr) {
-		return ExitInvalid
-	}
-	files, genRep, err := generateFiles(l, c)
-	if err != nil {
-		fmt.Fprintf(stderr, "symroute: %v\n", err)
-		return ExitSystem
-	}
-	if stopOnReport(genRep, c, stderr) {
-		return ExitInvalid
 	}
 	changes, err := filesync.Compute(c.root, files, generator.IsOwned, generator.OwnedGlobs)
 	if err != nil {

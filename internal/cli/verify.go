@@ -33,20 +33,9 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "symroute verify: -o takes text or json, not %q\n", output)
 		return ExitInvalid
 	}
-	l, status, ok := load(c, stderr)
+	l, files, status, ok := loadAndGenerate(c, stderr)
 	if !ok {
 		return status
-	}
-	if stopOnReport(l.rep, c, stderr) {
-		return ExitInvalid
-	}
-	files, genRep, err := generateFiles(l, c)
-	if err != nil {
-		fmt.Fprintf(stderr, "symroute: %v\n", err)
-		return ExitSystem
-	}
-	if stopOnReport(genRep, c, stderr) {
-		return ExitInvalid
 	}
 
 	ctx := context.Background()
