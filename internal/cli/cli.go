@@ -40,7 +40,7 @@ const usage = `symroute: source-based policy routing for multi-homed hosts, thro
 
 Usage:
   symroute check [-c FILE] [--root DIR] [--strict]
-  symroute generate [-c FILE] [--root DIR] [--diff] [--strict]
+  symroute generate [-c FILE] [--root DIR] [--diff] [--strict] [--format files|butane|ignition|cloud-init]
   symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback]
   symroute verify [-c FILE] [--root DIR] [-o text|json] [--textfile PATH]
   symroute schema
@@ -231,14 +231,41 @@ func check(args []string, stdout, stderr io.Writer) int {
 func generate(args []string, stdout, stderr io.Writer) int {
 	var c common
 	var diff bool
+	var formatName string
 	fs := newFlags("generate", stderr, &c, "/")
 	fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing")
+	fs.StringVar(&formatName, "format", string(generator.FormatFiles), "`format`: files (write under --root), or butane, ignition or cloud-init (print a provisioning document)")
 	if status, ok := parseFlags(fs, args, stderr); !ok {
 		return status
 	}
-	_, files, status, ok := loadAndGenerate(c, stderr)
+	format, err := generator.ParseFormat(formatName)
+	if err != nil {
+		fmt.Fprintf(stderr, "symroute generate: %v\n", err)
+		return ExitInvalid
+	}
+	if format != generator.FormatFiles {
+		// A provisioning document describes a machine that does not exist yet: read another root's .network
+		// files only when asked to with --root.
+		if !fs.Changed("root") {
+			c.root = ""
+		}
+		if diff {
+			fmt.Fprintf(stderr, "symroute generate: --diff compares with files under --root; it does not go with --format %s\n", format)
+			return ExitInvalid
+		}
+	}
+	l, files, status, ok := loadAndGenerate(c, stderr)
 	if !ok {
 		return status
+	}
+	if format != generator.FormatFiles {
+		doc, err := generator.Encode(files, format, l.source)
+		if err != nil {
+			fmt.Fprintf(stderr, "symroute: %v\n", err)
+			return ExitSystem
+		}
+		stdout.Write(doc)
+		return ExitOK
 	}
 	changes, err := filesync.Compute(c.root, files, generator.IsOwned, generator.OwnedGlobs)
 	if err != nil {

@@ -52,6 +52,10 @@ func TestExitStatuses(t *testing.T) {
 		{[]string{"--version"}, ExitOK, "symroute dev"},
 		{[]string{"generate", "--help"}, ExitOK, "--diff"},
 		{[]string{"reservations"}, ExitOK, "calico: tables 1-250"},
+		{[]string{"generate", "-c", good, "--format", "nixos"}, ExitInvalid, "--format takes files, butane, ignition, cloud-init"},
+		{[]string{"generate", "-c", good, "--format", "butane", "--diff"}, ExitInvalid, "does not go with --format butane"},
+		{[]string{"generate", "-c", good, "--format", "butane"}, ExitOK, "variant: flatcar"},
+		{[]string{"generate", "-c", good, "--format", "cloud-init"}, ExitOK, "#cloud-config"},
 	} {
 		code, stdout, stderr := run(c.args...)
 		if code != c.code || !strings.Contains(stdout+stderr, c.out) {
