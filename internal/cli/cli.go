@@ -43,6 +43,7 @@ Usage:
   symroute generate [-c FILE] [--root DIR] [--diff] [--strict] [--format files|butane|ignition|cloud-init]
   symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback]
   symroute verify [-c FILE] [--root DIR] [-o text|json] [--textfile PATH]
+  symroute discover [--root DIR] [-o FILE]
   symroute schema
   symroute reservations
   symroute --version
@@ -52,6 +53,7 @@ Commands:
   generate      write the networkd, sysctl.d and iproute2 files under --root (default /)
   apply         generate, reload networkd over D-Bus, apply sysctls, verify; roll back if verification fails
   verify        compare the live rules, routes, rp_filter and networkd state with the description (read-only)
+  discover      print a description of this host as it is now, to start from
   schema        print the description's JSON Schema
   reservations  list the tables, priorities and fwmarks other components claim
 
@@ -73,6 +75,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return verify(args[1:], stdout, stderr)
 	case "apply":
 		return applyCmd(args[1:], stdout, stderr)
+	case "discover":
+		return discoverCmd(args[1:], stdout, stderr)
 	case "schema":
 		return noFlags("schema", args[1:], stderr, func() { stdout.Write(schemas.HostV1) })
 	case "reservations":
@@ -104,9 +108,14 @@ type common struct {
 	strict bool
 }
 
-func newFlags(name string, stderr io.Writer, c *common, rootDefault string) *pflag.FlagSet {
+func pflagSet(name string, stderr io.Writer) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(stderr)
+	return fs
+}
+
+func newFlags(name string, stderr io.Writer, c *common, rootDefault string) *pflag.FlagSet {
+	fs := pflagSet(name, stderr)
 	fs.StringVarP(&c.config, "config", "c", DefaultDescription, "host description `file`")
 	fs.StringVar(&c.root, "root", rootDefault, "root `directory` of the system to read .network files from and write to")
 	fs.BoolVar(&c.strict, "strict", false, "treat warnings as errors")

@@ -28,6 +28,7 @@ type Route struct {
 	Gateway     netip.Addr
 	Table       uint32
 	LinkIndex   int
+	Metric      int
 }
 
 // Reader reads from one network namespace's netlink handle.
@@ -202,4 +203,73 @@ func ipNet(p netip.Prefix) *net.IPNet {
 		return nil
 	}
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Link is a link as discover sees it.
+type Link struct {
+	Index     int
+	Name      string
+	Kind      string // veth, bridge, vxlan...; empty for a physical device
+	Up        bool
+	Loopback  bool
+	MAC       string
+	Addresses []netip.Prefix
+}
+
+// Inventory is what discover reads: links with their global addresses, every default route in any table, and
+// the rules.
+type Inventory struct {
+	Links         []Link
+	DefaultRoutes []Route
+	Rules         []Rule
+}
+
+// Inventory reads the links, addresses, default routes and rules of this namespace.
+func (r *Reader) Inventory() (Inventory, error) {
+	var inv Inventory
+	links, err := retry(r.h.LinkList)
+	if err != nil {
+		return inv, fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		a := l.Attrs()
+		link := Link{Index: a.Index, Name: a.Name, Kind: l.Type(), Up: a.Flags&net.FlagUp != 0, Loopback: a.Flags&net.FlagLoopback != 0, MAC: a.HardwareAddr.String()}
+		if link.Kind == "device" {
+			link.Kind = ""
+		}
+		addrs, err := retry(func() ([]netlink.Addr, error) { return r.h.AddrList(l, netlink.FAMILY_ALL) })
+		if err != nil {
+			return inv, fmt.Errorf("list addresses of %s: %w", a.Name, err)
+		}
+		for _, ad := range addrs {
+			p := prefix(ad.IPNet)
+			if p.IsValid() && p.Addr().IsGlobalUnicast() {
+				link.Addresses = append(link.Addresses, p)
+			}
+		}
+		inv.Links = append(inv.Links, link)
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := retry(func() ([]netlink.Route, error) {
+			return r.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		})
+		if err != nil {
+			return inv, fmt.Errorf("list routes: %w", err)
+		}
+		for _, nr := range routes {
+			dst := prefix(nr.Dst)
+			if dst.IsValid() && dst.Bits() != 0 || nr.Type != unix.RTN_UNICAST {
+				continue
+			}
+			rt := Route{Family: fam, Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
+			if gw, ok := netip.AddrFromSlice(nr.Gw); ok {
+				rt.Gateway = gw.Unmap()
+			}
+			inv.DefaultRoutes = append(inv.DefaultRoutes, rt)
+		}
+	}
+	if inv.Rules, err = r.Rules(); err != nil {
+		return inv, err
+	}
+	return inv, nil
 }
