@@ -5,7 +5,12 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/symroute/symroute/internal/cli.Version=$(VERSION)
 DEMO    ?= examples/two-nic.yaml
 
-.PHONY: build demo demo-files deps test golden bench vet clean
+NFPM_VERSION ?= v2.43.0
+PKG_VERSION  ?= 0.1.0
+PKG_RELEASE  ?= 1
+PKG_ARCH     ?= amd64
+
+.PHONY: build demo demo-files deps test golden bench vet clean packages
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o symroute ./cmd/symroute
@@ -38,8 +43,17 @@ test: vet deps
 golden:
 	$(GO) test ./... -update
 
+# .deb and .rpm in dist/, built with nfpm (installed from the Go module proxy into .tools/).
+packages:
+	mkdir -p dist .tools
+	test -x .tools/nfpm || GOBIN=$(CURDIR)/.tools $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+	CGO_ENABLED=0 GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o symroute ./cmd/symroute
+	gzip -9n < packaging/symroute.8 > dist/symroute.8.gz
+	for p in deb rpm; do PKG_VERSION=$(PKG_VERSION) PKG_RELEASE=$(PKG_RELEASE) PKG_ARCH=$(PKG_ARCH) \
+		.tools/nfpm package --config packaging/nfpm.yaml --packager $$p --target dist/ || exit 1; done
+
 bench: build
 	bench/generate.sh
 
 clean:
-	rm -f symroute
+	rm -rf symroute dist
