@@ -72,9 +72,9 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 		}
 	}
 
-	all, allSet := last[normalizeSysctlKey("net.ipv4.conf.all.rp_filter")]
+	all, allSet := last[plan.ProcPath("net.ipv4.conf.all.rp_filter")]
 	if p.Host.RPFilterAll != nil {
-		if a, ok := after[normalizeSysctlKey("net.ipv4.conf.all.rp_filter")]; ok {
+		if a, ok := after[plan.ProcPath("net.ipv4.conf.all.rp_filter")]; ok {
 			warnAt(r, p.Host, report.Path{"rp_filter_all"}, "%s sets net.ipv4.conf.all.rp_filter = %s after symroute's %s, so it wins; remove it there or match it here", a.file, a.value, ours)
 		}
 		allSet = false // symroute's own all.rp_filter is what applies, or the warning above says why not
@@ -82,7 +82,7 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 	for _, ifc := range p.Interfaces {
 		at := report.Path{"interfaces", ifc.Position, "rp_filter"}
 		key := plan.SysctlKey(ifc.Name, "rp_filter")
-		if a, ok := after[normalizeSysctlKey(key)]; ok {
+		if a, ok := after[plan.ProcPath(key)]; ok {
 			warnAt(r, p.Host, at, "%s sets %s = %s after symroute's %s, so it wins; remove it there or match it here", a.file, key, a.value, ours)
 			continue
 		}
@@ -114,9 +114,7 @@ func parseSysctl(data []byte) map[string]string {
 		if !ok || strings.ContainsAny(key, "*?[") {
 			continue
 		}
-		out[normalizeSysctlKey(key)] = strings.TrimSpace(value)
+		out[plan.ProcPath(key)] = strings.TrimSpace(value)
 	}
 	return out
 }
-
-func normalizeSysctlKey(key string) string { return plan.ProcPath(key) }

@@ -7,23 +7,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/symroute/symroute/internal/nettest"
 )
 
-const calicoNode = `version: 1
-cni: [calico]
-%s
-interfaces:
-  - name: eth-a
-    addresses: [192.168.1.10/24]
-    gateway: 192.168.1.1
-    default_route: true
-  - name: eth-b
-    addresses: [10.0.0.1/24]
-    gateway: 10.0.0.254
-`
-
-func calicoDescription(clusterCIDRs string) string {
-	return strings.Replace(calicoNode, "%s\n", clusterCIDRs, 1)
+func calicoDescription(clusterCIDRs ...string) string {
+	return nettest.Description("loose", append([]string{"cni: [calico]"}, clusterCIDRs...)...)
 }
 
 // TestPodNeedsClusterCIDRs: once "from <host address> lookup <table>" exists, the host's replies to a pod
@@ -37,7 +26,7 @@ func TestPodNeedsClusterCIDRs(t *testing.T) {
 		t.Fatalf("before apply the pod cannot reach the host: %v", err)
 	}
 
-	without := s.describe("no-cidrs.yaml", calicoDescription(""))
+	without := s.describe("no-cidrs.yaml", calicoDescription())
 	out := s.mustSymroute(0, "apply", "-c", without)
 	if !strings.Contains(out, "cluster_cidrs is empty") {
 		t.Errorf("apply did not warn about the missing cluster_cidrs:\n%s", out)
@@ -46,7 +35,7 @@ func TestPodNeedsClusterCIDRs(t *testing.T) {
 		t.Fatal("without cluster_cidrs the pod still reached the host; the scenario proves nothing")
 	}
 
-	with := s.describe("host.yaml", calicoDescription("cluster_cidrs: [10.244.0.0/16, 10.96.0.0/12]\n"))
+	with := s.describe("host.yaml", calicoDescription("cluster_cidrs: [10.244.0.0/16, 10.96.0.0/12]"))
 	s.mustSymroute(0, "apply", "-c", with)
 	if err := podToHost(); err != nil {
 		t.Fatalf("with cluster_cidrs the pod cannot reach the host: %v", err)
@@ -59,7 +48,7 @@ func TestPodNeedsClusterCIDRs(t *testing.T) {
 func TestFelixFlushingItsTablesLeavesSymrouteAlone(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	desc := s.describe("host.yaml", calicoDescription("cluster_cidrs: [10.244.0.0/16]\n"))
+	desc := s.describe("host.yaml", calicoDescription("cluster_cidrs: [10.244.0.0/16]"))
 	s.mustSymroute(0, "apply", "-c", desc)
 
 	var batch strings.Builder

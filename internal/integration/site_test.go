@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,17 +92,4 @@ func (s *site) expectClient(works bool, when string) {
 	}
 }
 
-const twoNIC = `version: 1
-interfaces:
-  - name: eth-a
-    addresses: [192.168.1.10/24]
-    gateway: 192.168.1.1
-    default_route: true
-    rp_filter: %[1]s
-  - name: eth-b
-    addresses: [10.0.0.1/24]
-    gateway: 10.0.0.254
-    rp_filter: %[1]s
-`
-
-func twoNICDescription(rpFilter string) string { return fmt.Sprintf(twoNIC, rpFilter) }
+func twoNICDescription(rpFilter string) string { return nettest.Description(rpFilter) }

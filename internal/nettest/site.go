@@ -1,6 +1,7 @@
 package nettest
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -129,4 +130,26 @@ func RunIn(t T, ns *Netns, bus *Bus, bin string, args ...string) (int, string) {
 		t.Fatalf("run %s %s: %v", bin, strings.Join(args, " "), err)
 	}
 	return 0, string(out)
+}
+
+// Description returns the host description that matches the site's host, with rpFilter on both interfaces and
+// topLevel lines (cni:, cluster_cidrs:) after the version.
+func Description(rpFilter string, topLevel ...string) string {
+	var b strings.Builder
+	b.WriteString("version: 1\n")
+	for _, l := range topLevel {
+		b.WriteString(l + "\n")
+	}
+	fmt.Fprintf(&b, `interfaces:
+  - name: eth-a
+    addresses: [%s/24]
+    gateway: 192.168.1.1
+    default_route: true
+    rp_filter: %s
+  - name: eth-b
+    addresses: [%s/24]
+    gateway: 10.0.0.254
+    rp_filter: %s
+`, HostA, rpFilter, HostB, rpFilter)
+	return b.String()
 }

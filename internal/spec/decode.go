@@ -22,9 +22,9 @@ type decoder struct {
 
 // broken reports whether any error was recorded at p or below it, so later checks can skip values that failed
 // to parse instead of piling consequential errors on top.
-func (r *decoder) broken(p report.Path) bool {
+func (d *decoder) broken(p report.Path) bool {
 	prefix := p.String()
-	for _, e := range r.r.Entries {
+	for _, e := range d.r.Entries {
 		s := e.Path.String()
 		if e.Severity == report.Error && (s == prefix || strings.HasPrefix(s, prefix+".") || strings.HasPrefix(s, prefix+"[")) {
 			return true
