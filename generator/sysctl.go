@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"sort"
+	"strconv"
 	"strings"
 
+	"github.com/symroute/symroute/internal/confdirs"
 	"github.com/symroute/symroute/internal/plan"
 	"github.com/symroute/symroute/internal/report"
 	"github.com/symroute/symroute/internal/spec"
@@ -24,36 +25,25 @@ type sysctlAssignment struct {
 	file, value string
 }
 
+// rpFilter reads an rp_filter value; ok is false for anything the kernel would not take.
+func (a sysctlAssignment) rpFilter() (int, bool) {
+	v, err := strconv.Atoi(a.value)
+	return v, err == nil && v >= 0 && v <= 2
+}
+
 // checkSysctlOverrides warns where another sysctl.d file defeats symroute's rp_filter: by setting the same key in
 // a file that sorts after symroute's, or by setting conf.all above the interface's value (the kernel applies
 // max(all, interface)). Globs are left out: systemd-sysctl never lets a glob override an explicit key.
 func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
-	byName := map[string]string{}
-	for _, dir := range sysctlDirs {
-		entries, err := fs.ReadDir(root, dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", dir, err)
-		}
-		for _, e := range entries {
-			if _, masked := byName[e.Name()]; !masked && strings.HasSuffix(e.Name(), ".conf") {
-				byName[e.Name()] = path.Join(dir, e.Name())
-			}
-		}
+	files, err := confdirs.List(root, sysctlDirs, ".conf")
+	if err != nil {
+		return err
 	}
-	names := make([]string, 0, len(byName))
-	for n := range byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-
 	ours := path.Base(SysctlPath)
 	last := map[string]sysctlAssignment{} // the assignment that wins, over every file but ours
 	after := map[string]sysctlAssignment{}
-	for _, name := range names {
-		p := byName[name]
+	for _, f := range files {
+		p, name := f.Path, f.Name
 		data, err := fs.ReadFile(root, p)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // a dangling link, such as /etc/sysctl.d/99-sysctl.conf without /etc/sysctl.conf
@@ -86,15 +76,13 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 			warnAt(r, p.Host, at, "%s sets %s = %s after symroute's %s, so it wins; remove it there or match it here", a.file, key, a.value, ours)
 			continue
 		}
-		if allSet && all.value > fmt.Sprint(int(ifc.RPFilter)) && validRPFilter(all.value) {
+		if v, ok := all.rpFilter(); allSet && ok && v > int(ifc.RPFilter) {
 			warnAt(r, p.Host, at, "%s cannot take effect: %s sets net.ipv4.conf.all.rp_filter = %s, and the kernel uses the larger of all and the interface's value; set rp_filter_all here to take it over",
 				ifc.RPFilter, all.file, all.value)
 		}
 	}
 	return nil
 }
-
-func validRPFilter(v string) bool { return v == "0" || v == "1" || v == "2" }
 
 func warnAt(r *report.Report, h *spec.Host, p report.Path, format string, args ...any) {
 	r.Add(report.Warning, p, h.Pos(p), format, args...)

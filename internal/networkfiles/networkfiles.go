@@ -4,15 +4,15 @@
 package networkfiles
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"path"
-	"sort"
 	"strings"
 
 	"gopkg.in/ini.v1"
+
+	"github.com/symroute/symroute/internal/confdirs"
 )
 
 // SearchDirs are networkd's configuration directories in precedence order, relative to the root.
@@ -57,51 +57,27 @@ type list struct {
 // Load reads every .network file under the root that networkd would consider, in the order it considers them.
 // Files for which skip returns true (symroute's own, about to be rewritten) are left out.
 func Load(root fs.FS, skip func(path string, data []byte) bool) ([]File, error) {
-	byName := map[string]string{}
-	for _, dir := range SearchDirs {
-		entries, err := fs.ReadDir(root, dir)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", dir, err)
-		}
-		for _, e := range entries {
-			if !strings.HasSuffix(e.Name(), ".network") {
-				continue
-			}
-			if _, masked := byName[e.Name()]; !masked {
-				byName[e.Name()] = path.Join(dir, e.Name())
-			}
-		}
+	found, err := confdirs.List(root, SearchDirs, ".network")
+	if err != nil {
+		return nil, err
 	}
-	names := make([]string, 0, len(byName))
-	for name := range byName {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-
 	var files []File
-	for _, name := range names {
-		p := byName[name]
-		if target, err := fs.ReadLink(root, p); err == nil && target == "/dev/null" {
-			continue // masked
-		}
-		data, err := fs.ReadFile(root, p)
+	for _, f := range found {
+		data, err := fs.ReadFile(root, f.Path)
 		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", p, err)
+			return nil, fmt.Errorf("read %s: %w", f.Path, err)
 		}
-		if skip != nil && skip(p, data) {
+		if skip != nil && skip(f.Path, data) {
 			continue
 		}
 		m, err := parseMatch(data)
 		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", p, err)
+			return nil, fmt.Errorf("parse %s: %w", f.Path, err)
 		}
 		if m.empty {
 			continue // networkd ignores a file without [Match] conditions
 		}
-		files = append(files, File{Path: p, Name: name, match: m})
+		files = append(files, File{Path: f.Path, Name: f.Name, match: m})
 	}
 	return files, nil
 }
