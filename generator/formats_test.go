@@ -13,7 +13,7 @@ import (
 
 	ign "github.com/coreos/ignition/v2/config/v3_3"
 	igntypes "github.com/coreos/ignition/v2/config/v3_3/types"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v4"
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/golden"

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/symroute/symroute/internal/confdirs"
+	"github.com/symroute/symroute/internal/ifname"
 	"github.com/symroute/symroute/internal/plan"
 	"github.com/symroute/symroute/internal/report"
 	"github.com/symroute/symroute/internal/spec"
@@ -71,7 +72,7 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 	}
 	for _, ifc := range p.Interfaces {
 		at := report.Path{"interfaces", ifc.Position, "rp_filter"}
-		key := plan.SysctlKey(ifc.Name, "rp_filter")
+		key := ifname.SysctlKey(ifc.Name, "rp_filter")
 		if a, ok := after[plan.ProcPath(key)]; ok {
 			warnAt(r, p.Host, at, "%s sets %s = %s after symroute's %s, so it wins; remove it there or match it here", a.file, key, a.value, ours)
 			continue

@@ -161,10 +161,13 @@ func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
 	// The header names the description as the user named it; the default is absolute.
 	l.source = c.config
 	host, rep := spec.Parse(data)
-	if !rep.HasErrors(false) {
+	switch {
+	case !rep.HasErrors(false):
 		var planRep report.Report
 		l.plan, planRep = plan.Build(host)
 		rep.Merge(planRep)
+	case host != nil:
+		rep.Merge(plan.CheckRanges(host))
 	}
 	l.rep = rep
 	return l, ExitOK, true

@@ -7,10 +7,15 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 
+	"go.yaml.in/yaml/v4"
+
+	"github.com/symroute/symroute/internal/ifname"
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkfiles"
+	"github.com/symroute/symroute/internal/report"
 )
 
 // signs tell a component by the links it creates (name prefixes) and the tables its rules point at.
@@ -78,12 +83,18 @@ func Describe(inv kernel.Inventory, files []networkfiles.File) []byte {
 		if l.Loopback || !l.Up || len(l.Addresses) == 0 || componentLink(l.Name) {
 			continue
 		}
-		fmt.Fprintf(&b, "  - name: %s\n", l.Name)
+		if why := ifname.Check(l.Name); why != "" {
+			// The kernel takes names symroute refuses (a glob, '=', an escape sequence); say so in a comment,
+			// escaped, rather than write a description check would refuse.
+			fmt.Fprintf(&b, "  # link %s is left out: %s\n", report.Quote(l.Name), why)
+			continue
+		}
+		fmt.Fprintf(&b, "  - name: %s\n", yamlString(l.Name))
 		if l.MAC != "" {
 			fmt.Fprintf(&b, "    # MAC %s; to match by it instead of the name: match: {permanent_mac: \"%s\"}\n", l.MAC, l.MAC)
 		}
 		if f, ok := networkfiles.FirstMatch(files, networkfiles.Link{Name: l.Name}); ok && f.Specific(networkfiles.Link{Name: l.Name}) {
-			fmt.Fprintf(&b, "    # /%s configures %s now; symroute adds its routing to it.\n    mode: drop-in\n", f.Path, l.Name)
+			fmt.Fprintf(&b, "    # %s configures %s now; symroute adds its routing to it.\n    mode: drop-in\n", report.Printable("/"+f.Path), l.Name)
 		}
 		addrs := make([]string, len(l.Addresses))
 		for i, a := range l.Addresses {
@@ -108,6 +119,16 @@ func Describe(inv kernel.Inventory, files []networkfiles.File) []byte {
 		}
 	}
 	return []byte(b.String())
+}
+
+// yamlString writes s as a YAML string, quoted where YAML would read it otherwise: a valid interface name can
+// still start with '#' or '&', or read as a number or null.
+func yamlString(s string) string {
+	out, err := yaml.Marshal(s)
+	if err != nil {
+		return strconv.Quote(s)
+	}
+	return strings.TrimSuffix(string(out), "\n")
 }
 
 func hasFamily(l kernel.Link, v6 bool) bool {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/symroute/symroute/internal/ifname"
 	"github.com/symroute/symroute/internal/report"
 	"github.com/symroute/symroute/internal/spec"
 )
@@ -87,6 +88,16 @@ type Plan struct {
 	KeepForeign bool
 }
 
+// CheckRanges reports where h's table_range and priority_range overlap the kernel's or a declared component's
+// claims. Build does it too; it is exported for a description with other errors, whose plan cannot be built but
+// whose ranges can still be checked, so one run reports every problem.
+func CheckRanges(h *spec.Host) report.Report {
+	var r report.Report
+	a := allocator{h: h, r: &r}
+	a.checkRanges()
+	return r
+}
+
 // Build plans h. The report holds allocation problems (ranges or pinned values colliding with each other, the
 // kernel, or a declared component); the plan is usable only when it has no errors.
 func Build(h *spec.Host) (*Plan, report.Report) {
@@ -159,7 +170,7 @@ func sysctls(h *spec.Host) []Sysctl {
 		out = append(out, Sysctl{Key: "net.ipv4.conf.all.rp_filter", Value: fmt.Sprint(int(*h.RPFilterAll)), Why: "rp_filter_all: " + h.RPFilterAll.String()})
 	}
 	for _, ifc := range h.Interfaces {
-		out = append(out, Sysctl{Key: SysctlKey(ifc.Name, "rp_filter"), Value: fmt.Sprint(int(ifc.RPFilter)), Why: ifc.Name + ": " + ifc.RPFilter.String()})
+		out = append(out, Sysctl{Key: ifname.SysctlKey(ifc.Name, "rp_filter"), Value: fmt.Sprint(int(ifc.RPFilter)), Why: ifc.Name + ": " + ifc.RPFilter.String()})
 	}
 	return out
 }
@@ -185,15 +196,4 @@ func ProcPath(key string) string {
 		}
 	}
 	return string(out)
-}
-
-// SysctlKey returns the sysctl.d key for an IPv4 interface setting. A name with a dot (a VLAN such as eth0.100)
-// needs the slash form, where dots are literal (sysctl.d(5)).
-func SysctlKey(ifname, setting string) string {
-	for _, c := range ifname {
-		if c == '.' {
-			return "net/ipv4/conf/" + ifname + "/" + setting
-		}
-	}
-	return "net.ipv4.conf." + ifname + "." + setting
 }

@@ -110,21 +110,11 @@ interfaces:
 	}
 }
 
-func TestSysctlKey(t *testing.T) {
-	if got := SysctlKey("eth0", "rp_filter"); got != "net.ipv4.conf.eth0.rp_filter" {
-		t.Error(got)
-	}
-	if got := SysctlKey("bond0.100", "rp_filter"); got != "net/ipv4/conf/bond0.100/rp_filter" {
-		t.Error(got)
-	}
-}
-
 func TestProcPath(t *testing.T) {
 	for key, want := range map[string]string{
 		"net.ipv4.conf.eth0.rp_filter":      "net/ipv4/conf/eth0/rp_filter",
 		"net/ipv4/conf/bond0.100/rp_filter": "net/ipv4/conf/bond0.100/rp_filter",
 		"net.ipv4.conf.bond0/100.rp_filter": "net/ipv4/conf/bond0.100/rp_filter",
-		SysctlKey("bond0.100", "rp_filter"): "net/ipv4/conf/bond0.100/rp_filter",
 	} {
 		if got := ProcPath(key); got != want {
 			t.Errorf("ProcPath(%q) = %q, want %q", key, got, want)

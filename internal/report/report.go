@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Severity says whether an entry stops symroute (Error) or is only printed (Warning; --strict promotes it).
@@ -35,7 +36,8 @@ func (p Path) Key(elems ...any) Path {
 	return append(out, elems...)
 }
 
-// String renders p as interfaces[1].gateway; the empty path is the document itself.
+// String renders p as interfaces[1].gateway; the empty path is the document itself. A key that is not a plain
+// word (it comes from the description, so it can be anything) is quoted, as interfaces[0]["x\ty"].
 func (p Path) String() string {
 	if len(p) == 0 {
 		return "(document)"
@@ -46,11 +48,74 @@ func (p Path) String() string {
 		case int:
 			b.WriteString("[" + strconv.Itoa(v) + "]")
 		default:
+			key := fmt.Sprint(v)
+			if !plainKey(key) {
+				b.WriteString("[" + Quote(key) + "]")
+				continue
+			}
 			if b.Len() > 0 {
 				b.WriteByte('.')
 			}
-			fmt.Fprint(&b, v)
+			b.WriteString(key)
 		}
+	}
+	return b.String()
+}
+
+func plainKey(s string) bool {
+	if s == "" || len(s) > maxQuoted {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// maxQuoted is how much of a value a message shows: enough to recognise it, not a 50 MB key echoed back.
+const maxQuoted = 64
+
+// Quote renders a value taken from the input for a message: in Go's quoted form, so control bytes, terminal
+// escape sequences and invalid UTF-8 print as escapes, and cut after 64 bytes with the full length named.
+func Quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + fmt.Sprintf("... (%d bytes)", len(s))
+}
+
+// Printable replaces every control byte in s with a \xNN escape. Write applies it to each line it prints, a last
+// wall behind Quote: nothing read from a description reaches the terminal raw.
+func Printable(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] >= 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1, r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0:
+			for _, c := range []byte(s[i : i+size]) {
+				fmt.Fprintf(&b, "\\x%02x", c)
+			}
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
 	}
 	return b.String()
 }
@@ -120,7 +185,7 @@ func (r Report) Write(w io.Writer, file string, strict bool) error {
 		if e.Pos.Line > 0 {
 			loc = fmt.Sprintf("%s:%d:%d", file, e.Pos.Line, e.Pos.Column)
 		}
-		if _, err := fmt.Fprintf(w, "%s: %s: %s: %s\n", loc, sev, e.Path, e.Message); err != nil {
+		if _, err := fmt.Fprintf(w, "%s\n", Printable(fmt.Sprintf("%s: %s: %s: %s", loc, sev, e.Path, e.Message))); err != nil {
 			return err
 		}
 	}

@@ -1,37 +1,29 @@
 package spec
 
 import (
+	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v4"
 
 	"github.com/symroute/symroute/internal/report"
 )
 
 // decoder walks the YAML node tree by hand rather than unmarshalling into structs, so that every value keeps its
-// line and column and every problem is reported, not only the first one yaml.v3 would stop at.
+// line and column and every problem is reported, not only the first one the YAML library would stop at.
 type decoder struct {
 	r   report.Report
 	pos map[string]report.Pos
+	// broke holds every path at or above an error, so broken is a lookup rather than a scan of the report.
+	broke map[string]bool
 }
 
 // broken reports whether any error was recorded at p or below it, so later checks can skip values that failed
 // to parse instead of piling consequential errors on top.
-func (d *decoder) broken(p report.Path) bool {
-	prefix := p.String()
-	for _, e := range d.r.Entries {
-		s := e.Path.String()
-		if e.Severity == report.Error && (s == prefix || strings.HasPrefix(s, prefix+".") || strings.HasPrefix(s, prefix+"[")) {
-			return true
-		}
-	}
-	return false
-}
+func (d *decoder) broken(p report.Path) bool { return d.broke[p.String()] }
 
 // field is one key a mapping may hold and what to do with its value.
 type field struct {
@@ -42,7 +34,14 @@ type field struct {
 func posOf(n *yaml.Node) report.Pos { return report.Pos{Line: n.Line, Column: n.Column} }
 
 func (d *decoder) errorf(n *yaml.Node, p report.Path, format string, args ...any) {
-	d.r.Add(report.Error, p, posOf(n), format, args...)
+	d.errorAt(p, posOf(n), format, args...)
+}
+
+func (d *decoder) errorAt(p report.Path, pos report.Pos, format string, args ...any) {
+	d.r.Add(report.Error, p, pos, format, args...)
+	for i := len(p); i >= 0; i-- {
+		d.broke[p[:i].String()] = true
+	}
 }
 
 // resolve follows YAML aliases (*anchor) to the node they name.
@@ -65,14 +64,25 @@ func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
 	for _, f := range fields {
 		known[f.key] = f
 	}
+	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], resolve(n.Content[i+1])
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, p, "has %s as a key; keys are plain words such as name or addresses", describe(k))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			// YAML forbids it, and the library would keep the last value without a word.
+			d.errorf(k, p.Key(k.Value), "appears twice in this mapping (first at line %d); keep one", first.Line)
+			continue
+		}
+		seen[k.Value] = k
 		f, ok := known[k.Value]
 		if !ok {
 			if near := nearest(k.Value, fields); near != "" {
-				d.errorf(k, p.Key(k.Value), "unknown key %q; did you mean %q? (allowed here: %s)", k.Value, near, keyList(fields))
+				d.errorf(k, p.Key(k.Value), "unknown key %s; did you mean %q? (allowed here: %s)", report.Quote(k.Value), near, keyList(fields))
 			} else {
-				d.errorf(k, p.Key(k.Value), "unknown key %q; the keys allowed here are %s", k.Value, keyList(fields))
+				d.errorf(k, p.Key(k.Value), "unknown key %s; the keys allowed here are %s", report.Quote(k.Value), keyList(fields))
 			}
 			continue
 		}
@@ -91,10 +101,14 @@ func keyList(fields []field) string {
 	return strings.Join(keys, ", ")
 }
 
-// nearest returns the allowed key closest to a mistyped one, if it is within two edits.
+// nearest returns the allowed key closest to a mistyped one, if it is within two edits. A key much longer than
+// every allowed one cannot be within two edits, and is not measured: the cost stays bounded whatever its length.
 func nearest(key string, fields []field) string {
 	best, bestDist := "", 3
 	for _, f := range fields {
+		if len(key) > len(f.key)+2 {
+			continue
+		}
 		if d := editDistance(key, f.key); d < bestDist {
 			best, bestDist = f.key, d
 		}
@@ -134,7 +148,7 @@ func describe(n *yaml.Node) string {
 		if n.Tag == "!!null" {
 			return "an empty value"
 		}
-		return fmt.Sprintf("%q", n.Value)
+		return report.Quote(n.Value)
 	}
 	return "this"
 }
@@ -169,7 +183,15 @@ func (d *decoder) uint32Value(n *yaml.Node, p report.Path, lo, hi uint32) (uint3
 	}
 	var v int64
 	if err := n.Decode(&v); err != nil || v < int64(lo) || v > int64(hi) {
-		d.errorf(n, p, "must be a whole number from %d to %d, not %s", lo, hi, n.Value)
+		why := ""
+		if hi == MaxPriority && err == nil && v > int64(hi) {
+			why = ": the kernel's \"from all lookup main\" rule sits at 32766, and a rule after it never sees a reply main can route"
+		}
+		shown := n.Value // an integer's digits; quoted and shortened only when long
+		if len(shown) > 20 {
+			shown = report.Quote(shown)
+		}
+		d.errorf(n, p, "must be a whole number from %d to %d, not %s%s", lo, hi, shown, why)
 		return 0, false
 	}
 	return uint32(v), true
@@ -184,19 +206,24 @@ func (d *decoder) boolValue(n *yaml.Node, p report.Path) (bool, bool) {
 	return b, true
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
-
-// syntaxError turns a yaml.v3 parse error into a report entry with the line it names.
+// syntaxError turns the YAML library's error into a report entry at the position it names. A reader error (the
+// library's own check of the bytes) has no position; badByte has refused those before the library reads.
 func syntaxError(err error) report.Report {
 	var r report.Report
+	var le *yaml.LoadError
+	pos := report.Pos{Line: 1, Column: 1}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	pos := report.Pos{}
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		pos.Line, _ = strconv.Atoi(m[1])
-		pos.Column = 1
-		msg = strings.TrimSpace(strings.Replace(msg, m[0]+":", "", 1))
+	if errors.As(err, &le) {
+		msg = le.Message
+		if le.Mark.Line > 0 {
+			pos = report.Pos{Line: le.Mark.Line, Column: max(le.Mark.Column, 1)}
+		}
+		// "while parsing a flow sequence" and its start say which bracket or quote was left open.
+		if c := le.ContextMark; le.ContextMsg != "" && c.Line > 0 && (c.Line != le.Mark.Line || c.Column != le.Mark.Column) {
+			msg += fmt.Sprintf(" (%s that starts at line %d, column %d)", strings.TrimPrefix(le.ContextMsg, "while parsing "), c.Line, c.Column)
+		}
 	}
-	r.Add(report.Error, nil, pos, "the file is not valid YAML: %s; fix the syntax first", msg)
+	r.Add(report.Error, nil, pos, "the file is not valid YAML: %s; fix the syntax first", report.Printable(msg))
 	return r
 }
 

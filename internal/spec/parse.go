@@ -2,24 +2,43 @@ package spec
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v4"
+
+	"github.com/symroute/symroute/internal/ifname"
 
 	"github.com/symroute/symroute/internal/report"
 	"github.com/symroute/symroute/internal/reservations"
 )
 
+// MaxSize is the largest description symroute reads. A host with a few hundred interfaces and addresses
+// takes a few kilobytes; the cap bounds the time and memory a careless or hostile file can cost.
+const MaxSize = 1 << 20
+
 // Parse reads a host description. The Host is usable only when the report has no errors; the report holds every
-// problem found, each with its path and position.
+// problem found, each with its path and position. Time and memory are linear in len(data): the size is capped,
+// and YAML aliases, which would let a small file stand for a large one, are counted and bounded.
 func Parse(data []byte) (*Host, report.Report) {
+	var r report.Report
+	if len(data) > MaxSize {
+		r.Add(report.Error, nil, report.Pos{Line: 1, Column: 1}, "the description is %d bytes; symroute reads at most %d (1 MiB). A description lists a host's interfaces and is a few kilobytes; check that -c names the right file", len(data), MaxSize)
+		return nil, r
+	}
+	if pos, msg := badByte(data); msg != "" {
+		r.Add(report.Error, nil, pos, "%s; a description is UTF-8 text without control characters other than tab and newline", msg)
+		return nil, r
+	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil {
-		if err.Error() == "EOF" {
-			var r report.Report
+		if errors.Is(err, io.EOF) {
 			r.Add(report.Error, nil, report.Pos{Line: 1, Column: 1}, "the description is empty; start it with \"version: 1\" and list the interfaces")
 			return nil, r
 		}
@@ -27,13 +46,21 @@ func Parse(data []byte) (*Host, report.Report) {
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		var r report.Report
 		r.Add(report.Error, nil, posOf(&extra), "the file holds more than one YAML document; keep one description per file")
 		return nil, r
 	}
+	if len(doc.Content) == 0 {
+		r.Add(report.Error, nil, report.Pos{Line: 1, Column: 1}, "the description is empty; start it with \"version: 1\" and list the interfaces")
+		return nil, r
+	}
+	root := doc.Content[0]
+	if pos, msg := checkAliases(root); msg != "" {
+		r.Add(report.Error, nil, pos, "%s", msg)
+		return nil, r
+	}
 
-	d := &decoder{pos: map[string]report.Pos{}}
-	root := resolve(doc.Content[0])
+	d := &decoder{pos: map[string]report.Pos{}, broke: map[string]bool{}}
+	root = resolve(root)
 	h := &Host{
 		Tables:     reservations.DefaultTables,
 		Priorities: reservations.DefaultPriorities,
@@ -52,13 +79,15 @@ func Parse(data []byte) (*Host, report.Report) {
 		{"cni", func(n *yaml.Node, p report.Path) { d.components(n, p, h) }},
 		{"cluster_cidrs", func(n *yaml.Node, p report.Path) {
 			d.sequence(n, p, func(n *yaml.Node, p report.Path) {
-				if c, ok := d.prefix(n, p); ok {
+				if c, ok := d.clusterCIDR(n, p); ok {
 					h.ClusterCIDRs = append(h.ClusterCIDRs, c)
 				}
 			})
 		}},
-		{"table_range", func(n *yaml.Node, p report.Path) { h.Tables = d.rangeValue(n, p, h.Tables, 1) }},
-		{"priority_range", func(n *yaml.Node, p report.Path) { h.Priorities = d.rangeValue(n, p, h.Priorities, 1) }},
+		{"table_range", func(n *yaml.Node, p report.Path) { h.Tables = d.rangeValue(n, p, h.Tables, 1, maxUint32) }},
+		{"priority_range", func(n *yaml.Node, p report.Path) {
+			h.Priorities = d.rangeValue(n, p, h.Priorities, 1, MaxPriority)
+		}},
 		{"rp_filter_all", func(n *yaml.Node, p report.Path) {
 			if v, ok := d.rpFilter(n, p); ok {
 				h.RPFilterAll = &v
@@ -75,6 +104,105 @@ func Parse(data []byte) (*Host, report.Report) {
 	}
 	validate(h, d)
 	return h, d.r
+}
+
+// MaxPriority is the highest rule priority that can work: the kernel's "from all lookup main" rule sits at 32766,
+// and a source rule after it never matches a reply main can route.
+const MaxPriority = 32765
+
+// badByte finds the first byte YAML cannot hold, or that would make messages unprintable: invalid UTF-8, and
+// control characters other than tab, newline and carriage return (the YAML library refuses them without saying
+// where). It returns the position and what is wrong, or "" when every byte is fine.
+func badByte(data []byte) (report.Pos, string) {
+	line, col := 1, 1
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return report.Pos{Line: line, Column: col}, fmt.Sprintf("byte 0x%02x at line %d, column %d is not valid UTF-8", data[i], line, col)
+		case r == 0:
+			return report.Pos{Line: line, Column: col}, fmt.Sprintf("a NUL byte at line %d, column %d", line, col)
+		case r < 0x20 && r != '\t' && r != '\n' && r != '\r', r == 0x7f, r >= 0x80 && r < 0xa0 && r != 0x85, r == 0xfffe, r == 0xffff:
+			return report.Pos{Line: line, Column: col}, fmt.Sprintf("the control character %U at line %d, column %d", r, line, col)
+		case r == '\n':
+			line, col = line+1, 0
+		}
+		i += size
+		col++
+	}
+	return report.Pos{}, ""
+}
+
+// Alias limits. An alias (*name) stands for the whole node its anchor names, so a few of them can make a small
+// file describe millions of values; a description needs at most a handful.
+const (
+	maxAliases = 64
+	// maxExpansion bounds how many nodes the description may stand for, aliases followed, against the nodes it
+	// holds.
+	maxExpansion = 2
+)
+
+// checkAliases refuses a document whose aliases would cost more than a bounded multiple of its own size to read,
+// or that refers to itself (an anchor whose value contains an alias to it, which would never end).
+func checkAliases(root *yaml.Node) (report.Pos, string) {
+	literal, aliases := 0, 0
+	var count func(n *yaml.Node)
+	count = func(n *yaml.Node) {
+		literal++
+		if n.Kind == yaml.AliasNode {
+			aliases++
+			return
+		}
+		for _, c := range n.Content {
+			count(c)
+		}
+	}
+	count(root)
+	if aliases == 0 {
+		return report.Pos{}, ""
+	}
+	if aliases > maxAliases {
+		return report.Pos{Line: 1, Column: 1}, fmt.Sprintf("the description uses %d YAML aliases (*name); symroute reads at most %d. Write the values out instead", aliases, maxAliases)
+	}
+	// expanded counts the nodes a walk would visit, memoised by node so each is measured once (linear time).
+	memo := map[*yaml.Node]int{}
+	const visiting = -1
+	limit := maxExpansion*literal + 1024
+	var cycle report.Pos
+	var expanded func(n *yaml.Node) (int, string)
+	expanded = func(n *yaml.Node) (int, string) {
+		if n.Kind == yaml.AliasNode {
+			if memo[n.Alias] == visiting {
+				cycle = posOf(n)
+				return 0, fmt.Sprintf("the alias *%s stands for a value that contains it, which never ends; write the value out instead", report.Printable(n.Value))
+			}
+			n = n.Alias
+		}
+		if v, seen := memo[n]; seen {
+			return v, ""
+		}
+		memo[n] = visiting
+		total := 1
+		for _, c := range n.Content {
+			v, msg := expanded(c)
+			if msg != "" {
+				return 0, msg
+			}
+			if total += v; total > limit {
+				break
+			}
+		}
+		memo[n] = total
+		return total, ""
+	}
+	total, msg := expanded(root)
+	if msg != "" {
+		return cycle, msg
+	}
+	if total > limit {
+		return report.Pos{Line: 1, Column: 1}, fmt.Sprintf("the description's %d YAML aliases expand its %d nodes to more than %d; symroute reads at most %dx the nodes written. Write the values out instead", aliases, literal, limit, maxExpansion)
+	}
+	return report.Pos{}, ""
 }
 
 func (d *decoder) version(root *yaml.Node, h *Host) bool {
@@ -113,7 +241,7 @@ func (d *decoder) components(n *yaml.Node, p report.Path, h *Host) {
 		}
 		c, ok := reservations.Lookup(strings.ToLower(name))
 		if !ok {
-			d.errorf(n, p, "unknown component %q; symroute knows %s (leave it out if it claims no tables, priorities or marks)", name, strings.Join(reservations.Names(), ", "))
+			d.errorf(n, p, "unknown component %s; symroute knows %s (leave it out if it claims no tables, priorities or marks)", report.Quote(name), strings.Join(reservations.Names(), ", "))
 			return
 		}
 		if seen[c.Name] {
@@ -125,15 +253,17 @@ func (d *decoder) components(n *yaml.Node, p report.Path, h *Host) {
 	})
 }
 
-func (d *decoder) rangeValue(n *yaml.Node, p report.Path, def reservations.Range, lo uint32) reservations.Range {
+func (d *decoder) rangeValue(n *yaml.Node, p report.Path, def reservations.Range, lo, hi uint32) reservations.Range {
 	r := def
 	minSet, maxSet := false, false
 	d.mapping(n, p, []field{
-		{"min", func(n *yaml.Node, p report.Path) { r.Min, minSet = d.uint32Value(n, p, lo, maxUint32) }},
-		{"max", func(n *yaml.Node, p report.Path) { r.Max, maxSet = d.uint32Value(n, p, lo, maxUint32) }},
+		{"min", func(n *yaml.Node, p report.Path) { r.Min, minSet = d.uint32Value(n, p, lo, hi) }},
+		{"max", func(n *yaml.Node, p report.Path) { r.Max, maxSet = d.uint32Value(n, p, lo, hi) }},
 	})
 	if !minSet || !maxSet {
-		if n.Kind == yaml.MappingNode {
+		_, hasMin := d.pos[p.Key("min").String()]
+		_, hasMax := d.pos[p.Key("max").String()]
+		if n.Kind == yaml.MappingNode && (!hasMin || !hasMax) {
 			d.errorf(n, p, "needs both min and max, for example {min: %d, max: %d}", def.Min, def.Max)
 		}
 		return def
@@ -152,7 +282,7 @@ func (d *decoder) rpFilter(n *yaml.Node, p report.Path) (RPFilter, bool) {
 	}
 	v, ok := rpFilterNames[s]
 	if !ok {
-		d.errorf(n, p, "must be strict, loose or off, not %q", s)
+		d.errorf(n, p, "must be strict, loose or off, not %s", report.Quote(s))
 	}
 	return v, ok
 }
@@ -162,8 +292,9 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 	d.mapping(n, p, []field{
 		{"name", func(n *yaml.Node, p report.Path) {
 			if s, ok := d.scalar(n, p, "an interface name"); ok {
-				if msg := checkIfname(s); msg != "" {
-					d.errorf(n, p, "%q is not a name Linux accepts: %s", s, msg)
+				if msg := ifname.Check(s); msg != "" {
+					d.errorf(n, p, "%s cannot be an interface name: %s. A name is %s", report.Quote(s), msg, ifname.Rule)
+					return
 				}
 				i.Name = s
 			}
@@ -173,7 +304,7 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 				if s, ok := d.scalar(n, p, "a MAC address"); ok {
 					mac, err := net.ParseMAC(s)
 					if err != nil || len(mac) != 6 {
-						d.errorf(n, p, "%q is not an Ethernet MAC address; write six hex pairs like 52:54:00:12:34:56", s)
+						d.errorf(n, p, "%s is not an Ethernet MAC address; write six hex pairs like 52:54:00:12:34:56", report.Quote(s))
 						return
 					}
 					i.PermanentMAC = mac
@@ -186,7 +317,7 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 				case ModeOwn, ModeDropIn:
 					i.Mode = Mode(s)
 				default:
-					d.errorf(n, p, "must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not %q", s)
+					d.errorf(n, p, "must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not %s", report.Quote(s))
 				}
 			}
 		}},
@@ -206,7 +337,7 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 			}
 		}},
 		{"priority", func(n *yaml.Node, p report.Path) {
-			if v, ok := d.uint32Value(n, p, 1, 32765); ok {
+			if v, ok := d.uint32Value(n, p, 1, MaxPriority); ok {
 				i.Priority = &v
 			}
 		}},
@@ -230,38 +361,64 @@ func (d *decoder) address(n *yaml.Node, p report.Path) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	if !strings.Contains(s, "/") {
-		d.errorf(n, p, "%q has no prefix length; write the address as the interface carries it, e.g. %s/24", s, s)
+		if a, err := netip.ParseAddr(s); err == nil {
+			d.errorf(n, p, "%s has no prefix length; write the address as the interface carries it, e.g. %s/%d", report.Quote(s), a, typicalBits(a))
+		} else {
+			d.errorf(n, p, "%s is not an IP address with prefix length, like 192.168.1.10/24", report.Quote(s))
+		}
 		return netip.Prefix{}, false
 	}
 	a, err := netip.ParsePrefix(s)
 	if err != nil {
-		d.errorf(n, p, "%q is not an IP address with prefix length: %v", s, unwrapParse(err))
+		d.errorf(n, p, "%s is not an IP address with prefix length: %s", report.Quote(s), unwrapParse(err))
 		return netip.Prefix{}, false
 	}
 	if a.Addr().Zone() != "" || a.Addr().Is4In6() {
-		d.errorf(n, p, "%q: write IPv4 addresses as a.b.c.d and IPv6 addresses without a zone", s)
+		d.errorf(n, p, "%s: write IPv4 addresses as a.b.c.d and IPv6 addresses without a zone", report.Quote(s))
 		return netip.Prefix{}, false
 	}
 	if a.Addr().IsUnspecified() || a.Addr().IsMulticast() || a.Addr().IsLoopback() {
-		d.errorf(n, p, "%q cannot be an interface's address; give the unicast address the interface carries", s)
+		d.errorf(n, p, "%s cannot be an interface's address; give the unicast address the interface carries", report.Quote(s))
+		return netip.Prefix{}, false
+	}
+	if a.Bits() == 0 {
+		d.errorf(n, p, "%s claims the whole address space as the interface's subnet: its table would get two default routes and networkd would refuse one. Give the subnet's real length, e.g. %s/%d",
+			report.Quote(s), a.Addr(), typicalBits(a.Addr()))
 		return netip.Prefix{}, false
 	}
 	return a, true
 }
 
-// prefix parses a network prefix such as a pod CIDR; host bits must be zero.
-func (d *decoder) prefix(n *yaml.Node, p report.Path) (netip.Prefix, bool) {
+// typicalBits is the prefix length shown in examples: a /24 for IPv4, a /64 for IPv6.
+func typicalBits(a netip.Addr) int {
+	if a.Is6() {
+		return 64
+	}
+	return 24
+}
+
+// clusterCIDR parses a pod or service range; host bits must be zero.
+func (d *decoder) clusterCIDR(n *yaml.Node, p report.Path) (netip.Prefix, bool) {
 	s, ok := d.scalar(n, p, "a CIDR like 10.244.0.0/16")
 	if !ok {
 		return netip.Prefix{}, false
 	}
 	c, err := netip.ParsePrefix(s)
 	if err != nil {
-		d.errorf(n, p, "%q is not a CIDR: %v", s, unwrapParse(err))
+		d.errorf(n, p, "%s is not a CIDR: %s", report.Quote(s), unwrapParse(err))
+		return netip.Prefix{}, false
+	}
+	if c.Addr().Is4In6() {
+		d.errorf(n, p, "%s is an IPv4 range written as IPv6 (::ffff:a.b.c.d); the kernel never matches IPv4 packets against it, so write it as %s",
+			report.Quote(s), netip.PrefixFrom(c.Addr().Unmap(), max(c.Bits()-96, 0)).Masked())
 		return netip.Prefix{}, false
 	}
 	if c != c.Masked() {
-		d.errorf(n, p, "%q has host bits set; did you mean %s?", s, c.Masked())
+		d.errorf(n, p, "%s has host bits set; did you mean %s?", report.Quote(s), c.Masked())
+		return netip.Prefix{}, false
+	}
+	if c.Bits() == 0 {
+		d.errorf(n, p, "%s covers every destination: \"to %s lookup main\" ahead of every source rule turns policy routing off. List only the pod and service ranges", report.Quote(s), c)
 		return netip.Prefix{}, false
 	}
 	return c, true
@@ -274,37 +431,29 @@ func (d *decoder) addr(n *yaml.Node, p report.Path) (netip.Addr, bool) {
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		d.errorf(n, p, "%q is not an IP address: %v", s, unwrapParse(err))
+		d.errorf(n, p, "%s is not an IP address: %s", report.Quote(s), unwrapParse(err))
 		return netip.Addr{}, false
 	}
 	if a.Zone() != "" {
-		d.errorf(n, p, "%q: leave out the zone; the gateway is on this interface", s)
+		d.errorf(n, p, "%s: leave out the zone; the gateway is on this interface", report.Quote(s))
 		return netip.Addr{}, false
 	}
 	return a, true
 }
 
-// unwrapParse drops netip's quoting of the input, which the message already shows.
+// unwrapParse keeps the reason of a net/netip parse error and drops its copy of the input, which the message
+// already shows shortened: `ParseAddr("1.2.3.4x"): unexpected character (at "x")` becomes "unexpected
+// character".
 func unwrapParse(err error) string {
 	msg := err.Error()
-	if i := strings.LastIndex(msg, ": "); i >= 0 {
-		return msg[i+2:]
+	if i := strings.LastIndex(msg, "): "); i >= 0 {
+		msg = msg[i+3:]
 	}
-	return msg
-}
-
-// checkIfname applies the kernel's dev_valid_name: at most 15 bytes (IFNAMSIZ less the NUL), not "." or "..",
-// and no '/', ':' or whitespace. It returns what is wrong, or "".
-func checkIfname(s string) string {
-	switch {
-	case len(s) > 15:
-		return "it is longer than 15 bytes"
-	case s == "." || s == "..":
-		return "\".\" and \"..\" are reserved"
-	case strings.ContainsAny(s, "/:"):
-		return "it contains '/' or ':'"
-	case strings.ContainsAny(s, " \t\n\v\f\r"):
-		return "it contains whitespace"
+	if i := strings.Index(msg, " (at "); i >= 0 {
+		msg = msg[:i]
 	}
-	return ""
+	if i := strings.Index(msg, ": "); i >= 0 && strings.Contains(msg[i:], "\"") {
+		msg = msg[:i]
+	}
+	return report.Printable(msg)
 }

@@ -123,17 +123,6 @@ func TestAnchorsResolve(t *testing.T) {
 	}
 }
 
-func TestIfnameRules(t *testing.T) {
-	for name, ok := range map[string]bool{
-		"eth0": true, "bond0.100": true, "123456789012345": true, "1234567890123456": false,
-		".": false, "..": false, "a/b": false, "a:b": false, "a b": false, "a\tb": false,
-	} {
-		if got := checkIfname(name) == ""; got != ok {
-			t.Errorf("checkIfname(%q) accepted=%v, want %v", name, got, ok)
-		}
-	}
-}
-
 func TestNearestKey(t *testing.T) {
 	fields := []field{{key: "addresses"}, {key: "gateway"}, {key: "gateway6"}, {key: "name"}}
 	for in, want := range map[string]string{"address": "addresses", "gatway": "gateway", "nmae": "name", "colour": ""} {

@@ -18,7 +18,7 @@ var kubernetesCNIs = map[string]bool{
 // to parse are skipped, so each mistake is reported once.
 func validate(h *Host, d *decoder) {
 	at := func(p report.Path) report.Pos { return h.Pos(p) }
-	errorf := func(p report.Path, format string, args ...any) { d.r.Add(report.Error, p, at(p), format, args...) }
+	errorf := func(p report.Path, format string, args ...any) { d.errorAt(p, at(p), format, args...) }
 	warnf := func(p report.Path, format string, args ...any) { d.r.Add(report.Warning, p, at(p), format, args...) }
 
 	if _, ok := h.positions[report.Path{"interfaces"}.String()]; ok && len(h.Interfaces) == 0 && !d.broken(report.Path{"interfaces"}) {
@@ -76,7 +76,8 @@ func validate(h *Host, d *decoder) {
 		}
 	}
 
-	checkOverlaps(h, warnf)
+	subnets := indexSubnets(h)
+	checkOverlaps(h, subnets, warnf)
 
 	seen := map[netip.Prefix]int{}
 	for i, c := range h.ClusterCIDRs {
@@ -86,11 +87,22 @@ func validate(h *Host, d *decoder) {
 			continue
 		}
 		seen[c] = i
-		for k, ifc := range h.Interfaces {
-			for _, a := range ifc.Addresses {
-				if c.Overlaps(a.Masked()) {
-					warnf(p, "%s overlaps %s's subnet %s: replies to that subnet would use the main table, not %s's; list only pod and service ranges",
-						c, interfaceLabel(ifc, k), a.Masked(), interfaceLabel(ifc, k))
+		// Two prefixes overlap only when one contains the other: look up c's supernets, then the subnets
+		// inside c by their own supernets below.
+		for _, s := range subnets.within(c, true) {
+			ifc := h.Interfaces[s.iface]
+			warnf(p, "%s overlaps %s's subnet %s: replies to that subnet would use the main table, not %s's; list only pod and service ranges",
+				c, interfaceLabel(ifc, s.iface), s.subnet, interfaceLabel(ifc, s.iface))
+		}
+	}
+	if len(seen) > 0 {
+		for _, s := range subnets.order {
+			for bits := s.Bits() - 1; bits >= 0; bits-- {
+				if i, ok := seen[netip.PrefixFrom(s.Addr(), bits).Masked()]; ok {
+					site := subnets.sites[s][0]
+					ifc := h.Interfaces[site.iface]
+					warnf(report.Path{"cluster_cidrs", i}, "%s overlaps %s's subnet %s: replies to that subnet would use the main table, not %s's; list only pod and service ranges",
+						h.ClusterCIDRs[i], interfaceLabel(ifc, site.iface), s, interfaceLabel(ifc, site.iface))
 				}
 			}
 		}
@@ -156,46 +168,86 @@ func checkGateway(h *Host, d *decoder, p report.Path, ifc Interface, v6 bool, er
 		gw, family, strings.Join(subnets, ", "))
 }
 
-// checkOverlaps warns when two interfaces share address space: the kernel's choice between them in main for that
-// space is arbitrary, though each interface's own table still answers from its addresses. Two prefixes overlap
-// only when one contains the other, so looking every subnet's supernets up in a map finds each overlapping pair
-// in linear time; each pair of subnets is reported once, at the later interface.
-func checkOverlaps(h *Host, warnf func(report.Path, string, ...any)) {
-	type site struct{ iface, addr int }
-	bySubnet := map[netip.Prefix][]site{}
+// site is where a subnet appears: the interface, and its first address in that subnet.
+type site struct {
+	subnet      netip.Prefix
+	iface, addr int
+}
+
+// subnetIndex maps each distinct subnet to the interfaces that have it, in description order, each once.
+type subnetIndex struct {
+	sites map[netip.Prefix][]site
+	order []netip.Prefix
+}
+
+func indexSubnets(h *Host) subnetIndex {
+	x := subnetIndex{sites: map[netip.Prefix][]site{}}
 	for i, ifc := range h.Interfaces {
 		for k, a := range ifc.Addresses {
 			s := a.Masked()
-			if sites := bySubnet[s]; len(sites) == 0 || sites[len(sites)-1].iface != i {
-				bySubnet[s] = append(sites, site{i, k})
+			sites := x.sites[s]
+			if len(sites) == 0 {
+				x.order = append(x.order, s)
+			}
+			// An interface's addresses are visited together, so a repeat of it is always the last site.
+			if len(sites) == 0 || sites[len(sites)-1].iface != i {
+				x.sites[s] = append(sites, site{s, i, k})
 			}
 		}
 	}
-	type pair struct {
-		inner, outer netip.Prefix
-		a, b         int
+	return x
+}
+
+// within returns the first site of every indexed subnet that contains p (p itself included when orEqual).
+func (x subnetIndex) within(p netip.Prefix, orEqual bool) []site {
+	var out []site
+	top := p.Bits() - 1
+	if orEqual {
+		top = p.Bits()
 	}
-	seen := map[pair]bool{}
-	for i, ifc := range h.Interfaces {
-		for k, a := range ifc.Addresses {
-			inner := a.Masked()
-			for bits := inner.Bits(); bits >= 0; bits-- {
-				outer := netip.PrefixFrom(inner.Addr(), bits).Masked()
-				for _, o := range bySubnet[outer] {
-					if o.iface == i {
-						continue
-					}
-					later, laterAddr, laterNet, earlier, earlierNet := i, k, inner, o.iface, outer
-					if o.iface > i {
-						later, laterAddr, laterNet, earlier, earlierNet = o.iface, o.addr, outer, i, inner
-					}
-					key := pair{laterNet, earlierNet, earlier, later}
-					if seen[key] {
-						continue
-					}
-					seen[key] = true
-					warnf(report.Path{"interfaces", later, "addresses", laterAddr}, "subnet %s overlaps %s's %s: traffic from the host to that subnet without a chosen source leaves by whichever route main lists first",
-						laterNet, interfaceLabel(h.Interfaces[earlier], earlier), earlierNet)
+	for bits := top; bits >= 0; bits-- {
+		if sites, ok := x.sites[netip.PrefixFrom(p.Addr(), bits).Masked()]; ok {
+			out = append(out, sites[0])
+		}
+	}
+	return out
+}
+
+// checkOverlaps warns when two interfaces share address space: the kernel's choice between them in main for that
+// space is arbitrary, though each interface's own table still answers from its addresses. Two prefixes overlap
+// only when one contains the other, so looking each distinct subnet's supernets up in the index finds every
+// overlapping pair of subnets in linear time. Each pair is reported once, at the later interface, naming the
+// first interface that has the other subnet: many interfaces sharing one subnet cost a warning each, not one per
+// pair of them.
+func checkOverlaps(h *Host, x subnetIndex, warnf func(report.Path, string, ...any)) {
+	warn := func(a, b site) {
+		later, earlier := a, b
+		if b.iface > a.iface {
+			later, earlier = b, a
+		}
+		warnf(report.Path{"interfaces", later.iface, "addresses", later.addr}, "subnet %s overlaps %s's %s: traffic from the host to that subnet without a chosen source leaves by whichever route main lists first",
+			later.subnet, interfaceLabel(h.Interfaces[earlier.iface], earlier.iface), earlier.subnet)
+	}
+	for _, s := range x.order {
+		sites := x.sites[s]
+		for _, other := range sites[1:] {
+			warn(other, sites[0])
+		}
+		for bits := s.Bits() - 1; bits >= 0; bits-- {
+			outer, ok := x.sites[netip.PrefixFrom(s.Addr(), bits).Masked()]
+			if !ok {
+				continue
+			}
+			// One pair of different interfaces: outer's sites are on distinct interfaces, so this looks at two
+			// of them at most.
+			for _, o := range outer {
+				if o.iface != sites[0].iface {
+					warn(sites[0], o)
+					break
+				}
+				if len(sites) > 1 {
+					warn(sites[1], o)
+					break
 				}
 			}
 		}
