@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"text/template"
+	"unicode/utf8"
 
 	"github.com/symroute/symroute/internal/networkfiles"
 	"github.com/symroute/symroute/internal/plan"
@@ -48,7 +49,24 @@ var ownedName = regexp.MustCompile(`^[0-9]{2}-symroute([-.]|$)`)
 // IsOwned reports whether a file is symroute's: its name follows symroute's pattern and it starts with the
 // generated-file header. A hand-written file that happens to share the name is never touched.
 func IsOwned(p string, data []byte) bool {
-	return ownedName.MatchString(path.Base(p)) && bytes.HasPrefix(data, []byte(HeaderPrefix))
+	return IsOwnedName(path.Base(p)) && bytes.HasPrefix(data, []byte(HeaderPrefix))
+}
+
+// IsOwnedName reports whether a file name follows symroute's pattern (NN-symroute...). The name alone decides
+// only for symroute's temporary files, which have no header until they are complete.
+func IsOwnedName(name string) bool { return ownedName.MatchString(name) }
+
+var labelChars = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._+@-]{0,63}$`)
+
+// DescriptionLabel is how every generated file's header names the description: the base name of its path, so
+// the same description gives the same bytes from any directory, and nothing at all when that name is not plain
+// (a path is the user's, and may hold any byte, a newline included).
+func DescriptionLabel(p string) string {
+	base := path.Base(strings.TrimRight(p, "/"))
+	if !labelChars.MatchString(base) {
+		return ""
+	}
+	return base
 }
 
 // OwnNetworkPath is where symroute writes the .network file of an interface in own mode.
@@ -68,7 +86,7 @@ type File struct {
 
 // Options are the inputs beside the plan.
 type Options struct {
-	// Source names the description in every file's header.
+	// Source names the description in every file's header: a DescriptionLabel, or "".
 	Source string
 	// Root is the system's file tree, read to find the file a drop-in extends and to check that symroute's own
 	// files win. Nil stands for a system with no .network files.
@@ -117,6 +135,12 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 					"/"+first.Path, ifc.Name, first.MatchSummary(), ifc.Name, ifc.Name, ifc.Name)
 				continue
 			}
+			if why := unsafeName(first.Name); why != "" {
+				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
+					"%s configures %s, but its name %s: symroute would have to write it into its drop-in's path and comments. Rename the file, or set mode: own",
+					report.Quote("/"+first.Path), ifc.Name, why)
+				continue
+			}
 			view.Target = "/" + first.Path
 			g.render(NetworkDir+"/"+first.Name+".d/"+DropInName, "dropin.tmpl", view)
 			g.last().Interface, g.last().Configures = ifc.Name, "/"+first.Path
@@ -138,6 +162,12 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 	}
 	if g.err != nil {
 		return nil, r, g.err
+	}
+	for _, f := range g.files {
+		if err := checkFile(f); err != nil {
+			r.Add(report.Error, nil, p.Host.Pos(nil), "refusing to write %s: %v. A value in the description got past symroute's validation; nothing was written. Please report this with the description", "/"+f.Path, err)
+			return nil, r, nil
+		}
 	}
 	sort.Slice(g.files, func(i, j int) bool { return g.files[i].Path < g.files[j].Path })
 	return g.files, r, nil
@@ -199,6 +229,19 @@ var blankRuns = regexp.MustCompile(`\n{3,}`)
 func tidy(b []byte) []byte {
 	b = blankRuns.ReplaceAll(b, []byte("\n\n"))
 	return append(bytes.TrimRight(b, "\n"), '\n')
+}
+
+// unsafeName says why a file name from the system cannot be written into symroute's files, or "".
+func unsafeName(name string) string {
+	if !utf8.ValidString(name) {
+		return "is not valid UTF-8"
+	}
+	for _, c := range name {
+		if c < 0x20 || c == 0x7f || c >= 0x80 && c < 0xa0 {
+			return fmt.Sprintf("holds the control character %U", c)
+		}
+	}
+	return ""
 }
 
 // ExpectedNetworkFiles maps each interface to the .network file networkd should apply to it.

@@ -1,0 +1,170 @@
+package generator
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/symroute/symroute/internal/ifname"
+	"github.com/symroute/symroute/internal/plan"
+)
+
+// The second wall. Validation refuses every value that is unsafe for the files it reaches; this checks the
+// rendered bytes themselves, against the grammar of each file's format, before any file is handed out. Every
+// line must be blank, a comment, or a line the format defines with a value of the kind that key takes. A value
+// that got past validation with a line break, a NUL, a quote, a glob or a trailing backslash cannot make a line
+// pass here, so a gap in validation becomes a refusal, never a file that says something else.
+
+// networkdKeys are the keys symroute writes, by section, and what each value must be. networkd.conf drop-ins and
+// .network files share it: their sections do not overlap.
+var networkdKeys = map[string]map[string]func(string) bool{
+	"Match": {
+		"Name":                ifname.Valid,
+		"PermanentMACAddress": isMAC,
+	},
+	"Network": {
+		"IPv6AcceptRA":                    isWord("no"),
+		"Address":                         isPrefix,
+		"ManageForeignRoutingPolicyRules": isWord("no"),
+		"ManageForeignRoutes":             isWord("no"),
+	},
+	"Route": {
+		"Destination": isPrefix,
+		"Gateway":     isAddr,
+		"Scope":       isWord("link"),
+		"Table":       isTable,
+	},
+	"RoutingPolicyRule": {
+		"From":     isPrefix,
+		"To":       isPrefix,
+		"Table":    isTable,
+		"Priority": isUint32,
+	},
+}
+
+var (
+	sectionLine  = regexp.MustCompile(`^\[([A-Za-z]+)\]$`)
+	keyValueLine = regexp.MustCompile(`^([A-Za-z0-9]+)=(.*)$`)
+	sysctlLine   = regexp.MustCompile(`^(net[./]ipv4[./]conf[./])(.+)([./])(rp_filter) = ([0-9])$`)
+	rtTablesLine = regexp.MustCompile(`^([0-9]+) ` + regexp.QuoteMeta(plan.TablePrefix) + `(.+)$`)
+)
+
+// checkFile refuses a rendered file any line of which is not of its format's grammar.
+func checkFile(f File) error {
+	var check func(line string) string
+	switch {
+	case strings.HasSuffix(f.Path, ".network") || f.Path == NetworkdConfPath || strings.HasSuffix(path.Dir(f.Path), ".network.d"):
+		section := ""
+		check = func(line string) string { return networkdLine(line, &section) }
+	case f.Path == SysctlPath:
+		check = sysctlLineOK
+	case f.Path == RTTablesPath:
+		check = rtTablesLineOK
+	default:
+		return fmt.Errorf("no grammar for %s", f.Path)
+	}
+	if !utf8.Valid(f.Data) {
+		return fmt.Errorf("%s is not valid UTF-8", f.Path)
+	}
+	for i, line := range strings.Split(strings.TrimSuffix(string(f.Data), "\n"), "\n") {
+		if bad := controlByte(line); bad >= 0 {
+			return fmt.Errorf("%s line %d holds the control byte 0x%02x", f.Path, i+1, line[bad])
+		}
+		if line == "" || strings.HasPrefix(line, "# ") || line == "#" {
+			continue
+		}
+		if why := check(line); why != "" {
+			return fmt.Errorf("%s line %d %q: %s", f.Path, i+1, line, why)
+		}
+	}
+	return nil
+}
+
+func controlByte(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return i
+		}
+	}
+	return -1
+}
+
+func networkdLine(line string, section *string) string {
+	if m := sectionLine.FindStringSubmatch(line); m != nil {
+		if _, ok := networkdKeys[m[1]]; !ok {
+			return "not a section symroute writes"
+		}
+		*section = m[1]
+		return ""
+	}
+	m := keyValueLine.FindStringSubmatch(line)
+	if m == nil {
+		return "neither a section, a comment nor Key=Value"
+	}
+	valid, ok := networkdKeys[*section][m[1]]
+	switch {
+	case *section == "":
+		return "a key before any section"
+	case !ok:
+		return "not a key symroute writes in [" + *section + "]"
+	case !valid(m[2]):
+		return "not a valid value for " + m[1]
+	}
+	return ""
+}
+
+func sysctlLineOK(line string) string {
+	m := sysctlLine.FindStringSubmatch(line)
+	if m == nil {
+		return "not an rp_filter assignment"
+	}
+	key, name := m[1]+m[2]+m[3]+m[4], m[2]
+	if key == "net.ipv4.conf.all.rp_filter" {
+		return ""
+	}
+	// The exact key for the name: a dot in it needs the slash form, or the key would split there.
+	if !ifname.Valid(name) || key != ifname.SysctlKey(name, m[4]) {
+		return "not the key of one interface"
+	}
+	return ""
+}
+
+func rtTablesLineOK(line string) string {
+	m := rtTablesLine.FindStringSubmatch(line)
+	if m == nil {
+		return "not \"<id> symroute-<name>\""
+	}
+	if !isUint32(m[1]) || !ifname.Valid(m[2]) {
+		return "not a table id and an interface name"
+	}
+	return ""
+}
+
+func isWord(w string) func(string) bool { return func(s string) bool { return s == w } }
+
+func isUint32(s string) bool {
+	_, err := strconv.ParseUint(s, 10, 32)
+	return err == nil && s == strings.TrimLeft(s, "+")
+}
+
+func isTable(s string) bool { return s == "main" || isUint32(s) }
+
+func isPrefix(s string) bool {
+	p, err := netip.ParsePrefix(s)
+	return err == nil && p.String() == s
+}
+
+func isAddr(s string) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a.String() == s
+}
+
+func isMAC(s string) bool {
+	m, err := net.ParseMAC(s)
+	return err == nil && len(m) == 6 && m.String() == s
+}

@@ -1,0 +1,98 @@
+package generator
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	_ "github.com/symroute/symroute/internal/golden"
+	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/report"
+	"github.com/symroute/symroute/internal/spec"
+)
+
+const head = HeaderPrefix + " from host.yaml.\n# Do not edit.\n"
+
+// TestWallRefusesWhatValidationMustCatch: each rendered line that a value could smuggle into a file is refused,
+// one case per rule of the grammar; the lines symroute writes pass.
+func TestWallRefusesWhatValidationMustCatch(t *testing.T) {
+	network := "etc/systemd/network/10-symroute-eth0.network"
+	for _, c := range []struct {
+		name, path, body, want string // want: "" means accepted
+	}{
+		{"own file", network, "[Match]\nName=eth0\n\n[Network]\nIPv6AcceptRA=no\nAddress=10.0.0.1/24\n\n[Route]\nDestination=10.0.0.0/24\nScope=link\nTable=1000000\n\n[RoutingPolicyRule]\nFrom=10.0.0.1/32\nTable=1000000\nPriority=20010\n", ""},
+		{"MAC match", network, "[Match]\nPermanentMACAddress=02:00:00:aa:bb:01\n", ""},
+		{"injected key", network, "[Match]\nName=eth0\nDNS=1.1.1.1\n", "not a key symroute writes"},
+		{"injected section", network, "[Match]\nName=eth0\n[Link]\n", "not a section"},
+		{"glob name", network, "[Match]\nName=eth-*\n", "not a valid value for Name"},
+		{"two names", network, "[Match]\nName=eth0 eth1\n", "not a valid value for Name"},
+		{"inverted name", network, "[Match]\nName=!eth0\n", "not a valid value for Name"},
+		{"continued line", network, "[Match]\nName=eth0\\\n", "not a valid value for Name"},
+		{"NUL", network, "[Match]\nName=eth\x000\n", "control byte 0x00"},
+		{"carriage return", network, "[Match]\nName=eth0\r\n", "control byte 0x0d"},
+		{"key before section", network, "Name=eth0\n", "before any section"},
+		{"not key=value", network, "[Match]\nName eth0\n", "neither a section"},
+		{"comment without space", network, "#DNS=1.1.1.1\n[Match]\nName=eth0\n", "neither a section"},
+		{"bad table", network, "[RoutingPolicyRule]\nTable=-1\n", "not a valid value for Table"},
+		{"non-canonical prefix", network, "[RoutingPolicyRule]\nFrom=010.0.0.1/32\n", "not a valid value for From"},
+		{"sysctl", SysctlPath, "net.ipv4.conf.eth0.rp_filter = 2\nnet/ipv4/conf/eth0.100/rp_filter = 1\nnet.ipv4.conf.all.rp_filter = 2\n", ""},
+		{"sysctl glob", SysctlPath, "net.ipv4.conf.eth*.rp_filter = 2\n", "not the key of one interface"},
+		{"sysctl dotted name in dot form", SysctlPath, "net.ipv4.conf.eth0.100.rp_filter = 2\n", "not the key of one interface"},
+		{"sysctl other key", SysctlPath, "net.ipv4.ip_forward = 1\n", "not an rp_filter assignment"},
+		{"sysctl split by =", SysctlPath, "net.ipv4.conf.a=b.rp_filter = 2\n", "not the key of one interface"},
+		{"rt_tables", RTTablesPath, "1000000 symroute-eth0\n", ""},
+		{"rt_tables two words", RTTablesPath, "1000000 symroute-eth0 x\n", "not a table id"},
+		{"networkd.conf", NetworkdConfPath, "[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n", ""},
+		{"invalid UTF-8", RTTablesPath, "# \xff\n", "not valid UTF-8"},
+		{"unknown file", "etc/other.conf", "", "no grammar"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := checkFile(File{Path: c.path, Data: []byte(head + c.body)})
+			switch {
+			case c.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Errorf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestDescriptionLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"host.yaml":                    "host.yaml",
+		"fleet/web//host.yaml":         "host.yaml",
+		"/etc/symroute/host.yaml":      "host.yaml",
+		"web/host.yaml/":               "host.yaml",
+		"evil\nDNS=1.1.1.1.yaml":       "",
+		"dir/ho st.yaml":               "",
+		"-":                            "",
+		"x/" + strings.Repeat("a", 65): "",
+	} {
+		if got := DescriptionLabel(in); got != want {
+			t.Errorf("DescriptionLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestDropInRefusesUnsafeTargetNames: the .network file a drop-in extends names the drop-in's directory and
+// appears in its comments; a name with a line break is refused, not written.
+func TestDropInRefusesUnsafeTargetNames(t *testing.T) {
+	h, rep := spec.Parse([]byte("version: 1\ninterfaces:\n  - name: eth1\n    mode: drop-in\n    addresses: [10.0.0.1/24]\n"))
+	p, planRep := plan.Build(h)
+	rep.Merge(planRep)
+	if rep.HasErrors(false) {
+		t.Fatal(rep.Entries)
+	}
+	root := fstest.MapFS{"run/systemd/network/10-x\nDNS=1.1.1.1.network": {Data: []byte("[Match]\nName=eth1\n")}}
+	files, r, err := Generate(p, Options{Source: "host.yaml", Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.HasErrors(false) || !strings.Contains(r.Entries[0].Message, "control character U+000A") || r.Entries[0].Pos.Line != 4 {
+		t.Fatalf("files %v, report %+v", files, r.Entries)
+	}
+	if r.Entries[0].Severity != report.Error {
+		t.Error("not an error")
+	}
+}
