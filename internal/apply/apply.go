@@ -18,6 +18,7 @@ import (
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkd"
 	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/rootfs"
 	"github.com/symroute/symroute/internal/state"
 )
 
@@ -51,7 +52,7 @@ type Deps struct {
 
 // Options tune a run.
 type Options struct {
-	Root    string
+	Root    *rootfs.Root
 	Timeout time.Duration
 	// NoRollback keeps the new files when verification fails.
 	NoRollback bool
@@ -403,9 +404,9 @@ func (r *run) rollback(ctx context.Context, changes []filesync.Change, before ma
 		case filesync.Create:
 			inverse = append(inverse, filesync.Change{Kind: filesync.Remove, Path: c.Path, Old: c.New})
 		case filesync.Update:
-			inverse = append(inverse, filesync.Change{Kind: filesync.Update, Path: c.Path, Old: c.New, New: c.Old, Mode: c.Mode})
+			inverse = append(inverse, filesync.Change{Kind: filesync.Update, Path: c.Path, Old: c.New, New: c.Old, Mode: c.OldMode, OldMode: c.Mode})
 		case filesync.Remove:
-			inverse = append(inverse, filesync.Change{Kind: filesync.Create, Path: c.Path, New: c.Old, Mode: 0o644})
+			inverse = append(inverse, filesync.Change{Kind: filesync.Create, Path: c.Path, New: c.Old, Mode: c.OldMode})
 		}
 	}
 	if err := filesync.Apply(r.opts.Root, inverse); err != nil {

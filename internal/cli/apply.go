@@ -2,21 +2,17 @@ package cli
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/symroute/symroute/internal/apply"
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkd"
+	"github.com/symroute/symroute/internal/rootfs"
 	"github.com/symroute/symroute/internal/sysctl"
 	"github.com/symroute/symroute/internal/systemd"
 )
-
-// LockPath is where apply serialises runs, relative to --root.
-const LockPath = "run/symroute.lock"
 
 func applyCmd(args []string, stdout, stderr io.Writer) int {
 	var c common
@@ -34,11 +30,14 @@ func applyCmd(args []string, stdout, stderr io.Writer) int {
 	}
 
 	ctx := context.Background()
-	release, err := apply.Lock(ctx, filepath.Join(c.root, LockPath), timeout, func(holder string) {
-		fmt.Fprintf(stderr, "symroute apply: waiting for %s to finish\n", holder)
-	})
+	root, err := rootfs.Open(c.root)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute apply: %v\n", err)
+		eprintf(stderr, "symroute apply: %v; nothing was written\n", err)
+		return ExitSystem
+	}
+	defer root.Close()
+	release, ok := lockRoot(ctx, "apply", root, timeout, stdout, stderr)
+	if !ok {
 		return ExitSystem
 	}
 	defer release()
@@ -47,26 +46,26 @@ func applyCmd(args []string, stdout, stderr io.Writer) int {
 	client, err := networkd.Dial(dctx, "")
 	cancel()
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute apply: %v; is systemd-networkd running? nothing was written\n", err)
+		eprintf(stderr, "symroute apply: %v; is systemd-networkd running? nothing was written\n", err)
 		return ExitSystem
 	}
 	defer client.Close()
 
 	reader, err := kernel.NewReader(nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute apply: %v; nothing was written\n", err)
+		eprintf(stderr, "symroute apply: %v; nothing was written\n", err)
 		return ExitSystem
 	}
 	out, err := apply.Run(ctx, l.plan, files, apply.Options{
-		Root: c.root, Timeout: timeout, NoRollback: noRollback, Poll: 200 * time.Millisecond, Log: stdout,
+		Root: root, Timeout: timeout, NoRollback: noRollback, Poll: 200 * time.Millisecond, Log: stdout,
 	}, apply.Deps{
 		Kernel: reader, Networkd: client, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, ProcSys: "/proc/sys",
 		RestartNetworkd: func(ctx context.Context) error { return systemd.RestartUnit(ctx, "systemd-networkd.service") },
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute apply: %v\n", err)
+		eprintf(stderr, "symroute apply: %v\n", err)
 		if out.RolledBack {
-			fmt.Fprintf(stderr, "symroute apply: the previous files were restored\n")
+			eprintf(stderr, "symroute apply: the previous files were restored\n")
 		}
 		return ExitSystem
 	}
@@ -77,13 +76,13 @@ func applyCmd(args []string, stdout, stderr io.Writer) int {
 	printResult(stdout, stderr, c.config, out.Result)
 	switch {
 	case out.RolledBack && out.PreviousBack:
-		fmt.Fprintf(stderr, "symroute apply: verification failed within %v; the previous files are restored and the previous state verified\n", timeout)
+		eprintf(stderr, "symroute apply: verification failed within %v; the previous files are restored and the previous state verified\n", timeout)
 	case out.RolledBack:
-		fmt.Fprintf(stderr, "symroute apply: verification failed within %v; the previous files are restored, but the state differs from before:\n  %s\n", timeout, strings.Join(out.PreviousDiff, "\n  "))
+		eprintf(stderr, "symroute apply: verification failed within %v; the previous files are restored, but the state differs from before:\n  %s\n", timeout, strings.Join(out.PreviousDiff, "\n  "))
 	case noRollback && len(out.Changes) > 0:
-		fmt.Fprintf(stderr, "symroute apply: verification failed within %v; the new files were kept (--no-rollback)\n", timeout)
+		eprintf(stderr, "symroute apply: verification failed within %v; the new files were kept (--no-rollback)\n", timeout)
 	default:
-		fmt.Fprintf(stderr, "symroute apply: verification failed within %v\n", timeout)
+		eprintf(stderr, "symroute apply: verification failed within %v\n", timeout)
 	}
 	return ExitFailed
 }

@@ -3,21 +3,23 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/filesync"
+	"github.com/symroute/symroute/internal/lock"
 	"github.com/symroute/symroute/internal/plan"
 	"github.com/symroute/symroute/internal/report"
 	"github.com/symroute/symroute/internal/reservations"
+	"github.com/symroute/symroute/internal/rootfs"
 	"github.com/symroute/symroute/internal/spec"
 	"github.com/symroute/symroute/schemas"
 )
@@ -88,13 +90,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return ExitOK
 	}
-	fmt.Fprintf(stderr, "symroute: unknown command %q\n\n%s", args[0], usage)
+	eprintf(stderr, "symroute: unknown command %q\n\n%s", args[0], usage)
 	return ExitInvalid
 }
 
 func noFlags(name string, args []string, stderr io.Writer, run func()) int {
 	if len(args) > 0 {
-		fmt.Fprintf(stderr, "symroute %s takes no arguments\n", name)
+		eprintf(stderr, "symroute %s takes no arguments\n", name)
 		return ExitInvalid
 	}
 	run()
@@ -129,11 +131,11 @@ func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) (status int,
 		if err == pflag.ErrHelp {
 			return ExitOK, false
 		}
-		fmt.Fprintf(stderr, "symroute %s: %v\nUsage of symroute %s:\n%s", fs.Name(), err, fs.Name(), fs.FlagUsages())
+		eprintf(stderr, "symroute %s: %v\nUsage of symroute %s:\n%s", fs.Name(), err, fs.Name(), fs.FlagUsages())
 		return ExitInvalid, false
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "symroute %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		eprintf(stderr, "symroute %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
 		return ExitInvalid, false
 	}
 	return ExitOK, true
@@ -149,17 +151,23 @@ type loaded struct {
 // load reads, validates and plans the description, printing every problem. ok is false when symroute must stop,
 // with the exit status to use.
 func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
-	data, err := os.ReadFile(c.config)
+	data, err := rootfs.ReadFile(c.config, spec.MaxSize)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute: cannot read the host description: %v\n", err)
-		if errors.Is(err, fs.ErrNotExist) {
-			fmt.Fprintf(stderr, "symroute: write one (see `symroute schema`) or name it with -c FILE\n")
+		eprintf(stderr, "symroute: cannot read the host description: %s\n", report.Printable(err.Error()))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			eprintf(stderr, "symroute: write one (see `symroute schema`) or name it with -c FILE\n")
+			return l, ExitInvalid, false
+		case errors.Is(err, rootfs.ErrTooLarge):
+			eprintf(stderr, "symroute: a description is at most %d bytes (1 MiB); check that -c names the right file\n", spec.MaxSize)
+			return l, ExitInvalid, false
+		case errors.Is(err, rootfs.ErrNotRegular):
+			eprintf(stderr, "symroute: name a regular file with -c FILE\n")
 			return l, ExitInvalid, false
 		}
 		return l, ExitSystem, false
 	}
-	// The header names the description as the user named it; the default is absolute.
-	l.source = c.config
+	l.source = generator.DescriptionLabel(c.config)
 	host, rep := spec.Parse(data)
 	switch {
 	case !rep.HasErrors(false):
@@ -181,7 +189,7 @@ func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
 		if c.strict {
 			errs, warns = errs+warns, 0
 		}
-		fmt.Fprintf(stderr, "symroute: %s: %d error(s), %d warning(s); nothing was written or changed\n", c.config, errs, warns)
+		eprintf(stderr, "symroute: %s: %d error(s), %d warning(s); nothing was written or changed\n", c.config, errs, warns)
 		return true
 	}
 	return false
@@ -198,7 +206,7 @@ func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []generator.Fi
 	}
 	files, genRep, err := generateFiles(l, c)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute: %v\n", err)
+		eprintf(stderr, "symroute: %v\n", err)
 		return l, nil, ExitSystem, false
 	}
 	if stopOnReport(genRep, c, stderr) {
@@ -208,11 +216,16 @@ func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []generator.Fi
 }
 
 func generateFiles(l loaded, c common) ([]generator.File, report.Report, error) {
-	var root fs.FS
+	var system fs.FS
 	if c.root != "" {
-		root = os.DirFS(c.root)
+		root, err := rootfs.Open(c.root)
+		if err != nil {
+			return nil, report.Report{}, err
+		}
+		defer root.Close()
+		system = root.ReadFS()
 	}
-	return generator.Generate(l.plan, generator.Options{Source: l.source, Root: root})
+	return generator.Generate(l.plan, generator.Options{Source: l.source, Root: system})
 }
 
 func check(args []string, stdout, stderr io.Writer) int {
@@ -228,7 +241,7 @@ func check(args []string, stdout, stderr io.Writer) int {
 	if !l.rep.HasErrors(false) && c.root != "" {
 		_, genRep, err := generateFiles(l, c)
 		if err != nil {
-			fmt.Fprintf(stderr, "symroute: %v\n", err)
+			eprintf(stderr, "symroute: %v\n", err)
 			return ExitSystem
 		}
 		l.rep.Merge(genRep)
@@ -252,7 +265,7 @@ func generate(args []string, stdout, stderr io.Writer) int {
 	}
 	format, err := generator.ParseFormat(formatName)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute generate: %v\n", err)
+		eprintf(stderr, "symroute generate: %v\n", err)
 		return ExitInvalid
 	}
 	if format != generator.FormatFiles {
@@ -262,7 +275,7 @@ func generate(args []string, stdout, stderr io.Writer) int {
 			c.root = ""
 		}
 		if diff {
-			fmt.Fprintf(stderr, "symroute generate: --diff compares with files under --root; it does not go with --format %s\n", format)
+			eprintf(stderr, "symroute generate: --diff compares with files under --root; it does not go with --format %s\n", format)
 			return ExitInvalid
 		}
 	}
@@ -273,30 +286,66 @@ func generate(args []string, stdout, stderr io.Writer) int {
 	if format != generator.FormatFiles {
 		doc, err := generator.Encode(files, format, l.source)
 		if err != nil {
-			fmt.Fprintf(stderr, "symroute: %v\n", err)
+			eprintf(stderr, "symroute: %v\n", err)
 			return ExitSystem
 		}
 		stdout.Write(doc)
 		return ExitOK
 	}
-	changes, err := filesync.Compute(c.root, files, generator.IsOwned, generator.OwnedGlobs)
+	root, err := rootfs.Open(c.root)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute: %v; nothing was written\n", err)
+		eprintf(stderr, "symroute: %v; nothing was written\n", err)
+		return ExitSystem
+	}
+	defer root.Close()
+	if !diff {
+		// The same lock as apply: two runs on one root must not interleave their files.
+		release, ok := lockRoot(context.Background(), "generate", root, lock.DefaultWait, stdout, stderr)
+		if !ok {
+			return ExitSystem
+		}
+		defer release()
+	}
+	changes, err := filesync.Compute(root, files, generator.IsOwned, generator.OwnedGlobs)
+	if err != nil {
+		eprintf(stderr, "symroute: %v; nothing was written\n", err)
 		return ExitSystem
 	}
 	if diff {
-		fmt.Fprint(stdout, filesync.Diff(c.root, changes))
+		fmt.Fprint(stdout, filesync.Diff(root, changes))
 		return ExitOK
 	}
-	if err := filesync.Apply(c.root, changes); err != nil {
-		fmt.Fprintf(stderr, "symroute: %v\n", err)
+	if err := filesync.Apply(root, changes); err != nil {
+		eprintf(stderr, "symroute: %v\n", err)
 		return ExitSystem
 	}
 	for _, ch := range changes {
-		fmt.Fprintf(stdout, "%s %s\n", ch.Kind, filepath.Join(c.root, ch.Path))
+		fmt.Fprintf(stdout, "%s %s\n", ch.Kind, root.Join(ch.Path))
 	}
 	fmt.Fprintf(stdout, "%d file(s) changed, %d unchanged\n", len(changes), len(files)-countWrites(changes))
 	return ExitOK
+}
+
+// lockRoot takes the lock every writer of root takes, then removes the temporary files an interrupted run left.
+// ok is false, after saying why, when the command must stop.
+func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Duration, stdout, stderr io.Writer) (release func(), ok bool) {
+	release, err := lock.Take(ctx, root, wait, func(holder string) {
+		eprintf(stderr, "symroute %s: waiting for %s to finish\n", cmd, holder)
+	})
+	if err != nil {
+		eprintf(stderr, "symroute %s: %v; nothing was written\n", cmd, err)
+		return nil, false
+	}
+	removed, err := filesync.RemoveTemps(root, generator.IsOwnedName, generator.OwnedGlobs)
+	for _, p := range removed {
+		eprintf(stdout, "removed %s, left by an interrupted run\n", root.Join(p))
+	}
+	if err != nil {
+		release()
+		eprintf(stderr, "symroute %s: %v; nothing was written\n", cmd, err)
+		return nil, false
+	}
+	return release, true
 }
 
 func countWrites(changes []filesync.Change) int {
@@ -351,4 +400,17 @@ func printReservations(w io.Writer) {
 			fmt.Fprintf(w, "  source: %s\n", s)
 		}
 	}
+}
+
+// eprintf prints a message to stderr with every control byte escaped: messages carry paths from the file system
+// and names from the kernel, and neither may drive the terminal.
+func eprintf(w io.Writer, format string, args ...any) {
+	lines := strings.SplitAfter(fmt.Sprintf(format, args...), "\n")
+	for i, l := range lines {
+		lines[i] = report.Printable(strings.TrimSuffix(l, "\n"))
+		if strings.HasSuffix(l, "\n") {
+			lines[i] += "\n"
+		}
+	}
+	fmt.Fprint(w, strings.Join(lines, ""))
 }

@@ -6,7 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/symroute/symroute/internal/golden"
 )
@@ -113,5 +116,143 @@ func TestGenerateRefusesSymlinkWithSystemError(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc/systemd/network")); err == nil {
 		t.Error("other files were written despite the refusal")
+	}
+}
+
+// TestDescriptionMustBeARegularFile: a FIFO (which would block a read forever) and a device (which would never
+// end) are refused at once with exit 2, as is a file past the size cap.
+func TestDescriptionMustBeARegularFile(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "host.yaml")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := writeDescription(t, "version: 1\n#"+strings.Repeat("x", 2<<20)+"\n")
+	for path, want := range map[string]string{
+		fifo:        "a FIFO",
+		"/dev/zero": "a character device",
+		big:         "more than the 1048576",
+	} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			code, _, stderr := run("check", "-c", path)
+			if code != ExitInvalid || !strings.Contains(stderr, want) {
+				t.Errorf("check -c %s: exit %d, want %d and %q:\n%s", path, code, ExitInvalid, want, stderr)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("check -c %s did not return", path)
+		}
+	}
+}
+
+// TestHeaderNamesTheDescriptionSafely: the header carries the description's base name, so the same description
+// gives the same bytes from any path, and a path with a line break in it reaches no file.
+func TestHeaderNamesTheDescriptionSafely(t *testing.T) {
+	base := t.TempDir()
+	trees := map[string]map[string][]byte{}
+	for _, p := range []string{"web/host.yaml", "fleet/web//host.yaml", "evil\nDNS=1.1.1.1/host.yaml"} {
+		full := filepath.Join(base, p)
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, []byte(valid), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		root := t.TempDir()
+		if code, stdout, stderr := run("generate", "-c", filepath.Join(base, p), "--root", root); code != ExitOK {
+			t.Fatalf("generate -c %q: exit %d\n%s%s", p, code, stdout, stderr)
+		}
+		tree, err := golden.ReadTree(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trees[p] = tree
+		for name, data := range tree {
+			if strings.Contains(string(data), "DNS=") {
+				t.Errorf("%s from -c %q carries the path's injected line:\n%s", name, p, data)
+			}
+		}
+	}
+	a, b := trees["web/host.yaml"], trees["fleet/web//host.yaml"]
+	if len(a) == 0 || len(a) != len(b) {
+		t.Fatalf("different file sets: %d and %d", len(a), len(b))
+	}
+	for name, data := range a {
+		if !bytes.Equal(data, b[name]) {
+			t.Errorf("%s differs between web/host.yaml and fleet/web//host.yaml", name)
+		}
+	}
+	if _, stdout, _ := run("generate", "-c", filepath.Join(base, "evil\nDNS=1.1.1.1/host.yaml"), "--format", "cloud-init"); strings.Contains(stdout, "\nDNS=") || strings.Contains(stdout, "\nbootcmd") {
+		t.Errorf("cloud-init output carries the path:\n%s", stdout)
+	}
+}
+
+// TestConcurrentGenerateDoesNotMix: generate runs on one root with different descriptions take the lock in turn,
+// so the root ends with exactly one description's files, never a mix.
+func TestConcurrentGenerateDoesNotMix(t *testing.T) {
+	a := writeDescription(t, "version: 1\ninterfaces: [{name: eth-a, addresses: [10.0.0.1/24]}, {name: eth-b, addresses: [10.0.1.1/24]}]\n")
+	b := writeDescription(t, "version: 1\ninterfaces: [{name: eth-c, addresses: [10.0.2.1/24]}]\n")
+	var want [2]map[string][]byte
+	for i, desc := range []string{a, b} {
+		root := t.TempDir()
+		if code, _, stderr := run("generate", "-c", desc, "--root", root); code != ExitOK {
+			t.Fatal(stderr)
+		}
+		want[i], _ = golden.ReadTree(root)
+	}
+	root := t.TempDir()
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if code, _, stderr := run("generate", "-c", []string{a, b}[i%2], "--root", root); code != ExitOK {
+				t.Error(stderr)
+			}
+		}()
+	}
+	wg.Wait()
+	got, _ := golden.ReadTree(root)
+	if !sameTree(got, want[0]) && !sameTree(got, want[1]) {
+		t.Errorf("the root holds a mix of both descriptions' files: %v", keysOf(got))
+	}
+}
+
+func sameTree(a, b map[string][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !bytes.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+func keysOf(m map[string][]byte) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// TestGenerateRemovesTemporariesOfAKilledRun: a run killed between writing a temporary file and renaming it
+// leaves it behind; the next run removes it and says so.
+func TestGenerateRemovesTemporariesOfAKilledRun(t *testing.T) {
+	desc, root := writeDescription(t, valid), t.TempDir()
+	left := filepath.Join(root, "etc/sysctl.d/.90-symroute.conf.tmp-1a2b3c")
+	os.MkdirAll(filepath.Dir(left), 0o755)
+	if err := os.WriteFile(left, []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run("generate", "-c", desc, "--root", root)
+	if code != ExitOK || !strings.Contains(stdout, "removed "+left) {
+		t.Fatalf("exit %d:\n%s%s", code, stdout, stderr)
+	}
+	if _, err := os.Lstat(left); !os.IsNotExist(err) {
+		t.Errorf("the temporary file is still there: %v", err)
 	}
 }

@@ -22,17 +22,17 @@ func discoverCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	reader, err := kernel.NewReader(nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute discover: %v\n", err)
+		eprintf(stderr, "symroute discover: %v\n", err)
 		return ExitSystem
 	}
 	inv, err := reader.Inventory()
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute discover: %v\n", err)
+		eprintf(stderr, "symroute discover: %v\n", err)
 		return ExitSystem
 	}
 	files, err := networkfiles.Load(os.DirFS(root), generator.IsOwned)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute discover: %v\n", err)
+		eprintf(stderr, "symroute discover: %v\n", err)
 		return ExitSystem
 	}
 	doc := discover.Describe(inv, files)
@@ -41,7 +41,7 @@ func discoverCmd(args []string, stdout, stderr io.Writer) int {
 		return ExitOK
 	}
 	if err := filesync.WriteFile(output, doc, 0o644); err != nil {
-		fmt.Fprintf(stderr, "symroute discover: %v\n", err)
+		eprintf(stderr, "symroute discover: %v\n", err)
 		return ExitSystem
 	}
 	fmt.Fprintf(stdout, "wrote %s; review it, then run symroute check -c %s\n", output, output)

@@ -14,6 +14,7 @@ import (
 	"github.com/symroute/symroute/internal/filesync"
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkd"
+	"github.com/symroute/symroute/internal/report"
 	"github.com/symroute/symroute/internal/state"
 )
 
@@ -30,7 +31,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return status
 	}
 	if output != "text" && output != "json" {
-		fmt.Fprintf(stderr, "symroute verify: -o takes text or json, not %q\n", output)
+		eprintf(stderr, "symroute verify: -o takes text or json, not %q\n", output)
 		return ExitInvalid
 	}
 	l, files, status, ok := loadAndGenerate(c, stderr)
@@ -41,13 +42,13 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	src, closeSrc, err := liveSources(ctx)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute verify: %v\n", err)
+		eprintf(stderr, "symroute verify: %v\n", err)
 		return ExitSystem
 	}
 	defer closeSrc()
 	res, err := state.Verify(ctx, l.plan, generator.ExpectedNetworkFiles(files), src)
 	if err != nil {
-		fmt.Fprintf(stderr, "symroute verify: cannot read the live state: %v\n", err)
+		eprintf(stderr, "symroute verify: cannot read the live state: %v\n", err)
 		writeMetrics(textfile, nil, stderr)
 		return ExitSystem
 	}
@@ -107,10 +108,10 @@ func printResult(stdout, stderr io.Writer, file string, res drift.Result) {
 		if f.Path != "" {
 			path = f.Path + ": "
 		}
-		fmt.Fprintf(stdout, "%s: drift: %s%s [%s]\n", loc, path, f.Message, f.Kind)
+		fmt.Fprintf(stdout, "%s\n", report.Printable(fmt.Sprintf("%s: drift: %s%s [%s]", loc, path, f.Message, f.Kind)))
 	}
 	for _, n := range res.Notes {
-		fmt.Fprintf(stderr, "symroute verify: note: %s\n", n)
+		eprintf(stderr, "symroute verify: note: %s\n", n)
 	}
 	ch := res.Checked
 	checked := fmt.Sprintf("checked %d rules, %d routes, %d probes, %d links, %d rp_filter values", ch.Rules, ch.Routes, ch.Probes, ch.Links, ch.Sysctls)
@@ -173,7 +174,7 @@ func writeMetrics(path string, res *drift.Result, stderr io.Writer) bool {
 		}
 	}
 	if err := filesync.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		fmt.Fprintf(stderr, "symroute verify: write %s: %v\n", path, err)
+		eprintf(stderr, "symroute verify: write %s: %v\n", path, err)
 		return false
 	}
 	return true

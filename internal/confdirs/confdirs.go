@@ -1,6 +1,7 @@
 // Package confdirs lists configuration files the way systemd does (conf_files_list): the directories are read in
 // precedence order, a file name in an earlier directory masks the same name in a later one, a link to /dev/null
-// masks the name altogether, and what remains is sorted by file name across directories.
+// masks the name altogether, hidden files (a name starting with '.') are skipped, and what remains is sorted by
+// file name across directories.
 package confdirs
 
 import (
@@ -30,6 +31,9 @@ func List(root fs.FS, dirs []string, suffix string) ([]File, error) {
 			return nil, fmt.Errorf("read %s: %w", dir, err)
 		}
 		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				continue // systemd skips hidden files, symroute's temporaries among them
+			}
 			if _, masked := byName[e.Name()]; !masked && strings.HasSuffix(e.Name(), suffix) {
 				byName[e.Name()] = path.Join(dir, e.Name())
 			}

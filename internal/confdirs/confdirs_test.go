@@ -10,7 +10,7 @@ import (
 )
 
 // TestPrecedence: earlier directories mask names in later ones, /dev/null masks a name everywhere, other suffixes
-// are ignored, and the result is sorted by name across directories.
+// and hidden files are ignored, and the result is sorted by name across directories.
 func TestPrecedence(t *testing.T) {
 	root := t.TempDir()
 	for p, data := range map[string]string{
@@ -20,6 +20,7 @@ func TestPrecedence(t *testing.T) {
 		"run/d/90-c.conf":     "run",
 		"usr/lib/d/70-m.conf": "masked",
 		"etc/d/README":        "not a .conf",
+		"etc/d/.05-h.conf":    "hidden: systemd skips it",
 	} {
 		full := filepath.Join(root, p)
 		os.MkdirAll(filepath.Dir(full), 0o755)

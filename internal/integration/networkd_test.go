@@ -16,6 +16,7 @@ import (
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/nettest"
 	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/rootfs"
 	"github.com/symroute/symroute/internal/spec"
 )
 
@@ -89,11 +90,16 @@ func writeGenerated(t *testing.T, p *plan.Plan, root, systemRoot string) {
 	if err != nil || rep.HasErrors(false) {
 		t.Fatalf("generate: %v %v", err, rep.Entries)
 	}
-	changes, err := filesync.Compute(root, files, generator.IsOwned, generator.OwnedGlobs)
+	r, err := rootfs.Open(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := filesync.Apply(root, changes); err != nil {
+	defer r.Close()
+	changes, err := filesync.Compute(r, files, generator.IsOwned, generator.OwnedGlobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := filesync.Apply(r, changes); err != nil {
 		t.Fatal(err)
 	}
 }
