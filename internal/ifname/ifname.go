@@ -6,8 +6,8 @@
 //     whitespace (to the kernel's isspace, byte 0xA0 is whitespace too), and no '%' (the kernel's "eth%d"
 //     template);
 //   - networkd's Name= (systemd's ifname_valid): a list of fnmatch patterns separated by whitespace, inverted by
-//     a leading '!', with '\' read as an escape (and as a line continuation at the end); a name of digits only
-//     is an ifindex to it, and the whole file is ignored;
+//     a leading '!', with '\' read as an escape (and as a line continuation at the end); a name that parses
+//     as a number (42, 0x2a, 0b101) is an ifindex to it, and the whole file is ignored;
 //   - sysctl.d: "key = value" where '=' splits and any of * ? [ makes the key a glob over other links;
 //   - /proc/sys/net/ipv4/conf: "all" and "default" there are the global settings, not links.
 //
@@ -17,14 +17,19 @@ package ifname
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 )
+
+// number matches what systemd's parse_ifindex reads as a number: decimal, 0x hex, and the 0b and 0o prefixes
+// systemd adds, with a sign.
+var number = regexp.MustCompile(`^[+-]?(0[xX][0-9a-fA-F]+|0[bB][01]+|0[oO][0-7]+|[0-9]+)$`)
 
 // MaxLen is the longest name the kernel accepts, IFNAMSIZ (16) less the terminating NUL.
 const MaxLen = 15
 
 // Rule says in one line what a valid name is, for messages.
-const Rule = `1-15 printable ASCII characters without whitespace, '/', ':', '%', glob characters (* ? [ ]), '=', '\', quotes or a leading '!', not digits only, and not ".", "..", "all" or "default"`
+const Rule = `1-15 printable ASCII characters without whitespace, '/', ':', '%', glob characters (* ? [ ]), '=', '\', quotes or a leading '!', not a number (42, 0x2a), and not ".", "..", "all" or "default"`
 
 // forbidden are the printable ASCII characters refused anywhere in a name, with the reason each is refused.
 var forbidden = map[byte]string{
@@ -55,16 +60,20 @@ func Check(name string) string {
 		return fmt.Sprintf("/proc/sys/net/ipv4/conf/%s holds the global setting, not a link's", name)
 	case name[0] == '!':
 		return "a leading '!' inverts networkd's Name= match, so the file would configure every other link"
-	case strings.Trim(name, "0123456789") == "":
-		return "networkd reads a name of digits only as an interface index and ignores the whole file"
+	case number.MatchString(name):
+		return "networkd reads a name that parses as a number (42, +42, 0x2a, 0b101, 0o52) as an interface index, and ignores the whole file"
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		switch {
 		case c == ' ':
 			return fmt.Sprintf("byte %d is a space; the kernel refuses whitespace", i+1)
+		case c == 0:
+			return fmt.Sprintf("byte %d is NUL, which ends a line in networkd's and sysctl.d's files", i+1)
+		case c == '\n' || c == '\r':
+			return fmt.Sprintf("byte %d is the line break 0x%02x, which would start a new line in every file the name is written to", i+1, c)
 		case c < 0x20 || c == 0x7f:
-			return fmt.Sprintf("byte %d is the control character 0x%02x; networkd and sysctl.d read files line by line, and NUL ends a line", i+1, c)
+			return fmt.Sprintf("byte %d is the control character 0x%02x, which networkd refuses in a name and a terminal obeys", i+1, c)
 		case c >= 0x80:
 			return fmt.Sprintf("byte %d is 0x%02x, outside ASCII; networkd ignores a file with such a name in it, and 0xa0 is whitespace to the kernel", i+1, c)
 		}

@@ -25,8 +25,14 @@ func TestCheck(t *testing.T) {
 		{"a!b", ""},
 		{"", "empty"},
 		{"1234567890123456", "16 bytes long"},
-		{"1234", "digits only"},
-		{"0", "digits only"},
+		{"1234", "parses as a number"},
+		{"0", "parses as a number"},
+		{"0x1F", "parses as a number"},
+		{"+5", "parses as a number"},
+		{"0b101", "parses as a number"},
+		{"0o17", "parses as a number"},
+		{"0xg", ""},
+		{"1e3", ""},
 		{"eth%d", "'%'"},
 		{".", `"." and ".."`},
 		{"..", `"." and ".."`},
@@ -35,8 +41,8 @@ func TestCheck(t *testing.T) {
 		{"!eth0", "leading '!'"},
 		{"a b", "space"},
 		{"a\tb", "control character 0x09"},
-		{"a\nb", "control character 0x0a"},
-		{"a\x00b", "control character 0x00"},
+		{"a\nb", "line break 0x0a"},
+		{"a\x00b", "NUL"},
 		{"a\x1b[31m", "control character 0x1b"},
 		{"a\x7fb", "control character 0x7f"},
 		{"a\xa0b", "0xa0, outside ASCII"},
@@ -73,7 +79,7 @@ func TestCheckAllBytes(t *testing.T) {
 		printable := b > 0x20 && b < 0x7f
 		_, bad := forbidden[byte(b)]
 		if b >= '0' && b <= '9' {
-			name = "0" + string([]byte{byte(b)}) // digits only
+			name = "0" + string([]byte{byte(b)}) // a number
 			bad = true
 		}
 		if got := Valid(name); got != (printable && !bad) {

@@ -353,3 +353,25 @@ func (n *Networkd) WaitReady(t T) {
 		return last == nil
 	}, func() string { return fmt.Sprintf("networkd on the bus: %v", last) })
 }
+
+// LinkState returns networkd's administrative state of the link called name ("unmanaged" for a link no file
+// matched), and the .network file it applied.
+func (n *Networkd) LinkState(t T, ns *Netns, name string) (state, file string) {
+	t.Helper()
+	link, err := ns.Handle().LinkByName(name)
+	if err != nil {
+		t.Fatalf("link %s: %v", name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	client, err := dialNetworkd(ctx, n.Bus.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	l, err := client.DescribeLink(ctx, link.Attrs().Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l.AdministrativeState, l.NetworkFile
+}

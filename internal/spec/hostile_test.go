@@ -27,7 +27,7 @@ func TestHostileInputs(t *testing.T) {
 		{"C1 control", "version: 1\ninterfaces: [\u009b]\n", 2, 14, "control character U+009B"},
 		{"syntax error on line 1", "version: 1: 2\n", 1, 11, "not valid YAML"},
 		{"unclosed list", "version: 1\ninterfaces: [\n  {name: a\n", 4, 1, "flow"},
-		{"escaped NUL in a name", "version: 1\ninterfaces:\n  - name: \"eth\\0x\"\n    addresses: [10.0.0.1/24]\n", 3, 11, "control character 0x00"},
+		{"escaped NUL in a name", "version: 1\ninterfaces:\n  - name: \"eth\\0x\"\n    addresses: [10.0.0.1/24]\n", 3, 11, "is NUL"},
 		{"glob in a name", "version: 1\ninterfaces:\n  - name: eth-*\n    addresses: [10.0.0.1/24]\n", 3, 11, "glob"},
 		{"duplicate key", "version: 1\ninterfaces:\n  - name: eth0\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n    gateway: 10.0.0.253\n", 6, 5, "appears twice in this mapping (first at line 5)"},
 		{"self-referencing anchor", "version: 1\ninterfaces: &a [*a]\n", 2, 17, "stands for a value that contains it"},
