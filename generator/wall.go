@@ -48,8 +48,6 @@ var networkdKeys = map[string]map[string]func(string) bool{
 }
 
 var (
-	sectionLine  = regexp.MustCompile(`^\[([A-Za-z]+)\]$`)
-	keyValueLine = regexp.MustCompile(`^([A-Za-z0-9]+)=(.*)$`)
 	sysctlLine   = regexp.MustCompile(`^(net[./]ipv4[./]conf[./])(.+)([./])(rp_filter) = ([0-9])$`)
 	rtTablesLine = regexp.MustCompile(`^([0-9]+) ` + regexp.QuoteMeta(plan.TablePrefix) + `(.+)$`)
 )
@@ -95,27 +93,38 @@ func controlByte(s string) int {
 }
 
 func networkdLine(line string, section *string) string {
-	if m := sectionLine.FindStringSubmatch(line); m != nil {
-		if _, ok := networkdKeys[m[1]]; !ok {
+	if name, ok := strings.CutPrefix(line, "["); ok {
+		name, ok = strings.CutSuffix(name, "]")
+		if _, known := networkdKeys[name]; !ok || !known {
 			return "not a section symroute writes"
 		}
-		*section = m[1]
+		*section = name
 		return ""
 	}
-	m := keyValueLine.FindStringSubmatch(line)
-	if m == nil {
+	key, value, ok := strings.Cut(line, "=")
+	if !ok || !word(key) {
 		return "neither a section, a comment nor Key=Value"
 	}
-	valid, ok := networkdKeys[*section][m[1]]
+	valid, ok := networkdKeys[*section][key]
 	switch {
 	case *section == "":
 		return "a key before any section"
 	case !ok:
 		return "not a key symroute writes in [" + *section + "]"
-	case !valid(m[2]):
-		return "not a valid value for " + m[1]
+	case !valid(value):
+		return "not a valid value for " + key
 	}
 	return ""
+}
+
+// word reports whether s is a non-empty run of ASCII letters and digits, as networkd's keys are.
+func word(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func sysctlLineOK(line string) string {

@@ -188,9 +188,12 @@ func indexSubnets(h *Host) subnetIndex {
 			sites := x.sites[s]
 			if len(sites) == 0 {
 				x.order = append(x.order, s)
+				// Most subnets are one interface's: a slice of one, with no room to grow, saves the most.
+				x.sites[s] = []site{{s, i, k}}
+				continue
 			}
 			// An interface's addresses are visited together, so a repeat of it is always the last site.
-			if len(sites) == 0 || sites[len(sites)-1].iface != i {
+			if sites[len(sites)-1].iface != i {
 				x.sites[s] = append(sites, site{s, i, k})
 			}
 		}
