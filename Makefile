@@ -10,7 +10,7 @@ PKG_VERSION  ?= 0.1.0
 PKG_RELEASE  ?= 1
 PKG_ARCH     ?= amd64
 
-.PHONY: build demo demo-files deps test golden bench vet clean packages
+.PHONY: build demo demo-files deps test fuzz golden bench vet clean packages
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o symroute ./cmd/symroute
@@ -38,6 +38,15 @@ vet:
 
 test: vet deps
 	$(GO) test -count=1 ./...
+	@$(MAKE) -s fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# Fuzz the description parser and the whole check-and-render pipeline, seeded from golden/. make test runs each
+# for TEST_FUZZTIME; run longer with e.g. make fuzz FUZZTIME=10m. A failing input is saved under testdata/fuzz/.
+FUZZTIME      ?= 1m
+TEST_FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/spec/
+	$(GO) test -run '^$$' -fuzz '^FuzzPipeline$$' -fuzztime $(FUZZTIME) ./generator/
 
 # Rewrite golden files from the current code; review with git diff.
 golden:
