@@ -28,6 +28,9 @@ import (
 const (
 	NetworkDir       = "etc/systemd/network"
 	DropInName       = "90-symroute.conf"
+	// ClusterPath holds the cluster_cidrs rules, on lo. 09- cannot be any interface's own file (those are
+	// 10-symroute-<name>.network), and sorts ahead of them.
+	ClusterPath = NetworkDir + "/09-symroute-cluster.network"
 	SysctlPath       = "etc/sysctl.d/90-symroute.conf"
 	NetworkdConfPath = "etc/systemd/networkd.conf.d/90-symroute.conf"
 	RTTablesPath     = "etc/iproute2/rt_tables.d/90-symroute.conf"
@@ -107,7 +110,7 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 	g := &gen{tmpl: tmpl, source: opts.Source}
 
 	for _, ifc := range p.Interfaces {
-		view := ifaceView{Interface: ifc, Source: opts.Source, ClusterRules: p.ClusterRules}
+		view := ifaceView{Interface: ifc, Source: opts.Source}
 		ip := report.Path{"interfaces", ifc.Position}
 		link := networkfiles.Link{Name: ifc.Name, PermanentMAC: ifc.PermanentMAC}
 		first, found := networkfiles.FirstMatch(existing, link)
@@ -146,6 +149,9 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 			g.last().Interface, g.last().Configures = ifc.Name, "/"+first.Path
 		}
 	}
+	if len(p.ClusterRules) > 0 {
+		g.cluster(p, existing, &r)
+	}
 	if opts.Root != nil {
 		if err := checkSysctlOverrides(opts.Root, p, &r); err != nil {
 			return nil, r, err
@@ -178,9 +184,40 @@ var tmpl = template.Must(template.New("").Option("missingkey=error").ParseFS(tem
 // ifaceView is what the .network and drop-in templates see.
 type ifaceView struct {
 	plan.Interface
-	Source       string
-	Target       string
-	ClusterRules []plan.Rule
+	Source string
+	Target string
+}
+
+// Loopback is lo as networkd matches it.
+var Loopback = networkfiles.Link{Name: "lo", Type: "loopback"}
+
+// cluster renders the cluster_cidrs rules on lo: in symroute's own file for lo, or, when a file of the system's
+// already configures lo (anycast addresses on lo are common), as a drop-in to it, so lo keeps its configuration.
+// A catch-all file that matches lo and sorts first is refused: a drop-in would reach every link it matches.
+func (g *gen) cluster(p *plan.Plan, existing []networkfiles.File, r *report.Report) {
+	view := struct {
+		Source, Target string
+		ClusterRules   []plan.Rule
+	}{Source: g.source, ClusterRules: p.ClusterRules}
+	at := report.Path{"cluster_cidrs"}
+	first, found := networkfiles.FirstMatch(existing, Loopback)
+	switch {
+	case found && first.Specific(Loopback):
+		if why := unsafeName(first.Name); why != "" {
+			r.Add(report.Error, at, p.Host.Pos(at), "%s configures lo, but its name %s: symroute would have to write it into its drop-in's path and comments. Rename the file", report.Quote("/"+first.Path), why)
+			return
+		}
+		view.Target = "/" + first.Path
+		g.render(NetworkDir+"/"+first.Name+".d/"+DropInName, "cluster-dropin.tmpl", view)
+		g.last().Interface, g.last().Configures = Loopback.Name, "/"+first.Path
+	case found && first.Name < path.Base(ClusterPath):
+		r.Add(report.Error, at, p.Host.Pos(at),
+			"%s matches lo (%s) and sorts before %s, where symroute puts the cluster_cidrs rules; a drop-in to it would reach every link it matches. Add Type=!loopback to its [Match], or give lo a .network file of its own",
+			"/"+first.Path, first.MatchSummary(), path.Base(ClusterPath))
+	default:
+		g.render(ClusterPath, "cluster.tmpl", view)
+		g.last().Interface, g.last().Configures = Loopback.Name, "/"+ClusterPath
+	}
 }
 
 type gen struct {

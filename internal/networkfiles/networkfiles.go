@@ -24,10 +24,21 @@ var SearchDirs = []string{
 	"lib/systemd/network",
 }
 
-// Link is what symroute knows of a link before it exists: its name and, when declared, its permanent MAC.
+// Link is what symroute knows of a link before it exists: its name, its kind as networkd's Type= sees it, and,
+// when declared, its permanent MAC.
 type Link struct {
 	Name         string
 	PermanentMAC net.HardwareAddr
+	// Type is networkd's name for the link's kind: "loopback" for lo; empty for a described interface, which is
+	// taken to be Ethernet ("ether"), as veth, VLAN and physical NICs alike report to networkd's Type=.
+	Type string
+}
+
+func (l Link) kind() string {
+	if l.Type == "" {
+		return "ether"
+	}
+	return l.Type
 }
 
 // File is one .network file that networkd would load.
@@ -41,7 +52,7 @@ type File struct {
 
 // match holds a [Match] section's conditions. Lists are merged across repeated keys, as networkd merges them.
 type match struct {
-	names, macs, permMACs list
+	names, macs, permMACs, types list
 	// unknown are the conditions symroute cannot evaluate before the link exists (Type=, Driver=, Path=...).
 	// They are assumed to hold, and named in messages so the user can judge.
 	unknown []string
@@ -105,13 +116,15 @@ func parseMatch(data []byte) (match, error) {
 					m.macs.assign(v)
 				case "PermanentMACAddress":
 					m.permMACs.assign(v)
+				case "Type":
+					m.types.assign(v)
 				default:
 					m.unknown = append(m.unknown, k.Name()+"="+v)
 				}
 			}
 		}
 	}
-	m.empty = len(m.names.items) == 0 && len(m.macs.items) == 0 && len(m.permMACs.items) == 0 && len(m.unknown) == 0
+	m.empty = len(m.names.items) == 0 && len(m.macs.items) == 0 && len(m.permMACs.items) == 0 && len(m.types.items) == 0 && len(m.unknown) == 0
 	return m, nil
 }
 
@@ -158,6 +171,9 @@ func normalizeMAC(s string) string {
 func (f File) Matches(l Link) bool {
 	m := f.match
 	if len(m.names.items) > 0 && !m.names.matches(l.Name, true) {
+		return false
+	}
+	if len(m.types.items) > 0 && !m.types.matches(l.kind(), true) {
 		return false
 	}
 	for _, macs := range []list{m.macs, m.permMACs} {
@@ -213,6 +229,7 @@ func (f File) MatchSummary() string {
 	add("Name", f.match.names)
 	add("MACAddress", f.match.macs)
 	add("PermanentMACAddress", f.match.permMACs)
+	add("Type", f.match.types)
 	parts = append(parts, f.match.unknown...)
 	return strings.Join(parts, ", ")
 }
