@@ -12,7 +12,6 @@ require (
 	github.com/vishvananda/netns v0.0.5
 	go.yaml.in/yaml/v4 v4.0.0
 	golang.org/x/sys v0.49.0
-	gopkg.in/ini.v1 v1.67.3
 )
 
 require (

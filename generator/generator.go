@@ -26,11 +26,11 @@ import (
 //     networkd applies only the first matching file to a link;
 //   - 90- for drop-ins and sysctl.d, after the files they amend, since later assignments win.
 const (
-	NetworkDir       = "etc/systemd/network"
-	DropInName       = "90-symroute.conf"
+	NetworkDir = "etc/systemd/network"
+	DropInName = "90-symroute.conf"
 	// ClusterPath holds the cluster_cidrs rules, on lo. 09- cannot be any interface's own file (those are
 	// 10-symroute-<name>.network), and sorts ahead of them.
-	ClusterPath = NetworkDir + "/09-symroute-cluster.network"
+	ClusterPath      = NetworkDir + "/09-symroute-cluster.network"
 	SysctlPath       = "etc/sysctl.d/90-symroute.conf"
 	NetworkdConfPath = "etc/systemd/networkd.conf.d/90-symroute.conf"
 	RTTablesPath     = "etc/iproute2/rt_tables.d/90-symroute.conf"

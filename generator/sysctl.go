@@ -1,8 +1,6 @@
 package generator
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -66,7 +64,7 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 	all, allSet := last[plan.ProcPath("net.ipv4.conf.all.rp_filter")]
 	if p.Host.RPFilterAll != nil {
 		if a, ok := after[plan.ProcPath("net.ipv4.conf.all.rp_filter")]; ok {
-			warnAt(r, p.Host, report.Path{"rp_filter_all"}, "%s sets net.ipv4.conf.all.rp_filter = %s after symroute's %s, so it wins; remove it there or match it here", a.file, a.value, ours)
+			warnAt(r, p.Host, report.Path{"rp_filter_all"}, "%s sets net.ipv4.conf.all.rp_filter = %s after symroute's %s, so it wins; remove it there or match it here", a.file, report.Shorten(a.value), ours)
 		}
 		allSet = false // symroute's own all.rp_filter is what applies, or the warning above says why not
 	}
@@ -74,12 +72,12 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 		at := report.Path{"interfaces", ifc.Position, "rp_filter"}
 		key := ifname.SysctlKey(ifc.Name, "rp_filter")
 		if a, ok := after[plan.ProcPath(key)]; ok {
-			warnAt(r, p.Host, at, "%s sets %s = %s after symroute's %s, so it wins; remove it there or match it here", a.file, key, a.value, ours)
+			warnAt(r, p.Host, at, "%s sets %s = %s after symroute's %s, so it wins; remove it there or match it here", a.file, key, report.Shorten(a.value), ours)
 			continue
 		}
 		if v, ok := all.rpFilter(); allSet && ok && v > int(ifc.RPFilter) {
 			warnAt(r, p.Host, at, "%s cannot take effect: %s sets net.ipv4.conf.all.rp_filter = %s, and the kernel uses the larger of all and the interface's value; set rp_filter_all here to take it over",
-				ifc.RPFilter, all.file, all.value)
+				ifc.RPFilter, all.file, report.Shorten(all.value))
 		}
 	}
 	return nil
@@ -89,12 +87,12 @@ func warnAt(r *report.Report, h *spec.Host, p report.Path, format string, args .
 	r.Add(report.Warning, p, h.Pos(p), format, args...)
 }
 
-// parseSysctl reads explicit assignments from a sysctl.d file, keyed by their /proc/sys path.
+// parseSysctl reads explicit assignments from a sysctl.d file, keyed by their /proc/sys path. Lines of any length
+// are read (a bufio.Scanner would stop at 64 KiB and miss every assignment after a long comment).
 func parseSysctl(data []byte) map[string]string {
 	out := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' || line[0] == ';' {
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -291,6 +292,13 @@ func generate(args []string, stdout, stderr io.Writer) int {
 		}
 		stdout.Write(doc)
 		return ExitOK
+	}
+	if !diff {
+		// A fleet's CI runs generate --root into a directory of its own, new for a new host class.
+		if err := os.MkdirAll(c.root, 0o755); err != nil {
+			eprintf(stderr, "symroute: %v; nothing was written\n", err)
+			return ExitSystem
+		}
 	}
 	root, err := rootfs.Open(c.root)
 	if err != nil {

@@ -256,3 +256,32 @@ func TestGenerateRemovesTemporariesOfAKilledRun(t *testing.T) {
 		t.Errorf("the temporary file is still there: %v", err)
 	}
 }
+
+// TestDiscoverReadsTheRootSafely: a FIFO, a link to /dev/zero and a link out of the root among the .network
+// files neither hang discover, nor fill memory, nor get read.
+func TestDiscoverReadsTheRootSafely(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	dir := filepath.Join(root, "etc/systemd/network")
+	os.MkdirAll(dir, 0o755)
+	if err := os.WriteFile(filepath.Join(outside, "x.network"), []byte("[Match]\nName=*\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "50-fifo.network"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("/dev/zero", filepath.Join(dir, "50-zero.network"))
+	os.Symlink(filepath.Join(outside, "x.network"), filepath.Join(dir, "50-out.network"))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		code, stdout, stderr := run("discover", "--root", root)
+		if code != ExitOK || strings.Contains(stdout, "50-out.network") {
+			t.Errorf("discover: exit %d\n%s%s", code, stdout, stderr)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("discover did not return")
+	}
+}

@@ -3,13 +3,13 @@ package cli
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/discover"
 	"github.com/symroute/symroute/internal/filesync"
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkfiles"
+	"github.com/symroute/symroute/internal/rootfs"
 )
 
 func discoverCmd(args []string, stdout, stderr io.Writer) int {
@@ -30,7 +30,13 @@ func discoverCmd(args []string, stdout, stderr io.Writer) int {
 		eprintf(stderr, "symroute discover: %v\n", err)
 		return ExitSystem
 	}
-	files, err := networkfiles.Load(os.DirFS(root), generator.IsOwned)
+	r, err := rootfs.Open(root)
+	if err != nil {
+		eprintf(stderr, "symroute discover: %v\n", err)
+		return ExitSystem
+	}
+	defer r.Close()
+	files, err := networkfiles.Load(r.ReadFS(), generator.IsOwned)
 	if err != nil {
 		eprintf(stderr, "symroute discover: %v\n", err)
 		return ExitSystem

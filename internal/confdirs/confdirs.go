@@ -1,7 +1,8 @@
 // Package confdirs lists configuration files the way systemd does (conf_files_list): the directories are read in
 // precedence order, a file name in an earlier directory masks the same name in a later one, a link to /dev/null
-// masks the name altogether, hidden files (a name starting with '.') are skipped, and what remains is sorted by
-// file name across directories.
+// masks the name altogether, hidden files (a name starting with '.') and anything but a regular file (a
+// directory, a socket, a FIFO, a dangling link) are skipped, and what remains is sorted by file name across
+// directories.
 package confdirs
 
 import (
@@ -43,6 +44,9 @@ func List(root fs.FS, dirs []string, suffix string) ([]File, error) {
 	for name, p := range byName {
 		if target, err := fs.ReadLink(root, p); err == nil && target == "/dev/null" {
 			continue // masked
+		}
+		if info, err := fs.Stat(root, p); err != nil || !info.Mode().IsRegular() {
+			continue // a directory, socket, FIFO or dangling link: nothing systemd can read as a file
 		}
 		files = append(files, File{Name: name, Path: p})
 	}

@@ -152,11 +152,11 @@ func (c dirCache) glob(pattern string) ([]match, error) {
 		if !e.Type().IsRegular() {
 			return
 		}
-		m := match{path: path.Join(d.Rel, e.Name()), dir: d}
-		if info, err := e.Info(); err == nil {
-			m.mode = info.Mode()
+		info, err := e.Info()
+		if err != nil {
+			return // gone since listed
 		}
-		out = append(out, m)
+		out = append(out, match{path: path.Join(d.Rel, e.Name()), dir: d, mode: info.Mode()})
 	})
 	return out, err
 }

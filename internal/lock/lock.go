@@ -39,6 +39,10 @@ func Take(ctx context.Context, root *rootfs.Root, wait time.Duration, waiting fu
 	deadline := time.Now().Add(wait)
 	told := false
 	for {
+		if err := ctx.Err(); err != nil {
+			dir.Close()
+			return nil, err
+		}
 		f, err := dir.OpenLock(Name)
 		if errors.Is(err, rootfs.ErrRemoved) {
 			continue // the holder removed it as this run opened it
@@ -56,8 +60,12 @@ func Take(ctx context.Context, root *rootfs.Root, wait time.Duration, waiting fu
 				continue
 			}
 			pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
-			f.WriteAt(pid, 0)
-			f.Truncate(int64(len(pid)))
+			if _, err := f.WriteAt(pid, 0); err != nil {
+				f.Close()
+				dir.Close()
+				return nil, fmt.Errorf("lock %s: %w", dir.Path(Name), err)
+			}
+			f.Truncate(int64(len(pid))) // a longer pid from an earlier holder is cut; waiters only read it
 			return func() {
 				// Remove before unlocking: a waiter that gets the lock on the removed file sees it is gone.
 				dir.Remove(Name)

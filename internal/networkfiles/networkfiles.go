@@ -4,15 +4,15 @@
 package networkfiles
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"net"
 	"path"
 	"strings"
 
-	"gopkg.in/ini.v1"
-
 	"github.com/symroute/symroute/internal/confdirs"
+	"github.com/symroute/symroute/internal/report"
 )
 
 // SearchDirs are networkd's configuration directories in precedence order, relative to the root.
@@ -81,51 +81,97 @@ func Load(root fs.FS, skip func(path string, data []byte) bool) ([]File, error) 
 		if skip != nil && skip(f.Path, data) {
 			continue
 		}
-		m, err := parseMatch(data)
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", f.Path, err)
-		}
-		if m.empty {
-			continue // networkd ignores a file without [Match] conditions
+		m, loaded := parseMatch(data)
+		if !loaded || m.empty {
+			continue // networkd ignores a file it cannot parse, or one without [Match] conditions
 		}
 		files = append(files, File{Path: f.Path, Name: f.Name, match: m})
 	}
 	return files, nil
 }
 
-func parseMatch(data []byte) (match, error) {
-	cfg, err := ini.LoadSources(ini.LoadOptions{
-		AllowNonUniqueSections: true,
-		AllowShadows:           true,
-		// systemd has no inline comments: "Name=eth0 # x" matches a link named "#" too.
-		IgnoreInlineComment:     true,
-		SkipUnrecognizableLines: true,
-	}, data)
-	if err != nil {
-		return match{}, err
-	}
-	var m match
-	sections, _ := cfg.SectionsByName("Match")
-	for _, sec := range sections {
-		for _, k := range sec.Keys() {
-			for _, v := range k.ValueWithShadows() {
-				switch k.Name() {
-				case "Name":
-					m.names.assign(v)
-				case "MACAddress":
-					m.macs.assign(v)
-				case "PermanentMACAddress":
-					m.permMACs.assign(v)
-				case "Type":
-					m.types.assign(v)
-				default:
-					m.unknown = append(m.unknown, k.Name()+"="+v)
-				}
+// parseMatch reads the [Match] sections of a .network file the way systemd's config parser reads a file: line
+// by line, leading whitespace skipped, '#' and ';' starting a comment, a line ending in an unescaped '\\'
+// continued on the next, "[Section]" headers, and Key=Value split at the first '=' with both sides trimmed. A
+// section header without its ']' or a line past systemd's 1 MiB limit makes networkd ignore the whole file, so
+// loaded is false then. It is linear in the file's size, whatever it holds.
+func parseMatch(data []byte) (m match, loaded bool) {
+	section := ""
+	var pending strings.Builder // a line continued with '\\'
+	for len(data) > 0 || pending.Len() > 0 {
+		var raw []byte
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			raw, data = data[:i], data[i+1:]
+		} else {
+			raw, data = data, nil
+		}
+		if len(raw) > maxLine {
+			return match{}, false
+		}
+		line := strings.TrimLeft(string(raw), " \t\r")
+		if line != "" && (line[0] == '#' || line[0] == ';') {
+			if len(data) > 0 || pending.Len() == 0 {
+				continue // a comment inside a continued line is skipped, as systemd does
+			}
+			line = ""
+		}
+		if continued(line) {
+			pending.WriteString(line[:len(line)-1] + " ")
+			if len(data) > 0 {
+				continue
+			}
+			line = ""
+		}
+		if pending.Len() > 0 {
+			line = pending.String() + line
+			pending.Reset()
+		}
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "":
+		case line[0] == '[':
+			if !strings.HasSuffix(line, "]") {
+				return match{}, false
+			}
+			section = line[1 : len(line)-1]
+		case section == "Match":
+			key, value, ok := strings.Cut(line, "=")
+			if !ok {
+				continue // networkd: "Missing '=', ignoring line."
+			}
+			key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+			switch key {
+			case "Name":
+				m.names.assign(value)
+			case "MACAddress":
+				m.macs.assign(value)
+			case "PermanentMACAddress":
+				m.permMACs.assign(value)
+			case "Type":
+				m.types.assign(value)
+			default:
+				m.unknown = append(m.unknown, key+"="+value)
 			}
 		}
 	}
 	m.empty = len(m.names.items) == 0 && len(m.macs.items) == 0 && len(m.permMACs.items) == 0 && len(m.types.items) == 0 && len(m.unknown) == 0
-	return m, nil
+	return m, true
+}
+
+// maxLine is systemd's LONG_LINE_MAX: a longer line makes the parser give up on the file.
+const maxLine = 1 << 20
+
+// continued reports whether line ends in a '\\' that is not itself escaped.
+func continued(line string) bool {
+	escaped := false
+	for i := 0; i < len(line); i++ {
+		if escaped {
+			escaped = false
+		} else if line[i] == '\\' {
+			escaped = true
+		}
+	}
+	return escaped
 }
 
 // assign applies one Name=-style line: an empty value resets the list, otherwise its words are appended.
@@ -223,14 +269,16 @@ func (f File) MatchSummary() string {
 			if l.invert {
 				inv = "!"
 			}
-			parts = append(parts, key+"="+inv+strings.Join(l.items, " "))
+			parts = append(parts, key+"="+inv+report.Shorten(strings.Join(l.items, " ")))
 		}
 	}
 	add("Name", f.match.names)
 	add("MACAddress", f.match.macs)
 	add("PermanentMACAddress", f.match.permMACs)
 	add("Type", f.match.types)
-	parts = append(parts, f.match.unknown...)
+	for _, u := range f.match.unknown {
+		parts = append(parts, report.Shorten(u))
+	}
 	return strings.Join(parts, ", ")
 }
 

@@ -91,8 +91,24 @@ func Quote(s string) string {
 	return strconv.Quote(s[:cut]) + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
-// Printable replaces every control byte in s with a \xNN escape. Write applies it to each line it prints, a last
-// wall behind Quote: nothing read from a description reaches the terminal raw.
+// Shorten is Printable(s) cut after 64 bytes with the full length named, for a value from a file of the system
+// (a Name= list, a sysctl value) in a message: shown, not echoed back whole.
+func Shorten(s string) string {
+	if len(s) <= maxQuoted {
+		return Printable(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return Printable(s[:cut]) + fmt.Sprintf("... (%d bytes)", len(s))
+}
+
+// Printable escapes, as \xNN per byte, everything in s that is not printable text: control characters (C0,
+// DEL, C1), invalid UTF-8, and the characters a terminal or a YAML reader takes for a line break or a change of
+// text direction (U+2028, U+2029, bidirectional overrides). Write applies it to each line it prints, a last wall
+// behind Quote: nothing read from a description or a file system reaches the terminal, or a comment in generated
+// YAML, raw.
 func Printable(s string) string {
 	clean := true
 	for i := 0; i < len(s); i++ {
@@ -107,12 +123,11 @@ func Printable(s string) string {
 	var b strings.Builder
 	for i := 0; i < len(s); {
 		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size <= 1, r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0:
+		if r == utf8.RuneError && size <= 1 || !strconv.IsPrint(r) {
 			for _, c := range []byte(s[i : i+size]) {
 				fmt.Fprintf(&b, "\\x%02x", c)
 			}
-		default:
+		} else {
 			b.WriteString(s[i : i+size])
 		}
 		i += size

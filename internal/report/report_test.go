@@ -33,6 +33,9 @@ func TestPrintable(t *testing.T) {
 		"c1\u009bx":     `c1\xc2\x9bx`,
 		"bad\xff":       `bad\xff`,
 		"ünïcödé stays": "ünïcödé stays",
+		"line\u2028sep": `line\xe2\x80\xa8sep`,
+		"nel\u0085x":    `nel\xc2\x85x`,
+		"bidi\u202ex":   `bidi\xe2\x80\xaex`,
 	} {
 		if got := Printable(in); got != want {
 			t.Errorf("Printable(%q) = %q, want %q", in, got, want)

@@ -25,6 +25,9 @@ func TestHostileInputs(t *testing.T) {
 		{"invalid UTF-8", "version: 1\ninterfaces:\n  - name: eth\xff\n", 3, 14, "0xff at line 3, column 14 is not valid UTF-8"},
 		{"escape byte", "version: 1\n\x1b[31minterfaces: []\n", 2, 1, "control character U+001B"},
 		{"C1 control", "version: 1\ninterfaces: [\u009b]\n", 2, 14, "control character U+009B"},
+		{"NEL", "version: 1\n\u0085interfaces: x\n", 2, 1, "line separator U+0085"},
+		{"line separator", "version: 1\ninterfaces: [] # a\u2028b\n", 2, 19, "line separator U+2028"},
+		{"lone carriage return", "version: 1\rinterfaces: []\n", 1, 11, "carriage return without a newline"},
 		{"syntax error on line 1", "version: 1: 2\n", 1, 11, "not valid YAML"},
 		{"unclosed list", "version: 1\ninterfaces: [\n  {name: a\n", 4, 1, "flow"},
 		{"escaped NUL in a name", "version: 1\ninterfaces:\n  - name: \"eth\\0x\"\n    addresses: [10.0.0.1/24]\n", 3, 11, "is NUL"},
@@ -40,6 +43,11 @@ func TestHostileInputs(t *testing.T) {
 		{"IPv6 address /0", "version: 1\ninterfaces:\n  - {name: e, addresses: [\"2001:db8::1/0\"]}\n", 3, 27, "whole address space"},
 		{"IPv4-mapped cluster CIDR", "version: 1\ncluster_cidrs: [\"::ffff:10.244.0.0/112\"]\ninterfaces: []\n", 2, 17, "write it as 10.244.0.0/16"},
 		{"cluster CIDR /0", "version: 1\ncluster_cidrs: [0.0.0.0/0]\ninterfaces: []\n", 2, 17, "covers every destination"},
+		{"multicast MAC", "version: 1\ninterfaces:\n  - {name: e, match: {permanent_mac: \"01:00:5e:00:00:01\"}, addresses: [10.0.0.1/24]}\n", 3, 38, "multicast or all-zero"},
+		{"zero MAC", "version: 1\ninterfaces:\n  - {name: e, match: {permanent_mac: \"00:00:00:00:00:00\"}, addresses: [10.0.0.1/24]}\n", 3, 38, "multicast or all-zero"},
+		{"limited broadcast", "version: 1\ninterfaces:\n  - {name: e, addresses: [255.255.255.255/32]}\n", 3, 27, "broadcast address"},
+		{"subnet broadcast", "version: 1\ninterfaces:\n  - {name: e, addresses: [10.0.0.255/24]}\n", 3, 27, "broadcast address"},
+		{"gateway is the network address", "version: 1\ninterfaces:\n  - {name: e, addresses: [10.0.0.1/24], gateway: 10.0.0.0}\n", 3, 50, "network or broadcast address"},
 		{"non-scalar key", "version: 1\n? [a]\n: 1\ninterfaces: []\n", 2, 3, "as a key"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,8 +120,9 @@ func TestAliasesWithinBudget(t *testing.T) {
 	}
 }
 
-// TestManySharedSubnetsWarnLinearly: interfaces sharing one subnet give one warning each, not one per pair.
-func TestManySharedSubnetsWarnLinearly(t *testing.T) {
+// TestOverlapWarningsAreCapped: interfaces sharing one subnet are listed up to a bound, and the rest counted in
+// one more warning, not one line per pair.
+func TestOverlapWarningsAreCapped(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("version: 1\ntable_range: {min: 1000000, max: 1009999}\npriority_range: {min: 1, max: 30000}\ninterfaces:\n")
 	const n = 500
@@ -121,7 +130,11 @@ func TestManySharedSubnetsWarnLinearly(t *testing.T) {
 		fmt.Fprintf(&b, "  - {name: e%d, addresses: [10.0.%d.%d/16]}\n", i, i/250, i%250+1)
 	}
 	_, rep := Parse([]byte(b.String()))
-	if got := rep.Count(report.Warning); got != n-1 {
-		t.Errorf("%d warnings for %d interfaces on one subnet, want %d", got, n, n-1)
+	if got := rep.Count(report.Warning); got != maxSimilarWarnings+1 {
+		t.Errorf("%d warnings for %d interfaces on one subnet, want %d", got, n, maxSimilarWarnings+1)
+	}
+	last := rep.Entries[len(rep.Entries)-1]
+	if want := fmt.Sprintf("%d more overlapping subnets", n-1-maxSimilarWarnings); !strings.Contains(last.Message, want) {
+		t.Errorf("last warning %q lacks %q", last.Message, want)
 	}
 }

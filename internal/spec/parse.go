@@ -110,9 +110,9 @@ func Parse(data []byte) (*Host, report.Report) {
 // and a source rule after it never matches a reply main can route.
 const MaxPriority = 32765
 
-// badByte finds the first byte YAML cannot hold, or that would make messages unprintable: invalid UTF-8, and
-// control characters other than tab, newline and carriage return (the YAML library refuses them without saying
-// where). It returns the position and what is wrong, or "" when every byte is fine.
+// badByte finds the first byte YAML cannot hold, or that would make messages unprintable or line numbers wrong:
+// invalid UTF-8, control characters other than tab and newline (the YAML library refuses them without saying
+// where), and the line breaks YAML knows and editors do not show (a lone carriage return, NEL, U+2028, U+2029). It returns the position and what is wrong, or "" when every byte is fine.
 func badByte(data []byte) (report.Pos, string) {
 	line, col := 1, 1
 	for i := 0; i < len(data); {
@@ -122,7 +122,11 @@ func badByte(data []byte) (report.Pos, string) {
 			return report.Pos{Line: line, Column: col}, fmt.Sprintf("byte 0x%02x at line %d, column %d is not valid UTF-8", data[i], line, col)
 		case r == 0:
 			return report.Pos{Line: line, Column: col}, fmt.Sprintf("a NUL byte at line %d, column %d", line, col)
-		case r < 0x20 && r != '\t' && r != '\n' && r != '\r', r == 0x7f, r >= 0x80 && r < 0xa0 && r != 0x85, r == 0xfffe, r == 0xffff:
+		case r == '\r' && (i+1 >= len(data) || data[i+1] != '\n'):
+			return report.Pos{Line: line, Column: col}, fmt.Sprintf("a carriage return without a newline at line %d, column %d (YAML counts it as a line break, most editors do not; save the file with LF or CRLF line ends)", line, col)
+		case r == 0x85 || r == 0x2028 || r == 0x2029:
+			return report.Pos{Line: line, Column: col}, fmt.Sprintf("the line separator %U at line %d, column %d (YAML counts it as a line break, most editors do not)", r, line, col)
+		case r < 0x20 && r != '\t' && r != '\n' && r != '\r', r == 0x7f, r >= 0x80 && r < 0xa0, r == 0xfffe, r == 0xffff:
 			return report.Pos{Line: line, Column: col}, fmt.Sprintf("the control character %U at line %d, column %d", r, line, col)
 		case r == '\n':
 			line, col = line+1, 0
@@ -307,6 +311,10 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 						d.errorf(n, p, "%s is not an Ethernet MAC address; write six hex pairs like 52:54:00:12:34:56", report.Quote(s))
 						return
 					}
+					if mac[0]&1 == 1 || bytes.Equal(mac, make(net.HardwareAddr, 6)) {
+						d.errorf(n, p, "%s cannot be a link's permanent address: it is a multicast or all-zero MAC. Copy the link's permanent address from ethtool -P", report.Quote(s))
+						return
+					}
 					i.PermanentMAC = mac
 				}
 			}}})
@@ -381,12 +389,24 @@ func (d *decoder) address(n *yaml.Node, p report.Path) (netip.Prefix, bool) {
 		d.errorf(n, p, "%s cannot be an interface's address; give the unicast address the interface carries", report.Quote(s))
 		return netip.Prefix{}, false
 	}
+	if a.Addr().Is4() && a.Bits() <= 30 && a.Addr() == broadcast(a) || a.Addr() == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		d.errorf(n, p, "%s is the broadcast address of its subnet: packets to it go to every host on the link, so it cannot answer as one. Give the interface's unicast address", report.Quote(s))
+		return netip.Prefix{}, false
+	}
 	if a.Bits() == 0 {
 		d.errorf(n, p, "%s claims the whole address space as the interface's subnet: its table would get two default routes and networkd would refuse one. Give the subnet's real length, e.g. %s/%d",
 			report.Quote(s), a.Addr(), typicalBits(a.Addr()))
 		return netip.Prefix{}, false
 	}
 	return a, true
+}
+
+// broadcast returns the last address of an IPv4 subnet.
+func broadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // typicalBits is the prefix length shown in examples: a /24 for IPv4, a /64 for IPv6.

@@ -77,7 +77,11 @@ func validate(h *Host, d *decoder) {
 	}
 
 	subnets := indexSubnets(h)
-	checkOverlaps(h, subnets, warnf)
+	overlaps := capped{warnf: warnf, what: "overlapping subnets"}
+	checkOverlaps(h, subnets, &overlaps)
+	overlaps.done()
+	clusterOverlaps := capped{warnf: warnf, what: "overlaps of cluster_cidrs with interface subnets"}
+	defer clusterOverlaps.done()
 
 	seen := map[netip.Prefix]int{}
 	for i, c := range h.ClusterCIDRs {
@@ -90,6 +94,12 @@ func validate(h *Host, d *decoder) {
 		// Two prefixes overlap only when one contains the other: look up c's supernets, then the subnets
 		// inside c by their own supernets below.
 		for _, s := range subnets.within(c, true) {
+			if !clusterOverlaps.next() {
+				if clusterOverlaps.firstUnlisted() {
+					clusterOverlaps.first = p
+				}
+				continue
+			}
 			ifc := h.Interfaces[s.iface]
 			warnf(p, "%s overlaps %s's subnet %s: replies to that subnet would use the main table, not %s's; list only pod and service ranges",
 				c, interfaceLabel(ifc, s.iface), s.subnet, interfaceLabel(ifc, s.iface))
@@ -98,7 +108,14 @@ func validate(h *Host, d *decoder) {
 	if len(seen) > 0 {
 		for _, s := range subnets.order {
 			for bits := s.Bits() - 1; bits >= 0; bits-- {
-				if i, ok := seen[netip.PrefixFrom(s.Addr(), bits).Masked()]; ok {
+				i, ok := seen[netip.PrefixFrom(s.Addr(), bits).Masked()]
+				if ok && !clusterOverlaps.next() {
+					if clusterOverlaps.firstUnlisted() {
+						clusterOverlaps.first = report.Path{"cluster_cidrs", i}
+					}
+					continue
+				}
+				if ok {
 					site := subnets.sites[s][0]
 					ifc := h.Interfaces[site.iface]
 					warnf(report.Path{"cluster_cidrs", i}, "%s overlaps %s's subnet %s: replies to that subnet would use the main table, not %s's; list only pod and service ranges",
@@ -114,6 +131,33 @@ func validate(h *Host, d *decoder) {
 				break
 			}
 		}
+	}
+}
+
+// maxSimilarWarnings bounds how many warnings of one kind are listed: nested prefixes over thousands of addresses
+// would otherwise give millions of lines for one mistake.
+const maxSimilarWarnings = 20
+
+// capped lists at most maxSimilarWarnings warnings of one kind and counts the rest: next says whether to list
+// the next one (decide before building its message, which is most of the cost), done adds the count.
+type capped struct {
+	warnf func(report.Path, string, ...any)
+	what  string
+	n     int
+	first report.Path
+}
+
+func (c *capped) next() (list bool) {
+	c.n++
+	return c.n <= maxSimilarWarnings
+}
+
+// firstUnlisted says whether the warning next refused is the first not listed, whose path the count reports at.
+func (c *capped) firstUnlisted() bool { return c.n == maxSimilarWarnings+1 }
+
+func (c *capped) done() {
+	if c.n > maxSimilarWarnings {
+		c.warnf(c.first, "%d more %s, like the ones above, are not listed", c.n-maxSimilarWarnings, c.what)
 	}
 }
 
@@ -153,6 +197,10 @@ func checkGateway(h *Host, d *decoder, p report.Path, ifc Interface, v6 bool, er
 			return
 		}
 		if a.Masked().Contains(gw) {
+			if v6 || a.Bits() > 30 || gw != a.Masked().Addr() && gw != broadcast(a) {
+				return
+			}
+			errorf(gp, "%s is the network or broadcast address of %s, not a router's; give the next hop's own address", gw, a.Masked())
 			return
 		}
 		subnets = append(subnets, a.Masked().String())
@@ -222,13 +270,19 @@ func (x subnetIndex) within(p netip.Prefix, orEqual bool) []site {
 // overlapping pair of subnets in linear time. Each pair is reported once, at the later interface, naming the
 // first interface that has the other subnet: many interfaces sharing one subnet cost a warning each, not one per
 // pair of them.
-func checkOverlaps(h *Host, x subnetIndex, warnf func(report.Path, string, ...any)) {
+func checkOverlaps(h *Host, x subnetIndex, c *capped) {
 	warn := func(a, b site) {
 		later, earlier := a, b
 		if b.iface > a.iface {
 			later, earlier = b, a
 		}
-		warnf(report.Path{"interfaces", later.iface, "addresses", later.addr}, "subnet %s overlaps %s's %s: traffic from the host to that subnet without a chosen source leaves by whichever route main lists first",
+		if !c.next() {
+			if c.firstUnlisted() {
+				c.first = report.Path{"interfaces", later.iface, "addresses", later.addr}
+			}
+			return
+		}
+		c.warnf(report.Path{"interfaces", later.iface, "addresses", later.addr}, "subnet %s overlaps %s's %s: traffic from the host to that subnet without a chosen source leaves by whichever route main lists first",
 			later.subnet, interfaceLabel(h.Interfaces[earlier.iface], earlier.iface), earlier.subnet)
 	}
 	for _, s := range x.order {
