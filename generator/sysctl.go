@@ -15,9 +15,9 @@ import (
 	"github.com/symroute/symroute/internal/spec"
 )
 
-// sysctlDirs are systemd-sysctl's directories in precedence order: a file name in an earlier one masks the same
+// SysctlDirs are systemd-sysctl's directories in precedence order: a file name in an earlier one masks the same
 // name in a later one, and all files are applied sorted by name, so a later file's assignment wins.
-var sysctlDirs = []string{"etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d"}
+var SysctlDirs = []string{"etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d", "lib/sysctl.d"}
 
 // sysctlAssignment is one explicit key = value in a sysctl.d file.
 type sysctlAssignment struct {
@@ -34,7 +34,7 @@ func (a sysctlAssignment) rpFilter() (int, bool) {
 // a file that sorts after symroute's, or by setting conf.all above the interface's value (the kernel applies
 // max(all, interface)). Globs are left out: systemd-sysctl never lets a glob override an explicit key.
 func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
-	files, err := confdirs.List(root, sysctlDirs, ".conf")
+	files, err := confdirs.List(root, SysctlDirs, ".conf")
 	if err != nil {
 		return err
 	}

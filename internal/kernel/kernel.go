@@ -1,5 +1,5 @@
-// Package kernel reads the routing state symroute cares about from the kernel over netlink: rules, and the
-// routes of given tables. It never writes.
+// Package kernel talks to the kernel's routing over netlink: it reads rules, routes and links, asks route lookups,
+// and makes the one write symroute makes itself, deleting a rule of its own that networkd left behind.
 package kernel
 
 import (
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -19,7 +20,18 @@ type Rule struct {
 	From, To netip.Prefix
 	Table    uint32
 	Protocol uint8
+	// Action is the rule's type: FR_ACT_TO_TBL (1, a lookup) for every rule symroute makes.
+	Action uint8
+	// Narrowed says the rule matches on more than source and destination (an input or output interface, a
+	// firewall mark, a uid range, a protocol or port, a TOS, or "not"): it takes only part of the traffic its
+	// addresses select.
+	Narrowed bool
+	// Mark and Mask are its fwmark match, when it has one.
+	Mark, Mask uint32
 }
+
+// ActionLookup is FR_ACT_TO_TBL: look the packet up in Table.
+const ActionLookup = 1
 
 // Route is a route as the kernel holds it; Destination is invalid for a default route.
 type Route struct {
@@ -34,7 +46,12 @@ type Route struct {
 // Reader reads from one network namespace's netlink handle.
 type Reader struct {
 	h *netlink.Handle
+	// noStrictCheck records that the kernel refused NETLINK_GET_STRICT_CHK.
+	noStrictCheck bool
 }
+
+// StrictCheck reports whether route dumps are filtered by the kernel, as opposed to in user space.
+func (r *Reader) StrictCheck() bool { return !r.noStrictCheck }
 
 // NewReader reads through h; a nil h opens a handle on the caller's own namespace. The handle must own its
 // sockets (netlink.NewHandle, NewHandleAt): Routes turns on strict checking on them.
@@ -73,14 +90,22 @@ func (r *Reader) Rules() ([]Rule, error) {
 			return nil, fmt.Errorf("list rules: %w", err)
 		}
 		for _, nr := range rules {
-			out = append(out, Rule{
+			r := Rule{
 				Family:   fam,
 				Priority: uint32(nr.Priority),
 				From:     prefix(nr.Src),
 				To:       prefix(nr.Dst),
 				Table:    uint32(nr.Table),
 				Protocol: nr.Protocol,
-			})
+				Action:   nr.Type,
+				Mark:     nr.Mark,
+			}
+			if nr.Mask != nil {
+				r.Mask = *nr.Mask
+			}
+			r.Narrowed = nr.IifName != "" || nr.OifName != "" || nr.Mark != 0 || nr.UIDRange != nil || nr.IPProto != 0 ||
+				nr.Dport != nil || nr.Sport != nil || nr.Tos != 0 || nr.Invert
+			out = append(out, r)
 		}
 	}
 	return out, nil
@@ -90,11 +115,17 @@ func (r *Reader) Rules() ([]Rule, error) {
 // table (as iproute2 has it), so the cost follows the table's size rather than main's: verify must not slow down
 // on a BGP-fed node's large main table. Strict checking is off otherwise, because the kernel rejects the rule
 // dump request netlink sends under it.
+//
+// A kernel without strict checking (before 4.20) refuses to turn it on; the dump then covers every table and the
+// netlink library keeps the table's routes in user space: correct, only slower on a large main.
 func (r *Reader) Routes(table uint32) ([]Route, error) {
-	if err := r.h.SetStrictCheck(true); err != nil {
-		return nil, fmt.Errorf("enable netlink strict checking: %w", err)
+	if r.noStrictCheck {
+		// Known refused; the user-space filter below does the work.
+	} else if err := r.h.SetStrictCheck(true); err != nil {
+		r.noStrictCheck = true
+	} else {
+		defer r.h.SetStrictCheck(false)
 	}
-	defer r.h.SetStrictCheck(false)
 	var out []Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		filter := &netlink.Route{Table: int(table)}
@@ -104,6 +135,9 @@ func (r *Reader) Routes(table uint32) ([]Route, error) {
 		if errors.Is(err, unix.ENOENT) {
 			continue // under strict checking, a table this family has no route in does not exist
 		}
+		if r.noStrictCheck {
+			routes = slices.DeleteFunc(routes, func(nr netlink.Route) bool { return uint32(nr.Table) != table })
+		}
 		if err != nil {
 			return nil, fmt.Errorf("list routes of table %d: %w", table, err)
 		}
@@ -112,6 +146,34 @@ func (r *Reader) Routes(table uint32) ([]Route, error) {
 				continue // the kernel's local and multicast bookkeeping
 			}
 			rt := Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex}
+			if a, ok := netip.AddrFromSlice(nr.Gw); ok {
+				rt.Gateway = a.Unmap()
+			}
+			if rt.Destination.IsValid() && rt.Destination.Bits() == 0 {
+				rt.Destination = netip.Prefix{}
+			}
+			out = append(out, rt)
+		}
+	}
+	return out, nil
+}
+
+// AllRoutes returns every unicast route of every table but local, both families: what must be as before after a
+// rollback, foreign routes included.
+func (r *Reader) AllRoutes() ([]Route, error) {
+	var out []Route
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := retry(func() ([]netlink.Route, error) {
+			return r.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("list routes: %w", err)
+		}
+		for _, nr := range routes {
+			if nr.Table == unix.RT_TABLE_LOCAL || nr.Type != unix.RTN_UNICAST {
+				continue
+			}
+			rt := Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
 			if a, ok := netip.AddrFromSlice(nr.Gw); ok {
 				rt.Gateway = a.Unmap()
 			}

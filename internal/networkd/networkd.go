@@ -6,6 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/godbus/dbus/v5"
 )
@@ -101,4 +104,105 @@ func (c *Client) ReconfigureLink(ctx context.Context, ifindex int) error {
 		return fmt.Errorf("networkd ReconfigureLink %d: %w", ifindex, err)
 	}
 	return nil
+}
+
+// LinkEvent is a change of a link's AdministrativeState that networkd announced.
+type LinkEvent struct {
+	Index int
+	State string
+}
+
+// linkPathPrefix is where networkd's link objects live; the last element is the ifindex, escaped as systemd
+// escapes bus paths ("_33" for 3, "_312" for 12).
+const linkPathPrefix = objectPath + "/link/"
+
+// WatchLinks delivers every AdministrativeState change networkd announces (PropertiesChanged on its link
+// objects) until stop is called. Subscribe before the Reload whose effect you wait for: networkd announces the
+// changes within milliseconds, and a link whose configuration did not change announces nothing.
+func (c *Client) WatchLinks() (events <-chan LinkEvent, stop func(), err error) {
+	opts := []dbus.MatchOption{
+		dbus.WithMatchInterface("org.freedesktop.DBus.Properties"),
+		dbus.WithMatchMember("PropertiesChanged"),
+		dbus.WithMatchPathNamespace(dbus.ObjectPath(strings.TrimSuffix(linkPathPrefix, "/"))),
+	}
+	if err := c.conn.AddMatchSignal(opts...); err != nil {
+		return nil, nil, fmt.Errorf("subscribe to networkd's link states: %w", err)
+	}
+	raw := make(chan *dbus.Signal, 256)
+	c.conn.Signal(raw)
+	out := make(chan LinkEvent, 256)
+	done := make(chan struct{})
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-done:
+				return
+			case sig, ok := <-raw:
+				if !ok {
+					return
+				}
+				ev, ok := linkEvent(sig)
+				if !ok {
+					continue
+				}
+				select {
+				case out <- ev:
+				case <-done:
+					return
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return out, func() {
+		once.Do(func() {
+			c.conn.RemoveSignal(raw)
+			c.conn.RemoveMatchSignal(opts...)
+			close(done)
+		})
+	}, nil
+}
+
+func linkEvent(sig *dbus.Signal) (LinkEvent, bool) {
+	index, ok := LinkIndexOfPath(sig.Path)
+	if !ok || sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sig.Body) < 2 {
+		return LinkEvent{}, false
+	}
+	changed, ok := sig.Body[1].(map[string]dbus.Variant)
+	if !ok {
+		return LinkEvent{}, false
+	}
+	v, ok := changed["AdministrativeState"]
+	if !ok {
+		return LinkEvent{}, false
+	}
+	state, ok := v.Value().(string)
+	return LinkEvent{Index: index, State: state}, ok
+}
+
+// LinkIndexOfPath reads the ifindex from a link object's path, undoing systemd's bus-path escaping.
+func LinkIndexOfPath(p dbus.ObjectPath) (int, bool) {
+	s, ok := strings.CutPrefix(string(p), linkPathPrefix)
+	if !ok || s == "" {
+		return 0, false
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '_' {
+			if i+3 > len(s) {
+				return 0, false
+			}
+			v, err := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if err != nil {
+				return 0, false
+			}
+			b.WriteByte(byte(v))
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	n, err := strconv.Atoi(b.String())
+	return n, err == nil && n > 0
 }

@@ -1,32 +1,92 @@
-// Package systemd restarts units through systemd's D-Bus API (go-systemd), on the system bus that
-// DBUS_SYSTEM_BUS_ADDRESS names, so symroute changes the system the way systemctl would.
+// Package systemd asks the systemd manager, over D-Bus (go-systemd), to restart a unit and for its version, on
+// the system bus that DBUS_SYSTEM_BUS_ADDRESS names. It tells "no manager answers" (a container, a test
+// namespace) apart from "the manager ran the job and it failed": only the first may be worked around, and only
+// by the caller, out loud.
 package systemd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
 
 	sd "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 )
 
-// RestartUnit restarts name and waits for the job to finish.
-func RestartUnit(ctx context.Context, name string) error {
+// ErrNoManager is returned when no systemd manager answers on the system bus.
+var ErrNoManager = errors.New("no systemd manager answers on the system bus")
+
+func connect(ctx context.Context) (*sd.Conn, error) {
 	conn, err := sd.NewSystemConnectionContext(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoManager, err)
+	}
+	return conn, nil
+}
+
+// noManager reports whether err says the manager's name has no owner on the bus.
+func noManager(err error) bool {
+	var de dbus.Error
+	if errors.As(err, &de) {
+		return de.Name == "org.freedesktop.DBus.Error.ServiceUnknown" || de.Name == "org.freedesktop.DBus.Error.NameHasNoOwner"
+	}
+	return false
+}
+
+// RestartUnit restarts name and waits for the job to finish. The error wraps ErrNoManager when no manager
+// answered, and names the job's result when it ran and failed.
+func RestartUnit(ctx context.Context, name string) error {
+	conn, err := connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	done := make(chan string, 1) // buffered: go-systemd writes the job result whether or not we still listen
 	if _, err := conn.RestartUnitContext(ctx, name, "replace", done); err != nil {
-		return err
+		if noManager(err) {
+			return fmt.Errorf("%w: %v", ErrNoManager, err)
+		}
+		return fmt.Errorf("restart %s: %w", name, err)
 	}
 	select {
 	case result := <-done:
 		if result != "done" {
-			return fmt.Errorf("restart %s: job %s", name, result)
+			return fmt.Errorf("restart %s: the job ended %q; see journalctl -u %s", name, result, name)
 		}
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("restart %s: %w", name, ctx.Err())
 	}
+}
+
+// Version returns the manager's systemd version, such as 252. systemd-networkd ships in the same package, so it
+// is networkd's version too.
+func Version(ctx context.Context) (int, error) {
+	conn, err := connect(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	v, err := conn.GetManagerProperty("Version")
+	if err != nil {
+		if noManager(err) {
+			return 0, fmt.Errorf("%w: %v", ErrNoManager, err)
+		}
+		return 0, err
+	}
+	return ParseVersion(strings.Trim(v, `"`))
+}
+
+var leadingNumber = regexp.MustCompile(`(?:^|systemd )([0-9]+)`)
+
+// ParseVersion reads the major version from "252.38-1~deb12u1" or networkctl's "systemd 252 (252.38-1~deb12u1)".
+func ParseVersion(s string) (int, error) {
+	m := leadingNumber.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("no systemd version in %q", s)
+	}
+	return strconv.Atoi(m[1])
 }

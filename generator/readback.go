@@ -1,0 +1,158 @@
+package generator
+
+import (
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/symroute/symroute/internal/record"
+)
+
+// Effects is what one of symroute's networkd files makes networkd configure: the link's addresses, the rules and
+// the routes. Comparing a file's old and new Effects says what a change removes before it is made.
+type Effects struct {
+	Addresses []netip.Prefix
+	Rules     []record.Rule
+	Routes    []RouteEffect
+}
+
+// RouteEffect is one [Route] section.
+type RouteEffect struct {
+	Destination netip.Prefix
+	Gateway     netip.Addr
+	Table       uint32 // 254 for main
+}
+
+func (r RouteEffect) String() string {
+	s := "default"
+	if r.Destination.IsValid() {
+		s = r.Destination.String()
+	}
+	if r.Gateway.IsValid() {
+		s += " via " + r.Gateway.String()
+	}
+	if r.Table == 254 {
+		return s
+	}
+	return s + " table " + strconv.FormatUint(uint64(r.Table), 10)
+}
+
+// ReadEffects reads a .network file or drop-in symroute rendered (the second wall has checked every line of it,
+// so a line-by-line read is exact). Anything else yields what it can recognise.
+func ReadEffects(data []byte) Effects {
+	var e Effects
+	section := ""
+	var rule record.Rule
+	var route RouteEffect
+	flush := func() {
+		switch section {
+		case "RoutingPolicyRule":
+			e.Rules = append(e.Rules, rule)
+		case "Route":
+			e.Routes = append(e.Routes, route)
+		}
+		rule, route = record.Rule{}, RouteEffect{Table: 254}
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if name, ok := strings.CutPrefix(line, "["); ok {
+			flush()
+			section = strings.TrimSuffix(name, "]")
+			continue
+		}
+		key, value, ok := strings.Cut(line, "=")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		switch section + "." + key {
+		case "Network.Address":
+			if p, err := netip.ParsePrefix(value); err == nil {
+				e.Addresses = append(e.Addresses, p)
+			}
+		case "Route.Destination":
+			route.Destination, _ = netip.ParsePrefix(value)
+		case "Route.Gateway":
+			route.Gateway, _ = netip.ParseAddr(value)
+		case "Route.Table":
+			route.Table = table(value)
+		case "RoutingPolicyRule.From":
+			rule.From, _ = netip.ParsePrefix(value)
+		case "RoutingPolicyRule.To":
+			rule.To, _ = netip.ParsePrefix(value)
+		case "RoutingPolicyRule.Table":
+			rule.Table = table(value)
+		case "RoutingPolicyRule.Priority":
+			p, _ := strconv.ParseUint(value, 10, 32)
+			rule.Priority = uint32(p)
+		}
+	}
+	flush()
+	return e
+}
+
+func table(s string) uint32 {
+	if s == "main" {
+		return 254
+	}
+	t, _ := strconv.ParseUint(s, 10, 32)
+	return uint32(t)
+}
+
+// Lost returns what after no longer has of before.
+func Lost(before, after Effects) Effects {
+	var out Effects
+	for _, a := range before.Addresses {
+		if !contains(after.Addresses, a) {
+			out.Addresses = append(out.Addresses, a)
+		}
+	}
+	for _, r := range before.Rules {
+		if !contains(after.Rules, r) {
+			out.Rules = append(out.Rules, r)
+		}
+	}
+	for _, r := range before.Routes {
+		if !contains(after.Routes, r) {
+			out.Routes = append(out.Routes, r)
+		}
+	}
+	return out
+}
+
+func contains[T comparable](s []T, v T) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Released rewrites one of symroute's own .network files for symroute remove: it keeps what gives the link its
+// addresses ([Match], [Network] and main's default route) and drops the table's routes and the rules, and its
+// header says so. networkd would remove the link's addresses with the file; remove --force deletes it.
+func Released(data []byte, link string) []byte {
+	paragraphs := strings.Split(strings.TrimRight(string(data), "\n"), "\n\n")
+	var out []string
+	for i, p := range paragraphs {
+		if i == 0 && strings.HasPrefix(p, HeaderPrefix) {
+			first, _, _ := strings.Cut(p, "\n")
+			out = append(out, first+"\n"+
+				"# Released by \"symroute remove\": symroute's routing is gone, and this file\n"+
+				"# only keeps "+link+"'s addresses. Move them to a .network file of your\n"+
+				"# own, then run \"symroute remove --force\" to delete it.")
+			continue
+		}
+		section := ""
+		for _, line := range strings.Split(p, "\n") {
+			if strings.HasPrefix(line, "[") {
+				section = line
+				break
+			}
+		}
+		if section == "[RoutingPolicyRule]" || section == "[Route]" && strings.Contains(p, "\nTable=") {
+			continue
+		}
+		out = append(out, p)
+	}
+	return []byte(strings.Join(out, "\n\n") + "\n")
+}

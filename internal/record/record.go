@@ -1,0 +1,185 @@
+// Package record is what symroute has done to a host: the files it wrote (with hashes and modes), the rules and
+// tables networkd made from them, the sysctl keys it set with the values they had before, and whether the
+// networkd.conf.d drop-in is in place. It is written under /var/lib/symroute before the first file of a
+// transaction changes, as "pending", with everything needed to undo it, so a run that dies anywhere is undone by
+// the next one; and it is the one answer to "is this symroute's?": a rule in symroute's range that the record does
+// not list is someone else's, and is never deleted.
+//
+// The types here are plain data; Store reads and writes them under a root.
+package record
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// FormatVersion is the record's own format; a record of another version is refused, not guessed at.
+const FormatVersion = 1
+
+// Record is the whole record.
+type Record struct {
+	Version int `json:"version"`
+	// Applied is what the last finished transaction left in place; nil before symroute's first apply and after
+	// a remove that left nothing.
+	Applied *State `json:"applied,omitempty"`
+	// Pending is a transaction under way, or one whose process died: the next run undoes it.
+	Pending *Transaction `json:"pending,omitempty"`
+}
+
+// State is what symroute has in place.
+type State struct {
+	// Transaction is the ID of the transaction that put this state in place.
+	Transaction string `json:"transaction,omitempty"`
+	// Description names the description it came from (its base name), for messages.
+	Description string   `json:"description,omitempty"`
+	Files       []File   `json:"files"`
+	Rules       []Rule   `json:"rules"`
+	Tables      []uint32 `json:"tables"`
+	Sysctls     []Sysctl `json:"sysctls"`
+	// Addresses are the addresses symroute's own .network files give each link (own mode): removing the file
+	// removes them, so remove and apply guard them.
+	Addresses map[string][]netip.Prefix `json:"addresses,omitempty"`
+	// Links are the links networkd configures from symroute's files (the interfaces, and lo for the cluster
+	// rules).
+	Links []string `json:"links,omitempty"`
+	// Restarts says networkd.conf.d's drop-in is in place: adding or removing it takes a networkd restart.
+	KeepForeign bool `json:"keep_foreign"`
+}
+
+// File is one file symroute wrote, relative to the root.
+type File struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Mode   uint32 `json:"mode"`
+}
+
+// Rule is one routing-policy rule networkd made from symroute's files.
+type Rule struct {
+	Priority uint32       `json:"priority"`
+	From     netip.Prefix `json:"from,omitzero"`
+	To       netip.Prefix `json:"to,omitzero"`
+	Table    uint32       `json:"table"`
+}
+
+// Sysctl is one key symroute set: its value, and the value it had before symroute first set it, which remove
+// restores.
+type Sysctl struct {
+	Key      string `json:"key"`
+	Value    string `json:"value"`
+	Original string `json:"original"`
+	// Absent says the key did not exist when symroute first set it (the link came later); remove leaves it.
+	Absent bool `json:"absent,omitempty"`
+}
+
+// Op is what a transaction does.
+type Op string
+
+const (
+	OpApply  Op = "apply"
+	OpTry    Op = "try"
+	OpRemove Op = "remove"
+)
+
+// Transaction is a change under way. Undo and SysctlUndo are the state before it, exactly, so rolling it back is
+// its inverse: the previous bytes and modes of every file it touches, the previous value of every key it sets,
+// and a networkd restart where it restarted networkd.
+type Transaction struct {
+	ID      string    `json:"id"`
+	Op      Op        `json:"op"`
+	Process Process   `json:"process"`
+	Started time.Time `json:"started"`
+	// Deadline is when an unconfirmed try rolls back.
+	Deadline   time.Time    `json:"deadline,omitzero"`
+	Undo       []FileUndo   `json:"undo"`
+	SysctlUndo []SysctlUndo `json:"sysctl_undo"`
+	// Restart says the transaction changes networkd.conf.d: networkd is restarted forward and back. ConfFirst
+	// says the restart came before the reload of the other files (the drop-in arrived), so an undo reloads first.
+	Restart   bool `json:"restart"`
+	ConfFirst bool `json:"conf_first,omitempty"`
+	// Target is the state the transaction brings about.
+	Target State `json:"target"`
+	// Watcher is the process that rolls an unconfirmed try back at its deadline.
+	Watcher *Process `json:"watcher,omitempty"`
+	// Verified says the target state verified; a try waits for confirmation only then.
+	Verified bool `json:"verified,omitempty"`
+}
+
+// Process names a process across pid reuse: its pid and its start time in clock ticks since boot.
+type Process struct {
+	PID   int    `json:"pid"`
+	Start uint64 `json:"start"`
+}
+
+// FileUndo is a file as it was before a transaction: absent, or these bytes with this mode.
+type FileUndo struct {
+	Path    string `json:"path"`
+	Existed bool   `json:"existed"`
+	Data    []byte `json:"data,omitempty"`
+	Mode    uint32 `json:"mode,omitempty"`
+}
+
+// SysctlUndo is a key's value before a transaction set it.
+type SysctlUndo struct {
+	Key    string `json:"key"`
+	Value  string `json:"value"`
+	Absent bool   `json:"absent,omitempty"`
+}
+
+// Hash is a file's SHA-256, as the record stores it.
+func Hash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// OwnsFile reports whether the record says symroute wrote the file at p with exactly these bytes.
+func (s *State) OwnsFile(p string, data []byte) bool {
+	if s == nil {
+		return false
+	}
+	h := Hash(data)
+	return slices.ContainsFunc(s.Files, func(f File) bool { return f.Path == p && f.SHA256 == h })
+}
+
+// OwnsRule reports whether the record says networkd made r from symroute's files.
+func (s *State) OwnsRule(r Rule) bool {
+	return s != nil && slices.Contains(s.Rules, r)
+}
+
+// Sysctl returns the record of key, if symroute set it.
+func (s *State) Sysctl(key string) (Sysctl, bool) {
+	if s == nil {
+		return Sysctl{}, false
+	}
+	i := slices.IndexFunc(s.Sysctls, func(x Sysctl) bool { return x.Key == key })
+	if i < 0 {
+		return Sysctl{}, false
+	}
+	return s.Sysctls[i], true
+}
+
+// String renders r as `ip rule` does.
+func (r Rule) String() string {
+	sel := "from all"
+	if r.From.IsValid() {
+		sel = "from " + hostOrPrefix(r.From)
+	}
+	if r.To.IsValid() {
+		sel += " to " + hostOrPrefix(r.To)
+	}
+	t := fmt.Sprint(r.Table)
+	if r.Table == 254 {
+		t = "main"
+	}
+	return fmt.Sprintf("%d: %s lookup %s", r.Priority, sel, t)
+}
+
+func hostOrPrefix(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
