@@ -78,6 +78,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return verify(args[1:], stdout, stderr)
 	case "apply":
 		return applyCmd(args[1:], stdout, stderr)
+	case "try":
+		return tryCmd(args[1:], stdout, stderr)
+	case "confirm":
+		return confirmCmd(args[1:], stdout, stderr)
+	case "remove":
+		return removeCmd(args[1:], stdout, stderr)
+	case watchCommand:
+		return watchTry(args[1:], stdout, stderr)
 	case "discover":
 		return discoverCmd(args[1:], stdout, stderr)
 	case "schema":

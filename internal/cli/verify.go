@@ -14,8 +14,11 @@ import (
 	"github.com/symroute/symroute/internal/filesync"
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkd"
+	"github.com/symroute/symroute/internal/record"
 	"github.com/symroute/symroute/internal/report"
+	"github.com/symroute/symroute/internal/rootfs"
 	"github.com/symroute/symroute/internal/state"
+	"github.com/symroute/symroute/internal/sysctl"
 )
 
 // busTimeout bounds how long verify waits for networkd on D-Bus before skipping the network-file check.
@@ -46,7 +49,8 @@ func verify(args []string, stdout, stderr io.Writer) int {
 		return ExitSystem
 	}
 	defer closeSrc()
-	res, err := state.Verify(ctx, l.plan, generator.ExpectedNetworkFiles(files), src)
+	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(files), Recorded: recorded(c.root, stderr)}
+	res, err := state.Verify(ctx, l.plan, expect, src)
 	if err != nil {
 		eprintf(stderr, "symroute verify: cannot read the live state: %v\n", err)
 		writeMetrics(textfile, nil, stderr)
@@ -71,6 +75,26 @@ func verify(args []string, stdout, stderr io.Writer) int {
 	return ExitOK
 }
 
+// recorded reads what the record under root says symroute has in place, for telling its rules from others'; a
+// root without a record, or one that cannot be read, yields nil (with a note), and every unplanned rule counts as
+// someone else's.
+func recorded(rootPath string, stderr io.Writer) *record.State {
+	root, err := rootfs.Open(rootPath)
+	if err != nil {
+		return nil
+	}
+	defer root.Close()
+	rec, err := record.Load(root)
+	if err != nil {
+		eprintf(stderr, "symroute verify: note: %v\n", err)
+		return nil
+	}
+	if rec.Pending != nil {
+		return &rec.Pending.Target
+	}
+	return rec.Applied
+}
+
 // liveSources connects to the kernel of this network namespace and, when it answers, networkd on the system
 // bus (DBUS_SYSTEM_BUS_ADDRESS is honoured).
 func liveSources(ctx context.Context) (state.Sources, func(), error) {
@@ -78,7 +102,7 @@ func liveSources(ctx context.Context) (state.Sources, func(), error) {
 	if err != nil {
 		return state.Sources{}, nil, err
 	}
-	src := state.Sources{Kernel: reader, ProcSys: "/proc/sys"}
+	src := state.Sources{Kernel: reader, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}}
 	dctx, cancel := context.WithTimeout(ctx, busTimeout)
 	defer cancel()
 	client, err := networkd.Dial(dctx, "")
@@ -125,9 +149,6 @@ func printResult(stdout, stderr io.Writer, file string, res drift.Result) {
 	}
 }
 
-var allKinds = []drift.Kind{drift.RuleMissing, drift.RuleForeign, drift.RouteMissing, drift.RouteUnexpected, drift.TableEmpty,
-	drift.ProbeWrong, drift.RPFilterWrong, drift.NetworkFile, drift.LinkMissing}
-
 // writeMetrics writes the Prometheus text format for node_exporter's textfile collector; res nil means the state
 // could not be read. It reports false when the file cannot be written.
 func writeMetrics(path string, res *drift.Result, stderr io.Writer) bool {
@@ -155,7 +176,7 @@ func writeMetrics(path string, res *drift.Result, stderr io.Writer) bool {
 			counts[f.Kind]++
 		}
 		gauge("symroute_verify_findings", "Differences between the description and the live state at the last verify, by kind.")
-		for _, k := range allKinds {
+		for _, k := range drift.Kinds {
 			fmt.Fprintf(&b, "symroute_verify_findings{kind=%q} %d\n", k, counts[k])
 		}
 		gauge("symroute_verify_interface_ok", "1 when nothing drifted for the interface at the last verify.")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/record"
 	"github.com/symroute/symroute/internal/report"
 	"github.com/symroute/symroute/internal/reservations"
 	"github.com/symroute/symroute/internal/spec"
@@ -26,9 +27,10 @@ type Snapshot struct {
 	Links map[string]int
 	// RPFilter holds net.ipv4.conf.all.rp_filter under "all" and each interface's value under its name.
 	RPFilter map[string]int
-	// NetworkFiles maps a link name to the .network file networkd applied to it; nil when networkd did not
-	// answer, so the check is skipped rather than failed.
+	// NetworkFiles maps a link name to the .network file networkd applied to it, and LinkStates to its
+	// administrative state; both nil when networkd did not answer, so the checks are skipped rather than failed.
 	NetworkFiles map[string]string
+	LinkStates   map[string]string
 	Probes       []ProbeResult
 	// Notes say what could not be read, such as networkd not answering.
 	Notes []string
@@ -47,7 +49,24 @@ const (
 	RPFilterWrong   Kind = "rp_filter"
 	NetworkFile     Kind = "network_file"
 	LinkMissing     Kind = "link_missing"
+	// RuleStale is a rule the record says symroute made that the plan no longer has; apply deletes it.
+	RuleStale Kind = "rule_stale"
+	// LinkNotConfigured is a link networkd has not (or not yet) configured.
+	LinkNotConfigured Kind = "link_not_configured"
 )
+
+// Kinds lists every kind, for metrics.
+var Kinds = []Kind{RuleMissing, RuleForeign, RuleStale, RouteMissing, RouteUnexpected, TableEmpty, ProbeWrong, RPFilterWrong, NetworkFile, LinkMissing, LinkNotConfigured}
+
+// Expect is what the comparison needs beside the plan.
+type Expect struct {
+	// NetworkFiles maps each link symroute configures (the interfaces, and lo for the cluster rules) to the
+	// .network file networkd should apply to it.
+	NetworkFiles map[string]string
+	// Recorded is what the record says symroute has in place: a rule it lists is symroute's, any other is
+	// someone else's. Nil when there is no record.
+	Recorded *record.State
+}
 
 // Finding is one difference between the plan and the live state.
 type Finding struct {
@@ -80,16 +99,15 @@ type Result struct {
 // OK reports whether nothing drifted.
 func (r Result) OK() bool { return len(r.Findings) == 0 }
 
-// Compare checks snap against p. expectedFiles maps an interface to the .network file networkd should apply to
-// it (symroute's own, or the file its drop-in extends).
-func Compare(p *plan.Plan, snap Snapshot, expectedFiles map[string]string) Result {
-	c := &comparer{p: p, snap: snap}
+// Compare checks snap against p.
+func Compare(p *plan.Plan, snap Snapshot, expect Expect) Result {
+	c := &comparer{p: p, snap: snap, recorded: expect.Recorded}
 	c.rules()
 	c.routes()
 	c.probes()
 	c.rpFilter()
-	c.networkFiles(expectedFiles)
-	c.res.Notes = snap.Notes
+	c.networkFiles(expect.NetworkFiles)
+	c.res.Notes = append(c.res.Notes, snap.Notes...)
 	for _, ifc := range p.Interfaces {
 		c.res.Interfaces = append(c.res.Interfaces, ifc.Name)
 	}
@@ -97,9 +115,10 @@ func Compare(p *plan.Plan, snap Snapshot, expectedFiles map[string]string) Resul
 }
 
 type comparer struct {
-	p    *plan.Plan
-	snap Snapshot
-	res  Result
+	p        *plan.Plan
+	snap     Snapshot
+	recorded *record.State
+	res      Result
 }
 
 func (c *comparer) add(kind Kind, ifname string, origin report.Path, format string, args ...any) {
@@ -156,17 +175,25 @@ func (c *comparer) rules() {
 	}
 	got := map[ruleKey]bool{}
 	for _, kr := range c.snap.Rules {
-		if _, mine := ours[kr.Priority]; !mine {
-			if !c.p.Host.Priorities.Contains(kr.Priority) {
-				continue
-			}
-			ours[kr.Priority] = "its priority_range " + c.p.Host.Priorities.String()
-		}
 		k := ruleKey{kr.Priority, kr.Table, kr.From, kr.To}
+		_, atOurs := ours[kr.Priority]
+		inRange := c.p.Host.Priorities.Contains(kr.Priority)
+		if !atOurs && !inRange {
+			continue
+		}
 		got[k] = true
-		if _, planned := want[k]; !planned {
-			c.add(RuleForeign, "", nil, "rule %s sits at priority %d, which symroute uses for %s; it is not in the plan (a stale rule of symroute's is removed by the next apply; another program's must move)",
-				RuleString(kr.Priority, kr.From, kr.To, kr.Table), kr.Priority, ours[kr.Priority])
+		if _, planned := want[k]; planned {
+			continue
+		}
+		rule := RuleString(kr.Priority, kr.From, kr.To, kr.Table)
+		switch {
+		case c.recorded.OwnsRule(record.Rule{Priority: kr.Priority, From: kr.From, To: kr.To, Table: kr.Table}):
+			c.add(RuleStale, "", nil, "rule %s is symroute's but no longer in the plan; the next apply deletes it", rule)
+		case atOurs:
+			c.add(RuleForeign, "", nil, "rule %s takes priority %d, which symroute uses for %s, and comes before or after them at random; it is not symroute's, so move it to a free priority (a gap of priority_range, or outside it)",
+				rule, kr.Priority, ours[kr.Priority])
+		default:
+			c.res.Notes = append(c.res.Notes, fmt.Sprintf("rule %s sits in priority_range %s between symroute's rules; it is not symroute's, and symroute leaves it alone", rule, c.p.Host.Priorities))
 		}
 	}
 	keys := make([]ruleKey, 0, len(want))
@@ -326,16 +353,36 @@ func (c *comparer) networkFiles(expected map[string]string) {
 		return
 	}
 	c.res.Checked.Networkd = true
-	for _, ifc := range c.p.Interfaces {
-		want, known := expected[ifc.Name]
-		got, linked := c.snap.NetworkFiles[ifc.Name]
-		if !known || !linked {
+	origin := func(name string) report.Path {
+		for _, ifc := range c.p.Interfaces {
+			if ifc.Name == name {
+				return report.Path{"interfaces", ifc.Position, "mode"}
+			}
+		}
+		return report.Path{"cluster_cidrs"} // lo, which carries the cluster rules
+	}
+	for _, name := range sortedNames(expected) {
+		want := expected[name]
+		got, linked := c.snap.NetworkFiles[name]
+		if !linked {
 			continue
 		}
-		if got == "" {
-			c.add(NetworkFile, ifc.Name, report.Path{"interfaces", ifc.Position, "mode"}, "networkd does not manage %s; expected it to apply %s", ifc.Name, want)
-		} else if got != want {
-			c.add(NetworkFile, ifc.Name, report.Path{"interfaces", ifc.Position, "mode"}, "networkd configured %s with %s, not %s", ifc.Name, got, want)
+		switch state := c.snap.LinkStates[name]; {
+		case got == "":
+			c.add(NetworkFile, name, origin(name), "networkd does not manage %s; expected it to apply %s", name, want)
+		case got != want:
+			c.add(NetworkFile, name, origin(name), "networkd configured %s with %s, not %s", name, got, want)
+		case state != "" && state != "configured":
+			c.add(LinkNotConfigured, name, origin(name), "networkd has not configured %s: it is %s", name, state)
 		}
 	}
+}
+
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }

@@ -8,6 +8,7 @@ import (
 	_ "github.com/symroute/symroute/internal/golden"
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/record"
 	"github.com/symroute/symroute/internal/spec"
 )
 
@@ -66,7 +67,7 @@ func healthy(p *plan.Plan) Snapshot {
 	return s
 }
 
-func expected(s Snapshot) map[string]string { return s.NetworkFiles }
+func expected(s Snapshot) Expect { return Expect{NetworkFiles: s.NetworkFiles} }
 
 func TestHealthyHostHasNoFindings(t *testing.T) {
 	p := testPlan(t)
@@ -94,10 +95,7 @@ func TestEachDriftIsNamed(t *testing.T) {
 		{"rule deleted", func(s *Snapshot) { s.Rules = s.Rules[1:] }, RuleMissing, "rule 20000: from all to 10.244.0.0/16 lookup main is missing", 3},
 		{"foreign rule at our priority", func(s *Snapshot) {
 			s.Rules = append(s.Rules, kernel.Rule{Priority: 20010, From: pfx("192.168.1.99/32"), Table: 7})
-		}, RuleForeign, "rule 20010: from 192.168.1.99 lookup 7 sits at priority 20010, which symroute uses for eth-a's rules", 0},
-		{"stale rule in the range", func(s *Snapshot) {
-			s.Rules = append(s.Rules, kernel.Rule{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002, Protocol: 4})
-		}, RuleForeign, "sits at priority 20030, which symroute uses for its priority_range 20000-29999", 0},
+		}, RuleForeign, "rule 20010: from 192.168.1.99 lookup 7 takes priority 20010, which symroute uses for eth-a's rules", 0},
 		{"table flushed", func(s *Snapshot) { s.Routes[1000001] = nil }, TableEmpty, "table 1000001 (symroute-eth-b) is empty", 8},
 		{"route on the wrong link", func(s *Snapshot) { s.Routes[1000000][1].LinkIndex = 3 }, RouteMissing, "route default via 192.168.1.1 table 1000000 leaves by link 3, not eth-a", 5},
 		{"route added by someone", func(s *Snapshot) {
@@ -113,6 +111,7 @@ func TestEachDriftIsNamed(t *testing.T) {
 		{"rp_filter outranked by all", func(s *Snapshot) { s.RPFilter["all"] = 2 }, RPFilterWrong, "effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict", 11},
 		{"another file won", func(s *Snapshot) { s.NetworkFiles["eth-a"] = "/run/systemd/network/10-netplan-eth-a.network" }, NetworkFile, "networkd configured eth-a with /run/systemd/network/10-netplan-eth-a.network", 5},
 		{"unmanaged", func(s *Snapshot) { s.NetworkFiles["eth-b"] = "" }, NetworkFile, "networkd does not manage eth-b", 8},
+		{"not configured", func(s *Snapshot) { s.LinkStates = map[string]string{"eth-a": "configuring"} }, LinkNotConfigured, "networkd has not configured eth-a: it is configuring", 5},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := healthy(p)
@@ -126,6 +125,29 @@ func TestEachDriftIsNamed(t *testing.T) {
 				t.Errorf("finding %+v\nwant kind %s, line %d, text %q", f, c.kind, c.line, c.text)
 			}
 		})
+	}
+}
+
+// TestRulesInTheRange: in priority_range, a rule the record says is symroute's is stale (apply deletes it), and
+// anyone else's rule in a gap between symroute's priorities is fine and noted, never a finding.
+func TestRulesInTheRange(t *testing.T) {
+	p := testPlan(t)
+	stale := kernel.Rule{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002, Protocol: 4}
+	admin := kernel.Rule{Priority: 20015, From: pfx("10.9.9.9/32"), Table: 77}
+	s := healthy(p)
+	s.Rules = append(s.Rules, stale, admin)
+	rec := &record.State{Rules: []record.Rule{{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002}}}
+	res := Compare(p, s, Expect{NetworkFiles: s.NetworkFiles, Recorded: rec})
+	if len(res.Findings) != 1 || res.Findings[0].Kind != RuleStale || !strings.Contains(res.Findings[0].Message, "20030: from 10.9.0.1 lookup 1000002") {
+		t.Errorf("findings: %+v", res.Findings)
+	}
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "20015: from 10.9.9.9 lookup 77 sits in priority_range") {
+		t.Errorf("notes: %q", res.Notes)
+	}
+	// Without the record the same rule is someone else's: a note, not a finding.
+	res = Compare(p, s, expected(s))
+	if len(res.Findings) != 0 || len(res.Notes) != 2 {
+		t.Errorf("without a record: findings %+v, notes %q", res.Findings, res.Notes)
 	}
 }
 

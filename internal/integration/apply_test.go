@@ -92,7 +92,7 @@ func TestDriftIsNamedAndRepaired(t *testing.T) {
 	s.expectClient(false, "with the rule deleted")
 
 	out = s.mustSymroute(0, "apply", "-c", desc)
-	if !strings.Contains(out, "no file changed") || !strings.Contains(out, "reconfigured eth-a") || !strings.Contains(out, "reconfigured eth-b") {
+	if !strings.Contains(out, "no file changed") || !strings.Contains(out, "asked networkd to configure eth-a again") || !strings.Contains(out, "asked networkd to configure eth-b again") {
 		t.Errorf("apply did not repair through networkd:\n%s", out)
 	}
 	s.mustSymroute(0, "verify", "-c", desc, "--textfile", textfile)
@@ -113,10 +113,13 @@ func TestApplyRollsBack(t *testing.T) {
 
 	bad := s.describe("typo.yaml", twoNICDescription("loose")+"  - name: eth-c\n    addresses: [10.9.0.1/24]\n    gateway: 10.9.0.254\n")
 	out := s.mustSymroute(1, "apply", "-c", bad, "--timeout", "3s")
-	for _, want := range []string{"link eth-c does not exist", "restored /etc/systemd/network/10-symroute-eth-c.network (remove)", "previous state verified"} {
+	for _, want := range []string{"eth-c: no such link", "link eth-c does not exist", "removed /etc/systemd/network/10-symroute-eth-c.network, which the run created", "previous state verified"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("apply output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Index(out, "eth-c: no such link") > strings.Index(out, "rolling back") {
+		t.Errorf("the cause (no eth-c) comes after its consequence:\n%s", out)
 	}
 	after, _ := golden.ReadTree(filepath.Join(s.Root, "etc"))
 	delete(before, "symroute/typo.yaml")
@@ -134,7 +137,7 @@ func TestApplyRollsBack(t *testing.T) {
 
 	// With --no-rollback the new files stay, and apply still says it failed.
 	out = s.mustSymroute(1, "apply", "-c", bad, "--timeout", "2s", "--no-rollback")
-	if !strings.Contains(out, "kept (--no-rollback)") {
+	if !strings.Contains(out, "keeping the new state (--no-rollback)") {
 		t.Errorf("--no-rollback output:\n%s", out)
 	}
 	if _, err := os.Stat(filepath.Join(s.Root, "etc/systemd/network/10-symroute-eth-c.network")); err != nil {

@@ -136,17 +136,20 @@ func TestForeignRulesSurviveWithTheDropInAndStaleRulesAreCleaned(t *testing.T) {
 		t.Fatal("networkd kept the foreign rule without the drop-in; the scenario proves nothing")
 	}
 
-	// Declared: symroute writes the drop-in; networkd reads it when it restarts.
+	// Declared: symroute writes the drop-in and restarts networkd, through the systemd manager, to read it. The
+	// restart comes first, on the files networkd already runs; the new files follow with a reload.
 	cilium := func(body string) string {
 		return strings.Replace(body, "version: 1\n", "version: 1\ncni: [cilium]\n", 1)
 	}
 	desc = s.describe("host.yaml", cilium(twoNICDescription("loose")))
 	out := s.mustSymroute(0, "apply", "-c", desc)
-	if !strings.Contains(out, "create /etc/systemd/networkd.conf.d/90-symroute.conf") || !strings.Contains(out, "restart it for ManageForeignRoutingPolicyRules=no") {
-		t.Errorf("apply did not write the drop-in or say networkd needs a restart:\n%s", out)
+	restart, reload := strings.Index(out, "restarting systemd-networkd"), strings.Index(out, "reloaded systemd-networkd")
+	if !strings.Contains(out, "create /etc/systemd/networkd.conf.d/90-symroute.conf") || restart < 0 || reload < restart {
+		t.Errorf("apply did not write the drop-in, restart networkd, then reload it:\n%s", out)
 	}
-	s.restartNetworkd() // what systemd does for apply on a real host
-	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a", "eth-b")
+	if n := s.Manager.Count("systemd-networkd.service"); n != 1 {
+		t.Errorf("networkd was restarted %d times, want once", n)
+	}
 	addCNIRule()
 	s.mustSymroute(0, "apply", "-c", s.describe("host.yaml", cilium(withSecondAddress)))
 	if !hasCNIRule() {
@@ -155,18 +158,19 @@ func TestForeignRulesSurviveWithTheDropInAndStaleRulesAreCleaned(t *testing.T) {
 	s.mustSymroute(0, "verify", "-c", desc)
 
 	// eth-b leaves the description; a config tool rewrites the files and networkd restarts before any apply:
-	// networkd no longer knows eth-b's rule as its own and, told to keep foreign rules, keeps it.
+	// networkd no longer knows eth-b's rules as its own and, told to keep foreign rules, keeps them. The record
+	// says they are symroute's: verify names them, apply deletes them, and the CNI's rule stays.
 	oneNIC := strings.SplitN(cilium(twoNICDescription("loose")), "  - name: eth-b", 2)[0]
 	v2 := s.describe("host.yaml", oneNIC)
 	s.mustSymroute(0, "generate", "-c", v2)
 	s.restartNetworkd()
 	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a")
 	out = s.mustSymroute(1, "verify", "-c", v2)
-	if !strings.Contains(out, "rule 20020: from 10.0.0.1 lookup 1000001 sits at priority 20020") {
+	if !strings.Contains(out, "rule 20020: from 10.0.0.1 lookup 1000001 is symroute's but no longer in the plan") {
 		t.Errorf("verify did not name the stale rule:\n%s", out)
 	}
 	out = s.mustSymroute(0, "apply", "-c", v2)
-	for _, stale := range []string{"deleted stale rule 20020: from 10.0.0.1 lookup 1000001", "deleted stale rule 20020: from 10.0.0.2 lookup 1000001"} {
+	for _, stale := range []string{"deleted symroute's stale rule 20020: from 10.0.0.1 lookup 1000001", "deleted symroute's stale rule 20020: from 10.0.0.2 lookup 1000001"} {
 		if !strings.Contains(out, stale) {
 			t.Errorf("apply did not say %q:\n%s", stale, out)
 		}

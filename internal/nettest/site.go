@@ -22,7 +22,9 @@ type Site struct {
 	Root     string
 	Bus      *Bus
 	Networkd *Networkd
-	t        T
+	// Manager answers symroute's restarts of systemd-networkd by restarting the site's networkd.
+	Manager *Manager
+	t       T
 }
 
 // Addresses and port of the site.
@@ -79,6 +81,13 @@ func NewSite(t T, id, root string, handConfigured bool) *Site {
 	s.Bus = StartBus(t)
 	s.Networkd = StartNetworkd(t, s.Host, s.Bus, s.Root)
 	s.Networkd.WaitReady(t)
+	s.Manager = StartManager(t, s.Bus, "252", func(unit string) error {
+		if unit != "systemd-networkd.service" {
+			return fmt.Errorf("no unit %s here", unit)
+		}
+		s.RestartNetworkd()
+		return nil
+	})
 	return s
 }
 

@@ -232,3 +232,15 @@ func (d *Dir) OpenLock(name string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// OpenLog opens name for appending, creating it (mode 0600) if needed, never through a link.
+func (d *Dir) OpenLog(name string) (*os.File, error) {
+	fd, err := unix.Openat(d.fd(), name, unix.O_WRONLY|unix.O_CREAT|unix.O_APPEND|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.ELOOP) {
+		err = ErrLink
+	}
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: d.Path(name), Err: err}
+	}
+	return os.NewFile(uintptr(fd), d.Path(name)), nil
+}

@@ -1,5 +1,5 @@
 // Package state gathers the live state drift compares with the plan: rules and owned tables over netlink, the
-// kernel's answers to the symmetry probes, effective rp_filter from /proc/sys, and which .network file networkd
+// kernel's answers to the symmetry probes, effective rp_filter from /proc/sys (through Sysctl), and which .network file networkd
 // applied to each link over D-Bus. It only reads.
 package state
 
@@ -7,12 +7,11 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
+	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/symroute/symroute/internal/drift"
+	"github.com/symroute/symroute/internal/ifname"
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkd"
 	"github.com/symroute/symroute/internal/plan"
@@ -32,17 +31,22 @@ type Networkd interface {
 	DescribeLink(ctx context.Context, ifindex int) (networkd.Link, error)
 }
 
+// Sysctl reads a kernel parameter by its sysctl.d key; sysctl.Applier implements it.
+type Sysctl interface {
+	Read(key string) (value string, exists bool, err error)
+}
+
 // Sources are where the state is read from.
 type Sources struct {
 	Kernel Kernel
 	// Networkd may be nil, or fail: the network-file check is then skipped with a note.
 	Networkd Networkd
-	// ProcSys is the sysctl tree, /proc/sys on a host.
-	ProcSys string
+	Sysctl   Sysctl
 }
 
-// Gather reads the snapshot for p. An error means the state could not be read at all.
-func Gather(ctx context.Context, p *plan.Plan, src Sources) (drift.Snapshot, error) {
+// Gather reads the snapshot for p; expect names the links whose networkd state to read (every interface, and lo
+// when it carries the cluster rules). An error means the state could not be read at all.
+func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources) (drift.Snapshot, error) {
 	snap := drift.Snapshot{Routes: map[uint32][]kernel.Route{}, Links: map[string]int{}, RPFilter: map[string]int{}}
 	var err error
 	if snap.Rules, err = src.Kernel.Rules(); err != nil {
@@ -78,7 +82,7 @@ func Gather(ctx context.Context, p *plan.Plan, src Sources) (drift.Snapshot, err
 		snap.Probes = append(snap.Probes, res)
 	}
 
-	if v, err := readInt(src.ProcSys, "net/ipv4/conf/all/rp_filter"); err == nil {
+	if v, err := readInt(src.Sysctl, "net.ipv4.conf.all.rp_filter"); err == nil {
 		snap.RPFilter["all"] = v
 	} else {
 		snap.Notes = append(snap.Notes, fmt.Sprintf("rp_filter not checked: %v", err))
@@ -87,31 +91,47 @@ func Gather(ctx context.Context, p *plan.Plan, src Sources) (drift.Snapshot, err
 		if _, linked := snap.Links[ifc.Name]; !linked {
 			continue
 		}
-		if v, err := readInt(src.ProcSys, "net/ipv4/conf/"+ifc.Name+"/rp_filter"); err == nil {
+		if v, err := readInt(src.Sysctl, ifname.SysctlKey(ifc.Name, "rp_filter")); err == nil {
 			snap.RPFilter[ifc.Name] = v
 		}
 	}
 
 	if src.Networkd != nil {
-		files := map[string]string{}
-		for _, ifc := range p.Interfaces {
-			index, linked := snap.Links[ifc.Name]
+		files, states := map[string]string{}, map[string]string{}
+		for _, name := range sortedKeys(expect.NetworkFiles) {
+			index, linked := snap.Links[name]
 			if !linked {
-				continue
+				i, ok, err := src.Kernel.LinkIndex(name)
+				if err != nil {
+					return snap, err
+				}
+				if !ok {
+					continue
+				}
+				index = i
 			}
 			l, err := src.Networkd.DescribeLink(ctx, index)
 			if err != nil {
 				snap.Notes = append(snap.Notes, fmt.Sprintf("which .network file networkd applied was not checked: %v", err))
-				files = nil
+				files, states = nil, nil
 				break
 			}
-			files[ifc.Name] = l.NetworkFile
+			files[name], states[name] = l.NetworkFile, l.AdministrativeState
 		}
-		snap.NetworkFiles = files
+		snap.NetworkFiles, snap.LinkStates = files, states
 	} else {
 		snap.Notes = append(snap.Notes, "which .network file networkd applied was not checked: no system bus")
 	}
 	return snap, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func nameOf(links map[string]int, index int) (string, bool) {
@@ -123,19 +143,22 @@ func nameOf(links map[string]int, index int) (string, bool) {
 	return "", false
 }
 
-func readInt(procSys, key string) (int, error) {
-	data, err := os.ReadFile(filepath.Join(procSys, key))
+func readInt(s Sysctl, key string) (int, error) {
+	v, exists, err := s.Read(key)
 	if err != nil {
 		return 0, err
 	}
-	return strconv.Atoi(strings.TrimSpace(string(data)))
+	if !exists {
+		return 0, fmt.Errorf("%s does not exist", key)
+	}
+	return strconv.Atoi(v)
 }
 
 // Verify gathers the live state and compares it with p.
-func Verify(ctx context.Context, p *plan.Plan, expectedFiles map[string]string, src Sources) (drift.Result, error) {
-	snap, err := Gather(ctx, p, src)
+func Verify(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources) (drift.Result, error) {
+	snap, err := Gather(ctx, p, expect, src)
 	if err != nil {
 		return drift.Result{}, err
 	}
-	return drift.Compare(p, snap, expectedFiles), nil
+	return drift.Compare(p, snap, expect), nil
 }

@@ -1,0 +1,502 @@
+package apply
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/filesync"
+	_ "github.com/symroute/symroute/internal/golden"
+	"github.com/symroute/symroute/internal/kernel"
+	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/record"
+	"github.com/symroute/symroute/internal/rootfs"
+	"github.com/symroute/symroute/internal/sockets"
+	"github.com/symroute/symroute/internal/spec"
+)
+
+// host is one test's fake OS with a root of its own.
+type host struct {
+	t    *testing.T
+	dir  string
+	root *rootfs.Root
+	os   *fakeOS
+	log  bytes.Buffer
+}
+
+func newHost(t *testing.T, links ...string) *host {
+	t.Helper()
+	dir := t.TempDir()
+	r, err := rootfs.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return &host{t: t, dir: dir, root: r, os: newFakeOS(r, links...)}
+}
+
+// request renders desc for the host's root, as the command line does.
+func (h *host) request(desc string, op record.Op) Request {
+	h.t.Helper()
+	hst, rep := spec.Parse([]byte(desc))
+	if rep.HasErrors(false) {
+		h.t.Fatal(rep.Entries)
+	}
+	p, rep := plan.Build(hst)
+	if rep.HasErrors(false) {
+		h.t.Fatal(rep.Entries)
+	}
+	files, rep, err := generator.Generate(p, generator.Options{Source: "host.yaml", Root: h.root.ReadFS()})
+	if err != nil || rep.HasErrors(false) {
+		h.t.Fatal(err, rep.Entries)
+	}
+	return Request{Plan: p, Files: files, Description: "host.yaml", Op: op}
+}
+
+func (h *host) engine(opts Options) *Engine {
+	h.t.Helper()
+	opts.Root = h.root
+	opts.Log = &h.log
+	if opts.Timeout == 0 {
+		opts.Timeout = 3 * time.Second
+	}
+	opts.Poll = 2 * time.Millisecond
+	e, err := New(opts, h.os.deps())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := e.Recover(context.Background()); err != nil {
+		h.t.Fatal(err)
+	}
+	return e
+}
+
+func (h *host) apply(desc string, opts Options) (Outcome, error) {
+	h.t.Helper()
+	return h.engine(opts).Apply(context.Background(), h.request(desc, record.OpApply))
+}
+
+// files returns every file under the root but the record and the lock, with its mode.
+func (h *host) files() map[string]string {
+	h.t.Helper()
+	out := map[string]string{}
+	filepath.WalkDir(h.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.Contains(p, record.Dir) {
+			return err
+		}
+		info, _ := d.Info()
+		data, _ := os.ReadFile(p)
+		rel, _ := filepath.Rel(h.dir, p)
+		out[rel] = fmt.Sprintf("%04o %x", info.Mode().Perm(), data)
+		return nil
+	})
+	return out
+}
+
+func (h *host) record() *record.Record {
+	h.t.Helper()
+	rec, err := record.Load(h.root)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return rec
+}
+
+func (h *host) rules() string {
+	var s []string
+	for _, r := range h.os.rules {
+		if r.Protocol != 2 {
+			s = append(s, ruleOf(r).String())
+		}
+	}
+	return strings.Join(s, "; ")
+}
+
+const twoNIC = `version: 1
+interfaces:
+  - name: eth-a
+    addresses: [192.168.1.10/24]
+    gateway: 192.168.1.1
+    default_route: true
+  - name: eth-b
+    addresses: [10.0.0.1/24]
+    gateway: 10.0.0.254
+`
+
+func mustOK(t *testing.T, out Outcome, err error) {
+	t.Helper()
+	if err != nil || !out.Verified {
+		t.Fatalf("err %v, verified %v, findings %+v", err, out.Verified, out.Result.Findings)
+	}
+}
+
+// ok adapts mustOK to a call's two results: ok(t)(h.apply(...)).
+func ok(t *testing.T) func(Outcome, error) {
+	return func(out Outcome, err error) { t.Helper(); mustOK(t, out, err) }
+}
+
+// TestApplyThenNothingToDo: a first apply writes, reloads, sets symroute's sysctl keys and verifies; the record
+// then lists exactly what it made; a second apply changes nothing and reloads nothing.
+func TestApplyThenNothingToDo(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	out, err := h.apply(twoNIC, Options{})
+	mustOK(t, out, err)
+	tr := h.os.Transcript()
+	for _, want := range []string{"networkd: reload", "sysctl: apply net.ipv4.conf.eth-a.rp_filter net.ipv4.conf.eth-b.rp_filter"} {
+		if !strings.Contains(tr, want) {
+			t.Errorf("transcript lacks %q:\n%s", want, tr)
+		}
+	}
+	rec := h.record()
+	if rec.Pending != nil || rec.Applied == nil || len(rec.Applied.Rules) != 2 || len(rec.Applied.Files) != 4 {
+		t.Fatalf("record: %+v", rec)
+	}
+	if s, _ := rec.Applied.Sysctl("net.ipv4.conf.eth-a.rp_filter"); s.Original != "0" || s.Value != "2" {
+		t.Errorf("recorded sysctl %+v", s)
+	}
+	out, err = h.apply(twoNIC, Options{})
+	mustOK(t, out, err)
+	if tr := h.os.Transcript(); tr != "" || len(out.Changes) != 0 {
+		t.Errorf("second apply did %q, changes %v", tr, out.Changes)
+	}
+}
+
+// TestGuardRefusesToCutAConnection: changing eth-a's address while a connection uses it changes nothing and
+// names the connection; --force goes ahead.
+func TestGuardRefusesToCutAConnection(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.os.Transcript()
+	ssh := sockets.Conn{Local: netip.MustParseAddrPort("192.168.1.10:22"), Remote: netip.MustParseAddrPort("10.9.9.9:50000"), Process: "sshd[812]"}
+	h.os.conns = []sockets.Conn{ssh}
+	before := h.files()
+	changed := strings.Replace(twoNIC, "192.168.1.10/24", "192.168.1.11/24", 1)
+	out, err := h.apply(changed, Options{})
+	if !errors.Is(err, ErrRefused) || len(out.Connections) != 1 || !strings.Contains(h.log.String(), "sshd[812]") {
+		t.Fatalf("err %v, connections %v\n%s", err, out.Connections, h.log.String())
+	}
+	if !strings.Contains(h.log.String(), "will remove address 192.168.1.10/24 from eth-a") {
+		t.Errorf("the removal was not announced:\n%s", h.log.String())
+	}
+	if tr := h.os.Transcript(); tr != "" || fmt.Sprint(h.files()) != fmt.Sprint(before) || h.record().Pending != nil {
+		t.Fatalf("a refused apply changed something: %s", tr)
+	}
+	out, err = h.apply(changed, Options{Force: true})
+	mustOK(t, out, err)
+	if got := h.os.addrs[2]; len(got) != 1 || got[0].String() != "192.168.1.11/24" {
+		t.Errorf("eth-a has %v", got)
+	}
+}
+
+// TestFailureAtEachStepRollsBackExactly injects a failure at each step after the first file is written and
+// requires the exact inverse: every file's bytes and mode as before, sysctl values as before, no rule of the
+// run's left, and no pending record.
+func TestFailureAtEachStepRollsBackExactly(t *testing.T) {
+	for _, step := range []string{"reload", "sysctl-apply", "delete-rule", "never-configured", "verify"} {
+		t.Run(step, func(t *testing.T) {
+			h := newHost(t, "eth-a", "eth-b", "eth-c")
+			ok(t)(h.apply(twoNIC, Options{}))
+			// A file whose mode was changed by hand must come back with that mode.
+			own := filepath.Join(h.dir, generator.OwnNetworkPath("eth-b"))
+			os.Chmod(own, 0o600)
+			// The next description drops eth-b's rule (a stale recorded rule to delete) and adds eth-c.
+			next := strings.Replace(twoNIC, "  - name: eth-b\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n", "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n", 1)
+			h.os.forgetRules() // as a networkd restarted with foreign rules kept: eth-b's rule stays, only the record knows it
+			before, sysBefore := h.files(), fmt.Sprint(h.os.sysctls)
+			switch step {
+			case "never-configured":
+				h.os.neverConfigure["eth-c"] = true
+			case "verify":
+				h.os.ignore["eth-c"] = true
+			default:
+				h.os.fail[step] = errors.New("injected")
+			}
+			out, err := h.engine(Options{Timeout: 300 * time.Millisecond}).Apply(context.Background(), h.request(next, record.OpApply))
+			if !out.RolledBack {
+				t.Fatalf("no rollback: err %v\n%s", err, h.log.String())
+			}
+			if tr := h.os.Transcript(); step != "verify" && step != "never-configured" && !strings.Contains(tr, step+": fails") {
+				t.Fatalf("the failure was not injected where meant:\n%s", tr)
+			}
+			h.os.fail, h.os.neverConfigure, h.os.ignore = map[string]error{}, map[string]bool{}, map[string]bool{}
+			if after := h.files(); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Errorf("files differ after the rollback:\nbefore %v\nafter  %v", before, after)
+			}
+			if fmt.Sprint(h.os.sysctls) != sysBefore {
+				t.Errorf("sysctls %v, want %s", h.os.sysctls, sysBefore)
+			}
+			if rec := h.record(); rec.Pending != nil || len(rec.Applied.Rules) != 2 {
+				t.Errorf("record after the rollback: %+v", rec)
+			}
+			if strings.Contains(h.rules(), "10.1.0.1") {
+				t.Errorf("the run's rule is left: %s", h.rules())
+			}
+		})
+	}
+}
+
+// TestInterruptRollsBack: a signal (the context cancelled) while networkd works is answered with the rollback, in
+// a context of its own.
+func TestInterruptRollsBack(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	before := h.files()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.os.neverConfigure["eth-a"] = true
+	h.os.onReload = func() { time.AfterFunc(20*time.Millisecond, cancel) }
+	out, err := h.engine(Options{Timeout: 5 * time.Second}).Apply(ctx, h.request(strings.Replace(twoNIC, "gateway: 192.168.1.1", "gateway: 192.168.1.2", 1), record.OpApply))
+	h.os.onReload = nil
+	h.os.neverConfigure = map[string]bool{}
+	if !out.Interrupted || !out.RolledBack || err == nil {
+		t.Fatalf("interrupted %v, rolled back %v, err %v", out.Interrupted, out.RolledBack, err)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) || h.record().Pending != nil {
+		t.Error("the interrupted run was not undone")
+	}
+}
+
+// TestUnfinishedRunIsUndoneByTheNext: a run that died after writing its files and before networkd took them up
+// (the record pending) is undone by the next run, which then converges; before this, every later apply said
+// "no file changed" and networkd kept the old configuration.
+func TestUnfinishedRunIsUndoneByTheNext(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	before := h.files()
+	changed := strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1)
+	h.os.fail["reload"] = errDie
+	func() {
+		defer func() { recover() }()
+		h.os.onReload = func() { panic(errDie) }
+		h.apply(changed, Options{})
+	}()
+	h.os.onReload, h.os.fail = nil, map[string]error{}
+	if rec := h.record(); rec.Pending == nil {
+		t.Fatal("the dead run left no pending record")
+	}
+	e := h.engine(Options{}) // Recover runs here
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) || e.Record().Pending != nil {
+		t.Fatal("the unfinished run was not undone")
+	}
+	out, err := e.Apply(context.Background(), h.request(changed, record.OpApply))
+	mustOK(t, out, err)
+	if !strings.Contains(h.os.Transcript(), "networkd: reload") {
+		t.Error("the next apply did not have networkd take the files up")
+	}
+}
+
+var errDie = errors.New("the process died")
+
+// TestRestartForComponentsAndItsInverse: declaring a component writes networkd.conf.d, so networkd is restarted
+// (never silently reloaded); where no systemd manager answers the change is refused before anything is written;
+// a failure after the restart is rolled back with a restart too.
+func TestRestartForComponentsAndItsInverse(t *testing.T) {
+	withCNI := strings.Replace(twoNIC, "version: 1\n", "version: 1\ncni: [docker]\n", 1)
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.os.Transcript()
+	before := h.files()
+
+	h.os.noManager = true
+	if _, err := h.apply(withCNI, Options{}); err == nil || !strings.Contains(err.Error(), "cannot restart") {
+		t.Fatalf("without a manager: %v", err)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) {
+		t.Fatal("files changed though the restart was impossible")
+	}
+	h.os.noManager = false
+	h.os.Transcript()
+
+	h.os.neverConfigure["eth-b"] = true
+	out, _ := h.apply(withCNI, Options{Timeout: 200 * time.Millisecond})
+	h.os.neverConfigure = map[string]bool{}
+	tr := h.os.Transcript()
+	if !out.RolledBack || strings.Count(tr, "restart systemd-networkd") != 2 || strings.Contains(tr, "reload") {
+		t.Fatalf("want a restart forward and one back, no reload:\n%s", tr)
+	}
+	ok(t)(h.apply(withCNI, Options{}))
+	if !h.os.keepForeign {
+		t.Error("networkd was not restarted with the drop-in")
+	}
+}
+
+// TestOldNetworkdRefusedForComponents: networkd before 249 ignores ManageForeignRoutingPolicyRules.
+func TestOldNetworkdRefusedForComponents(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	h.os.version = 247
+	if _, err := h.apply(strings.Replace(twoNIC, "version: 1\n", "version: 1\ncni: [calico]\ncluster_cidrs: [10.244.0.0/16]\n", 1), Options{}); err == nil || !strings.Contains(err.Error(), "249") {
+		t.Fatalf("err %v", err)
+	}
+	if _, err := h.apply(twoNIC, Options{Strict: true}); err == nil {
+		t.Fatal("--strict accepted networkd 247")
+	}
+	ok(t)(h.apply(twoNIC, Options{}))
+	if !strings.Contains(h.log.String(), "warning: systemd-networkd 247") {
+		t.Error("no warning for networkd 247")
+	}
+}
+
+// TestStaleRecordedRulesOnlyAreDeleted: after a restart with foreign rules kept, a rule symroute made that its
+// files no longer configure stays in the kernel; apply deletes it because the record lists it, and never an
+// administrator's rule in a gap of the range.
+func TestStaleRecordedRulesOnlyAreDeleted(t *testing.T) {
+	withCNI := strings.Replace(twoNIC, "version: 1\n", "version: 1\ncni: [docker]\n", 1)
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(withCNI, Options{}))
+	h.os.rules = append(h.os.rules, kernelRule(20015, "10.9.9.9/32", 77, 4)) // the admin's, made with networkd elsewhere
+	onlyA := strings.Replace(withCNI, "  - name: eth-b\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n", "", 1)
+	// networkd restarted since (a reboot, an upgrade): told to keep foreign rules, it forgot its own.
+	h.os.forgetRules()
+	ok(t)(h.apply(onlyA, Options{}))
+	tr := h.os.Transcript()
+	if !strings.Contains(tr, "kernel: delete rule 20020: from 10.0.0.1 lookup 1000001") {
+		t.Errorf("the stale rule was not deleted:\n%s", tr)
+	}
+	if !strings.Contains(h.rules(), "20015: from 10.9.9.9 lookup 77") || strings.Contains(tr, "delete rule 20015") {
+		t.Errorf("the administrator's rule was touched: %s", h.rules())
+	}
+}
+
+// TestRemoveKeepsAddressesUnlessForced: remove restores symroute's sysctl keys to their values from before
+// symroute, deletes its rules, keeps each own file stripped of routing (the link keeps its addresses) and
+// leaves an administrator's rule alone; remove --force then deletes the files.
+func TestRemoveKeepsAddressesUnlessForced(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	h.os.sysctls[sysctlKeyFor("eth-a")] = "1"
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.os.rules = append(h.os.rules, kernelRule(20015, "10.9.9.9/32", 77, 0))
+	out, rm, err := h.engine(Options{}).Remove(context.Background(), false)
+	if err != nil {
+		t.Fatalf("remove: %v\n%s", err, h.log.String())
+	}
+	if len(out.Lost.Addresses) != 0 || len(rm.Kept) != 2 || len(rm.Remaining) != 0 {
+		t.Fatalf("lost %v, kept %v, remaining %v", out.Lost.Addresses, rm.Kept, rm.Remaining)
+	}
+	if h.os.sysctls[sysctlKeyFor("eth-a")] != "1" || h.os.sysctls[sysctlKeyFor("eth-b")] != "0" {
+		t.Errorf("sysctls not restored: %v", h.os.sysctls)
+	}
+	if got := h.rules(); got != "20015: from 10.9.9.9 lookup 77" {
+		t.Errorf("rules after remove: %s", got)
+	}
+	if got := h.os.addrs[2]; len(got) != 1 {
+		t.Errorf("eth-a lost its address: %v", got)
+	}
+	files := h.files()
+	kept := filepath.Join(generator.OwnNetworkPath("eth-a"))
+	if len(files) != 2 || files[kept] == "" {
+		t.Errorf("files after remove: %v", files)
+	}
+	_, _, err = h.engine(Options{}).Remove(context.Background(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files := h.files(); len(files) != 0 || h.record().Applied != nil {
+		t.Errorf("remove --force left %v", files)
+	}
+}
+
+// TestTryConfirmOrRollBack: a try stays pending until confirmed; RollbackPending undoes it exactly.
+func TestTryConfirmOrRollBack(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	before := h.files()
+	changed := strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1)
+	req := h.request(changed, record.OpTry)
+	req.Deadline = time.Now().Add(time.Minute)
+	e := h.engine(Options{})
+	out, err := e.Apply(context.Background(), req)
+	mustOK(t, out, err)
+	if rec := h.record(); rec.Pending == nil || !rec.Pending.Verified {
+		t.Fatal("a verified try is not pending")
+	}
+	if _, err := h.engine(Options{}).RollbackPending(context.Background(), e.Record().Pending.ID, "not confirmed"); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) || h.record().Pending != nil {
+		t.Fatal("the try was not rolled back")
+	}
+	e = h.engine(Options{})
+	out, err = e.Apply(context.Background(), req)
+	mustOK(t, out, err)
+	if _, err := e.Confirm(); err != nil {
+		t.Fatal(err)
+	}
+	if rec := h.record(); rec.Pending != nil || rec.Applied.Transaction == "" {
+		t.Fatalf("confirmed record: %+v", rec)
+	}
+}
+
+func kernelRule(prio uint32, from string, table uint32, proto uint8) kernel.Rule {
+	return kernel.Rule{Priority: prio, From: netip.MustParsePrefix(from), Table: table, Protocol: proto, Action: 1, Family: 2}
+}
+
+// TestWaitBelievesNoStaleConfigured: right after a reload networkd still reports a changed link "configured"
+// (its old configuration); the wait must last until networkd has taken the link up again.
+func TestWaitBelievesNoStaleConfigured(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.os.lag = 80 * time.Millisecond
+	req := h.request(strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1), record.OpApply)
+	e := h.engine(Options{})
+	changes, err := filesync.Compute(h.root, req.Files, generator.IsOwned, generator.OwnedGlobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := filesync.Apply(h.root, changes); err != nil {
+		t.Fatal(err)
+	}
+	var out Outcome
+	if err := e.takeUp(context.Background(), changedLinks(changes), false, managedLinks(req.Plan), &out); err != nil {
+		t.Fatal(err)
+	}
+	h.os.mu.Lock()
+	defer h.os.mu.Unlock()
+	routes := fmt.Sprint(h.os.applied[h.os.links["eth-b"]].Routes)
+	if !strings.Contains(routes, "10.0.0.253") {
+		t.Errorf("the wait ended before networkd took eth-b up again: it still has %s", routes)
+	}
+}
+
+// TestAnyOrderConverges replays descriptions in random order, as tailscale's router tests replay states: after
+// every apply the kernel holds exactly the plan's rules, and nothing else of symroute's.
+func TestAnyOrderConverges(t *testing.T) {
+	states := []string{
+		twoNIC,
+		strings.Replace(twoNIC, "version: 1\n", "version: 1\ncluster_cidrs: [10.244.0.0/16]\n", 1),
+		strings.Replace(twoNIC, "192.168.1.10/24", "192.168.1.10/24, 192.168.1.20/24", 1),
+		"version: 1\ninterfaces:\n  - name: eth-b\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n    priority: 20500\n",
+		strings.Replace(twoNIC, "version: 1\n", "version: 1\ncni: [docker]\n", 1),
+	}
+	h := newHost(t, "eth-a", "eth-b")
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 5 * len(states) {
+		desc := states[rng.IntN(len(states))]
+		req := h.request(desc, record.OpApply)
+		out, err := h.engine(Options{}).Apply(context.Background(), req)
+		if err != nil || !out.Verified {
+			t.Fatalf("step %d: err %v, findings %+v\n%s", i, err, out.Result.Findings, desc)
+		}
+		want := map[string]bool{}
+		for _, r := range allRules(req.Plan) {
+			want[record.Rule{Priority: r.Priority, From: r.From, To: r.To, Table: r.Table}.String()] = true
+		}
+		for _, r := range h.os.rules {
+			if r.Protocol == 4 && !want[ruleOf(r).String()] {
+				t.Fatalf("step %d: rule %s is left over\n%s", i, ruleOf(r), desc)
+			}
+			delete(want, ruleOf(r).String())
+		}
+		if len(want) > 0 {
+			t.Fatalf("step %d: rules missing: %v", i, want)
+		}
+	}
+}
