@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/symroute/symroute/internal/plan"
 )
 
 // Format is how generate delivers the files: written under a root, or as a provisioning document that writes
@@ -143,8 +145,28 @@ func encodeCloudInit(files []File, source string) ([]byte, error) {
 	} else {
 		cfg.RunCmd = append(cfg.RunCmd, []string{"networkctl", "reload"})
 	}
-	cfg.RunCmd = append(cfg.RunCmd, []string{"systemctl", "restart", "systemd-sysctl.service"})
+	// Only symroute's keys, as systemd's udev rule applies a new link's: restarting systemd-sysctl.service would
+	// apply every sysctl.d file again, a distribution's conf.*.rp_filter onto existing CNI links included.
+	if prefixes := sysctlPrefixes(files); len(prefixes) > 0 {
+		cfg.RunCmd = append(cfg.RunCmd, append([]string{"/lib/systemd/systemd-sysctl"}, prefixes...))
+	}
 	return yamlDocument("#cloud-config\n"+header(source), cfg)
+}
+
+// sysctlPrefixes are systemd-sysctl's --prefix arguments for the keys in symroute's sysctl.d file.
+func sysctlPrefixes(files []File) []string {
+	var out []string
+	for _, f := range files {
+		if f.Path != SysctlPath {
+			continue
+		}
+		for _, line := range strings.Split(string(f.Data), "\n") {
+			if key, _, ok := strings.Cut(line, " = "); ok && !strings.HasPrefix(line, "#") {
+				out = append(out, "--prefix=/"+plan.ProcPath(key))
+			}
+		}
+	}
+	return out
 }
 
 func yamlDocument(head string, v any) ([]byte, error) {

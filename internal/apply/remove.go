@@ -202,3 +202,40 @@ func linkOrPath(p string) string {
 	}
 	return p
 }
+
+// RemoveFiles is remove for a root whose networkd does not run (an image build, a chroot): it takes away
+// symroute's files as Remove does, keeping each own .network file released unless force, and updates the
+// record; it touches no kernel, no networkd and no sysctl, and says so.
+func (e *Engine) RemoveFiles(force bool) (Removal, error) {
+	rm := Removal{Kept: map[string][]netip.Prefix{}}
+	changes, err := filesync.Compute(e.opts.Root, nil, generator.IsOwned, generator.OwnedGlobs)
+	if err != nil {
+		return rm, err
+	}
+	target := record.State{Addresses: map[string][]netip.Prefix{}}
+	for i, c := range changes {
+		link, own := ownLink(c.Path)
+		if force || !own {
+			continue
+		}
+		if addrs := generator.ReadEffects(c.Old).Addresses; len(addrs) > 0 {
+			released := generator.Released(c.Old, link)
+			changes[i] = filesync.Change{Kind: filesync.Update, Path: c.Path, Old: c.Old, New: released, Mode: c.OldMode, OldMode: c.OldMode}
+			target.Files = append(target.Files, record.File{Path: c.Path, SHA256: record.Hash(released), Mode: uint32(c.OldMode.Perm())})
+			target.Addresses[link] = addrs
+			rm.Kept[link] = addrs
+		}
+	}
+	if err := filesync.Apply(e.opts.Root, changes); err != nil {
+		return rm, err
+	}
+	for _, c := range changes {
+		e.logf("%s /%s", c.Kind, c.Path)
+	}
+	e.logf("offline: no kernel state, networkd or sysctl was touched; networkd takes the files up when it next starts")
+	e.rec.Applied, e.rec.Pending = nil, nil
+	if len(target.Files) > 0 {
+		e.rec.Applied = &target
+	}
+	return rm, e.save()
+}

@@ -430,26 +430,36 @@ func watchTry(args []string, stdout, stderr io.Writer) int {
 
 func removeCmd(args []string, stdout, stderr io.Writer) int {
 	var root string
-	var force bool
+	var force, offline bool
 	var timeout time.Duration
 	fs := pflagSet("remove", stderr)
 	fs.StringVar(&root, "root", "/", "root `directory` of the system")
 	fs.BoolVar(&force, "force", false, "also delete symroute's own .network files, and with them the addresses they give their links")
+	fs.BoolVar(&offline, "offline", false, "change only the files, for an image or a chroot where networkd does not run")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
 	if status, ok := parseFlags(fs, args, stderr); !ok {
 		return status
 	}
-	ctx, stop := signalContext("remove", stderr)
-	defer stop()
-	s, status, ok := open(ctx, "remove", root, apply.Options{Timeout: timeout, Force: force}, true, stdout, stderr)
-	defer s.end()
-	if !ok {
-		return status
-	}
-	out, rm, err := s.engine.Remove(ctx, force)
-	if err != nil {
-		code := outcome("remove", "", timeout, out, err, stdout, stderr)
-		return max(code, ExitFailed)
+	var rm apply.Removal
+	if offline {
+		code, ok := removeOffline(root, force, &rm, stdout, stderr)
+		if !ok {
+			return code
+		}
+	} else {
+		ctx, stop := signalContext("remove", stderr)
+		defer stop()
+		s, status, ok := open(ctx, "remove", root, apply.Options{Timeout: timeout, Force: force}, true, stdout, stderr)
+		defer s.end()
+		if !ok {
+			return status
+		}
+		out, removal, err := s.engine.Remove(ctx, force)
+		if err != nil {
+			code := outcome("remove", "", timeout, out, err, stdout, stderr)
+			return max(code, ExitFailed)
+		}
+		rm = removal
 	}
 	for link, addrs := range rm.Kept {
 		fmt.Fprintf(stdout, "kept %s's own .network file, stripped of symroute's routing: it gives %s its addresses %v, which networkd would remove with it. Move them to a .network file of your own, then run symroute remove --force\n",
@@ -463,4 +473,28 @@ func removeCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "symroute remove: done")
 	return ExitOK
+}
+
+// removeOffline takes symroute's files away under root without a networkd, a kernel or sysctls to change.
+func removeOffline(rootPath string, force bool, rm *apply.Removal, stdout, stderr io.Writer) (int, bool) {
+	r, err := rootfs.Open(rootPath)
+	if err != nil {
+		eprintf(stderr, "symroute remove: %v\n", err)
+		return ExitSystem, false
+	}
+	defer r.Close()
+	release, ok := lockRoot(context.Background(), "remove", r, lock.DefaultWait, stdout, stderr)
+	if !ok {
+		return ExitSystem, false
+	}
+	defer release()
+	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{})
+	if err == nil {
+		*rm, err = e.RemoveFiles(force)
+	}
+	if err != nil {
+		eprintf(stderr, "symroute remove: %v\n", err)
+		return ExitSystem, false
+	}
+	return ExitOK, true
 }

@@ -44,7 +44,10 @@ const usage = `symroute: source-based policy routing for multi-homed hosts, thro
 Usage:
   symroute check [-c FILE] [--root DIR] [--strict]
   symroute generate [-c FILE] [--root DIR] [--diff] [--strict] [--format files|butane|ignition|cloud-init]
-  symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback]
+  symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback] [--force]
+  symroute try [-c FILE] [--root DIR] [--timeout DURATION] [--force]
+  symroute confirm [--root DIR]
+  symroute remove [--root DIR] [--force] [--offline]
   symroute verify [-c FILE] [--root DIR] [-o text|json] [--textfile PATH]
   symroute discover [--root DIR] [-o FILE]
   symroute schema
@@ -55,6 +58,9 @@ Commands:
   check         validate the description and show the tables and priorities chosen, and why
   generate      write the networkd, sysctl.d and iproute2 files under --root (default /)
   apply         generate, reload networkd over D-Bus, apply sysctls, verify; roll back if verification fails
+  try           apply, then roll back unless confirmed within --timeout (default 120s)
+  confirm       keep the change a try made
+  remove        undo what symroute applied; links keep the addresses its files gave them
   verify        compare the live rules, routes, rp_filter and networkd state with the description (read-only)
   discover      print a description of this host as it is now, to start from
   schema        print the description's JSON Schema

@@ -57,68 +57,80 @@ var installed = []string{
 	"/usr/share/doc/symroute/examples/host.yaml",
 }
 
-// TestDebPackage installs the .deb on this machine with dpkg: without a description the postinst says so and
-// changes nothing; with one, inside the field topology, the postinst's apply fixes the client's flow, and purge
-// removes what symroute generated (leaving the description) and reloads networkd. It is not parallel: it owns
-// dpkg on this machine, and removes the package whatever happens.
+// TestDebPackage installs the .deb in a throwaway root (an overlay of this machine's root with a layer of the
+// test's, in a mount namespace of its own), so this machine's packages and files never change. Without a
+// description the postinst says so and changes nothing, and remove and purge stop at the files; with one, inside
+// the field topology, the postinst's apply fixes the client's flow, and purge undoes it through symroute remove:
+// the routing goes, each own .network file stays, released, so the host keeps its addresses, and the record and
+// units go with the package.
 func TestDebPackage(t *testing.T) {
 	nettest.Require(t)
 	if _, err := exec.LookPath("dpkg"); err != nil {
 		t.Skip("dpkg is not on this machine")
 	}
 	deb, _ := buildPackages(t)
-	t.Cleanup(func() { exec.Command("dpkg", "--purge", "symroute").Run() })
+	hostStatus, _ := os.ReadFile("/var/lib/dpkg/status")
+	t.Cleanup(func() {
+		if now, _ := os.ReadFile("/var/lib/dpkg/status"); string(now) != string(hostStatus) {
+			t.Error("this machine's dpkg status changed")
+		}
+		if _, err := os.Stat("/usr/bin/symroute"); err == nil {
+			t.Error("symroute is installed on this machine")
+		}
+	})
 
 	// Without a description.
+	root := nettest.NewThrowaway(t)
+	root.Bind(filepath.Dir(deb))
 	noDesc := []string{"SYMROUTE_CONFIG=/nonexistent/symroute-" + nettest.RunID(t) + ".yaml"}
-	out, err := run(t, noDesc, "dpkg", "-i", deb)
+	out, err := root.Run(nil, noDesc, "dpkg -i "+deb)
 	if err != nil || !strings.Contains(out, "nothing applied") {
 		t.Fatalf("dpkg -i without a description: %v\n%s", err, out)
 	}
 	for _, p := range installed {
-		if _, err := os.Stat(p); err != nil {
+		if _, err := os.Stat(filepath.Join(root.Upper, p)); err != nil {
 			t.Errorf("not installed: %v", err)
 		}
 	}
-	if out, err := run(t, nil, "/usr/bin/symroute", "--version"); err != nil || !strings.HasPrefix(out, "symroute ") {
-		t.Errorf("installed binary: %v %s", err, out)
+	if out, err := root.Run(nil, nil, "symroute --version && dpkg-query -W -f='${Status}' symroute"); err != nil || !strings.HasPrefix(out, "symroute ") || !strings.HasSuffix(out, "install ok installed") {
+		t.Errorf("installed: %v %s", err, out)
 	}
-	if out, err := run(t, nil, "dpkg-query", "-W", "-f=${Status}", "symroute"); err != nil || out != "install ok installed" {
-		t.Errorf("package status %q: %v", out, err)
-	}
-	if out, err := run(t, noDesc, "dpkg", "--remove", "symroute"); err != nil {
-		t.Fatalf("dpkg --remove: %v\n%s", err, out)
-	}
-	if _, err := os.Stat("/usr/bin/symroute"); err == nil {
-		t.Error("/usr/bin/symroute survived dpkg --remove")
-	}
-	if out, err := run(t, noDesc, "dpkg", "--purge", "symroute"); err != nil {
-		t.Fatalf("dpkg --purge: %v\n%s", err, out)
+	if out, err := root.Run(nil, noDesc, "dpkg --remove symroute && ! test -e /usr/bin/symroute && dpkg --purge symroute"); err != nil {
+		t.Fatalf("remove and purge: %v\n%s", err, out)
 	}
 
-	// With a description: the host in the field topology, the postinst run in its namespace and on its bus.
+	// With a description: the host in the field topology, the scripts run in its namespace and on its bus.
 	s := newSite(t)
 	desc := s.describe("host.yaml", twoNICDescription("loose"))
 	s.expectClient(false, "before the package is installed")
-	env := []string{"SYMROUTE_CONFIG=" + desc, "SYMROUTE_ROOT=" + s.Root, "DBUS_SYSTEM_BUS_ADDRESS=" + s.Bus.Address}
-	out, err = run(t, env, "ip", "netns", "exec", s.Host.Name, "dpkg", "-i", deb)
+	root = nettest.NewThrowaway(t)
+	root.Bind(filepath.Dir(deb), s.Root, filepath.Dir(strings.TrimPrefix(s.Bus.Address, "unix:path=")))
+	env := []string{"SYMROUTE_CONFIG=" + desc, "SYMROUTE_ROOT=" + s.Root, "DBUS_SYSTEM_BUS_ADDRESS=" + s.Bus.Address, "SYMROUTE_OFFLINE=no"}
+	out, err = root.Run(s.Host, env, "dpkg -i "+deb)
 	if err != nil || !strings.Contains(out, "symroute: applied and verified.") {
 		t.Fatalf("dpkg -i with a description: %v\n%s", err, out)
 	}
 	s.expectClient(true, "after the postinst applied the description")
 
-	out, err = run(t, env, "ip", "netns", "exec", s.Host.Name, "dpkg", "--purge", "symroute")
-	if err != nil || !strings.Contains(out, "removed "+s.Root+"/etc/systemd/network/10-symroute-eth-a.network") || !strings.Contains(out, "reloaded systemd-networkd") {
+	out, err = root.Run(s.Host, env, "dpkg --purge symroute")
+	if err != nil || !strings.Contains(out, "kept eth-a's own .network file") || !strings.Contains(out, "symroute remove: done") {
 		t.Fatalf("dpkg --purge: %v\n%s", err, out)
 	}
 	tree, _ := golden.ReadTree(s.Root)
-	for p := range tree {
-		if strings.Contains(p, "symroute") && p != "etc/symroute/host.yaml" {
+	for p, data := range tree {
+		released := strings.HasPrefix(p, "etc/systemd/network/10-symroute-") && strings.Contains(string(data), "Released by \"symroute remove\"")
+		if strings.Contains(p, "symroute") && p != "etc/symroute/host.yaml" && !released {
 			t.Errorf("purge left %s", p)
 		}
 	}
 	if _, ok := tree["etc/symroute/host.yaml"]; !ok {
 		t.Error("purge removed the administrator's description")
+	}
+	if addrs := s.Host.IP("-o", "-4", "addr", "show", "dev", "eth-a"); !strings.Contains(addrs, hostA+"/24") {
+		t.Errorf("purge took eth-a's address: %s", addrs)
+	}
+	if rules := s.Host.IP("rule"); strings.Contains(rules, "lookup 1000000") {
+		t.Errorf("purge left symroute's rules:\n%s", rules)
 	}
 	s.expectClient(false, "after purge (symroute's rules are gone)")
 }
@@ -142,7 +154,7 @@ func TestRpmPackage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rpm --scripts: %v\n%s", err, out)
 	}
-	for _, want := range []string{"postinstall scriptlet", "/usr/bin/symroute apply -c", "postuninstall scriptlet", "^# Generated by symroute"} {
+	for _, want := range []string{"postinstall scriptlet", "/usr/bin/symroute apply -c", "preuninstall scriptlet", "/usr/bin/symroute remove", "postuninstall scriptlet", "var/lib/symroute"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rpm scripts lack %q:\n%s", want, out)
 		}
