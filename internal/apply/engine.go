@@ -32,6 +32,7 @@ import (
 type Kernel interface {
 	state.Kernel
 	AllRoutes() ([]kernel.Route, error)
+	Addresses(index int) ([]kernel.Address, error)
 	DeleteRule(kernel.Rule) error
 }
 

@@ -500,3 +500,26 @@ func TestAnyOrderConverges(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartRefusedOnAnAddressWithoutBroadcast: networkd 252 cannot start on an IPv4 address whose broadcast
+// differs from its own (added by hand without brd); a change that restarts networkd first is refused before
+// anything is written, and one whose restart can wait (the drop-in going) skips it and says so.
+func TestRestartRefusedOnAnAddressWithoutBroadcast(t *testing.T) {
+	withCNI := strings.Replace(twoNIC, "version: 1\n", "version: 1\ncni: [docker]\n", 1)
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.os.noBroadcast["eth-a"] = true
+	before := h.files()
+	_, err := h.apply(withCNI, Options{})
+	if err == nil || !strings.Contains(err.Error(), "eth-a's address 192.168.1.10/24 has no broadcast, not 192.168.1.255") || fmt.Sprint(h.files()) != fmt.Sprint(before) {
+		t.Fatalf("err %v", err)
+	}
+	h.os.version = 256 // the request queue was reworked
+	ok(t)(h.apply(withCNI, Options{}))
+	h.os.version = 252
+	h.os.Transcript()
+	ok(t)(h.apply(twoNIC, Options{}))
+	if tr := h.os.Transcript(); strings.Contains(tr, "restart") || !strings.Contains(h.log.String(), "not restarting systemd-networkd now") {
+		t.Errorf("the drop-in's removal restarted networkd:\n%s", tr)
+	}
+}

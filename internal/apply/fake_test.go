@@ -47,6 +47,7 @@ type fakeOS struct {
 	neverConfigure map[string]bool
 	ignore         map[string]bool // links networkd never configures (verification fails)
 	noManager      bool
+	noBroadcast    map[string]bool // links whose addresses were added by hand without a broadcast
 	version        int
 	conns          []sockets.Conn
 	sysctls        map[string]string
@@ -58,7 +59,7 @@ func newFakeOS(root *rootfs.Root, links ...string) *fakeOS {
 	f := &fakeOS{
 		root: root, links: map[string]int{"lo": 1}, addrs: map[int][]netip.Prefix{},
 		applied: map[int]generator.Effects{}, states: map[int]string{}, files: map[int]string{},
-		fail: map[string]error{}, neverConfigure: map[string]bool{}, ignore: map[string]bool{},
+		fail: map[string]error{}, neverConfigure: map[string]bool{}, ignore: map[string]bool{}, noBroadcast: map[string]bool{},
 		version: 252, sysctls: map[string]string{"net.ipv4.conf.all.rp_filter": "0"}, lag: 3 * time.Millisecond,
 	}
 	for i, name := range links {
@@ -389,6 +390,20 @@ func (k fakeKernel) AllRoutes() ([]kernel.Route, error) {
 	k.f.mu.Lock()
 	defer k.f.mu.Unlock()
 	return append([]kernel.Route(nil), k.f.routes...), nil
+}
+
+func (k fakeKernel) Addresses(index int) ([]kernel.Address, error) {
+	k.f.mu.Lock()
+	defer k.f.mu.Unlock()
+	var out []kernel.Address
+	for _, p := range k.f.addrs[index] {
+		a := kernel.Address{Prefix: p}
+		if p.Addr().Is4() && p.Bits() <= 30 && !k.f.noBroadcast[k.f.nameOf(index)] {
+			a.Broadcast = subnetBroadcast(p)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 func (k fakeKernel) LinkIndex(name string) (int, bool, error) {

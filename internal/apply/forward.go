@@ -87,6 +87,17 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if err := e.checkNetworkd(ctx, target.KeepForeign, restart); err != nil {
 		return out, err
 	}
+	if restart && confFirst {
+		// The restart comes first, on the files in place now: check the links they configure.
+		hazards, err := e.restartHazards(ctx, managedLinks(req.Plan))
+		if err != nil {
+			return out, err
+		}
+		if len(hazards) > 0 {
+			return out, fmt.Errorf("/%s changes, which takes a restart of systemd-networkd, and networkd before %d fails to start on an IPv4 address whose broadcast differs from the one it computes (it gives up with \"Numerical result out of range\"): %s. Nothing was changed. Re-add each address with its broadcast at a quiet moment (ip addr del ADDR dev LINK && ip addr add ADDR brd + dev LINK), or reboot so networkd configures it itself, then apply again",
+				generator.NetworkdConfPath, firstSafeRestart, strings.Join(hazards, "; "))
+		}
+	}
 	stale, err := e.staleRules(target)
 	if err != nil {
 		return out, err

@@ -134,7 +134,7 @@ func (e *Engine) guard(l Lost, out *Outcome) error {
 		e.logf("connection %s uses %s, which the change removes", c, c.Local.Addr())
 	}
 	if e.opts.Force {
-		e.logf("going ahead (--force): those connections will break")
+		e.logf("going ahead: those connections will break")
 		return nil
 	}
 	return fmt.Errorf("%w: the change removes %s, which %d established connection(s) use; nothing was changed. Run symroute try to apply it and roll back unless you confirm from a working session, or apply --force to cut them", ErrRefused, joinAddrs(addrs), len(conns))

@@ -2,6 +2,8 @@ package apply
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/symroute/symroute/generator"
@@ -14,6 +16,8 @@ import (
 type phase struct {
 	changes []filesync.Change
 	restart bool
+	// goes says the phase removes the drop-in: its restart may wait for networkd's next start.
+	goes bool
 }
 
 // phasesOf orders a change so that networkd always knows what it configured. A restart makes networkd forget
@@ -36,19 +40,34 @@ func phasesOf(changes []filesync.Change) (ps []phase, confFirst bool) {
 		return []phase{{changes: rest}}, false
 	}
 	confFirst = conf[0].Kind != filesync.Remove
-	if len(rest) == 0 {
-		return []phase{{changes: conf, restart: true}}, confFirst
+	confPhase := phase{changes: conf, restart: true, goes: !confFirst}
+	switch {
+	case len(rest) == 0:
+		return []phase{confPhase}, confFirst
+	case confFirst:
+		return []phase{confPhase, {changes: rest}}, true
 	}
-	if confFirst {
-		return []phase{{changes: conf, restart: true}, {changes: rest}}, true
-	}
-	return []phase{{changes: rest}, {changes: conf, restart: true}}, false
+	return []phase{{changes: rest}, confPhase}, false
 }
 
 // runPhases writes each phase's files and has networkd take them up; done gets every phase whose files were
 // written, for the undo.
 func (e *Engine) runPhases(ctx context.Context, ps []phase, managed []string, out *Outcome, done *[]phase) error {
 	for _, ph := range ps {
+		if ph.restart && ph.goes {
+			// The drop-in goes: a restart can wait for networkd's next start, when one would fail now.
+			if hazards, err := e.restartHazards(ctx, managed); err != nil {
+				return err
+			} else if len(hazards) > 0 {
+				e.logf("note: not restarting systemd-networkd now: %s. It reads the removed /%s when it next starts", strings.Join(hazards, "; "), generator.NetworkdConfPath)
+				ph.restart = false
+				if err := filesync.Apply(e.opts.Root, ph.changes); err != nil {
+					return err
+				}
+				*done = append(*done, ph)
+				continue
+			}
+		}
 		if err := filesync.Apply(e.opts.Root, ph.changes); err != nil {
 			return err
 		}
@@ -121,4 +140,56 @@ func settings(data []byte) string {
 		}
 	}
 	return b.String()
+}
+
+// firstRestartHazard is the networkd version from which the restart below is no longer known to fail: the
+// request queue was reworked in 256.
+const firstSafeRestart = 256
+
+// restartHazards names the IPv4 addresses, on the links a restarted networkd would configure now, whose broadcast
+// differs from the one networkd computes for them (an address added by hand without "brd +"). networkd 252 cannot
+// start on such an address: it queues its request under a hash that the address it then reads changes, sends it
+// again and again until sd-netlink has 65535 replies outstanding, and fails the links with ERANGE. The kernel
+// never changes an address's broadcast in place, so only deleting and re-adding it, or a reboot, cures it.
+func (e *Engine) restartHazards(ctx context.Context, candidates []string) ([]string, error) {
+	if e.deps.NetworkdVersion == nil {
+		return nil, nil
+	}
+	if v, err := e.deps.NetworkdVersion(ctx); err != nil || v >= firstSafeRestart {
+		return nil, nil
+	}
+	links, err := e.managedNow(candidates, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range links {
+		index, ok, err := e.deps.Kernel.LinkIndex(name)
+		if err != nil || !ok {
+			continue
+		}
+		addrs, err := e.deps.Kernel.Addresses(index)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			if !a.Prefix.Addr().Is4() || a.Prefix.Bits() > 30 {
+				continue
+			}
+			if want := subnetBroadcast(a.Prefix); a.Broadcast != want {
+				have := "no broadcast"
+				if a.Broadcast.IsValid() {
+					have = "broadcast " + a.Broadcast.String()
+				}
+				out = append(out, fmt.Sprintf("%s's address %s has %s, not %s", name, a.Prefix, have, want))
+			}
+		}
+	}
+	return out, nil
+}
+
+func subnetBroadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | (uint32(1)<<(32-p.Bits()) - 1)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

@@ -181,11 +181,9 @@ func rolledBack(out apply.Outcome) string {
 func tryCmd(args []string, stdout, stderr io.Writer) int {
 	var c common
 	var window, wait time.Duration
-	var force bool
 	fs := newFlags("try", stderr, &c, "/")
 	fs.DurationVar(&window, "timeout", 120*time.Second, "how long to wait for confirmation before rolling back")
 	fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for networkd and for verification")
-	fs.BoolVar(&force, "force", false, "try even when an established connection uses an address the change removes")
 	if status, ok := parseFlags(fs, args, stderr); !ok {
 		return status
 	}
@@ -195,12 +193,13 @@ func tryCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signalContext("try", stderr)
 	defer stop()
-	s, status, ok := open(ctx, "try", c.root, apply.Options{Timeout: wait, Force: force, Strict: c.strict}, true, stdout, stderr)
+	// try goes ahead over the connections apply would refuse to cut: that is what it is for. It names them, and
+	// rolls back unless confirmed from a session that still works.
+	s, status, ok := open(ctx, "try", c.root, apply.Options{Timeout: wait, Force: true, Strict: c.strict}, true, stdout, stderr)
 	if !ok {
 		s.end()
 		return status
 	}
-	// The connection the change may cut is why try exists: it goes ahead and relies on the rollback.
 	deadline := time.Now().Add(window)
 	out, err := s.engine.Apply(ctx, apply.Request{Plan: l.plan, Files: files, Description: l.source, Op: record.OpTry, Deadline: deadline})
 	if errors.Is(err, apply.ErrRefused) {

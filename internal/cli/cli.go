@@ -45,7 +45,7 @@ Usage:
   symroute check [-c FILE] [--root DIR] [--strict]
   symroute generate [-c FILE] [--root DIR] [--diff] [--strict] [--format files|butane|ignition|cloud-init]
   symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback] [--force]
-  symroute try [-c FILE] [--root DIR] [--timeout DURATION] [--force]
+  symroute try [-c FILE] [--root DIR] [--timeout DURATION] [--wait DURATION]
   symroute confirm [--root DIR]
   symroute remove [--root DIR] [--force] [--offline]
   symroute verify [-c FILE] [--root DIR] [-o text|json] [--textfile PATH]

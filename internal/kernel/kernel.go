@@ -222,6 +222,33 @@ func (r *Reader) RouteGet(src, dst netip.Addr) (RouteAnswer, error) {
 	return a, nil
 }
 
+// Address is an address on a link, with its IPv4 broadcast (invalid when the address has none).
+type Address struct {
+	Prefix    netip.Prefix
+	Broadcast netip.Addr
+}
+
+// Addresses returns the addresses of the link with index.
+func (r *Reader) Addresses(index int) ([]Address, error) {
+	link, err := r.h.LinkByIndex(index)
+	if err != nil {
+		return nil, fmt.Errorf("look up link %d: %w", index, err)
+	}
+	addrs, err := retry(func() ([]netlink.Addr, error) { return r.h.AddrList(link, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
+	}
+	var out []Address
+	for _, a := range addrs {
+		ad := Address{Prefix: prefix(a.IPNet)}
+		if b, ok := netip.AddrFromSlice(a.Broadcast); ok && !b.Unmap().IsUnspecified() {
+			ad.Broadcast = b.Unmap()
+		}
+		out = append(out, ad)
+	}
+	return out, nil
+}
+
 // LinkIndex returns the index of the link named name; ok is false when there is none.
 func (r *Reader) LinkIndex(name string) (index int, ok bool, err error) {
 	l, err := r.h.LinkByName(name)

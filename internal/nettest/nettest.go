@@ -375,3 +375,6 @@ func (n *Networkd) LinkState(t T, ns *Netns, name string) (state, file string) {
 	}
 	return l.AdministrativeState, l.NetworkFile
 }
+
+// Pid is networkd's process id (the harness execs it in place), for a test that stops it with SIGSTOP.
+func (n *Networkd) Pid() int { return n.proc.cmd.Process.Pid }

@@ -132,3 +132,11 @@ func (n *Netns) Echo(addr, source string) error {
 	}
 	return nil
 }
+
+// Hold opens a TCP connection from the namespace to addr (host:port) and keeps it open, idle, until the test ends
+// or stop is called: an established connection, as an operator's SSH session is.
+func (n *Netns) Hold(t T, addr string) (stop func()) {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	return start(t, exec.Command("ip", "netns", "exec", n.Name, "bash", "-c", "exec 3<>/dev/tcp/"+host+"/"+port+" && exec sleep 600"), "held connection").stop
+}

@@ -18,7 +18,7 @@ _symroute() {
 	check) flags="--config --root --strict" ;;
 	generate) flags="--config --root --diff --strict --format" ;;
 	apply) flags="--config --root --strict --timeout --no-rollback --force" ;;
-	try) flags="--config --root --strict --timeout --wait --force" ;;
+	try) flags="--config --root --strict --timeout --wait" ;;
 	confirm) flags="--root" ;;
 	remove) flags="--root --force --offline --timeout" ;;
 	verify) flags="--config --root --output --textfile" ;;
