@@ -41,6 +41,7 @@ type Networkd interface {
 	Reload(ctx context.Context) error
 	ReconfigureLink(ctx context.Context, ifindex int) error
 	DescribeLink(ctx context.Context, ifindex int) (networkd.Link, error)
+	DescribeLinks(ctx context.Context) ([]networkd.Link, error)
 	WatchLinks() (<-chan networkd.LinkEvent, func(), error)
 }
 
@@ -61,8 +62,9 @@ type Deps struct {
 	RestartNetworkd func(ctx context.Context) error
 	// ManagerAvailable reports whether a systemd manager answers, asked before a change that needs a restart.
 	ManagerAvailable func(ctx context.Context) error
-	// NetworkdVersion returns networkd's major version.
-	NetworkdVersion func(ctx context.Context) (int, error)
+	// NetworkdVersion returns networkd's major version. With thorough false it may give up where the answer
+	// is not cheap (no systemd manager to ask): the version then only feeds a warning.
+	NetworkdVersion func(ctx context.Context, thorough bool) (int, error)
 	// Connections lists the established TCP connections on the given local addresses.
 	Connections func([]netip.Addr) ([]sockets.Conn, error)
 	// Self names this process in the record.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -53,6 +54,8 @@ type fakeOS struct {
 	sysctls        map[string]string
 	transcript     []string
 	onReload       func()
+	jobs           sync.WaitGroup
+	last           chan struct{} // the reload job queued last
 }
 
 func newFakeOS(root *rootfs.Root, links ...string) *fakeOS {
@@ -113,7 +116,7 @@ func (f *fakeOS) deps() Deps {
 			}
 			return nil
 		},
-		NetworkdVersion: func(context.Context) (int, error) { return f.version, nil },
+		NetworkdVersion: func(context.Context, bool) (int, error) { return f.version, nil },
 		Connections: func(addrs []netip.Addr) ([]sockets.Conn, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -213,25 +216,33 @@ func (f *fakeOS) restart(ctx context.Context) error {
 
 // reconfigure takes up the links whose configuration changed, a moment later, announcing each step.
 func (f *fakeOS) reconfigure(want map[int]generator.Effects, files map[int]string, all bool) {
-	var changed []int
-	for _, index := range f.links {
-		w, managed := want[index]
-		cur, had := f.applied[index]
-		if all || managed != had || !sameEffects(w, cur) || files[index] != f.files[index] {
-			changed = append(changed, index)
-		}
-	}
+	links := maps.Clone(f.links)
 	if f.onReload != nil {
 		f.onReload()
 	}
+	// Jobs run one after another, as networkd takes reloads up in order; what changed is decided when a job
+	// runs, against what networkd has configured by then.
+	f.jobs.Add(1)
+	prev := f.last
+	done := make(chan struct{})
+	f.last = done
 	go func() {
+		defer f.jobs.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
 		time.Sleep(f.lag)
 		f.mu.Lock()
 		defer f.mu.Unlock()
-		for _, index := range changed {
+		for _, index := range links {
 			name := f.nameOf(index)
-			f.drop(index)
 			w, managed := want[index]
+			cur, had := f.applied[index]
+			if !all && managed == had && sameEffects(w, cur) && files[index] == f.files[index] {
+				continue
+			}
+			f.drop(index)
 			if !managed {
 				f.announce(index, "unmanaged")
 				delete(f.files, index)
@@ -347,6 +358,21 @@ func (n fakeNetworkd) DescribeLink(_ context.Context, index int) (networkd.Link,
 		return networkd.Link{}, err
 	}
 	return networkd.Link{Index: index, Name: f.nameOf(index), AdministrativeState: f.states[index], NetworkFile: f.files[index]}, nil
+}
+
+func (n fakeNetworkd) DescribeLinks(ctx context.Context) ([]networkd.Link, error) {
+	var out []networkd.Link
+	n.f.mu.Lock()
+	links := maps.Clone(n.f.links)
+	n.f.mu.Unlock()
+	for _, index := range links {
+		l, err := n.DescribeLink(ctx, index)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 func (n fakeNetworkd) WatchLinks() (<-chan networkd.LinkEvent, func(), error) {

@@ -400,11 +400,14 @@ func (e *Engine) applySysctls(ctx context.Context, settings []plan.Sysctl) error
 // checkNetworkd refuses what this networkd cannot do: keep foreign rules before 249, or be restarted where no
 // systemd manager answers.
 func (e *Engine) checkNetworkd(ctx context.Context, keepForeign, restart bool) error {
-	if e.deps.NetworkdVersion != nil {
-		v, err := e.deps.NetworkdVersion(ctx)
+	// The version is asked only where it decides something: components declared (249 keeps their rules), a
+	// restart, or --strict. It costs a D-Bus round trip, or a process where no manager answers.
+	if e.deps.NetworkdVersion != nil && (keepForeign || restart || e.opts.Strict) {
+		v, err := e.deps.NetworkdVersion(ctx, keepForeign || restart)
 		switch {
-		case err != nil:
+		case err != nil && (keepForeign || restart):
 			e.logf("note: networkd's version is unknown (%v)", err)
+		case err != nil:
 		case v < 249 && keepForeign:
 			return fmt.Errorf("systemd-networkd %d ignores ManageForeignRoutingPolicyRules (it needs 249): it would delete the rules of the declared components. Nothing was changed", v)
 		case v < 249 && e.opts.Strict:

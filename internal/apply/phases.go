@@ -155,7 +155,7 @@ func (e *Engine) restartHazards(ctx context.Context, candidates []string) ([]str
 	if e.deps.NetworkdVersion == nil {
 		return nil, nil
 	}
-	if v, err := e.deps.NetworkdVersion(ctx); err != nil || v >= firstSafeRestart {
+	if v, err := e.deps.NetworkdVersion(ctx, true); err != nil || v >= firstSafeRestart {
 		return nil, nil
 	}
 	links, err := e.managedNow(candidates, nil)

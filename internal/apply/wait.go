@@ -26,6 +26,7 @@ type linkWait struct {
 	index  int
 	state  string
 	active bool // networkd has been seen working on it since the reload
+	drop   bool // no file configures it any more: done once networkd reports it unmanaged
 	done   bool
 }
 
@@ -39,7 +40,23 @@ func (e *Engine) waitLinks(ctx context.Context, events <-chan networkd.LinkEvent
 	deadline := start.Add(e.opts.Timeout)
 	var links []*linkWait
 	byIndex := map[int]*linkWait{}
+	// A changed link that no file configures any more must be seen unmanaged: until networkd has dropped what it
+	// configured there, a stale rule deleted now could be its, or come back.
+	isManaged := map[string]bool{}
 	for _, name := range managed {
+		isManaged[name] = true
+	}
+	var dropped []string
+	for name := range changed {
+		if !isManaged[name] {
+			dropped = append(dropped, name)
+		}
+	}
+	sort.Strings(dropped)
+	for _, name := range append(append([]string(nil), managed...), dropped...) {
+		if !restarted && !changed[name] {
+			continue // a reload leaves a link whose files did not change alone; verify checks its state
+		}
 		index, ok, err := e.deps.Kernel.LinkIndex(name)
 		if err != nil {
 			return err
@@ -48,7 +65,7 @@ func (e *Engine) waitLinks(ctx context.Context, events <-chan networkd.LinkEvent
 			e.logf("%s: no such link; networkd configures it when it appears", name)
 			continue
 		}
-		l := &linkWait{name: name, index: index}
+		l := &linkWait{name: name, index: index, drop: !isManaged[name]}
 		links = append(links, l)
 		byIndex[index] = l
 	}
@@ -62,18 +79,42 @@ func (e *Engine) waitLinks(ctx context.Context, events <-chan networkd.LinkEvent
 			l.active = true
 		}
 		e.logf("%s: %s (%d ms)", l.name, s, time.Since(start).Milliseconds())
-		if s == "failed" {
+		if s == "failed" && !l.drop {
 			return fmt.Errorf("%w: networkd failed to configure %s; see journalctl -u systemd-networkd", errTakeUpWait, l.name)
 		}
 		return nil
 	}
 	settle := func(l *linkWait) {
-		if l.state == "configured" && (!needsWork(l) || l.active || time.Since(start) > quiet) {
+		switch {
+		case l.drop:
+			l.done = l.state == "unmanaged" || l.state == "linger"
+		case l.state == "configured" && (!needsWork(l) || l.active || time.Since(start) > quiet):
 			l.done = true
 		}
 	}
 	tick := time.NewTicker(e.opts.Poll)
 	defer tick.Stop()
+	poll := func() error {
+		for _, l := range links {
+			if l.done {
+				continue
+			}
+			desc, err := e.deps.Networkd.DescribeLink(ctx, l.index)
+			if err != nil {
+				continue // a restarted networkd may not know the link yet
+			}
+			// Right after a reload a changed link may still show its old "configured": only believe it as
+			// described in settle.
+			if err := note(l, desc.AdministrativeState); err != nil {
+				return err
+			}
+			settle(l)
+		}
+		return nil
+	}
+	if err := poll(); err != nil { // the links the change did not touch are done at once
+		return err
+	}
 	for {
 		pending := 0
 		for _, l := range links {
@@ -109,20 +150,8 @@ func (e *Engine) waitLinks(ctx context.Context, events <-chan networkd.LinkEvent
 				settle(l)
 			}
 		case <-tick.C:
-			for _, l := range links {
-				if l.done {
-					continue
-				}
-				desc, err := e.deps.Networkd.DescribeLink(ctx, l.index)
-				if err != nil {
-					continue // a restarted networkd may not know the link yet
-				}
-				// Right after a reload a changed link may still show its old "configured": only believe it as
-				// described in settle.
-				if err := note(l, desc.AdministrativeState); err != nil {
-					return err
-				}
-				settle(l)
+			if err := poll(); err != nil {
+				return err
 			}
 		}
 	}

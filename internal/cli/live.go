@@ -75,11 +75,12 @@ func liveDeps(ctx context.Context, root *rootfs.Root, rootPath string) (apply.De
 	return deps, func() { client.Close() }, nil
 }
 
-// networkdVersion asks the systemd manager for its version, which is networkd's (one package), and networkctl
-// where no manager answers.
-func networkdVersion(ctx context.Context) (int, error) {
-	if v, err := systemd.Version(ctx); err == nil {
-		return v, nil
+// networkdVersion asks the systemd manager for its version, which is networkd's (one package), and, when
+// thorough, networkctl where no manager answers.
+func networkdVersion(ctx context.Context, thorough bool) (int, error) {
+	v, err := systemd.Version(ctx)
+	if err == nil || !thorough {
+		return v, err
 	}
 	out, err := exec.CommandContext(ctx, "networkctl", "--version").Output()
 	if err != nil {

@@ -122,6 +122,12 @@ func (t timeoutNetworkd) DescribeLink(ctx context.Context, ifindex int) (network
 	return t.c.DescribeLink(ctx, ifindex)
 }
 
+func (t timeoutNetworkd) DescribeLinks(ctx context.Context) ([]networkd.Link, error) {
+	ctx, cancel := context.WithTimeout(ctx, busTimeout)
+	defer cancel()
+	return t.c.DescribeLinks(ctx)
+}
+
 func printResult(stdout, stderr io.Writer, file string, res drift.Result) {
 	for _, f := range res.Findings {
 		loc := file

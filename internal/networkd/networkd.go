@@ -206,3 +206,19 @@ func LinkIndexOfPath(p dbus.ObjectPath) (int, bool) {
 	n, err := strconv.Atoi(b.String())
 	return n, err == nil && n > 0
 }
+
+// DescribeLinks returns networkd's description of every link it knows, in one call (Manager.Describe): cheaper
+// than DescribeLink per link, which networkd answers one at a time.
+func (c *Client) DescribeLinks(ctx context.Context) ([]Link, error) {
+	var raw string
+	if err := c.call(ctx, "Describe").Store(&raw); err != nil {
+		return nil, fmt.Errorf("networkd Describe: %w", err)
+	}
+	var d struct {
+		Interfaces []Link
+	}
+	if err := json.Unmarshal([]byte(raw), &d); err != nil {
+		return nil, fmt.Errorf("networkd Describe: %w", err)
+	}
+	return d.Interfaces, nil
+}

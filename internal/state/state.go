@@ -29,6 +29,7 @@ type Kernel interface {
 // Networkd is what state asks networkd; *networkd.Client implements it.
 type Networkd interface {
 	DescribeLink(ctx context.Context, ifindex int) (networkd.Link, error)
+	DescribeLinks(ctx context.Context) ([]networkd.Link, error)
 }
 
 // Sysctl reads a kernel parameter by its sysctl.d key; sysctl.Applier implements it.
@@ -97,32 +98,53 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 	}
 
 	if src.Networkd != nil {
-		files, states := map[string]string{}, map[string]string{}
-		for _, name := range sortedKeys(expect.NetworkFiles) {
-			index, linked := snap.Links[name]
-			if !linked {
-				i, ok, err := src.Kernel.LinkIndex(name)
-				if err != nil {
-					return snap, err
-				}
-				if !ok {
-					continue
-				}
-				index = i
-			}
-			l, err := src.Networkd.DescribeLink(ctx, index)
-			if err != nil {
-				snap.Notes = append(snap.Notes, fmt.Sprintf("which .network file networkd applied was not checked: %v", err))
-				files, states = nil, nil
-				break
-			}
-			files[name], states[name] = l.NetworkFile, l.AdministrativeState
+		files, states, err := describe(ctx, src, expect, snap.Links)
+		if err != nil {
+			snap.Notes = append(snap.Notes, fmt.Sprintf("which .network file networkd applied was not checked: %v", err))
+		} else {
+			snap.NetworkFiles, snap.LinkStates = files, states
 		}
-		snap.NetworkFiles, snap.LinkStates = files, states
 	} else {
 		snap.Notes = append(snap.Notes, "which .network file networkd applied was not checked: no system bus")
 	}
 	return snap, nil
+}
+
+// describe reads, for every link expect names, the .network file networkd applied and its state: in one call
+// where networkd has Manager.Describe, link by link otherwise.
+func describe(ctx context.Context, src Sources, expect drift.Expect, known map[string]int) (files, states map[string]string, err error) {
+	files, states = map[string]string{}, map[string]string{}
+	if all, err := src.Networkd.DescribeLinks(ctx); err == nil {
+		byName := map[string]networkd.Link{}
+		for _, l := range all {
+			byName[l.Name] = l
+		}
+		for name := range expect.NetworkFiles {
+			if l, ok := byName[name]; ok {
+				files[name], states[name] = l.NetworkFile, l.AdministrativeState
+			}
+		}
+		return files, states, nil
+	}
+	for _, name := range sortedKeys(expect.NetworkFiles) {
+		index, linked := known[name]
+		if !linked {
+			i, ok, err := src.Kernel.LinkIndex(name)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !ok {
+				continue
+			}
+			index = i
+		}
+		l, err := src.Networkd.DescribeLink(ctx, index)
+		if err != nil {
+			return nil, nil, err
+		}
+		files[name], states[name] = l.NetworkFile, l.AdministrativeState
+	}
+	return files, states, nil
 }
 
 func sortedKeys(m map[string]string) []string {
