@@ -33,6 +33,18 @@ type Rule struct {
 // ActionLookup is FR_ACT_TO_TBL: look the packet up in Table.
 const ActionLookup = 1
 
+// actionOther stands for every action but a lookup: goto, nop, blackhole, unreachable, prohibit.
+const actionOther = 0xff
+
+// actionOf tells a lookup from the other actions. The netlink library does not report the rule header's action;
+// the kernel gives a table to lookups only, and a goto has its target.
+func actionOf(nr netlink.Rule) uint8 {
+	if nr.Table != 0 && nr.Goto < 0 {
+		return ActionLookup
+	}
+	return actionOther
+}
+
 // Route is a route as the kernel holds it; Destination is invalid for a default route.
 type Route struct {
 	Family      int
@@ -97,7 +109,7 @@ func (r *Reader) Rules() ([]Rule, error) {
 				To:       prefix(nr.Dst),
 				Table:    uint32(nr.Table),
 				Protocol: nr.Protocol,
-				Action:   nr.Type,
+				Action:   actionOf(nr),
 				Mark:     nr.Mark,
 			}
 			if nr.Mask != nil {
@@ -271,9 +283,11 @@ func (r *Reader) LinkName(index int) (string, error) {
 	return l.Attrs().Name, nil
 }
 
-// DeleteRule removes one rule, matched on family, priority, selector and table. It is the only write symroute
-// makes over netlink: networkd, told to keep foreign rules, no longer removes rules symroute dropped from its
-// files once it has restarted and forgotten them.
+// DeleteRule asks the kernel to delete a rule matching family, priority, addresses, table, protocol and action.
+// The kernel deletes the first rule in its order that matches on the parts given: one that also selects on an
+// interface or a mark matches too, so the caller checks which rule comes first. It is the only write symroute makes
+// over netlink: networkd, told to keep foreign rules, no longer removes rules symroute dropped from its files once
+// it has restarted and forgotten them.
 func (r *Reader) DeleteRule(rule Rule) error {
 	nr := netlink.NewRule()
 	nr.Family = rule.Family
@@ -281,6 +295,8 @@ func (r *Reader) DeleteRule(rule Rule) error {
 	nr.Table = int(rule.Table)
 	nr.Src = ipNet(rule.From)
 	nr.Dst = ipNet(rule.To)
+	nr.Protocol = rule.Protocol
+	nr.Type = rule.Action
 	if err := r.h.RuleDel(nr); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("delete rule %d: %w", rule.Priority, err)
 	}

@@ -41,6 +41,8 @@ func namespace(t *testing.T) (*Reader, func(args ...string)) {
 	ip("rule", "add", "pref", "20010", "from", "192.168.1.10", "lookup", "1000000", "proto", "static")
 	ip("-6", "rule", "add", "pref", "20010", "from", "2001:db8::10", "lookup", "1000000")
 	ip("rule", "add", "pref", "9", "fwmark", "0x200/0xf00", "lookup", "2004")
+	ip("rule", "add", "pref", "11", "from", "10.66.0.0/16", "blackhole")
+	ip("rule", "add", "pref", "12", "from", "10.67.0.0/16", "goto", "20010")
 	ns, err := netns.GetFromName(name)
 	if err != nil {
 		t.Fatal(err)
@@ -97,8 +99,13 @@ func TestRules(t *testing.T) {
 		}
 	}
 	v4 := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix("192.168.1.10/32"), netlink.FAMILY_V4)]
-	if v4.Priority != 20010 || v4.Table != 1000000 || v4.Protocol != 4 || v4.Narrowed {
+	if v4.Priority != 20010 || v4.Table != 1000000 || v4.Protocol != 4 || v4.Narrowed || v4.Action != ActionLookup {
 		t.Errorf("IPv4 source rule: %+v", v4)
+	}
+	for _, from := range []string{"10.66.0.0/16", "10.67.0.0/16"} {
+		if r := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix(from), netlink.FAMILY_V4)]; r.Priority == 0 || r.Action == ActionLookup {
+			t.Errorf("a blackhole or goto rule reads as a lookup: %+v", r)
+		}
 	}
 	v6 := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix("2001:db8::10/128"), netlink.FAMILY_V6)]
 	if v6.Priority != 20010 || v6.Table != 1000000 {
@@ -136,5 +143,43 @@ func TestRouteGetAndLinks(t *testing.T) {
 	all, err := r.AllRoutes()
 	if err != nil || len(all) < 5 {
 		t.Errorf("all routes: %d, %v", len(all), err)
+	}
+}
+
+// TestDeleteRuleHitsTheFirstMatch pins the kernel behaviour the engine guards against: a delete names family,
+// priority, addresses, table, protocol and action, and the kernel deletes the first rule matching those, though
+// it also selects on an input interface. The plain rule is deleted only once it is the first.
+func TestDeleteRuleHitsTheFirstMatch(t *testing.T) {
+	r, ip := namespace(t)
+	ip("rule", "add", "pref", "20020", "from", "10.0.0.1", "iif", "eth-a", "lookup", "1000001", "proto", "static")
+	ip("rule", "add", "pref", "20020", "from", "10.0.0.1", "lookup", "1000001", "proto", "static")
+	at20020 := func() []Rule {
+		rules, err := r.Rules()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []Rule
+		for _, rule := range rules {
+			if rule.Priority == 20020 {
+				out = append(out, rule)
+			}
+		}
+		return out
+	}
+	rules := at20020()
+	if len(rules) != 2 || !rules[0].Narrowed || rules[1].Narrowed {
+		t.Fatalf("rules at 20020, in the kernel's order: %+v", rules)
+	}
+	if err := r.DeleteRule(rules[1]); err != nil {
+		t.Fatal(err)
+	}
+	if left := at20020(); len(left) != 1 || left[0].Narrowed {
+		t.Fatalf("the delete of the plain rule did not hit the narrowed one first: %+v", left)
+	}
+	if err := r.DeleteRule(rules[1]); err != nil {
+		t.Fatal(err)
+	}
+	if left := at20020(); len(left) != 0 {
+		t.Fatalf("left: %+v", left)
 	}
 }
