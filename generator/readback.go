@@ -129,7 +129,7 @@ func contains[T comparable](s []T, v T) bool {
 
 // Released rewrites one of symroute's own .network files for symroute remove: it keeps what gives the link its
 // addresses ([Match], [Network] and main's default route) and drops the table's routes and the rules, and its
-// header says so. networkd would remove the link's addresses with the file; remove --force deletes it.
+// header says so. networkd would remove the link's addresses with the file; remove --all deletes it.
 func Released(data []byte, link string) []byte {
 	paragraphs := strings.Split(strings.TrimRight(string(data), "\n"), "\n\n")
 	var out []string
@@ -139,7 +139,7 @@ func Released(data []byte, link string) []byte {
 			out = append(out, first+"\n"+
 				"# Released by \"symroute remove\": symroute's routing is gone, and this file\n"+
 				"# only keeps "+link+"'s addresses. Move them to a .network file of your\n"+
-				"# own, then run \"symroute remove --force\" to delete it.")
+				"# own, then run \"symroute remove --all\" to delete it.")
 			continue
 		}
 		section := ""

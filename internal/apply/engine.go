@@ -19,6 +19,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/symroute/symroute/internal/filesync"
 	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkd"
 	"github.com/symroute/symroute/internal/plan"
@@ -95,6 +96,8 @@ type Engine struct {
 	opts Options
 	deps Deps
 	rec  *record.Record
+	// writeHook stands in for filesync.Apply in tests.
+	writeHook func([]filesync.Change) error
 }
 
 // New loads the record under opts.Root.
@@ -139,22 +142,65 @@ func (e *Engine) Recover(ctx context.Context) error {
 	if tx == nil {
 		return nil
 	}
-	if tx.Op == record.OpTry && tx.Watcher != nil && e.deps.Alive != nil && e.deps.Alive(*tx.Watcher) && time.Now().Before(tx.Deadline) {
-		return fmt.Errorf("%w until %s (watcher pid %d): run symroute confirm to keep it, or wait for it to roll back",
-			ErrTryPending, tx.Deadline.Format(time.TimeOnly), tx.Watcher.PID)
+	if err := e.watched(tx); err != nil {
+		return err
 	}
 	e.logf("a symroute %s started %s by pid %d did not finish; undoing it first", tx.Op, tx.Started.Format(time.DateTime), tx.Process.PID)
 	out := &Outcome{}
-	if err := e.rollback(ctx, tx, nil, nil, false, out); err != nil {
+	if err := e.rollback(ctx, tx, nil, false, out); err != nil {
 		return fmt.Errorf("undo the unfinished %s: %w", tx.Op, err)
+	}
+	for _, d := range out.PreviousDiff {
+		e.logf("differs from before the %s: %s", tx.Op, d)
 	}
 	return nil
 }
 
-// Confirm keeps a verified try: its target becomes what is applied. It returns the watcher to stop.
-func (e *Engine) Confirm() (*record.Process, error) {
+// RecoverFiles undoes a pending transaction before networkd starts, at boot: a try nobody confirmed before the
+// reboot, or a run the power cut. It puts every file back as it was and the keys the transaction set back to
+// their values (systemd-sysctl set them from the transaction's file), and asks nothing of networkd, which reads
+// the files when it starts. The rules the transaction made died with the previous boot.
+func (e *Engine) RecoverFiles() error {
 	tx := e.rec.Pending
-	if tx == nil || tx.Op != record.OpTry {
+	if tx == nil {
+		return nil
+	}
+	if err := e.watched(tx); err != nil {
+		return err
+	}
+	e.logf("a symroute %s started %s was not finished or confirmed before this boot; undoing it before networkd starts", tx.Op, tx.Started.Format(time.DateTime))
+	for _, ph := range undoPhases(tx, nil, false) {
+		if err := e.writeFiles(ph.changes); err != nil {
+			return fmt.Errorf("undo the unfinished %s: %w", tx.Op, err)
+		}
+		for _, c := range ph.changes {
+			e.logf("put back /%s", c.Path)
+		}
+	}
+	if e.deps.Sysctl == nil {
+		e.logf("note: offline: the sysctl values stay as they are; systemd-sysctl sets them from the restored files at the next boot")
+	} else if err := e.undoSysctls(tx); err != nil {
+		e.logf("note: %v", err)
+	}
+	e.rec.Pending = nil
+	return e.save()
+}
+
+// watched says, with ErrTryPending, that tx is a try whose watcher still runs: only confirm, or the watcher,
+// settles it.
+func (e *Engine) watched(tx *record.Transaction) error {
+	if tx.Op == record.OpTry && tx.Watcher != nil && e.deps.Alive != nil && e.deps.Alive(*tx.Watcher) && time.Now().Before(tx.Deadline) {
+		return fmt.Errorf("%w until %s (watcher pid %d): run symroute confirm to keep it, or wait for it to roll back",
+			ErrTryPending, tx.Deadline.Local().Format(time.TimeOnly), tx.Watcher.PID)
+	}
+	return nil
+}
+
+// Confirm keeps a verified try (the one with id, when id is given): its target becomes what is applied. It
+// returns the watcher to stop.
+func (e *Engine) Confirm(id string) (*record.Process, error) {
+	tx := e.rec.Pending
+	if tx == nil || tx.Op != record.OpTry || id != "" && tx.ID != id {
 		return nil, errors.New("no symroute try is waiting for confirmation")
 	}
 	if !tx.Verified {
@@ -177,7 +223,7 @@ func (e *Engine) RollbackPending(ctx context.Context, id, reason string) (Outcom
 		return out, nil // confirmed, or already rolled back
 	}
 	e.logf("%s; rolling back", reason)
-	return out, e.rollback(ctx, tx, nil, nil, false, &out)
+	return out, e.rollback(ctx, tx, nil, false, &out)
 }
 
 func newID() string {

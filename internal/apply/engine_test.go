@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -273,15 +274,17 @@ func TestUnfinishedRunIsUndoneByTheNext(t *testing.T) {
 	ok(t)(h.apply(twoNIC, Options{}))
 	before := h.files()
 	changed := strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1)
-	h.os.fail["reload"] = errDie
 	func() {
 		defer func() { recover() }()
 		h.os.onReload = func() { panic(errDie) }
 		h.apply(changed, Options{})
 	}()
-	h.os.onReload, h.os.fail = nil, map[string]error{}
+	h.os.onReload = nil
 	if rec := h.record(); rec.Pending == nil {
 		t.Fatal("the dead run left no pending record")
+	}
+	if fmt.Sprint(h.files()) == fmt.Sprint(before) {
+		t.Fatal("the run died before writing its files; the test needs them written")
 	}
 	e := h.engine(Options{}) // Recover runs here
 	if fmt.Sprint(h.files()) != fmt.Sprint(before) || e.Record().Pending != nil {
@@ -366,7 +369,7 @@ func TestStaleRecordedRulesOnlyAreDeleted(t *testing.T) {
 
 // TestRemoveKeepsAddressesUnlessForced: remove restores symroute's sysctl keys to their values from before
 // symroute, deletes its rules, keeps each own file stripped of routing (the link keeps its addresses) and
-// leaves an administrator's rule alone; remove --force then deletes the files.
+// leaves an administrator's rule alone; remove --all then deletes the files.
 func TestRemoveKeepsAddressesUnlessForced(t *testing.T) {
 	h := newHost(t, "eth-a", "eth-b")
 	h.os.sysctls[sysctlKeyFor("eth-a")] = "1"
@@ -398,38 +401,241 @@ func TestRemoveKeepsAddressesUnlessForced(t *testing.T) {
 		t.Fatal(err)
 	}
 	if files := h.files(); len(files) != 0 || h.record().Applied != nil {
-		t.Errorf("remove --force left %v", files)
+		t.Errorf("remove --all left %v", files)
 	}
 }
 
-// TestTryConfirmOrRollBack: a try stays pending until confirmed; RollbackPending undoes it exactly.
+// TestTryConfirmOrRollBack: a try starts its watcher before the first file changes; while the watcher lives the
+// try stays pending, and no other run undoes it; RollbackPending undoes it exactly and checks the routing from
+// before the try; Confirm keeps it.
 func TestTryConfirmOrRollBack(t *testing.T) {
 	h := newHost(t, "eth-a", "eth-b")
 	ok(t)(h.apply(twoNIC, Options{}))
 	before := h.files()
 	changed := strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1)
+	watcher := record.Process{PID: 4242, Start: 7}
 	req := h.request(changed, record.OpTry)
 	req.Deadline = time.Now().Add(time.Minute)
+	req.Watch = func(tx *record.Transaction) (record.Process, error) {
+		if fmt.Sprint(h.files()) != fmt.Sprint(before) {
+			t.Error("files changed before the watcher started")
+		}
+		if rec := h.record(); rec.Pending == nil || rec.Pending.ID != tx.ID {
+			t.Error("the watcher started before the pending record was written")
+		}
+		h.os.running[watcher] = true
+		return watcher, nil
+	}
 	e := h.engine(Options{})
 	out, err := e.Apply(context.Background(), req)
 	mustOK(t, out, err)
-	if rec := h.record(); rec.Pending == nil || !rec.Pending.Verified {
-		t.Fatal("a verified try is not pending")
+	if rec := h.record(); rec.Pending == nil || !rec.Pending.Verified || rec.Pending.Watcher == nil || *rec.Pending.Watcher != watcher {
+		t.Fatalf("a verified try is not pending with its watcher: %+v", rec.Pending)
 	}
-	if _, err := h.engine(Options{}).RollbackPending(context.Background(), e.Record().Pending.ID, "not confirmed"); err != nil {
+	id := e.Record().Pending.ID
+	other, err := New(Options{Root: h.root, Timeout: time.Second, Poll: time.Millisecond, Log: &h.log}, h.os.deps())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Recover(context.Background()); !errors.Is(err, ErrTryPending) {
+		t.Fatalf("another run while the watcher lives: %v", err)
+	}
+	if fmt.Sprint(h.files()) == fmt.Sprint(before) {
+		t.Fatal("the try was undone while its watcher lived")
+	}
+	if _, err := other.Confirm("another-id"); err == nil {
+		t.Fatal("confirmed a try by the wrong id")
+	}
+	rb, err := other.RollbackPending(context.Background(), id, "not confirmed")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(h.files()) != fmt.Sprint(before) || h.record().Pending != nil {
 		t.Fatal("the try was not rolled back")
 	}
+	if !rb.RolledBack || !rb.PreviousChecked || !rb.PreviousBack {
+		t.Fatalf("the rollback did not check the state from before the try: %+v", rb)
+	}
 	e = h.engine(Options{})
+	req.Watch = nil
 	out, err = e.Apply(context.Background(), req)
 	mustOK(t, out, err)
-	if _, err := e.Confirm(); err != nil {
+	if _, err := e.Confirm(e.Record().Pending.ID); err != nil {
 		t.Fatal(err)
 	}
 	if rec := h.record(); rec.Pending != nil || rec.Applied.Transaction == "" {
 		t.Fatalf("confirmed record: %+v", rec)
+	}
+}
+
+// TestTryWithoutWatcherChangesNothing: when the watcher cannot start, the try is refused before any file changes.
+func TestTryWithoutWatcherChangesNothing(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	before := h.files()
+	req := h.request(strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1), record.OpTry)
+	req.Watch = func(*record.Transaction) (record.Process, error) { return record.Process{}, errors.New("fork refused") }
+	h.os.Transcript()
+	_, err := h.engine(Options{}).Apply(context.Background(), req)
+	if err == nil || !strings.Contains(err.Error(), "fork refused") {
+		t.Fatalf("err %v", err)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) || h.record().Pending != nil || strings.Contains(h.os.Transcript(), "reload") {
+		t.Fatal("the try changed something without a watcher")
+	}
+}
+
+// TestRecoverFilesAtBoot: a try pending across a reboot is undone from the files alone, before networkd starts:
+// every file and key as before, and nothing asked of networkd.
+func TestRecoverFilesAtBoot(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b", "eth-c")
+	ok(t)(h.apply(twoNIC, Options{}))
+	before, sysBefore := h.files(), fmt.Sprint(h.os.sysctls)
+	withC := twoNIC + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n"
+	req := h.request(withC, record.OpTry)
+	req.Deadline = time.Now().Add(time.Minute)
+	ok(t)(h.engine(Options{}).Apply(context.Background(), req))
+	if fmt.Sprint(h.os.sysctls) == sysBefore {
+		t.Fatal("the try set no key; the test needs one")
+	}
+	h.os.Transcript()
+	e, err := New(Options{Root: h.root, Log: &h.log}, Deps{Sysctl: fakeSysctl{h.os}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.RecoverFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) || fmt.Sprint(h.os.sysctls) != sysBefore || h.record().Pending != nil {
+		t.Fatalf("not undone:\nfiles %v\nwant  %v\nsysctls %v", h.files(), before, h.os.sysctls)
+	}
+	if tr := h.os.Transcript(); strings.Contains(tr, "networkd") {
+		t.Fatalf("networkd was asked at boot:\n%s", tr)
+	}
+}
+
+// TestPartialWriteIsUndone: a phase whose writes fail halfway (the first file renamed into place, the second
+// not) is undone in full.
+func TestPartialWriteIsUndone(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	before := h.files()
+	next := strings.NewReplacer("192.168.1.10/24", "192.168.1.20/24", "10.0.0.1/24", "10.0.0.2/24").Replace(twoNIC)
+	e := h.engine(Options{})
+	first := true
+	e.writeHook = func(changes []filesync.Change) error {
+		if first && len(changes) > 1 {
+			first = false
+			if err := filesync.Apply(h.root, changes[:1]); err != nil {
+				return err
+			}
+			return errors.New("rename: no space left on device")
+		}
+		return filesync.Apply(h.root, changes)
+	}
+	out, err := e.Apply(context.Background(), h.request(next, record.OpApply))
+	if first || !out.RolledBack || err == nil {
+		t.Fatalf("the failure was not met: rolled back %v, err %v", out.RolledBack, err)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) {
+		t.Errorf("files differ after undoing a half-written phase:\nbefore %v\nafter  %v", before, h.files())
+	}
+	if rec := h.record(); rec.Pending != nil || !slices.Contains(rec.Applied.Addresses["eth-a"], netip.MustParsePrefix("192.168.1.10/24")) {
+		t.Errorf("record after the undo: %+v", rec)
+	}
+}
+
+// TestNoRollbackKeepsAFailedRun: with --no-rollback a run that fails before verifying still takes its remaining
+// steps and records its state as applied, so the next run does not undo it.
+func TestNoRollbackKeepsAFailedRun(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b", "eth-c")
+	ok(t)(h.apply(twoNIC, Options{}))
+	withC := twoNIC + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n"
+	h.os.neverConfigure["eth-c"] = true
+	out, err := h.engine(Options{NoRollback: true, Timeout: 200 * time.Millisecond}).Apply(context.Background(), h.request(withC, record.OpApply))
+	h.os.neverConfigure = map[string]bool{}
+	if err == nil || out.RolledBack || !out.Kept {
+		t.Fatalf("err %v, rolled back %v, kept %v", err, out.RolledBack, out.Kept)
+	}
+	rec := h.record()
+	if rec.Pending != nil || !slices.Contains(rec.Applied.Links, "eth-c") {
+		t.Fatalf("record: %+v", rec)
+	}
+	if h.os.sysctls[sysctlKeyFor("eth-c")] != "2" {
+		t.Errorf("eth-c's rp_filter was not set after the failure: %v", h.os.sysctls)
+	}
+	after := h.files()
+	h.engine(Options{}) // a later run's Recover has nothing to undo
+	if fmt.Sprint(h.files()) != fmt.Sprint(after) {
+		t.Error("a later run undid what --no-rollback kept")
+	}
+}
+
+// TestFilesWrittenOutsideApplyAreTakenUp: files generate wrote to the live root, which networkd has not read, are
+// reloaded by the next apply, which then verifies, rather than saying "no file changed" for ever.
+func TestFilesWrittenOutsideApplyAreTakenUp(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	changed := strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1)
+	req := h.request(changed, record.OpApply)
+	changes, err := filesync.Compute(h.root, req.Files, generator.IsOwned, generator.OwnedGlobs)
+	if err != nil || len(changes) == 0 {
+		t.Fatalf("changes %v, err %v", changes, err)
+	}
+	if err := filesync.Apply(h.root, changes); err != nil { // symroute generate --root /
+		t.Fatal(err)
+	}
+	h.os.Transcript()
+	out, err := h.engine(Options{}).Apply(context.Background(), req)
+	mustOK(t, out, err)
+	if tr := h.os.Transcript(); !strings.Contains(tr, "networkd: reload") {
+		t.Fatalf("not reloaded:\n%s", tr)
+	}
+	out, err = h.engine(Options{}).Apply(context.Background(), req)
+	mustOK(t, out, err)
+	if tr := h.os.Transcript(); strings.Contains(tr, "reload") {
+		t.Fatalf("reloaded again once the record accounts for the files:\n%s", tr)
+	}
+}
+
+// TestLookAlikeRulesAreNeverDeleted: a stale rule of symroute's is not deleted where another program's rule with
+// the same priority, addresses and table but an input interface comes first (the kernel would delete that one);
+// and a rule alike in every part that was there before a run is left by the run's undo.
+func TestLookAlikeRulesAreNeverDeleted(t *testing.T) {
+	withCNI := strings.Replace(twoNIC, "version: 1\n", "version: 1\ncni: [docker]\n", 1)
+	onlyA := strings.Replace(withCNI, "  - name: eth-b\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n", "", 1)
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(withCNI, Options{}))
+	h.os.forgetRules()
+	narrowed := kernelRule(20020, "10.0.0.1/32", 1000001, 4)
+	narrowed.Narrowed = true // iif eth9
+	h.os.rules = append([]kernel.Rule{narrowed}, h.os.rules...)
+	ok(t)(h.apply(onlyA, Options{}))
+	if tr := h.os.Transcript(); strings.Contains(tr, "delete rule 20020") {
+		t.Fatalf("a delete was sent that the kernel would take for the other program's rule:\n%s", tr)
+	}
+	if !slices.ContainsFunc(h.os.rules, func(r kernel.Rule) bool { return r.Narrowed }) {
+		t.Fatal("the other program's rule is gone")
+	}
+	if !strings.Contains(h.log.String(), "left symroute's stale rule") {
+		t.Errorf("no note on the rule left:\n%s", h.log.String())
+	}
+
+	// eth-b's rule comes back, and an identical rule is already there, made by someone else.
+	h2 := newHost(t, "eth-a", "eth-b")
+	ok(t)(h2.apply(twoNIC, Options{}))
+	foreign := kernelRule(20030, "10.1.0.1/32", 1000002, 4)
+	h2.os.rules = append(h2.os.rules, foreign)
+	withC := twoNIC + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n"
+	h2.os.links["eth-c"] = 9
+	h2.os.states[9] = "unmanaged"
+	h2.os.ignore["eth-c"] = true // verification fails: the run is undone
+	out, _ := h2.engine(Options{Timeout: 200 * time.Millisecond}).Apply(context.Background(), h2.request(withC, record.OpApply))
+	if !out.RolledBack {
+		t.Fatal("no rollback")
+	}
+	if !slices.ContainsFunc(h2.os.rules, func(r kernel.Rule) bool { return ruleOf(r) == ruleOf(foreign) }) {
+		t.Fatalf("the undo deleted a rule that was there before the run: %s", h2.rules())
 	}
 }
 
@@ -520,4 +726,80 @@ func TestRestartRefusedOnAnAddressWithoutBroadcast(t *testing.T) {
 	if tr := h.os.Transcript(); strings.Contains(tr, "restart") || !strings.Contains(h.log.String(), "not restarting systemd-networkd now") {
 		t.Errorf("the drop-in's removal restarted networkd:\n%s", tr)
 	}
+}
+
+// TestVerifyFailureRollsBackAndChecksBefore: every link configured, but a reply takes another way (another
+// program's rule ahead of symroute's sends eth-c's replies out of eth-a): the run is undone, and the routing it
+// could touch is compared with the record from before it, foreign rule included.
+func TestVerifyFailureRollsBackAndChecksBefore(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b", "eth-c")
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.os.rules = append(h.os.rules, kernelRule(100, "10.1.0.1/32", 99, 3))
+	h.os.routes = append(h.os.routes, kernel.Route{Family: 2, Gateway: netip.MustParseAddr("192.168.1.1"), Table: 99, LinkIndex: h.os.links["eth-a"]})
+	before := h.files()
+	withC := twoNIC + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n"
+	out, err := h.engine(Options{Timeout: 200 * time.Millisecond}).Apply(context.Background(), h.request(withC, record.OpApply))
+	if err != nil || out.Verified || !out.RolledBack || len(out.Result.Findings) == 0 {
+		t.Fatalf("err %v, verified %v, rolled back %v, findings %v\n%s", err, out.Verified, out.RolledBack, out.Result.Findings, h.log.String())
+	}
+	if !strings.Contains(h.log.String(), "verification failed") || strings.Contains(h.log.String(), "has not configured") {
+		t.Fatalf("not the verification that failed:\n%s", h.log.String())
+	}
+	if !out.PreviousChecked || !out.PreviousBack {
+		t.Fatalf("previous state: checked %v, back %v, diff %v", out.PreviousChecked, out.PreviousBack, out.PreviousDiff)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) {
+		t.Error("files differ after the rollback")
+	}
+}
+
+// TestUndoLeavesAValueSetMeanwhile: a key the try set and another program changed during the try's window keeps
+// the other program's value when the try rolls back; a key still at the try's value goes back.
+func TestUndoLeavesAValueSetMeanwhile(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	strict := strings.Replace(twoNIC, "    default_route: true\n", "    default_route: true\n    rp_filter: strict\n", 1)
+	strict = strings.Replace(strict, "    gateway: 10.0.0.254\n", "    gateway: 10.0.0.254\n    rp_filter: strict\n", 1)
+	req := h.request(strict, record.OpTry)
+	req.Deadline = time.Now().Add(time.Minute)
+	e := h.engine(Options{})
+	ok(t)(e.Apply(context.Background(), req))
+	a, b := sysctlKeyFor("eth-a"), sysctlKeyFor("eth-b")
+	if h.os.sysctls[a] != "1" || h.os.sysctls[b] != "1" {
+		t.Fatalf("the try did not set strict: %v", h.os.sysctls)
+	}
+	h.os.sysctls[b] = "0" // another program, during the window
+	if _, err := e.RollbackPending(context.Background(), e.Record().Pending.ID, "not confirmed"); err != nil {
+		t.Fatal(err)
+	}
+	if h.os.sysctls[a] != "2" || h.os.sysctls[b] != "0" {
+		t.Fatalf("after the rollback: %v\n%s", h.os.sysctls, h.log.String())
+	}
+	if !strings.Contains(h.log.String(), b+" is 0, set by someone else meanwhile") {
+		t.Errorf("no note on the value left:\n%s", h.log.String())
+	}
+}
+
+// TestGuardProtectsReplies: dropping a drop-in interface leaves its address (another file gives it) but takes
+// the source rule its replies follow; a connection on that address refuses the change unless forced.
+func TestGuardProtectsReplies(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	os.MkdirAll(filepath.Join(h.dir, "etc/systemd/network"), 0o755)
+	os.WriteFile(filepath.Join(h.dir, "etc/systemd/network/50-eth-b.network"), []byte("[Match]\nName=eth-b\n\n[Network]\nAddress=10.0.0.1/24\n"), 0o644)
+	dropIn := strings.Replace(twoNIC, "  - name: eth-b\n", "  - name: eth-b\n    mode: drop-in\n", 1)
+	ok(t)(h.apply(dropIn, Options{}))
+	onlyA := strings.Replace(twoNIC, "  - name: eth-b\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n", "", 1)
+	h.os.conns = []sockets.Conn{{Local: netip.MustParseAddrPort("10.0.0.1:22"), Remote: netip.MustParseAddrPort("10.9.0.5:50000")}}
+	before := h.files()
+	out, err := h.apply(onlyA, Options{})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "the source rules of 10.0.0.1") {
+		t.Fatalf("err %v", err)
+	}
+	if len(out.Lost.Addresses) != 0 || !slices.Contains(out.Lost.Rerouted, netip.MustParseAddr("10.0.0.1")) {
+		t.Fatalf("lost %+v", out.Lost)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) {
+		t.Fatal("a refused change wrote files")
+	}
+	ok(t)(h.apply(onlyA, Options{Force: true}))
 }

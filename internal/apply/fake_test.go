@@ -37,7 +37,11 @@ type fakeOS struct {
 	routes []kernel.Route
 	addrs  map[int][]netip.Prefix
 	// networkd state: what it configured on each link, and the link's administrative state
-	applied     map[int]generator.Effects
+	applied map[int]generator.Effects
+	// loaded is the configuration networkd read at its last reload or start, per link, with the file's name:
+	// ReconfigureLink applies it again without reading the files.
+	loaded      map[int]generator.Effects
+	loadedFiles map[int]string
 	states      map[int]string
 	files       map[int]string
 	keepForeign bool // networkd.conf.d's drop-in, as read at networkd's last start
@@ -54,6 +58,7 @@ type fakeOS struct {
 	sysctls        map[string]string
 	transcript     []string
 	onReload       func()
+	running        map[record.Process]bool // processes alive, as Deps.Alive sees them (a try's watcher)
 	jobs           sync.WaitGroup
 	last           chan struct{} // the reload job queued last
 }
@@ -62,7 +67,7 @@ func newFakeOS(root *rootfs.Root, links ...string) *fakeOS {
 	f := &fakeOS{
 		root: root, links: map[string]int{"lo": 1}, addrs: map[int][]netip.Prefix{},
 		applied: map[int]generator.Effects{}, states: map[int]string{}, files: map[int]string{},
-		fail: map[string]error{}, neverConfigure: map[string]bool{}, ignore: map[string]bool{}, noBroadcast: map[string]bool{},
+		fail: map[string]error{}, running: map[record.Process]bool{}, neverConfigure: map[string]bool{}, ignore: map[string]bool{}, noBroadcast: map[string]bool{},
 		version: 252, sysctls: map[string]string{"net.ipv4.conf.all.rp_filter": "0"}, lag: 3 * time.Millisecond,
 	}
 	for i, name := range links {
@@ -131,8 +136,12 @@ func (f *fakeOS) deps() Deps {
 			}
 			return out, nil
 		},
-		Self:  record.Process{PID: 1, Start: 1},
-		Alive: func(record.Process) bool { return false },
+		Self: record.Process{PID: 1, Start: 1},
+		Alive: func(p record.Process) bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.running[p]
+		},
 	}
 }
 
@@ -179,6 +188,7 @@ func (f *fakeOS) reload() error {
 		return err
 	}
 	want, files, _ := f.desired()
+	f.loaded, f.loadedFiles = want, files
 	f.reconfigure(want, files, false)
 	return nil
 }
@@ -194,6 +204,7 @@ func (f *fakeOS) restart(ctx context.Context) error {
 		return err
 	}
 	want, files, keep := f.desired()
+	f.loaded, f.loadedFiles = want, files
 	f.keepForeign = keep
 	// A networkd that starts forgets what it configured; told to keep foreign rules, it leaves them in the
 	// kernel, and otherwise deletes every rule no file configures, the kernel's excepted.
@@ -274,10 +285,6 @@ func sameEffects(a, b generator.Effects) bool {
 	return slices.Equal(a.Addresses, b.Addresses) && slices.Equal(a.Rules, b.Rules) && slices.Equal(a.Routes, b.Routes)
 }
 
-func ruleOf(r kernel.Rule) record.Rule {
-	return record.Rule{Priority: r.Priority, From: r.From, To: r.To, Table: r.Table}
-}
-
 // drop removes what networkd configured on the link, keeping a rule another link's file also holds.
 func (f *fakeOS) drop(index int) {
 	cur := f.applied[index]
@@ -333,13 +340,13 @@ func (n fakeNetworkd) ReconfigureLink(_ context.Context, index int) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.log("networkd: reconfigure %s", f.nameOf(index))
-	want, files, _ := f.desired()
+	// As networkd: the configuration it loaded, not the files as they are now.
 	delete(f.applied, index) // reconfiguring drops and re-adds the link's configuration
 	only := map[int]generator.Effects{}
-	if w, ok := want[index]; ok {
+	if w, ok := f.loaded[index]; ok {
 		only[index] = w
 	}
-	f.reconfigureOne(index, only, files)
+	f.reconfigureOne(index, only, f.loadedFiles)
 	return nil
 }
 
@@ -456,7 +463,19 @@ func (k fakeKernel) DeleteRule(r kernel.Rule) error {
 	if err := f.injected("delete-rule"); err != nil {
 		return err
 	}
-	f.rules = slices.DeleteFunc(f.rules, func(x kernel.Rule) bool { return ruleOf(x) == ruleOf(r) })
+	// As the kernel: the first rule, in priority order and then the order of insertion, that matches on every
+	// part the request gives. A rule that selects on more (an input interface, a mark) matches too.
+	first := -1
+	for i, x := range f.rules {
+		if x.Family == r.Family && ruleOf(x) == ruleOf(r) && (r.Protocol == 0 || x.Protocol == r.Protocol) &&
+			(r.Action == 0 || x.Action == r.Action) && (first < 0 || x.Priority < f.rules[first].Priority) {
+			first = i
+		}
+	}
+	if first < 0 {
+		return nil // ENOENT, which the real reader ignores
+	}
+	f.rules = slices.Delete(f.rules, first, first+1)
 	return nil
 }
 

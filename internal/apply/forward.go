@@ -14,7 +14,6 @@ import (
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/drift"
 	"github.com/symroute/symroute/internal/filesync"
-	"github.com/symroute/symroute/internal/kernel"
 	"github.com/symroute/symroute/internal/networkd"
 	"github.com/symroute/symroute/internal/networkfiles"
 	"github.com/symroute/symroute/internal/plan"
@@ -34,6 +33,10 @@ type Request struct {
 	Op record.Op
 	// Deadline is when an unconfirmed try rolls back.
 	Deadline time.Time
+	// Watch starts the process that rolls a try back at its deadline, or at once if the run dies before the try
+	// verified. It is called once the pending record is written and before anything changes, so no moment of a
+	// try is without it; an error leaves the host untouched.
+	Watch func(tx *record.Transaction) (record.Process, error)
 }
 
 // Outcome is what a run did and found.
@@ -47,11 +50,15 @@ type Outcome struct {
 	// Result is the last verification: of the new state, or, after a rollback, of the new state that failed.
 	Result   drift.Result
 	Verified bool
-	// RolledBack says the previous state was restored; PreviousBack that every rule and route is as it was
-	// before the run, and PreviousDiff what differs when not.
-	RolledBack   bool
-	PreviousBack bool
-	PreviousDiff []string
+	// RolledBack says the previous state was restored. PreviousChecked says the routing the run could touch was
+	// compared with the record of it from before the run, PreviousBack that it is the same, and PreviousDiff
+	// what differs when not.
+	RolledBack      bool
+	PreviousChecked bool
+	PreviousBack    bool
+	PreviousDiff    []string
+	// Kept says a failed run's state was kept, as --no-rollback asks.
+	Kept bool
 	// Interrupted says a signal ended the run.
 	Interrupted bool
 }
@@ -88,7 +95,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 		return out, err
 	}
 	if restart && confFirst {
-		// The restart comes first, on the files in place now: check the links they configure.
+		// The restart comes first, on the files in place now.
 		hazards, err := e.restartHazards(ctx, managedLinks(req.Plan))
 		if err != nil {
 			return out, err
@@ -98,69 +105,90 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 				generator.NetworkdConfPath, firstSafeRestart, strings.Join(hazards, "; "))
 		}
 	}
-	stale, err := e.staleRules(target)
-	if err != nil {
-		return out, err
+	var stale []record.Rule
+	if e.rec.Applied != nil {
+		if stale, err = e.recordedRulesNotIn(e.rec.Applied.Rules, target.Rules, nil); err != nil {
+			return out, err
+		}
 	}
 	if len(changes) == 0 && len(sysWrites) == 0 && len(stale) == 0 && req.Op == record.OpApply {
 		return e.converge(ctx, req, target, out)
 	}
 
-	before, err := e.snapshot()
-	if err != nil {
-		return out, err
-	}
 	target.Transaction = newID()
 	tx := &record.Transaction{
 		ID: target.Transaction, Op: req.Op, Process: e.deps.Self, Started: time.Now().UTC(), Deadline: req.Deadline,
 		Undo: undo(changes), SysctlUndo: sysUndo, Restart: restart, ConfFirst: confFirst, Target: target,
+	}
+	if tx.Existing, err = e.existingRules(target.Rules, e.rec.Applied); err != nil {
+		return out, err
+	}
+	if err := e.recordBefore(tx); err != nil {
+		return out, err
 	}
 	e.rec.Pending = tx
 	if err := e.save(); err != nil {
 		e.rec.Pending = nil
 		return out, err
 	}
+	if req.Watch != nil {
+		w, err := req.Watch(tx)
+		if err == nil {
+			tx.Watcher = &w
+			err = e.save()
+		}
+		if err != nil {
+			e.rec.Pending = nil
+			return out, errors.Join(fmt.Errorf("start the process that rolls the try back: %w; nothing was changed", err), e.save())
+		}
+	}
 
-	// From here every failure, and an interruption, is answered with the exact inverse.
+	// From here every failure, and an interruption, is answered with the exact inverse, or, under --no-rollback,
+	// with the rest of the run.
 	var done []phase
+	var sysctlsSet, staleDeleted bool
+	settle := func() error {
+		if e.opts.NoRollback && !out.Interrupted && req.Op == record.OpApply {
+			return e.keep(&target, &out, func() (errs []error) {
+				if !sysctlsSet {
+					errs = append(errs, e.setSysctls(ctx, req.Plan.Sysctls, sysWrites, touches(changes, generator.SysctlPath)))
+				}
+				if !staleDeleted {
+					errs = append(errs, e.deleteRules(stale))
+				}
+				return errs
+			})
+		}
+		return e.rollback(ctx, tx, done, true, &out)
+	}
 	fail := func(cause error) (Outcome, error) {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			out.Interrupted = true
 			cause = errors.New("interrupted")
 		}
-		if e.opts.NoRollback && !out.Interrupted {
-			return out, cause
-		}
-		if err := e.rollback(ctx, tx, before, done, true, &out); err != nil {
-			return out, errors.Join(cause, err)
-		}
-		return out, cause
+		return out, errors.Join(cause, settle())
 	}
-	if err := e.runPhases(ctx, ps, managedLinks(req.Plan), &out, &done); err != nil {
+	if err := e.runPhases(ctx, tx, ps, managedLinks(req.Plan), &out, &done); err != nil {
 		return fail(err)
 	}
 	if err := e.setSysctls(ctx, req.Plan.Sysctls, sysWrites, touches(changes, generator.SysctlPath)); err != nil {
 		return fail(err)
 	}
+	sysctlsSet = true
+	// Listed again: networkd has removed most of them itself by now.
 	if err := e.deleteRules(stale); err != nil {
 		return fail(err)
 	}
+	staleDeleted = true
 	res, err := e.verifyUntil(ctx, req.Plan, req.Files, &target)
 	out.Result = res
 	if err != nil {
 		return fail(err)
 	}
 	if !res.OK() {
-		if e.opts.NoRollback {
-			e.logf("verification failed; keeping the new state (--no-rollback)")
-			e.rec.Applied, e.rec.Pending = &target, nil
-			return out, e.save()
-		}
-		cause := fmt.Errorf("verification failed within %v", e.opts.Timeout)
-		if _, err := fail(cause); err != nil && !errors.Is(err, cause) {
-			return out, err
-		}
-		return out, nil
+		// Reported in the outcome; an error only where the undo itself failed.
+		e.logf("verification failed within %v", e.opts.Timeout)
+		return out, settle()
 	}
 	out.Verified = true
 	if req.Op == record.OpTry {
@@ -171,35 +199,65 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	return out, e.save()
 }
 
-// converge handles a run with nothing to write: one look, and where the state drifted (a rule deleted by hand, a
-// table flushed, an rp_filter changed), networkd applies the drifted links' configuration again. Nothing changes
-// that a rollback would have to undo.
+// keep answers a failure under --no-rollback: the steps the run did not reach are still taken, as far as they
+// go, and the target becomes the applied state, so no later run undoes what the user chose to keep.
+func (e *Engine) keep(target *record.State, out *Outcome, rest func() []error) error {
+	e.logf("keeping the new state although it failed (--no-rollback)")
+	errs := rest()
+	out.Kept = true
+	e.rec.Applied, e.rec.Pending = target, nil
+	return errors.Join(append(errs, e.save())...)
+}
+
+// converge handles a run with nothing to write: one look, and where the state drifted it is repaired. networkd may
+// not run the files on disk (written by generate, Ignition, a kept failure, or recover before networkd started):
+// it reloads them first, which leaves every link whose file it already runs alone. A drift that remains (a rule
+// deleted by hand, a table flushed, an rp_filter changed) has networkd apply the drifted links' configuration
+// again. Nothing changes that a rollback would have to undo.
 func (e *Engine) converge(ctx context.Context, req Request, target record.State, out Outcome) (Outcome, error) {
-	e.logf("no file changed; nothing reloaded")
+	e.logf("no file changed")
 	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(req.Files), Recorded: e.rec.Applied}
 	res, err := state.Verify(ctx, req.Plan, expect, e.sources())
 	out.Result = res
 	if err != nil || res.OK() {
-		out.Verified = err == nil
-		if err == nil && e.rec.Applied == nil {
-			e.rec.Applied = &target // files written by generate or Ignition, now known to be symroute's
-			err = e.save()
-		}
+		return e.converged(out, err, target)
+	}
+	e.logf("%d problem(s); reloading systemd-networkd, in case it does not run the files on disk", len(res.Findings))
+	all := map[string]bool{}
+	for _, name := range managedLinks(req.Plan) {
+		all[name] = true
+	}
+	if err := e.takeUp(ctx, all, false, managedLinks(req.Plan), &out); err != nil {
 		return out, err
 	}
-	e.logf("%d problem(s) with the files unchanged; asking networkd to configure the drifted links again", len(res.Findings))
+	if res, err = state.Verify(ctx, req.Plan, expect, e.sources()); err != nil || res.OK() {
+		out.Result = res
+		return e.converged(out, err, target)
+	}
+	e.logf("%d problem(s) with the files taken up; asking networkd to configure the drifted links again", len(res.Findings))
 	if err := e.repair(ctx, req.Plan, res); err != nil {
 		return out, err
 	}
-	if out.Result, err = e.verifyUntil(ctx, req.Plan, req.Files, &target); err != nil {
+	if out.Result, err = e.verifyUntil(ctx, req.Plan, req.Files, &target); err != nil || !out.Result.OK() {
 		return out, err
 	}
-	out.Verified = out.Result.OK()
-	if out.Verified && e.rec.Applied == nil {
+	return e.converged(out, nil, target)
+}
+
+// converged records a verified state whose files the record does not list (written by generate or Ignition, now
+// known to be symroute's).
+func (e *Engine) converged(out Outcome, err error, target record.State) (Outcome, error) {
+	out.Verified = err == nil
+	if err == nil && !sameFiles(e.rec.Applied, target) {
 		e.rec.Applied = &target
-		return out, e.save()
+		err = e.save()
 	}
-	return out, nil
+	return out, err
+}
+
+// sameFiles reports whether the record's applied state lists exactly the target's files.
+func sameFiles(applied *record.State, target record.State) bool {
+	return applied != nil && slices.Equal(applied.Files, target.Files)
 }
 
 // repair reconfigures the links with findings (every link when a finding concerns none). In networkd 252
@@ -318,8 +376,8 @@ func (e *Engine) watch() (<-chan networkd.LinkEvent, func()) {
 	return events, stop
 }
 
-// sysctlPlan reads the keys the target sets and says which to write: the state before, for the undo; the keys
-// whose value differs; and, kept in target, each key's value before symroute first set it.
+// sysctlPlan reads the keys the target sets and says which to write: the keys whose value differs, with their
+// value now for the undo; and, kept in target, each key's value before symroute first set it.
 func (e *Engine) sysctlPlan(settings []plan.Sysctl, target *record.State) ([]record.SysctlUndo, []plan.Sysctl, error) {
 	var undo []record.SysctlUndo
 	var writes []plan.Sysctl
@@ -328,7 +386,6 @@ func (e *Engine) sysctlPlan(settings []plan.Sysctl, target *record.State) ([]rec
 		if err != nil {
 			return nil, nil, fmt.Errorf("read %s: %w", s.Key, err)
 		}
-		undo = append(undo, record.SysctlUndo{Key: s.Key, Value: cur, Absent: !exists})
 		rec := record.Sysctl{Key: s.Key, Value: s.Value, Original: cur, Absent: !exists}
 		if prev, ok := e.rec.Applied.Sysctl(s.Key); ok {
 			rec.Original, rec.Absent = prev.Original, prev.Absent
@@ -337,30 +394,49 @@ func (e *Engine) sysctlPlan(settings []plan.Sysctl, target *record.State) ([]rec
 		if exists && cur != s.Value {
 			e.logf("will set %s from %s to %s", s.Key, cur, s.Value)
 			writes = append(writes, s)
+			undo = append(undo, record.SysctlUndo{Key: s.Key, Value: cur, Set: s.Value})
 		}
 	}
 	// A key symroute set that the plan no longer has (its interface left the description) goes back to its value
-	// from before symroute.
+	// from before symroute, if it still holds symroute's value.
 	if e.rec.Applied != nil {
-		for _, prev := range e.rec.Applied.Sysctls {
-			if slices.ContainsFunc(settings, func(s plan.Sysctl) bool { return s.Key == prev.Key }) || prev.Absent {
-				continue
-			}
-			cur, exists, err := e.deps.Sysctl.Read(prev.Key)
-			if err != nil {
-				return nil, nil, fmt.Errorf("read %s: %w", prev.Key, err)
-			}
-			if !exists {
-				continue
-			}
-			undo = append(undo, record.SysctlUndo{Key: prev.Key, Value: cur})
-			if cur != prev.Original {
-				e.logf("will set %s back to %s, its value before symroute", prev.Key, prev.Original)
-				writes = append(writes, plan.Sysctl{Key: prev.Key, Value: prev.Original, Why: "restore"})
-			}
+		restore, restoreUndo, err := e.restores(e.rec.Applied.Sysctls, func(key string) bool {
+			return slices.ContainsFunc(settings, func(s plan.Sysctl) bool { return s.Key == key })
+		})
+		if err != nil {
+			return nil, nil, err
 		}
+		writes, undo = append(writes, restore...), append(undo, restoreUndo...)
 	}
 	return undo, writes, nil
+}
+
+// restores says which keys symroute set go back to their value from before symroute (all but those kept): only
+// those that still hold the value symroute set. A value set since is another program's or the administrator's,
+// and stays. It returns the writes and their undo.
+func (e *Engine) restores(set []record.Sysctl, kept func(key string) bool) ([]plan.Sysctl, []record.SysctlUndo, error) {
+	var writes []plan.Sysctl
+	var undo []record.SysctlUndo
+	for _, s := range set {
+		if s.Absent || kept(s.Key) {
+			continue
+		}
+		cur, exists, err := e.deps.Sysctl.Read(s.Key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read %s: %w", s.Key, err)
+		}
+		switch {
+		case !exists || cur == s.Original:
+			continue
+		case cur != s.Value:
+			e.logf("note: %s is %s, set since by someone else; left as it is rather than put back to %s", s.Key, cur, s.Original)
+			continue
+		}
+		e.logf("will set %s back to %s, its value before symroute", s.Key, s.Original)
+		writes = append(writes, plan.Sysctl{Key: s.Key, Value: s.Original, Why: "restore"})
+		undo = append(undo, record.SysctlUndo{Key: s.Key, Value: s.Value, Set: s.Original})
+	}
+	return writes, undo, nil
 }
 
 // setSysctls makes the target's keys take effect: symroute's keys through systemd-sysctl, as the next boot sets
@@ -420,43 +496,6 @@ func (e *Engine) checkNetworkd(ctx context.Context, keepForeign, restart bool) e
 		if err := e.deps.ManagerAvailable(ctx); err != nil {
 			return fmt.Errorf("/%s changes, and networkd reads it only when it starts, but %v, so symroute cannot restart it. Nothing was changed: write the files with symroute generate and restart systemd-networkd yourself", generator.NetworkdConfPath, err)
 		}
-	}
-	return nil
-}
-
-// staleRules are the rules the record says symroute made that the target no longer has, still in the kernel: a
-// networkd told to keep foreign rules forgets them when it restarts. Only recorded rules, never another's.
-func (e *Engine) staleRules(target record.State) ([]kernel.Rule, error) {
-	if e.rec.Applied == nil {
-		return nil, nil
-	}
-	return e.recordedRulesNotIn(e.rec.Applied.Rules, target.Rules)
-}
-
-func (e *Engine) recordedRulesNotIn(recorded, keep []record.Rule) ([]kernel.Rule, error) {
-	rules, err := e.deps.Kernel.Rules()
-	if err != nil {
-		return nil, err
-	}
-	var out []kernel.Rule
-	for _, kr := range rules {
-		r := record.Rule{Priority: kr.Priority, From: kr.From, To: kr.To, Table: kr.Table}
-		if kr.Protocol == staticProtocol && slices.Contains(recorded, r) && !slices.Contains(keep, r) {
-			out = append(out, kr)
-		}
-	}
-	return out, nil
-}
-
-// staticProtocol is RTPROT_STATIC, the protocol networkd gives the rules it configures.
-const staticProtocol = 4
-
-func (e *Engine) deleteRules(rules []kernel.Rule) error {
-	for _, kr := range rules {
-		if err := e.deps.Kernel.DeleteRule(kr); err != nil {
-			return err
-		}
-		e.logf("deleted symroute's stale rule %s", drift.RuleString(kr.Priority, kr.From, kr.To, kr.Table))
 	}
 	return nil
 }

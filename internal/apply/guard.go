@@ -18,6 +18,9 @@ type Lost struct {
 	Addresses map[string][]netip.Prefix
 	Rules     []record.Rule
 	Routes    []generator.RouteEffect
+	// Rerouted are the addresses that lose every rule selecting them as a source: replies from them leave by the
+	// main table afterwards, out of another interface, and a stateful peer drops the connections they carry.
+	Rerouted []netip.Addr
 }
 
 // Addrs lists the addresses, each once.
@@ -52,6 +55,9 @@ func (l Lost) Lines() []string {
 	}
 	for _, r := range l.Routes {
 		out = append(out, "route "+r.String())
+	}
+	for _, a := range l.Rerouted {
+		out = append(out, fmt.Sprintf("the source rule of %s: its replies leave by the main table", a))
 	}
 	return out
 }
@@ -94,6 +100,23 @@ func lost(changes []filesync.Change, files []generator.File) Lost {
 			}
 		}
 	}
+	gone := out.Addrs()
+	sources := func(rules []record.Rule) []netip.Addr {
+		var s []netip.Addr
+		for _, r := range rules {
+			if r.From.IsValid() && r.From.IsSingleIP() {
+				s = append(s, r.From.Addr())
+			}
+		}
+		return s
+	}
+	stillRouted := sources(after.Rules)
+	for _, a := range sources(out.Rules) {
+		if !slices.Contains(stillRouted, a) && !slices.Contains(gone, a) && !slices.Contains(out.Rerouted, a) {
+			out.Rerouted = append(out.Rerouted, a)
+		}
+	}
+	slices.SortFunc(out.Rerouted, func(a, b netip.Addr) int { return a.Compare(b) })
 	return out
 }
 
@@ -111,33 +134,58 @@ func dedup[T comparable](s []T) []T {
 	return out
 }
 
-// guard refuses a change that removes an address an established TCP connection uses, unless forced: the
-// operator's own SSH session is the connection most often cut. Nothing has changed when it refuses.
+// guard refuses a change that removes an address an established TCP connection uses, or the source rule its
+// replies follow, unless forced: the operator's own SSH session is the connection most often cut. Nothing has
+// changed when it refuses.
 func (e *Engine) guard(l Lost, out *Outcome) error {
-	addrs := l.Addrs()
+	addrs := append(l.Addrs(), l.Rerouted...)
 	if len(addrs) == 0 || e.deps.Connections == nil {
 		return nil
 	}
+	slices.SortFunc(addrs, func(a, b netip.Addr) int { return a.Compare(b) })
 	conns, err := e.deps.Connections(addrs)
 	if err != nil {
 		if e.opts.Force {
-			e.logf("note: could not list the connections on the addresses being removed: %v", err)
+			e.logf("note: could not list the connections on the addresses the change affects: %v", err)
 			return nil
 		}
-		return fmt.Errorf("%w: the change removes %s, and the connections using them could not be listed (%v); nothing was changed. Use symroute try, or apply --force", ErrRefused, joinAddrs(addrs), err)
+		return fmt.Errorf("%w: the change removes %s, and the connections using them could not be listed (%v); nothing was changed. Use symroute try, or --force", ErrRefused, what(l, addrs), err)
 	}
 	out.Connections = conns
 	if len(conns) == 0 {
 		return nil
 	}
 	for _, c := range conns {
-		e.logf("connection %s uses %s, which the change removes", c, c.Local.Addr())
+		if slices.Contains(l.Rerouted, c.Local.Addr()) {
+			e.logf("connection %s uses %s, whose replies the change moves to the main table", c, c.Local.Addr())
+		} else {
+			e.logf("connection %s uses %s, which the change removes", c, c.Local.Addr())
+		}
 	}
 	if e.opts.Force {
 		e.logf("going ahead: those connections will break")
 		return nil
 	}
-	return fmt.Errorf("%w: the change removes %s, which %d established connection(s) use; nothing was changed. Run symroute try to apply it and roll back unless you confirm from a working session, or apply --force to cut them", ErrRefused, joinAddrs(addrs), len(conns))
+	return fmt.Errorf("%w: the change removes %s, which %d established connection(s) use; nothing was changed. Run symroute try to apply it and roll back unless you confirm from a working session, or use --force to cut them", ErrRefused, what(l, addrs), len(conns))
+}
+
+// what names what the guard protects: addresses, and the source rules of others.
+func what(l Lost, addrs []netip.Addr) string {
+	var gone, rerouted []netip.Addr
+	for _, a := range addrs {
+		if slices.Contains(l.Rerouted, a) {
+			rerouted = append(rerouted, a)
+		} else {
+			gone = append(gone, a)
+		}
+	}
+	switch {
+	case len(rerouted) == 0:
+		return joinAddrs(gone)
+	case len(gone) == 0:
+		return "the source rules of " + joinAddrs(rerouted)
+	}
+	return joinAddrs(gone) + " and the source rules of " + joinAddrs(rerouted)
 }
 
 func joinAddrs(addrs []netip.Addr) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"sort"
 	"strings"
 
 	"github.com/symroute/symroute/generator"
@@ -16,8 +18,6 @@ import (
 type phase struct {
 	changes []filesync.Change
 	restart bool
-	// goes says the phase removes the drop-in: its restart may wait for networkd's next start.
-	goes bool
 }
 
 // phasesOf orders a change so that networkd always knows what it configured. A restart makes networkd forget
@@ -40,7 +40,7 @@ func phasesOf(changes []filesync.Change) (ps []phase, confFirst bool) {
 		return []phase{{changes: rest}}, false
 	}
 	confFirst = conf[0].Kind != filesync.Remove
-	confPhase := phase{changes: conf, restart: true, goes: !confFirst}
+	confPhase := phase{changes: conf, restart: true}
 	switch {
 	case len(rest) == 0:
 		return []phase{confPhase}, confFirst
@@ -50,39 +50,72 @@ func phasesOf(changes []filesync.Change) (ps []phase, confFirst bool) {
 	return []phase{{changes: rest}, confPhase}, false
 }
 
-// runPhases writes each phase's files and has networkd take them up; done gets every phase whose files were
-// written, for the undo.
-func (e *Engine) runPhases(ctx context.Context, ps []phase, managed []string, out *Outcome, done *[]phase) error {
+// runPhases writes each phase's files and has networkd take them up; done gets every phase before its first file
+// is written, so an undo covers a phase that failed halfway (putting back a file the phase had not reached yet
+// writes the bytes it has). A restart held back is recorded in tx, so no undo, by this run or a later one, makes
+// the restart the forward run avoided.
+func (e *Engine) runPhases(ctx context.Context, tx *record.Transaction, ps []phase, managed []string, out *Outcome, done *[]phase) error {
 	for _, ph := range ps {
-		if ph.restart && ph.goes {
-			// The drop-in goes: a restart can wait for networkd's next start, when one would fail now.
-			if hazards, err := e.restartHazards(ctx, managed); err != nil {
-				return err
-			} else if len(hazards) > 0 {
-				e.logf("note: not restarting systemd-networkd now: %s. It reads the removed /%s when it next starts", strings.Join(hazards, "; "), generator.NetworkdConfPath)
-				ph.restart = false
-				if err := filesync.Apply(e.opts.Root, ph.changes); err != nil {
-					return err
-				}
-				*done = append(*done, ph)
-				continue
-			}
-		}
-		if err := filesync.Apply(e.opts.Root, ph.changes); err != nil {
-			return err
-		}
 		*done = append(*done, ph)
-		for _, c := range ph.changes {
-			e.logf("%s /%s", c.Kind, c.Path)
-		}
-		if err := e.takeUp(ctx, changedLinks(ph.changes), ph.restart, managed, out); err != nil {
+		restarted, err := e.runPhase(ctx, ph, managed, out, func() {
+			for _, c := range ph.changes {
+				e.logf("%s /%s", c.Kind, c.Path)
+			}
+		})
+		if err != nil {
 			return err
+		}
+		if ph.restart && !restarted {
+			(*done)[len(*done)-1].restart = false
+			tx.Restart = false
+			if err := e.save(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-// invert returns the phase that undoes ph: every file as it was, and the same kind of take-up.
+// runPhase writes one phase's files and has networkd take them up. A restart waits for networkd's next start
+// where one now would fail (restartHazards): the forward run checks before anything changes where the restart
+// comes first, so this holds back the restart for a drop-in that goes, and an undo's.
+func (e *Engine) runPhase(ctx context.Context, ph phase, managed []string, out *Outcome, written func()) (restarted bool, err error) {
+	if ph.restart {
+		hazards, err := e.restartHazards(ctx, managed)
+		if err != nil {
+			return false, err
+		}
+		if len(hazards) > 0 {
+			e.logf("note: not restarting systemd-networkd now: %s. It reads /%s as it is then when it next starts", strings.Join(hazards, "; "), generator.NetworkdConfPath)
+			if err := e.writeFiles(ph.changes); err != nil {
+				return false, err
+			}
+			written()
+			return false, nil
+		}
+	}
+	if err := e.writeFiles(ph.changes); err != nil {
+		return false, err
+	}
+	written()
+	afterWrite()
+	return ph.restart, e.takeUp(ctx, changedLinks(ph.changes), ph.restart, managed, out)
+}
+
+// afterWrite runs between a phase's writes and networkd's take-up; only the integration tests' build sets it, to
+// kill the process at the one moment a test cannot reach from outside (faults.go).
+var afterWrite = func() {}
+
+// writeFiles writes a phase's files; tests put a failure in between them.
+func (e *Engine) writeFiles(changes []filesync.Change) error {
+	if e.writeHook != nil {
+		return e.writeHook(changes)
+	}
+	return filesync.Apply(e.opts.Root, changes)
+}
+
+// invert returns the phase that undoes ph: every file as it was, and the same kind of take-up (no restart where
+// the forward run held its restart back).
 func invert(ph phase) phase {
 	inv := phase{restart: ph.restart}
 	for _, c := range ph.changes {
@@ -108,8 +141,9 @@ func undoPhases(tx *record.Transaction, done []phase, known bool) []phase {
 		}
 		return out
 	}
+	// The drop-in restarts networkd only where the forward run decided it would (not for a new header alone).
 	var conf, rest phase
-	conf.restart = true
+	conf.restart = tx.Restart
 	for _, u := range tx.Undo {
 		c := filesync.Change{Kind: filesync.Remove, Path: u.Path}
 		if u.Existed {
@@ -155,13 +189,23 @@ func (e *Engine) restartHazards(ctx context.Context, candidates []string) ([]str
 	if e.deps.NetworkdVersion == nil {
 		return nil, nil
 	}
-	if v, err := e.deps.NetworkdVersion(ctx, true); err != nil || v >= firstSafeRestart {
+	// A version that cannot be read is taken for an old one: the check only ever holds a restart back.
+	if v, err := e.deps.NetworkdVersion(ctx, true); err == nil && v >= firstSafeRestart {
 		return nil, nil
 	}
 	links, err := e.managedNow(candidates, nil)
 	if err != nil {
 		return nil, err
 	}
+	// A restart configures every link networkd manages, not only symroute's.
+	if all, err := e.deps.Networkd.DescribeLinks(ctx); err == nil {
+		for _, l := range all {
+			if l.AdministrativeState != "unmanaged" && l.Name != "" && !slices.Contains(links, l.Name) {
+				links = append(links, l.Name)
+			}
+		}
+	}
+	sort.Strings(links)
 	var out []string
 	for _, name := range links {
 		index, ok, err := e.deps.Kernel.LinkIndex(name)

@@ -29,7 +29,7 @@ type Removal struct {
 // symroute, and deletes the rules the record says symroute made that networkd leaves behind. A link whose
 // addresses come from symroute's own .network file keeps them unless force: the file stays, stripped of the
 // routing, and Removal says what remains. The same transaction as apply: recorded first, undone on failure.
-func (e *Engine) Remove(ctx context.Context, force bool) (Outcome, Removal, error) {
+func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error) {
 	var out Outcome
 	rm := Removal{Kept: map[string][]netip.Prefix{}}
 	if e.rec.Pending != nil {
@@ -40,7 +40,7 @@ func (e *Engine) Remove(ctx context.Context, force bool) (Outcome, Removal, erro
 		return out, rm, err
 	}
 	target := record.State{Addresses: map[string][]netip.Prefix{}}
-	if !force {
+	if !all {
 		for i, c := range changes {
 			link, own := ownLink(c.Path)
 			if !own {
@@ -75,39 +75,30 @@ func (e *Engine) Remove(ctx context.Context, force bool) (Outcome, Removal, erro
 	if e.rec.Applied != nil {
 		prior = *e.rec.Applied
 	}
-	var sysUndo []record.SysctlUndo
-	var restore []record.Sysctl
-	for _, s := range prior.Sysctls {
-		cur, exists, err := e.deps.Sysctl.Read(s.Key)
-		if err != nil {
-			return out, rm, fmt.Errorf("read %s: %w", s.Key, err)
-		}
-		if !exists || s.Absent {
-			continue
-		}
-		sysUndo = append(sysUndo, record.SysctlUndo{Key: s.Key, Value: cur})
-		if cur != s.Original {
-			e.logf("will set %s back to %s, its value before symroute", s.Key, s.Original)
-			restore = append(restore, s)
-		}
+	restore, sysUndo, err := e.restores(prior.Sysctls, func(string) bool { return false })
+	if err != nil {
+		return out, rm, err
 	}
 	if len(prior.Sysctls) == 0 && e.rec.Applied == nil && touches(changes, generator.SysctlPath) {
 		e.logf("note: no record of the rp_filter values before symroute; they stay as they are")
 	}
-	if len(changes) == 0 && len(restore) == 0 {
+	leftover, err := e.recordedRulesNotIn(prior.Rules, nil, nil)
+	if err != nil {
+		return out, rm, err
+	}
+	if len(changes) == 0 && len(restore) == 0 && len(leftover) == 0 {
 		e.logf("nothing of symroute's is in place")
 		e.rec.Applied = nil
 		return out, rm, e.save()
 	}
 
-	before, err := e.snapshot()
-	if err != nil {
-		return out, rm, err
-	}
 	target.Transaction = newID()
 	tx := &record.Transaction{
 		ID: target.Transaction, Op: record.OpRemove, Process: e.deps.Self, Started: time.Now().UTC(),
 		Undo: undo(changes), SysctlUndo: sysUndo, Restart: restart, ConfFirst: confFirst, Target: target,
+	}
+	if err := e.recordBefore(tx); err != nil {
+		return out, rm, err
 	}
 	e.rec.Pending = tx
 	if err := e.save(); err != nil {
@@ -120,7 +111,7 @@ func (e *Engine) Remove(ctx context.Context, force bool) (Outcome, Removal, erro
 			out.Interrupted = true
 			cause = errors.New("interrupted")
 		}
-		if err := e.rollback(ctx, tx, before, done, true, &out); err != nil {
+		if err := e.rollback(ctx, tx, done, true, &out); err != nil {
 			return out, rm, errors.Join(cause, err)
 		}
 		return out, rm, cause
@@ -132,19 +123,16 @@ func (e *Engine) Remove(ctx context.Context, force bool) (Outcome, Removal, erro
 			managed = append(managed, name)
 		}
 	}
-	if err := e.runPhases(ctx, ps, managed, &out, &done); err != nil {
+	if err := e.runPhases(ctx, tx, ps, managed, &out, &done); err != nil {
 		return fail(err)
 	}
 	for _, s := range restore {
-		if err := e.deps.Sysctl.Write(s.Key, s.Original); err != nil {
+		if err := e.deps.Sysctl.Write(s.Key, s.Value); err != nil {
 			return fail(fmt.Errorf("restore %s: %w", s.Key, err))
 		}
-		e.logf("set %s back to %s", s.Key, s.Original)
+		e.logf("set %s back to %s", s.Key, s.Value)
 	}
-	leftover, err := e.recordedRulesNotIn(prior.Rules, nil)
-	if err != nil {
-		return fail(err)
-	}
+	// Listed again: networkd has removed most of them itself by now.
 	if err := e.deleteRules(leftover); err != nil {
 		return fail(err)
 	}
@@ -208,6 +196,9 @@ func linkOrPath(p string) string {
 // record; it touches no kernel, no networkd and no sysctl, and says so.
 func (e *Engine) RemoveFiles(force bool) (Removal, error) {
 	rm := Removal{Kept: map[string][]netip.Prefix{}}
+	if err := e.RecoverFiles(); err != nil {
+		return rm, err
+	}
 	changes, err := filesync.Compute(e.opts.Root, nil, generator.IsOwned, generator.OwnedGlobs)
 	if err != nil {
 		return rm, err

@@ -19,6 +19,7 @@ import (
 	"github.com/symroute/symroute/internal/lock"
 	"github.com/symroute/symroute/internal/record"
 	"github.com/symroute/symroute/internal/rootfs"
+	"github.com/symroute/symroute/internal/sysctl"
 )
 
 // session is a locked root with the engine on it, for the commands that change the host.
@@ -86,12 +87,13 @@ func (l lineWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// signalContext is cancelled by SIGINT or SIGTERM. The engine answers the cancellation by rolling back, in a
-// context of its own; until that is done, further signals are caught and only said to be ignored.
+// signalContext is cancelled by SIGINT, SIGTERM or SIGHUP (the terminal closed, often because the change cut
+// the session). The engine answers the cancellation by rolling back, in a context of its own; until that is
+// done, further signals are caught and only said to be ignored.
 func signalContext(cmd string, stderr io.Writer) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		first := true
@@ -169,12 +171,16 @@ func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err e
 
 func rolledBack(out apply.Outcome) string {
 	switch {
+	case out.Kept:
+		return "the new state is kept, as --no-rollback asks"
 	case !out.RolledBack:
 		return "nothing was changed"
+	case !out.PreviousChecked:
+		return "the previous files and values are restored"
 	case out.PreviousBack:
-		return "the previous state is restored and verified: every rule and route is as before"
+		return "the previous state is restored and verified: every rule, and every route on symroute's links and in its tables, is as before"
 	default:
-		return "the previous files are restored, but the state differs from before:\n  " + strings.Join(out.PreviousDiff, "\n  ")
+		return "the previous files and values are restored, but the routing differs from before (another program may have changed it meanwhile):\n  " + strings.Join(out.PreviousDiff, "\n  ")
 	}
 }
 
@@ -201,31 +207,22 @@ func tryCmd(args []string, stdout, stderr io.Writer) int {
 		return status
 	}
 	deadline := time.Now().Add(window)
-	out, err := s.engine.Apply(ctx, apply.Request{Plan: l.plan, Files: files, Description: l.source, Op: record.OpTry, Deadline: deadline})
-	if errors.Is(err, apply.ErrRefused) {
-		s.end()
-		return outcome("try", c.config, wait, out, err, stdout, stderr)
-	}
+	var watcher *record.Process
+	req := apply.Request{Plan: l.plan, Files: files, Description: l.source, Op: record.OpTry, Deadline: deadline,
+		Watch: func(tx *record.Transaction) (record.Process, error) {
+			p, err := startWatcher(c.root, tx.ID, tx.Deadline)
+			watcher = &p
+			return p, err
+		}}
+	out, err := s.engine.Apply(ctx, req)
 	if err != nil || !out.Verified {
+		// The run undid itself (or nothing changed); its watcher finds no try pending and ends.
 		s.end()
+		stopProcess(watcher)
 		return outcome("try", c.config, wait, out, err, stdout, stderr)
 	}
 	printResult(stdout, stderr, c.config, out.Result)
-	tx := s.engine.Record().Pending
-	watcher, err := startWatcher(c.root, tx.ID)
-	if err != nil {
-		eprintf(stderr, "symroute try: cannot start the process that rolls back at the deadline (%v); rolling back now\n", err)
-		out, err := s.engine.RollbackPending(context.Background(), tx.ID, "no watcher")
-		s.end()
-		return outcome("try", c.config, wait, out, err, stdout, stderr)
-	}
-	tx.Watcher = &watcher
-	if err := record.Save(s.root, s.engine.Record()); err != nil {
-		stopProcess(&watcher)
-		eprintf(stderr, "symroute try: %v\n", err)
-		s.end()
-		return ExitSystem
-	}
+	id := s.engine.Record().Pending.ID
 	// Let confirm, and the watcher, take the lock.
 	s.end()
 
@@ -237,8 +234,8 @@ func tryCmd(args []string, stdout, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stdout, "run symroute confirm from another shell.\n")
 	}
-	fmt.Fprintf(stdout, "Otherwise it is rolled back at %s, also if this session is cut off.\n", deadline.Format(time.TimeOnly))
-	return awaitConfirmation(ctx, c.root, tx.ID, interactive, stdout, stderr)
+	fmt.Fprintf(stdout, "Otherwise it is rolled back at %s; at once if this session is closed.\n", deadline.Format(time.TimeOnly))
+	return awaitConfirmation(ctx, c.root, id, interactive, stdout, stderr)
 }
 
 // awaitConfirmation waits until the try is confirmed (Enter here, or symroute confirm elsewhere) or rolled back
@@ -256,7 +253,7 @@ func awaitConfirmation(ctx context.Context, rootPath, id string, interactive boo
 	for {
 		select {
 		case <-enter:
-			return confirm(rootPath, stdout, stderr)
+			return confirm(rootPath, id, stdout, stderr)
 		case <-ctx.Done():
 			return rollbackTry(rootPath, id, "interrupted before confirmation", stdout, stderr)
 		case <-tick.C:
@@ -285,21 +282,14 @@ func tryState(rootPath, id string) string {
 		return "unknown"
 	case rec.Pending != nil && rec.Pending.ID == id:
 		return "pending"
-	case rec.Pending == nil && rec.Applied != nil && rec.Applied.Description != "" && confirmedID(rec) == id:
+	case rec.Pending == nil && rec.Applied != nil && rec.Applied.Transaction == id:
 		return "confirmed"
 	default:
 		return "rolled back"
 	}
 }
 
-// confirmedID is the transaction a confirmed try's state came from.
-func confirmedID(rec *record.Record) string {
-	if rec.Applied == nil {
-		return ""
-	}
-	return rec.Applied.Transaction
-}
-
+// rollbackTry rolls try id back, if it is still pending, and then stops its watcher.
 func rollbackTry(rootPath, id, reason string, stdout, stderr io.Writer) int {
 	ctx := context.Background()
 	s, status, ok := open(ctx, "try", rootPath, apply.Options{Timeout: 30 * time.Second}, false, stdout, stderr)
@@ -307,16 +297,16 @@ func rollbackTry(rootPath, id, reason string, stdout, stderr io.Writer) int {
 	if !ok {
 		return status
 	}
-	watcher := (*record.Process)(nil)
-	if p := s.engine.Record().Pending; p != nil {
+	var watcher *record.Process
+	if p := s.engine.Record().Pending; p != nil && p.ID == id {
 		watcher = p.Watcher
 	}
 	out, err := s.engine.RollbackPending(ctx, id, reason)
-	stopProcess(watcher)
 	if err != nil {
 		eprintf(stderr, "symroute try: %v\n", err)
 		return ExitSystem
 	}
+	stopProcess(watcher)
 	eprintf(stderr, "symroute try: %s\n", rolledBack(out))
 	return ExitFailed
 }
@@ -328,10 +318,11 @@ func confirmCmd(args []string, stdout, stderr io.Writer) int {
 	if status, ok := parseFlags(fs, args, stderr); !ok {
 		return status
 	}
-	return confirm(root, stdout, stderr)
+	return confirm(root, "", stdout, stderr)
 }
 
-func confirm(rootPath string, stdout, stderr io.Writer) int {
+// confirm keeps the pending try (try id, when id is given) and then stops its watcher.
+func confirm(rootPath, id string, stdout, stderr io.Writer) int {
 	r, err := rootfs.Open(rootPath)
 	if err != nil {
 		eprintf(stderr, "symroute confirm: %v\n", err)
@@ -348,7 +339,7 @@ func confirm(rootPath string, stdout, stderr io.Writer) int {
 		eprintf(stderr, "symroute confirm: %v\n", err)
 		return ExitSystem
 	}
-	watcher, err := e.Confirm()
+	watcher, err := e.Confirm(id)
 	if err != nil {
 		eprintf(stderr, "symroute confirm: %v\n", err)
 		return ExitFailed
@@ -358,9 +349,9 @@ func confirm(rootPath string, stdout, stderr io.Writer) int {
 }
 
 // startWatcher starts the process that rolls try id back at its deadline unless it is confirmed: this binary
-// again, in a session of its own, so a cut-off terminal does not take it along. Its lines go to
+// again, in a session of its own, so a closed terminal does not take it along. Its lines go to
 // run/symroute-try.log under the root.
-func startWatcher(rootPath, id string) (record.Process, error) {
+func startWatcher(rootPath, id string, deadline time.Time) (record.Process, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return record.Process{}, err
@@ -380,7 +371,7 @@ func startWatcher(rootPath, id string) (record.Process, error) {
 		return record.Process{}, err
 	}
 	defer log.Close()
-	cmd := exec.Command(self, watchCommand, "--root", rootPath, "--id", id)
+	cmd := exec.Command(self, watchCommand, "--root", rootPath, "--id", id, "--deadline", deadline.UTC().Format(time.RFC3339Nano))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -397,43 +388,97 @@ func startWatcher(rootPath, id string) (record.Process, error) {
 // watchCommand is the hidden command the watcher runs.
 const watchCommand = "__watch-try"
 
+// watchPoll is how often the watcher reads the record: to end once the try is settled, and to roll back at once
+// when the run that started it died before the try verified.
+const watchPoll = time.Second
+
+// watchTry rolls try id back at its deadline; at once when the run that started it dies before the try verified,
+// and at once on SIGTERM while the try is still pending (confirm and the run's own rollback settle the try
+// before they stop the watcher; anything else sending SIGTERM, a shutdown or the end of the login session, means
+// nobody is left to confirm). It ends as soon as the try is confirmed or rolled back.
 func watchTry(args []string, stdout, stderr io.Writer) int {
-	var root, id string
+	var root, id, until string
 	fs := pflagSet(watchCommand, stderr)
 	fs.StringVar(&root, "root", "/", "")
 	fs.StringVar(&id, "id", "", "")
+	fs.StringVar(&until, "deadline", "", "")
 	if status, ok := parseFlags(fs, args, stderr); !ok {
 		return status
 	}
-	signal.Ignore(syscall.SIGHUP)
-	r, err := rootfs.Open(root)
+	// The deadline comes on the command line too, so it holds while the record cannot be read.
+	deadline, err := time.Parse(time.RFC3339Nano, until)
 	if err != nil {
-		return ExitSystem
+		eprintf(stderr, "symroute %s: --deadline: %v\n", watchCommand, err)
+		return ExitInvalid
 	}
+	signal.Ignore(syscall.SIGHUP)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	tick := time.NewTicker(watchPoll)
+	defer tick.Stop()
+	for {
+		tx, pending := pendingTry(root, id)
+		if !pending {
+			return ExitOK // confirmed, or rolled back
+		}
+		reason := ""
+		switch {
+		case !time.Now().Before(deadline):
+			reason = "not confirmed by the deadline"
+		case tx != nil && !tx.Verified && !alive(tx.Process):
+			reason = fmt.Sprintf("the symroute try that started it (pid %d) ended before the try verified", tx.Process.PID)
+		}
+		if reason == "" {
+			select {
+			case <-term:
+				reason = "the watcher was told to stop (a shutdown, or the end of the login session) and nobody confirmed"
+			case <-tick.C:
+				continue
+			}
+		}
+		fmt.Fprintf(stdout, "%s: try %s: %s; rolling back\n", time.Now().Format(time.DateTime), id, reason)
+		// The lock may be held for a while (the try itself, rolling back on the same shutdown): keep at it while
+		// the try is pending.
+		for attempt := 0; ; attempt++ {
+			status := rollbackTry(root, id, reason, stdout, stderr)
+			if _, pending := pendingTry(root, id); !pending || attempt == watchAttempts {
+				return status
+			}
+			time.Sleep(watchPoll)
+		}
+	}
+}
+
+// watchAttempts bounds the watcher's attempts at a rollback that cannot take the lock, each waiting
+// lock.DefaultWait.
+const watchAttempts = 20
+
+// pendingTry reads, without the lock, the pending transaction if it is try id; where the record cannot be read,
+// the try counts as pending, with no transaction to look at.
+func pendingTry(rootPath, id string) (*record.Transaction, bool) {
+	r, err := rootfs.Open(rootPath)
+	if err != nil {
+		return nil, true
+	}
+	defer r.Close()
 	rec, err := record.Load(r)
-	r.Close()
-	if err != nil || rec.Pending == nil || rec.Pending.ID != id {
-		return ExitOK
+	if err != nil {
+		return nil, true
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
-	select {
-	case <-ctx.Done():
-		return ExitOK // confirmed, or rolled back by the session that started it
-	case <-time.After(time.Until(rec.Pending.Deadline)):
+	if rec.Pending == nil || rec.Pending.ID != id {
+		return nil, false
 	}
-	stop()
-	fmt.Fprintf(stdout, "%s: try %s was not confirmed by its deadline; rolling back\n", time.Now().Format(time.DateTime), id)
-	return rollbackTry(root, id, "not confirmed by the deadline", stdout, stderr)
+	return rec.Pending, true
 }
 
 func removeCmd(args []string, stdout, stderr io.Writer) int {
 	var root string
-	var force, offline bool
+	var all, force, offline bool
 	var timeout time.Duration
 	fs := pflagSet("remove", stderr)
 	fs.StringVar(&root, "root", "/", "root `directory` of the system")
-	fs.BoolVar(&force, "force", false, "also delete symroute's own .network files, and with them the addresses they give their links")
+	fs.BoolVar(&all, "all", false, "also delete symroute's own .network files, and with them the addresses they give their links")
+	fs.BoolVar(&force, "force", false, "go ahead although established connections use what the removal takes away")
 	fs.BoolVar(&offline, "offline", false, "change only the files, for an image or a chroot where networkd does not run")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
 	if status, ok := parseFlags(fs, args, stderr); !ok {
@@ -441,7 +486,7 @@ func removeCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	var rm apply.Removal
 	if offline {
-		code, ok := removeOffline(root, force, &rm, stdout, stderr)
+		code, ok := removeOffline(root, all, &rm, stdout, stderr)
 		if !ok {
 			return code
 		}
@@ -453,7 +498,7 @@ func removeCmd(args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			return status
 		}
-		out, removal, err := s.engine.Remove(ctx, force)
+		out, removal, err := s.engine.Remove(ctx, all)
 		if err != nil {
 			code := outcome("remove", "", timeout, out, err, stdout, stderr)
 			return max(code, ExitFailed)
@@ -461,7 +506,7 @@ func removeCmd(args []string, stdout, stderr io.Writer) int {
 		rm = removal
 	}
 	for link, addrs := range rm.Kept {
-		fmt.Fprintf(stdout, "kept %s's own .network file, stripped of symroute's routing: it gives %s its addresses %v, which networkd would remove with it. Move them to a .network file of your own, then run symroute remove --force\n",
+		fmt.Fprintf(stdout, "kept %s's own .network file, stripped of symroute's routing: it gives %s its addresses %v, which networkd would remove with it. Move them to a .network file of your own, then run symroute remove --all\n",
 			link, link, addrs)
 	}
 	for _, r := range rm.Remaining {
@@ -474,8 +519,56 @@ func removeCmd(args []string, stdout, stderr io.Writer) int {
 	return ExitOK
 }
 
+// recoverCmd undoes a pending transaction: what every changing command does first, on its own. With --offline
+// (the boot unit, before networkd starts) it puts the files and values back and leaves networkd to read them.
+func recoverCmd(args []string, stdout, stderr io.Writer) int {
+	var root string
+	var offline bool
+	var timeout time.Duration
+	fs := pflagSet("recover", stderr)
+	fs.StringVar(&root, "root", "/", "root `directory` of the system")
+	fs.BoolVar(&offline, "offline", false, "networkd is not running (at boot, before it starts): put the files and values back only")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	if !offline {
+		ctx, stop := signalContext("recover", stderr)
+		defer stop()
+		s, status, ok := open(ctx, "recover", root, apply.Options{Timeout: timeout}, true, stdout, stderr)
+		s.end()
+		if ok {
+			fmt.Fprintln(stdout, "symroute recover: nothing is pending")
+		}
+		return status
+	}
+	r, err := rootfs.Open(root)
+	if err != nil {
+		eprintf(stderr, "symroute recover: %v\n", err)
+		return ExitSystem
+	}
+	defer r.Close()
+	release, ok := lockRoot(context.Background(), "recover", r, lock.DefaultWait, stdout, stderr)
+	if !ok {
+		return ExitSystem
+	}
+	defer release()
+	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, Alive: alive})
+	if err == nil {
+		err = e.RecoverFiles()
+	}
+	if err != nil {
+		eprintf(stderr, "symroute recover: %v\n", err)
+		if errors.Is(err, apply.ErrTryPending) {
+			return ExitFailed
+		}
+		return ExitSystem
+	}
+	return ExitOK
+}
+
 // removeOffline takes symroute's files away under root without a networkd, a kernel or sysctls to change.
-func removeOffline(rootPath string, force bool, rm *apply.Removal, stdout, stderr io.Writer) (int, bool) {
+func removeOffline(rootPath string, all bool, rm *apply.Removal, stdout, stderr io.Writer) (int, bool) {
 	r, err := rootfs.Open(rootPath)
 	if err != nil {
 		eprintf(stderr, "symroute remove: %v\n", err)
@@ -489,7 +582,7 @@ func removeOffline(rootPath string, force bool, rm *apply.Removal, stdout, stder
 	defer release()
 	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{})
 	if err == nil {
-		*rm, err = e.RemoveFiles(force)
+		*rm, err = e.RemoveFiles(all)
 	}
 	if err != nil {
 		eprintf(stderr, "symroute remove: %v\n", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/symroute/symroute/internal/filesync"
 	"github.com/symroute/symroute/internal/lock"
 	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/record"
 	"github.com/symroute/symroute/internal/report"
 	"github.com/symroute/symroute/internal/reservations"
 	"github.com/symroute/symroute/internal/rootfs"
@@ -47,7 +48,8 @@ Usage:
   symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback] [--force]
   symroute try [-c FILE] [--root DIR] [--timeout DURATION] [--wait DURATION]
   symroute confirm [--root DIR]
-  symroute remove [--root DIR] [--force] [--offline]
+  symroute remove [--root DIR] [--all] [--force] [--offline]
+  symroute recover [--root DIR] [--offline]
   symroute verify [-c FILE] [--root DIR] [-o text|json] [--textfile PATH]
   symroute discover [--root DIR] [-o FILE]
   symroute schema
@@ -61,6 +63,7 @@ Commands:
   try           apply, then roll back unless confirmed within --timeout (default 120s)
   confirm       keep the change a try made
   remove        undo what symroute applied; links keep the addresses its files gave them
+  recover       undo a change left unfinished or unconfirmed (every command does this first; at boot, a unit)
   verify        compare the live rules, routes, rp_filter and networkd state with the description (read-only)
   discover      print a description of this host as it is now, to start from
   schema        print the description's JSON Schema
@@ -90,6 +93,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return confirmCmd(args[1:], stdout, stderr)
 	case "remove":
 		return removeCmd(args[1:], stdout, stderr)
+	case "recover":
+		return recoverCmd(args[1:], stdout, stderr)
 	case watchCommand:
 		return watchTry(args[1:], stdout, stderr)
 	case "discover":
@@ -327,6 +332,15 @@ func generate(args []string, stdout, stderr io.Writer) int {
 			return ExitSystem
 		}
 		defer release()
+		// A pending transaction's undo restores the files it recorded: files written now would be mixed into it.
+		if rec, err := record.Load(root); err != nil {
+			eprintf(stderr, "symroute generate: %v; nothing was written\n", err)
+			return ExitSystem
+		} else if tx := rec.Pending; tx != nil {
+			eprintf(stderr, "symroute generate: a symroute %s (started %s) is not finished or confirmed; nothing was written. Run symroute confirm, or wait for it to roll back, then generate again\n",
+				tx.Op, tx.Started.Local().Format(time.DateTime))
+			return ExitFailed
+		}
 	}
 	changes, err := filesync.Compute(root, files, generator.IsOwned, generator.OwnedGlobs)
 	if err != nil {

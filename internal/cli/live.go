@@ -89,7 +89,8 @@ func networkdVersion(ctx context.Context, thorough bool) (int, error) {
 	return systemd.ParseVersion(string(out))
 }
 
-// processOf names pid by its start time too, so a recorded process is not mistaken for a later one with its pid.
+// processOf names pid by its start time and the boot, so a recorded process is not mistaken for a later one with
+// its pid, in this boot or another.
 func processOf(pid int) (record.Process, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -102,10 +103,17 @@ func processOf(pid int) (record.Process, error) {
 		return record.Process{}, fmt.Errorf("short /proc/%d/stat", pid)
 	}
 	start, err := strconv.ParseUint(fields[19], 10, 64)
-	return record.Process{PID: pid, Start: start}, err
+	if err != nil {
+		return record.Process{}, err
+	}
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return record.Process{}, err
+	}
+	return record.Process{PID: pid, Start: start, BootID: strings.TrimSpace(string(boot))}, nil
 }
 
-// alive reports whether p still runs: the same pid with the same start time.
+// alive reports whether p still runs: the same pid with the same start time, in the same boot.
 func alive(p record.Process) bool {
 	now, err := processOf(p.PID)
 	return err == nil && now == p

@@ -32,7 +32,7 @@ func symrouteBinary(t *testing.T) string {
 		if binDir, binErr = os.MkdirTemp("", "symroute-bin-"); binErr != nil {
 			return
 		}
-		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, "symroute"), "../../cmd/symroute").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "symroute_faults", "-o", filepath.Join(binDir, "symroute"), "../../cmd/symroute").CombinedOutput()
 		if err != nil {
 			binErr = &buildError{err, string(out)}
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/symroute/symroute/internal/golden"
 	"github.com/symroute/symroute/internal/nettest"
 )
 
@@ -49,6 +48,7 @@ func run(t *testing.T, env []string, name string, args ...string) (string, error
 var installed = []string{
 	"/usr/bin/symroute",
 	"/usr/lib/systemd/system/symroute.service",
+	"/usr/lib/systemd/system/symroute-recover.service",
 	"/usr/lib/systemd/system/symroute-verify.service",
 	"/usr/lib/systemd/system/symroute-verify.timer",
 	"/usr/share/man/man8/symroute.8.gz",
@@ -95,7 +95,12 @@ func TestDebPackage(t *testing.T) {
 	if out, err := root.Run(nil, nil, "symroute --version && dpkg-query -W -f='${Status}' symroute"); err != nil || !strings.HasPrefix(out, "symroute ") || !strings.HasSuffix(out, "install ok installed") {
 		t.Errorf("installed: %v %s", err, out)
 	}
-	if out, err := root.Run(nil, noDesc, "dpkg --remove symroute && ! test -e /usr/bin/symroute && dpkg --purge symroute"); err != nil {
+	// The boot-time recovery is enabled with the package and disabled before it goes.
+	recoverLink := "/etc/systemd/system/sysinit.target.wants/symroute-recover.service"
+	if out, err := root.Run(nil, nil, "test -L "+recoverLink); err != nil {
+		t.Errorf("symroute-recover.service is not enabled: %v %s", err, out)
+	}
+	if out, err := root.Run(nil, noDesc, "dpkg --remove symroute && ! test -e /usr/bin/symroute && ! test -e "+recoverLink+" && dpkg --purge symroute"); err != nil {
 		t.Fatalf("remove and purge: %v\n%s", err, out)
 	}
 
@@ -116,7 +121,7 @@ func TestDebPackage(t *testing.T) {
 	if err != nil || !strings.Contains(out, "kept eth-a's own .network file") || !strings.Contains(out, "symroute remove: done") {
 		t.Fatalf("dpkg --purge: %v\n%s", err, out)
 	}
-	tree, _ := golden.ReadTree(s.Root)
+	tree := s.tree("")
 	for p, data := range tree {
 		released := strings.HasPrefix(p, "etc/systemd/network/10-symroute-") && strings.Contains(string(data), "Released by \"symroute remove\"")
 		if strings.Contains(p, "symroute") && p != "etc/symroute/host.yaml" && !released {

@@ -3,15 +3,16 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/symroute/symroute/internal/golden"
 	"github.com/symroute/symroute/internal/nettest"
 	"github.com/symroute/symroute/internal/record"
 )
@@ -19,8 +20,7 @@ import (
 // background runs symroute in the host's namespace without waiting; lines delivers its output line by line.
 func (s *site) background(args ...string) (cmd *exec.Cmd, lines <-chan string) {
 	s.t.Helper()
-	cmd = exec.Command("ip", append([]string{"netns", "exec", s.Host.Name, s.bin}, append(args, "--root", s.Root)...)...)
-	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+s.Bus.Address)
+	cmd = s.command(args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		s.t.Fatal(err)
@@ -39,6 +39,38 @@ func (s *site) background(args ...string) (cmd *exec.Cmd, lines <-chan string) {
 		close(ch)
 	}()
 	return cmd, ch
+}
+
+// command is symroute with args on the site's host, its root and its bus, not started.
+func (s *site) command(args ...string) *exec.Cmd {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", s.Host.Name, s.bin}, append(args, "--root", s.Root)...)...)
+	cmd.Env = append(os.Environ(), "DBUS_SYSTEM_BUS_ADDRESS="+s.Bus.Address)
+	return cmd
+}
+
+// ownProcess kills p when the test ends, if it still runs as the same process: a try's watcher is started by
+// the test's symroute, and a failed test must not leave it to roll back later.
+func (s *site) ownProcess(p record.Process) {
+	s.t.Cleanup(func() {
+		if startOf(p.PID) == p.Start {
+			syscall.Kill(p.PID, syscall.SIGKILL)
+		}
+	})
+}
+
+// startOf reads a process's start time, as symroute records it; 0 when it is gone.
+func startOf(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(fields[19], 10, 64)
+	return v
 }
 
 // waitLine reads lines until one contains want, and returns everything read.
@@ -114,7 +146,7 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	before, _ := golden.ReadTree(filepath.Join(s.Root, "etc/systemd"))
+	before := s.tree("etc/systemd")
 	moved := s.describe("moved.yaml", strings.Replace(twoNICDescription("loose"), hostA+"/24", "192.168.1.11/24", 1))
 
 	out := s.mustSymroute(1, "apply", "-c", moved)
@@ -123,7 +155,7 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 			t.Errorf("refused apply lacks %q:\n%s", want, out)
 		}
 	}
-	if after, _ := golden.ReadTree(filepath.Join(s.Root, "etc/systemd")); len(after) != len(before) || string(after["network/10-symroute-eth-a.network"]) != string(before["network/10-symroute-eth-a.network"]) {
+	if after := s.tree("etc/systemd"); len(after) != len(before) || string(after["network/10-symroute-eth-a.network"]) != string(before["network/10-symroute-eth-a.network"]) {
 		t.Fatal("the refused apply changed the files")
 	}
 
@@ -137,6 +169,7 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 	if watcher == nil {
 		t.Fatal("no watcher recorded for the try")
 	}
+	s.ownProcess(*watcher)
 	cmd.Process.Kill()
 	waitGone(t, watcher.PID, 30*time.Second)
 	if rec := s.loadRecord(); rec.Pending != nil {
@@ -152,6 +185,7 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 	cmd, lines = s.background("try", "-c", moved, "--timeout", "60s")
 	waitLine(t, lines, "Otherwise it is rolled back", 30*time.Second)
 	watcher = s.loadRecord().Pending.Watcher
+	s.ownProcess(*watcher)
 	s.mustSymroute(0, "confirm")
 	rest := drain(lines)
 	if err := cmd.Wait(); err != nil || !strings.Contains(rest, "confirmed") {
@@ -171,7 +205,7 @@ func TestSIGTERMMidApplyRollsBack(t *testing.T) {
 	s := newSite(t)
 	desc := s.describe("host.yaml", twoNICDescription("loose"))
 	s.mustSymroute(0, "apply", "-c", desc)
-	before, _ := golden.ReadTree(filepath.Join(s.Root, "etc/systemd"))
+	before := s.tree("etc/systemd")
 	more := s.describe("more.yaml", strings.Replace(twoNICDescription("loose"), hostA+"/24", hostA+"/24, 192.168.1.20/24", 1))
 
 	networkd := s.Networkd.Pid()
@@ -187,7 +221,7 @@ func TestSIGTERMMidApplyRollsBack(t *testing.T) {
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(rest, "interrupted") || !strings.Contains(rest, "rolling back") {
 		t.Fatalf("apply after SIGTERM: %v\n%s", err, rest)
 	}
-	after, _ := golden.ReadTree(filepath.Join(s.Root, "etc/systemd"))
+	after := s.tree("etc/systemd")
 	if len(after) != len(before) {
 		t.Errorf("files after the rollback: %v", keys(after))
 	}
@@ -203,34 +237,145 @@ func TestSIGTERMMidApplyRollsBack(t *testing.T) {
 	s.expectClient(true, "after the interrupted apply")
 }
 
-// TestKilledBetweenWritesAndReloadConverges: apply is killed after writing its files and before networkd took
-// them up (networkd is stopped, so the reload hangs); the next apply undoes the dead run, then applies and
-// verifies. Before the record, every later apply said "no file changed" and networkd kept the old files.
+// TestKilledBetweenWritesAndReloadConverges: apply dies right after renaming its files into place, before networkd
+// hears of them (the test build's SYMROUTE_FAULT kills it there, as a power cut or the OOM killer would):
+// networkd still runs the old configuration and the record is pending. The next apply undoes the dead run, then
+// applies and verifies. Before the record, every later apply said "no file changed" and networkd kept the old
+// files.
 func TestKilledBetweenWritesAndReloadConverges(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
 	desc := s.describe("host.yaml", twoNICDescription("loose"))
 	s.mustSymroute(0, "apply", "-c", desc)
+	before := s.tree("etc/systemd")
 	changed := s.describe("host.yaml", strings.Replace(twoNICDescription("loose"), hostA+"/24", hostA+"/24, 192.168.1.20/24", 1))
 
-	networkd := s.Networkd.Pid()
-	syscall.Kill(networkd, syscall.SIGSTOP)
-	cmd, lines := s.background("apply", "-c", changed)
-	waitLine(t, lines, "update /etc/systemd/network/10-symroute-eth-a.network", 30*time.Second)
-	time.Sleep(500 * time.Millisecond) // the reload is sent; networkd does not answer
-	cmd.Process.Kill()
-	cmd.Wait()
-	syscall.Kill(networkd, syscall.SIGCONT)
+	cmd := s.command("apply", "-c", changed)
+	cmd.Env = append(cmd.Env, "SYMROUTE_FAULT=die-after-write")
+	out, err := cmd.CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL && exit.ExitCode() != 137 {
+		t.Fatalf("apply was not killed after its writes: %v\n%s", err, out)
+	}
 	if s.loadRecord().Pending == nil {
 		t.Fatal("the killed run left no pending record")
 	}
-	out := s.mustSymroute(0, "apply", "-c", changed)
-	if !strings.Contains(out, "did not finish; undoing it first") || !strings.Contains(out, "symroute verify: ok") {
-		t.Errorf("apply after the killed run:\n%s", out)
+	if after := s.tree("etc/systemd"); string(after["network/10-symroute-eth-a.network"]) == string(before["network/10-symroute-eth-a.network"]) {
+		t.Fatal("the run died before writing eth-a's file; the scenario needs it written")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if addrs := s.Host.IP("-o", "-4", "addr", "show", "dev", "eth-a"); strings.Contains(addrs, "192.168.1.20") {
+		t.Fatalf("networkd took the files up, though nobody asked it to: %s", addrs)
+	}
+	got := s.mustSymroute(0, "apply", "-c", changed)
+	if !strings.Contains(got, "did not finish; undoing it first") || !strings.Contains(got, "symroute verify: ok") {
+		t.Errorf("apply after the killed run:\n%s", got)
 	}
 	if !strings.Contains(s.Host.IP("rule"), "from 192.168.1.20 lookup") {
 		t.Errorf("the change is not in place:\n%s", s.Host.IP("rule"))
 	}
+}
+
+// TestTryRollsBackWhenItsSessionEnds: a try rolls back at once, long before its deadline, when the terminal closes
+// (SIGHUP to try), when its watcher is told to stop while the try is pending (a shutdown, logind ending the
+// session), and when try is killed before the change verified; after a reboot with a try pending, recover
+// --offline puts the files back before networkd starts.
+func TestTryRollsBackWhenItsSessionEnds(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	desc := s.describe("host.yaml", twoNICDescription("loose"))
+	s.mustSymroute(0, "apply", "-c", desc)
+	before := s.tree("etc")
+	moved := s.describe("moved.yaml", strings.Replace(twoNICDescription("loose"), hostA+"/24", "192.168.1.11/24", 1))
+	restored := func(when string) {
+		t.Helper()
+		if s.loadRecord().Pending != nil {
+			t.Fatalf("%s: the try is still pending", when)
+		}
+		after := s.tree("etc")
+		for p, data := range before {
+			if string(after[p]) != string(data) {
+				t.Fatalf("%s: %s differs from before the try", when, p)
+			}
+		}
+		s.mustSymroute(0, "verify", "-c", desc)
+	}
+	startTry := func() (*exec.Cmd, <-chan string, record.Process) {
+		t.Helper()
+		cmd, lines := s.background("try", "-c", moved, "--timeout", "120s")
+		waitLine(t, lines, "Otherwise it is rolled back", 30*time.Second)
+		w := s.loadRecord().Pending.Watcher
+		if w == nil {
+			t.Fatal("no watcher recorded")
+		}
+		s.ownProcess(*w)
+		return cmd, lines, *w
+	}
+	fast := 20 * time.Second // against a deadline of 120 s
+
+	// The terminal closes.
+	cmd, lines, w := startTry()
+	cmd.Process.Signal(syscall.SIGHUP)
+	rest := drain(lines)
+	if err := cmd.Wait(); err == nil || !strings.Contains(rest, "rolling back") {
+		t.Fatalf("try after SIGHUP: %v\n%s", err, rest)
+	}
+	waitGone(t, w.PID, fast)
+	restored("after SIGHUP")
+
+	// The watcher is told to stop: a shutdown, or the end of the login session.
+	cmd, _, w = startTry()
+	syscall.Kill(w.PID, syscall.SIGTERM)
+	waitGone(t, w.PID, fast)
+	cmd.Wait()
+	restored("after SIGTERM to the watcher")
+
+	// try is killed before the change verified (networkd is stopped, so try waits on its reload).
+	networkd := s.Networkd.Pid()
+	syscall.Kill(networkd, syscall.SIGSTOP)
+	cmd, lines = s.background("try", "-c", moved, "--timeout", "120s")
+	waitLine(t, lines, "update /etc/systemd/network/10-symroute-eth-a.network", 30*time.Second)
+	wp := s.loadRecord().Pending.Watcher
+	if wp == nil {
+		t.Fatal("the try changed a file before its watcher was recorded")
+	}
+	s.ownProcess(*wp)
+	cmd.Process.Kill()
+	cmd.Wait()
+	syscall.Kill(networkd, syscall.SIGCONT)
+	waitGone(t, wp.PID, fast)
+	restored("after try was killed before verifying")
+
+	// A reboot with a try pending: its processes are gone, and networkd is not running when the boot unit runs.
+	cmd, _, w = startTry()
+	cmd.Process.Kill()
+	cmd.Wait()
+	syscall.Kill(w.PID, syscall.SIGKILL)
+	waitGone(t, w.PID, fast)
+	if s.loadRecord().Pending == nil {
+		t.Fatal("the try is not pending after its processes died")
+	}
+	s.Networkd.Stop()
+	out := s.mustSymroute(0, "recover", "--offline")
+	if !strings.Contains(out, "undoing it before networkd starts") {
+		t.Errorf("recover --offline:\n%s", out)
+	}
+	if s.loadRecord().Pending != nil {
+		t.Fatal("recover --offline left the try pending")
+	}
+	// A new boot's kernel holds nothing networkd made (networkd 252 also cannot start on some of what it made:
+	// see restartHazards).
+	for _, link := range []string{"eth-a", "eth-b"} {
+		s.Host.IP("-4", "addr", "flush", "dev", link)
+	}
+	for _, line := range strings.Split(s.Host.IP("rule"), "\n") {
+		if pref, _, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(pref, "200") {
+			s.Host.IP("rule", "del", "pref", pref)
+		}
+	}
+	s.Networkd = nettest.StartNetworkd(t, s.Host, s.Bus, s.Root)
+	s.Networkd.WaitReady(t)
+	s.Networkd.WaitConfigured(t, s.Host, 30*time.Second, "eth-a", "eth-b")
+	restored("after recover --offline and networkd's start")
 }
 
 // TestAdministratorsRuleInAGap: a rule of the administrator's between symroute's priorities, made to look like
@@ -289,7 +434,7 @@ func TestRemoveLeavesTheHostAsBefore(t *testing.T) {
 	if after := state(); after != before {
 		t.Errorf("the host differs from before symroute:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	tree, _ := golden.ReadTree(s.Root)
+	tree := s.tree("")
 	for p, data := range tree {
 		if strings.Contains(p, "symroute") && p != "etc/symroute/host.yaml" && !strings.HasPrefix(p, record.Dir) && !strings.Contains(string(data), "Released by") {
 			t.Errorf("remove left %s", p)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/symroute/symroute/internal/golden"
 	"github.com/symroute/symroute/internal/nettest"
 )
 
@@ -76,6 +77,17 @@ func (s *site) mustSymroute(want int, args ...string) string {
 		s.t.Fatalf("symroute %s exited %d, want %d:\n%s", strings.Join(args, " "), code, want, out)
 	}
 	return out
+}
+
+// tree reads every file under dir, relative to the site's root; an unreadable tree fails the test (an empty one
+// would compare equal to another empty one).
+func (s *site) tree(dir string) map[string][]byte {
+	s.t.Helper()
+	t, err := golden.ReadTree(filepath.Join(s.Root, dir))
+	if err != nil {
+		s.t.Fatalf("read %s: %v", dir, err)
+	}
+	return t
 }
 
 // clientReachesA is the user-visible question: can the LAN client use the host's first-NIC address?

@@ -106,12 +106,22 @@ type Transaction struct {
 	Watcher *Process `json:"watcher,omitempty"`
 	// Verified says the target state verified; a try waits for confirmation only then.
 	Verified bool `json:"verified,omitempty"`
+	// Existing are the target's rules that were in the kernel, alike in every part, before the transaction:
+	// another program's, or left from an earlier life. An undo never deletes them.
+	Existing []Rule `json:"existing,omitempty"`
+	// Before is the routing the transaction may touch, as it was before it: every rule, and the routes on the
+	// links it configures and in its tables, one line each. An undo, by this run or a later one, checks it.
+	Before []string `json:"before,omitempty"`
+	// BeforeOmitted says Before was too large to keep (it counts its lines): an undo cannot check it.
+	BeforeOmitted int `json:"before_omitted,omitempty"`
 }
 
-// Process names a process across pid reuse: its pid and its start time in clock ticks since boot.
+// Process names a process across pid reuse and reboots: its pid, its start time in clock ticks since boot, and
+// the boot it ran in.
 type Process struct {
-	PID   int    `json:"pid"`
-	Start uint64 `json:"start"`
+	PID    int    `json:"pid"`
+	Start  uint64 `json:"start"`
+	BootID string `json:"boot_id,omitempty"`
 }
 
 // FileUndo is a file as it was before a transaction: absent, or these bytes with this mode.
@@ -122,11 +132,12 @@ type FileUndo struct {
 	Mode    uint32 `json:"mode,omitempty"`
 }
 
-// SysctlUndo is a key's value before a transaction set it.
+// SysctlUndo is a key a transaction sets: its value before, and the value the transaction sets. An undo writes
+// Value back only while the key still holds Set; another value is another program's, and stays.
 type SysctlUndo struct {
-	Key    string `json:"key"`
-	Value  string `json:"value"`
-	Absent bool   `json:"absent,omitempty"`
+	Key   string `json:"key"`
+	Value string `json:"value"`
+	Set   string `json:"set"`
 }
 
 // Hash is a file's SHA-256, as the record stores it.

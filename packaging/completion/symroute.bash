@@ -5,7 +5,7 @@ _symroute() {
 	prev=${COMP_WORDS[COMP_CWORD-1]}
 	cmd=${COMP_WORDS[1]}
 	if [ "$COMP_CWORD" -eq 1 ]; then
-		COMPREPLY=($(compgen -W "check generate apply try confirm remove verify discover schema reservations --version --help" -- "$cur"))
+		COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify discover schema reservations --version --help" -- "$cur"))
 		return
 	fi
 	case $prev in
@@ -20,7 +20,8 @@ _symroute() {
 	apply) flags="--config --root --strict --timeout --no-rollback --force" ;;
 	try) flags="--config --root --strict --timeout --wait" ;;
 	confirm) flags="--root" ;;
-	remove) flags="--root --force --offline --timeout" ;;
+	remove) flags="--root --all --force --offline --timeout" ;;
+	recover) flags="--root --offline --timeout" ;;
 	verify) flags="--config --root --output --textfile" ;;
 	discover) flags="--root --output" ;;
 	esac

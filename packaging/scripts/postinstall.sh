@@ -12,6 +12,10 @@ case "$1" in configure|1|2) ;; *) exit 0 ;; esac
 config="${SYMROUTE_CONFIG:-/etc/symroute/host.yaml}"
 root="${SYMROUTE_ROOT:-/}"
 
+if command -v systemctl >/dev/null 2>&1; then
+	# Undoes at boot, before networkd starts, a try left unconfirmed or a run the power cut.
+	systemctl enable symroute-recover.service >/dev/null 2>&1 || true
+fi
 if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload || true
 	systemctl enable --now symroute-verify.timer || true
@@ -28,7 +32,7 @@ status=0
 /usr/bin/symroute apply -c "$config" --root "$root" $SYMROUTE_APPLY_ARGS || status=$?
 case $status in
 0) echo "symroute: applied and verified." ;;
-1) echo "symroute: $config did not verify; the previous configuration was restored (see above). Fix it, then run symroute apply." ;;
+1) echo "symroute: $config was not applied (see above: refused, did not verify, or a try is waiting); the previous configuration is in place. Run symroute apply once the cause is fixed." ;;
 2) echo "symroute: $config is invalid; nothing was changed. Fix it, then run symroute apply." ;;
 *) echo "symroute: could not apply $config (exit status $status; see above). Run symroute apply once the cause is fixed." ;;
 esac

@@ -16,7 +16,7 @@ if [ -d /run/systemd/system ]; then
 	systemctl stop symroute-verify.timer symroute-verify.service symroute.service >/dev/null 2>&1 || true
 fi
 if command -v systemctl >/dev/null 2>&1; then
-	systemctl --no-reload disable symroute-verify.timer symroute.service >/dev/null 2>&1 || true
+	systemctl --no-reload disable symroute-verify.timer symroute.service symroute-recover.service >/dev/null 2>&1 || true
 fi
 
 offline="${SYMROUTE_OFFLINE:-auto}"
@@ -28,5 +28,5 @@ set -- --root "$root"
 if /usr/bin/symroute remove "$@"; then
 	exit 0
 fi
-echo "symroute: removing its configuration failed (see above). The package stays installed: fix the cause, then remove it again (or run symroute remove --force yourself)."
+echo "symroute: removing its configuration failed (see above). The package stays installed: fix the cause, then remove it again (run symroute remove yourself to see it; --force cuts the connections it protects)."
 exit 1
