@@ -98,6 +98,8 @@ type Engine struct {
 	rec  *record.Record
 	// writeHook stands in for filesync.Apply in tests.
 	writeHook func([]filesync.Change) error
+	// quiet is defaultQuiet; a test that must see networkd's own word sets it out of reach.
+	quiet time.Duration
 }
 
 // New loads the record under opts.Root.
@@ -109,7 +111,7 @@ func New(opts Options, deps Deps) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{opts: opts, deps: deps, rec: rec}, nil
+	return &Engine{opts: opts, deps: deps, rec: rec, quiet: defaultQuiet}, nil
 }
 
 // Record returns the record as the engine holds it.

@@ -11,10 +11,10 @@ import (
 	"github.com/symroute/symroute/internal/networkd"
 )
 
-// quiet is how long a changed link may stay silent after a reload before its "configured" is believed: networkd
-// announces a reconfiguration within about 25 ms (measured on 252), and says nothing when the new file configures
-// the link as before.
-const quiet = 250 * time.Millisecond
+// defaultQuiet is how long a changed link may stay silent after a reload before its "configured" is believed:
+// networkd announces a reconfiguration within about 25 ms (measured on 252), and says nothing when the new file
+// configures the link as before.
+const defaultQuiet = 250 * time.Millisecond
 
 // errTakeUpWait marks a wait that ended without networkd configuring every link (as opposed to networkd or the
 // kernel not answering at all).
@@ -32,7 +32,7 @@ type linkWait struct {
 
 // waitLinks waits until networkd has configured every managed link, following its announcements (events) and
 // polling DescribeLink every Poll. A changed link counts only once networkd has been seen taking it up again
-// (right after a reload, DescribeLink may still report the old "configured"), or has stayed quiet past quiet. After
+// (right after a reload, DescribeLink may still report the old "configured"), or has stayed quiet past e.quiet. After
 // a restart every link starts over, and DescribeLink tells the truth. A missing link is named at once and not
 // waited for; a link that fails, or is not configured by the deadline, is an error. One line per state change.
 func (e *Engine) waitLinks(ctx context.Context, events <-chan networkd.LinkEvent, changed map[string]bool, managed []string, restarted bool) error {
@@ -88,7 +88,7 @@ func (e *Engine) waitLinks(ctx context.Context, events <-chan networkd.LinkEvent
 		switch {
 		case l.drop:
 			l.done = l.state == "unmanaged" || l.state == "linger"
-		case l.state == "configured" && (!needsWork(l) || l.active || time.Since(start) > quiet):
+		case l.state == "configured" && (!needsWork(l) || l.active || time.Since(start) > e.quiet):
 			l.done = true
 		}
 	}
