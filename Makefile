@@ -2,7 +2,7 @@
 # they run the real systemd-networkd in network namespaces (`make deps` installs what they need on Debian).
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/symroute/symroute/internal/cli.Version=$(VERSION)
+LDFLAGS := -X github.com/symroute/symroute/internal/orchestration/cli.Version=$(VERSION)
 DEMO    ?= examples/two-nic.yaml
 
 NFPM_VERSION ?= v2.43.0
@@ -18,7 +18,7 @@ build:
 # The main job end to end: a throwaway topology in network namespaces shows the asymmetric failure, then
 # `symroute apply` on the shipped example against the real systemd-networkd fixes it and `symroute verify` passes.
 demo: build deps
-	@$(GO) run ./internal/demo --symroute ./symroute --example $(DEMO)
+	@$(GO) run ./internal/tools/demo --symroute ./symroute --example $(DEMO)
 
 # Debian packages the tests and the demo use (systemd-networkd, D-Bus, iproute2, nftables).
 deps:
@@ -45,7 +45,7 @@ test: vet deps
 FUZZTIME      ?= 1m
 TEST_FUZZTIME ?= 10s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/spec/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/core/description/
 	$(GO) test -run '^$$' -fuzz '^FuzzPipeline$$' -fuzztime $(FUZZTIME) ./generator/
 
 # Rewrite golden files from the current code; review with git diff.

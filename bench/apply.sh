@@ -10,4 +10,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s build deps
 command -v ping >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iputils-ping >/dev/null; }
-exec go run ./internal/benchapply --symroute ./symroute "$@"
+exec go run ./internal/tools/benchapply --symroute ./symroute "$@"

@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 make -s build deps
-exec go run ./internal/benchverify --symroute ./symroute "$@"
+exec go run ./internal/tools/benchverify --symroute ./symroute "$@"

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/symroute/symroute/generator"
-	"github.com/symroute/symroute/internal/plan"
-	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/plan"
 )
 
 // benchDescription is the host bench/generate.sh uses: n interfaces with 8 addresses and a gateway each.
@@ -35,7 +35,7 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Run(fmt.Sprintf("interfaces=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				h, rep := spec.Parse(src)
+				h, rep := description.Parse(src)
 				if rep.HasErrors(false) {
 					b.Fatal(rep.Entries)
 				}

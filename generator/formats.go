@@ -9,7 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v4"
 
-	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/core/plan"
 )
 
 // Format is how generate delivers the files: written under a root, or as a provisioning document that writes

@@ -16,9 +16,9 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/symroute/symroute/generator"
-	"github.com/symroute/symroute/internal/golden"
-	"github.com/symroute/symroute/internal/plan"
-	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/tools/golden"
 )
 
 // validCases renders every valid golden case's files, as generate does.
@@ -35,7 +35,7 @@ func validCases(t *testing.T) map[string][]generator.File {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h, rep := spec.Parse(data)
+		h, rep := description.Parse(data)
 		p, planRep := plan.Build(h)
 		rep.Merge(planRep)
 		files, genRep, err := generator.Generate(p, generator.Options{Source: "input.yaml", Root: os.DirFS(filepath.Join(dir, "root"))})

@@ -14,8 +14,8 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/symroute/symroute/generator"
-	"github.com/symroute/symroute/internal/plan"
-	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/plan"
 )
 
 // fuzzRoot is a system with the files the golden drop-in cases extend, so drop-in mode renders too.
@@ -39,7 +39,7 @@ func FuzzPipeline(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		h, rep := spec.Parse(data)
+		h, rep := description.Parse(data)
 		if rep.HasErrors(false) {
 			return
 		}

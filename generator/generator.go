@@ -13,10 +13,10 @@ import (
 	"text/template"
 	"unicode/utf8"
 
-	"github.com/symroute/symroute/internal/networkfiles"
-	"github.com/symroute/symroute/internal/plan"
-	"github.com/symroute/symroute/internal/report"
-	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/networkfiles"
+	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/templates"
 )
 
@@ -115,7 +115,7 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 		link := networkfiles.Link{Name: ifc.Name, PermanentMAC: ifc.PermanentMAC}
 		first, found := networkfiles.FirstMatch(existing, link)
 		switch ifc.Mode {
-		case spec.ModeOwn:
+		case description.ModeOwn:
 			own := OwnNetworkPath(ifc.Name)
 			if found && first.Name < path.Base(own) {
 				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
@@ -125,7 +125,7 @@ func Generate(p *plan.Plan, opts Options) ([]File, report.Report, error) {
 			}
 			g.render(own, "network.tmpl", view)
 			g.last().Interface, g.last().Configures = ifc.Name, "/"+own
-		case spec.ModeDropIn:
+		case description.ModeDropIn:
 			if !found {
 				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
 					"no .network file under %s matches %s, so there is nothing to add a drop-in to; set mode: own to let symroute write the link's file",

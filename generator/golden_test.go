@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/symroute/symroute/internal/cli"
-	"github.com/symroute/symroute/internal/golden"
+	"github.com/symroute/symroute/internal/orchestration/cli"
+	"github.com/symroute/symroute/internal/tools/golden"
 )
 
 // TestGolden runs `symroute check` and `symroute generate` on every golden/<case>/input.yaml as a user would,

@@ -9,17 +9,17 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/symroute/symroute/generator"
-	"github.com/symroute/symroute/internal/plan"
-	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/plan"
 )
 
-// hostileCases are the costliest descriptions of at most spec.MaxSize bytes constructed so far, accepted or
+// hostileCases are the costliest descriptions of at most description.MaxSize bytes constructed so far, accepted or
 // refused. Each must cost symroute a small multiple of what the YAML library alone takes to read the same bytes.
 func hostileCases() map[string][]byte {
 	fill := func(head, item, tail string) []byte {
 		var b strings.Builder
 		b.WriteString(head)
-		for i := 0; b.Len()+len(item)+len(tail)+16 < spec.MaxSize; i++ {
+		for i := 0; b.Len()+len(item)+len(tail)+16 < description.MaxSize; i++ {
 			fmt.Fprintf(&b, item, i/65536%256, i/256%256, i%256)
 		}
 		b.WriteString(tail)
@@ -32,7 +32,7 @@ func hostileCases() map[string][]byte {
 		// running out of priorities for each one past the range.
 		"shared-subnet": fill("version: 1\ninterfaces:\n", "  - {name: e%d.%d.%d, addresses: [10.0.0.1/8]}\n", ""),
 		// An unknown key as long as the cap allows.
-		"long-key": []byte("version: 1\n" + strings.Repeat("k", spec.MaxSize-64) + ": 1\ninterfaces: []\n"),
+		"long-key": []byte("version: 1\n" + strings.Repeat("k", description.MaxSize-64) + ": 1\ninterfaces: []\n"),
 		// Aliases standing for more than the description holds: refused.
 		"alias-expansion": fill("version: 1\nx: &a [", "10.%d.%d.%d/32, ", "1.1.1.1/32]\ninterfaces:\n"+strings.Repeat("  - {name: e, addresses: *a}\n", 60)),
 		// Nesting as deep as the YAML library allows.
@@ -46,7 +46,7 @@ func hostileCases() map[string][]byte {
 				fmt.Fprintf(&b, "\"2001:db8::ffff:%d/%d\", ", bits, bits)
 			}
 			b.WriteString("\"2001:db8::1/128\"]\n  - name: eb\n    addresses: [")
-			for i := 2; b.Len() < spec.MaxSize-64; i++ {
+			for i := 2; b.Len() < description.MaxSize-64; i++ {
 				fmt.Fprintf(&b, "\"2001:db8::1:%x/128\", ", i)
 			}
 			b.WriteString("\"2001:db8::2:1/128\"]\n")
@@ -66,7 +66,7 @@ func BenchmarkHostile(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(src)))
 			for b.Loop() {
-				h, rep := spec.Parse(src)
+				h, rep := description.Parse(src)
 				rep.Write(io.Discard, "host.yaml", false) // printing every problem is part of the cost
 				if rep.HasErrors(false) {
 					continue
@@ -94,7 +94,7 @@ func BenchmarkHostile(b *testing.B) {
 // TestHostileCasesFitTheCap keeps the benchmark honest: every case is within the size symroute reads.
 func TestHostileCasesFitTheCap(t *testing.T) {
 	for name, src := range hostileCases() {
-		if len(src) > spec.MaxSize {
+		if len(src) > description.MaxSize {
 			t.Errorf("%s is %d bytes, over the cap", name, len(src))
 		}
 	}

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/symroute/symroute/internal/record"
+	"github.com/symroute/symroute/internal/core/record"
 )
 
 // Effects is what one of symroute's networkd files makes networkd configure: the link's addresses, the rules and

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/symroute/symroute/internal/record"
+	"github.com/symroute/symroute/internal/core/record"
 )
 
 const ownFile = HeaderPrefix + ` from host.yaml.

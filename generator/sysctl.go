@@ -8,11 +8,11 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/symroute/symroute/internal/confdirs"
-	"github.com/symroute/symroute/internal/ifname"
-	"github.com/symroute/symroute/internal/plan"
-	"github.com/symroute/symroute/internal/report"
-	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/internal/core/confdirs"
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/ifname"
+	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/report"
 )
 
 // SysctlDirs are systemd-sysctl's directories in precedence order: a file name in an earlier one masks the same
@@ -83,7 +83,7 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 	return nil
 }
 
-func warnAt(r *report.Report, h *spec.Host, p report.Path, format string, args ...any) {
+func warnAt(r *report.Report, h *description.Host, p report.Path, format string, args ...any) {
 	r.Add(report.Warning, p, h.Pos(p), format, args...)
 }
 

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/symroute/symroute/internal/ifname"
-	"github.com/symroute/symroute/internal/plan"
+	"github.com/symroute/symroute/internal/core/ifname"
+	"github.com/symroute/symroute/internal/core/plan"
 )
 
 // The second wall. Validation refuses every value that is unsafe for the files it reaches; this checks the

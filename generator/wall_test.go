@@ -5,10 +5,10 @@ import (
 	"testing"
 	"testing/fstest"
 
-	_ "github.com/symroute/symroute/internal/golden"
-	"github.com/symroute/symroute/internal/plan"
-	"github.com/symroute/symroute/internal/report"
-	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/report"
+	_ "github.com/symroute/symroute/internal/tools/golden"
 )
 
 const head = HeaderPrefix + " from host.yaml.\n# Do not edit.\n"
@@ -78,7 +78,7 @@ func TestDescriptionLabel(t *testing.T) {
 // TestDropInRefusesUnsafeTargetNames: the .network file a drop-in extends names the drop-in's directory and
 // appears in its comments; a name with a line break is refused, not written.
 func TestDropInRefusesUnsafeTargetNames(t *testing.T) {
-	h, rep := spec.Parse([]byte("version: 1\ninterfaces:\n  - name: eth1\n    mode: drop-in\n    addresses: [10.0.0.1/24]\n"))
+	h, rep := description.Parse([]byte("version: 1\ninterfaces:\n  - name: eth1\n    mode: drop-in\n    addresses: [10.0.0.1/24]\n"))
 	p, planRep := plan.Build(h)
 	rep.Merge(planRep)
 	if rep.HasErrors(false) {

@@ -1,5 +1,5 @@
 // Package schemas holds the JSON Schema of each host description version, printed by `symroute schema` for
-// editors and CI linters. The parser in internal/spec is the authority; a test keeps the two in step.
+// editors and CI linters. The parser in internal/core/description is the authority; a test keeps the two in step.
 package schemas
 
 import _ "embed"

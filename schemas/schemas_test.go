@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	_ "github.com/symroute/symroute/internal/golden"
-	"github.com/symroute/symroute/internal/reservations"
-	"github.com/symroute/symroute/internal/spec"
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/reservations"
+	_ "github.com/symroute/symroute/internal/tools/golden"
 )
 
 type schemaNode struct {
@@ -42,7 +42,7 @@ var allowed = regexp.MustCompile(`(?:allowed here: |the keys allowed here are )(
 // list its error gives the user.
 func parserKeys(t *testing.T, doc string) []string {
 	t.Helper()
-	_, rep := spec.Parse([]byte(doc))
+	_, rep := description.Parse([]byte(doc))
 	for _, e := range rep.Entries {
 		if m := allowed.FindStringSubmatch(e.Message); m != nil {
 			return strings.Split(strings.TrimSuffix(m[1], ")"), ", ")

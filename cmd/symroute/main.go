@@ -5,7 +5,7 @@ package main
 import (
 	"os"
 
-	"github.com/symroute/symroute/internal/cli"
+	"github.com/symroute/symroute/internal/orchestration/cli"
 )
 
 func main() {

@@ -1,0 +1,231 @@
+package description
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v4"
+
+	"github.com/symroute/symroute/internal/core/report"
+)
+
+// decoder walks the YAML node tree by hand rather than unmarshalling into structs, so that every value keeps its
+// line and column and every problem is reported, not only the first one the YAML library would stop at.
+type decoder struct {
+	r   report.Report
+	pos map[string]report.Pos
+	// broke holds every path at or above an error, so broken is a lookup rather than a scan of the report.
+	broke map[string]bool
+}
+
+// broken reports whether any error was recorded at p or below it, so later checks can skip values that failed
+// to parse instead of piling consequential errors on top.
+func (d *decoder) broken(p report.Path) bool { return d.broke[p.String()] }
+
+// field is one key a mapping may hold and what to do with its value.
+type field struct {
+	key    string
+	decode func(n *yaml.Node, p report.Path)
+}
+
+func posOf(n *yaml.Node) report.Pos { return report.Pos{Line: n.Line, Column: n.Column} }
+
+func (d *decoder) errorf(n *yaml.Node, p report.Path, format string, args ...any) {
+	d.errorAt(p, posOf(n), format, args...)
+}
+
+func (d *decoder) errorAt(p report.Path, pos report.Pos, format string, args ...any) {
+	d.r.Add(report.Error, p, pos, format, args...)
+	for i := len(p); i >= 0; i-- {
+		d.broke[p[:i].String()] = true
+	}
+}
+
+// resolve follows YAML aliases (*anchor) to the node they name.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// mapping decodes n as a mapping whose keys must be among fields; it reports unknown keys and records the
+// position of every value. It returns false when n is not a mapping at all.
+func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, p, "must be a mapping of keys to values, not %s", describe(n))
+		return false
+	}
+	known := make(map[string]field, len(fields))
+	for _, f := range fields {
+		known[f.key] = f
+	}
+	seen := map[string]*yaml.Node{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k, p, "has %s as a key; keys are plain words such as name or addresses", describe(k))
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			// YAML forbids it, and the library would keep the last value without a word.
+			d.errorf(k, p.Key(k.Value), "appears twice in this mapping (first at line %d); keep one", first.Line)
+			continue
+		}
+		seen[k.Value] = k
+		f, ok := known[k.Value]
+		if !ok {
+			if near := nearest(k.Value, fields); near != "" {
+				d.errorf(k, p.Key(k.Value), "unknown key %s; did you mean %q? (allowed here: %s)", report.Quote(k.Value), near, keyList(fields))
+			} else {
+				d.errorf(k, p.Key(k.Value), "unknown key %s; the keys allowed here are %s", report.Quote(k.Value), keyList(fields))
+			}
+			continue
+		}
+		d.pos[p.Key(k.Value).String()] = posOf(v)
+		f.decode(v, p.Key(k.Value))
+	}
+	return true
+}
+
+func keyList(fields []field) string {
+	keys := make([]string, len(fields))
+	for i, f := range fields {
+		keys[i] = f.key
+	}
+	sort.Strings(keys)
+	return strings.Join(keys, ", ")
+}
+
+// nearest returns the allowed key closest to a mistyped one, if it is within two edits. A key much longer than
+// every allowed one cannot be within two edits, and is not measured: the cost stays bounded whatever its length.
+func nearest(key string, fields []field) string {
+	best, bestDist := "", 3
+	for _, f := range fields {
+		if len(key) > len(f.key)+2 {
+			continue
+		}
+		if d := editDistance(key, f.key); d < bestDist {
+			best, bestDist = f.key, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// describe names a node's kind for messages about wrong types.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return "an empty value"
+		}
+		return report.Quote(n.Value)
+	}
+	return "this"
+}
+
+// sequence decodes n as a list, calling each for every element with its path.
+func (d *decoder) sequence(n *yaml.Node, p report.Path, each func(n *yaml.Node, p report.Path)) {
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n, p, "must be a list (for example [a, b] or lines starting with \"- \"), not %s", describe(n))
+		return
+	}
+	for i, e := range n.Content {
+		e = resolve(e)
+		d.pos[p.Key(i).String()] = posOf(e)
+		each(e, p.Key(i))
+	}
+}
+
+// scalar returns n's text if it is a non-empty scalar.
+func (d *decoder) scalar(n *yaml.Node, p report.Path, what string) (string, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Value == "" {
+		d.errorf(n, p, "must be %s, not %s", what, describe(n))
+		return "", false
+	}
+	return n.Value, true
+}
+
+// uint32Value decodes an integer in [lo, hi].
+func (d *decoder) uint32Value(n *yaml.Node, p report.Path, lo, hi uint32) (uint32, bool) {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		d.errorf(n, p, "must be a whole number from %d to %d, not %s", lo, hi, describe(n))
+		return 0, false
+	}
+	var v int64
+	if err := n.Decode(&v); err != nil || v < int64(lo) || v > int64(hi) {
+		why := ""
+		if hi == MaxPriority && err == nil && v > int64(hi) {
+			why = ": the kernel's \"from all lookup main\" rule sits at 32766, and a rule after it never sees a reply main can route"
+		}
+		shown := n.Value // an integer's digits; quoted and shortened only when long
+		if len(shown) > 20 {
+			shown = report.Quote(shown)
+		}
+		d.errorf(n, p, "must be a whole number from %d to %d, not %s%s", lo, hi, shown, why)
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+func (d *decoder) boolValue(n *yaml.Node, p report.Path) (bool, bool) {
+	var b bool
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
+		d.errorf(n, p, "must be true or false, not %s", describe(n))
+		return false, false
+	}
+	return b, true
+}
+
+// syntaxError turns the YAML library's error into a report entry at the position it names. A reader error (the
+// library's own check of the bytes) has no position; badByte has refused those before the library reads.
+func syntaxError(err error) report.Report {
+	var r report.Report
+	var le *yaml.LoadError
+	pos := report.Pos{Line: 1, Column: 1}
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if errors.As(err, &le) {
+		msg = le.Message
+		if le.Mark.Line > 0 {
+			pos = report.Pos{Line: le.Mark.Line, Column: max(le.Mark.Column, 1)}
+		}
+		// "while parsing a flow sequence" and its start say which bracket or quote was left open.
+		if c := le.ContextMark; le.ContextMsg != "" && c.Line > 0 && (c.Line != le.Mark.Line || c.Column != le.Mark.Column) {
+			msg += fmt.Sprintf(" (%s that starts at line %d, column %d)", strings.TrimPrefix(le.ContextMsg, "while parsing "), c.Line, c.Column)
+		}
+	}
+	r.Add(report.Error, nil, pos, "the file is not valid YAML: %s; fix the syntax first", report.Printable(msg))
+	return r
+}
+
+// maxUint32 is the largest table id and rule priority the kernel accepts.
+const maxUint32 = math.MaxUint32

@@ -1,0 +1,164 @@
+package description
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/symroute/symroute/internal/core/report"
+	_ "github.com/symroute/symroute/internal/tools/golden"
+)
+
+// where renders an entry as "line:col path severity", the parts a user navigates by.
+func where(e report.Entry) string {
+	return fmt.Sprintf("%d:%d %s %s", e.Pos.Line, e.Pos.Column, e.Path, e.Severity)
+}
+
+// TestReportLines asserts the line, column and path of each problem, for problems found while decoding and for
+// problems found by cross-checks after it, in one run.
+func TestReportLines(t *testing.T) {
+	src := `version: 1
+cluster_cidrs: [10.244.0.1/16]
+interfaces:
+  - name: eth-a
+    addresses: [192.168.1.10/24]
+    gateway: 192.168.9.1
+    default_route: true
+  - name: eth-b
+    addresses:
+      - 10.0.0.1/24
+      - 192.168.1.10/24
+    default_route: true
+    bogus: 1
+`
+	_, rep := Parse([]byte(src))
+	var got []string
+	for _, e := range rep.Entries {
+		got = append(got, where(e))
+	}
+	want := []string{
+		"2:17 cluster_cidrs[0] error",             // host bits set
+		"13:5 interfaces[1].bogus error",          // unknown key
+		"6:14 interfaces[0].gateway error",        // outside the subnet
+		"11:9 interfaces[1].addresses[1] error",   // duplicate address
+		"12:20 interfaces[1].default_route error", // second default route
+		"12:20 interfaces[1].default_route error", // ... with no gateway
+		"11:9 interfaces[1].addresses[1] warning", // overlapping subnet
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("entries:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestParseValid(t *testing.T) {
+	src := `version: 1
+cni: [Calico]
+cluster_cidrs: [10.244.0.0/16, "fd00::/64"]
+table_range: {min: 5000000, max: 5000999}
+rp_filter_all: off
+interfaces:
+  - name: eth-a
+    match: {permanent_mac: "02:00:00:AA:BB:01"}
+    mode: drop-in
+    addresses: [192.168.1.10/24, 2001:db8::10/64]
+    gateway: 192.168.1.1
+    gateway6: fe80::1
+    default_route: true
+    table: 7
+    priority: 30
+    rp_filter: strict
+`
+	h, rep := Parse([]byte(src))
+	if len(rep.Entries) != 0 {
+		t.Fatalf("unexpected problems: %+v", rep.Entries)
+	}
+	ifc := h.Interfaces[0]
+	checks := map[string][2]any{
+		"component":     {h.Components[0].Name, "calico"},
+		"cluster cidrs": {len(h.ClusterCIDRs), 2},
+		"table range":   {h.Tables.String(), "5000000-5000999"},
+		"rp_filter_all": {*h.RPFilterAll, RPFilterOff},
+		"mac":           {ifc.PermanentMAC.String(), "02:00:00:aa:bb:01"},
+		"mode":          {ifc.Mode, ModeDropIn},
+		"address":       {ifc.Addresses[1], netip.MustParsePrefix("2001:db8::10/64")},
+		"gateway6":      {ifc.Gateway6, netip.MustParseAddr("fe80::1")},
+		"default route": {ifc.DefaultRoute, true},
+		"table":         {*ifc.Table, uint32(7)},
+		"priority":      {*ifc.Priority, uint32(30)},
+		"rp_filter":     {ifc.RPFilter, RPFilterStrict},
+		"default prio":  {h.Priorities.String(), "20000-29999"},
+	}
+	for name, c := range checks {
+		if c[0] != c[1] {
+			t.Errorf("%s: got %v, want %v", name, c[0], c[1])
+		}
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	h, rep := Parse([]byte("version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1/24]}]\n"))
+	if rep.HasErrors(true) {
+		t.Fatalf("%+v", rep.Entries)
+	}
+	if ifc := h.Interfaces[0]; ifc.Mode != ModeOwn || ifc.RPFilter != RPFilterLoose || ifc.Table != nil || ifc.Priority != nil {
+		t.Errorf("defaults: %+v", ifc)
+	}
+}
+
+// TestAnchorsResolve: YAML anchors are a common way to share an address list; they must decode like the
+// written-out value.
+func TestAnchorsResolve(t *testing.T) {
+	src := "version: 1\nx-gw: &gw 10.0.0.254\ninterfaces: [{name: eth0, addresses: [10.0.0.1/24], gateway: *gw}]\n"
+	_, rep := Parse([]byte(src))
+	// x-gw itself is an unknown key: anchors must live under a known key or not at all.
+	if len(rep.Entries) != 1 || rep.Entries[0].Path.String() != "x-gw" {
+		t.Fatalf("%+v", rep.Entries)
+	}
+	src = "version: 1\ninterfaces:\n  - &a {name: eth0, addresses: [10.0.0.1/24], gateway: 10.0.0.254}\n  - {name: eth1, addresses: [10.0.1.1/24]}\n"
+	h, rep := Parse([]byte(src))
+	if rep.HasErrors(false) || h.Interfaces[0].Gateway.String() != "10.0.0.254" {
+		t.Fatalf("%+v", rep.Entries)
+	}
+}
+
+func TestNearestKey(t *testing.T) {
+	fields := []field{{key: "addresses"}, {key: "gateway"}, {key: "gateway6"}, {key: "name"}}
+	for in, want := range map[string]string{"address": "addresses", "gatway": "gateway", "nmae": "name", "colour": ""} {
+		if got := nearest(in, fields); got != want {
+			t.Errorf("nearest(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestOverlapWarnings: each overlapping pair of subnets is reported once, at the later interface, whichever of
+// the two is the wider; subnets within one interface are not compared.
+func TestOverlapWarnings(t *testing.T) {
+	src := `version: 1
+interfaces:
+  - name: a
+    addresses: [10.0.0.1/24, 10.0.0.2/24, 10.0.0.3/25]
+  - name: b
+    addresses: [10.0.0.10/16, 10.0.0.11/16, 192.168.0.1/24]
+  - name: c
+    addresses: [192.168.0.130/25, 2001:db8::1/64]
+  - name: d
+    addresses: [2001:db8::2/48]
+`
+	_, rep := Parse([]byte(src))
+	var got []string
+	for _, e := range rep.Entries {
+		got = append(got, e.Path.String()+" "+strings.SplitN(e.Message, ": traffic", 2)[0])
+	}
+	want := []string{
+		"interfaces[1].addresses[0] subnet 10.0.0.0/16 overlaps a's 10.0.0.0/24",
+		"interfaces[1].addresses[0] subnet 10.0.0.0/16 overlaps a's 10.0.0.0/25",
+		"interfaces[2].addresses[0] subnet 192.168.0.128/25 overlaps b's 192.168.0.0/24",
+		"interfaces[3].addresses[0] subnet 2001:db8::/48 overlaps c's 2001:db8::/64",
+	}
+	slices.Sort(got)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

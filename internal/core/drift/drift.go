@@ -1,0 +1,388 @@
+// Package drift compares the plan with a snapshot of the live state and names every difference: a rule missing,
+// a table emptied, a foreign rule at one of symroute's priorities, a probe answered by the wrong table, an
+// rp_filter that is not in effect, a link configured by another file. It is pure: the snapshot is gathered
+// elsewhere (internal/state).
+package drift
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/core/report"
+	"github.com/symroute/symroute/internal/core/reservations"
+	"github.com/symroute/symroute/internal/edges/kernel"
+)
+
+// Snapshot is the live state verify compares with the plan.
+type Snapshot struct {
+	Rules []kernel.Rule
+	// Routes holds the routes of each table symroute owns, and of main.
+	Routes map[uint32][]kernel.Route
+	// Links maps link names to indexes.
+	Links map[string]int
+	// RPFilter holds net.ipv4.conf.all.rp_filter under "all" and each interface's value under its name.
+	RPFilter map[string]int
+	// NetworkFiles maps a link name to the .network file networkd applied to it, and LinkStates to its
+	// administrative state; both nil when networkd did not answer, so the checks are skipped rather than failed.
+	NetworkFiles map[string]string
+	LinkStates   map[string]string
+	Probes       []ProbeResult
+	// Notes say what could not be read, such as networkd not answering.
+	Notes []string
+}
+
+// Kind classifies a finding; the names are stable, for -o json and metrics.
+type Kind string
+
+const (
+	RuleMissing     Kind = "rule_missing"
+	RuleForeign     Kind = "rule_foreign"
+	RouteMissing    Kind = "route_missing"
+	RouteUnexpected Kind = "route_unexpected"
+	TableEmpty      Kind = "table_empty"
+	ProbeWrong      Kind = "probe_wrong_path"
+	RPFilterWrong   Kind = "rp_filter"
+	NetworkFile     Kind = "network_file"
+	LinkMissing     Kind = "link_missing"
+	// RuleStale is a rule the record says symroute made that the plan no longer has; apply deletes it.
+	RuleStale Kind = "rule_stale"
+	// LinkNotConfigured is a link networkd has not (or not yet) configured.
+	LinkNotConfigured Kind = "link_not_configured"
+)
+
+// Kinds lists every kind, for metrics.
+var Kinds = []Kind{RuleMissing, RuleForeign, RuleStale, RouteMissing, RouteUnexpected, TableEmpty, ProbeWrong, RPFilterWrong, NetworkFile, LinkMissing, LinkNotConfigured}
+
+// Expect is what the comparison needs beside the plan.
+type Expect struct {
+	// NetworkFiles maps each link symroute configures (the interfaces, and lo for the cluster rules) to the
+	// .network file networkd should apply to it.
+	NetworkFiles map[string]string
+	// Recorded is what the record says symroute has in place: a rule it lists is symroute's, any other is
+	// someone else's. Nil when there is no record.
+	Recorded *record.State
+}
+
+// Finding is one difference between the plan and the live state.
+type Finding struct {
+	Kind      Kind   `json:"kind"`
+	Interface string `json:"interface,omitempty"`
+	Message   string `json:"message"`
+	// Path, Line and Column say where the description asks for what drifted.
+	Path   string `json:"path,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
+}
+
+// Result is what verify found and how much it checked.
+type Result struct {
+	Findings []Finding `json:"findings"`
+	Checked  struct {
+		Rules    int  `json:"rules"`
+		Routes   int  `json:"routes"`
+		Probes   int  `json:"probes"`
+		Links    int  `json:"links"`
+		Sysctls  int  `json:"sysctls"`
+		Networkd bool `json:"networkd"`
+	} `json:"checked"`
+	// Notes say what could not be checked and why.
+	Notes []string `json:"notes,omitempty"`
+	// Interfaces are the interfaces checked, by name.
+	Interfaces []string `json:"interfaces"`
+}
+
+// OK reports whether nothing drifted.
+func (r Result) OK() bool { return len(r.Findings) == 0 }
+
+// Compare checks snap against p.
+func Compare(p *plan.Plan, snap Snapshot, expect Expect) Result {
+	c := &comparer{p: p, snap: snap, recorded: expect.Recorded}
+	c.rules()
+	c.routes()
+	c.probes()
+	c.rpFilter()
+	c.networkFiles(expect.NetworkFiles)
+	c.res.Notes = append(c.res.Notes, snap.Notes...)
+	for _, ifc := range p.Interfaces {
+		c.res.Interfaces = append(c.res.Interfaces, ifc.Name)
+	}
+	return c.res
+}
+
+type comparer struct {
+	p        *plan.Plan
+	snap     Snapshot
+	recorded *record.State
+	res      Result
+}
+
+func (c *comparer) add(kind Kind, ifname string, origin report.Path, format string, args ...any) {
+	f := Finding{Kind: kind, Interface: ifname, Message: fmt.Sprintf(format, args...)}
+	if origin != nil {
+		pos := c.p.Host.Pos(origin)
+		f.Path, f.Line, f.Column = origin.String(), pos.Line, pos.Column
+	}
+	c.res.Findings = append(c.res.Findings, f)
+}
+
+// RuleString renders a rule as `ip rule` would.
+func RuleString(prio uint32, from, to netip.Prefix, table uint32) string {
+	sel := "from all"
+	if from.IsValid() {
+		sel = "from " + hostOrPrefix(from)
+	}
+	if to.IsValid() {
+		sel += " to " + hostOrPrefix(to)
+	}
+	t := fmt.Sprint(table)
+	if table == plan.MainTable {
+		t = "main"
+	}
+	return fmt.Sprintf("%d: %s lookup %s", prio, sel, t)
+}
+
+func hostOrPrefix(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+type ruleKey struct {
+	prio, table uint32
+	from, to    netip.Prefix
+}
+
+func (c *comparer) rules() {
+	ours := map[uint32]string{}
+	want := map[ruleKey]plan.Rule{}
+	owner := map[ruleKey]string{}
+	for _, r := range c.p.ClusterRules {
+		ours[r.Priority] = "the cluster_cidrs rules"
+		want[ruleKey{r.Priority, r.Table, r.From, r.To}] = r
+	}
+	for _, ifc := range c.p.Interfaces {
+		ours[ifc.Priority] = ifc.Name + "'s rules"
+		for _, r := range ifc.Rules {
+			k := ruleKey{r.Priority, r.Table, r.From, r.To}
+			want[k], owner[k] = r, ifc.Name
+		}
+	}
+	got := map[ruleKey]bool{}
+	for _, kr := range c.snap.Rules {
+		k := ruleKey{kr.Priority, kr.Table, kr.From, kr.To}
+		_, atOurs := ours[kr.Priority]
+		inRange := c.p.Host.Priorities.Contains(kr.Priority)
+		if !atOurs && !inRange {
+			continue
+		}
+		got[k] = true
+		if _, planned := want[k]; planned {
+			continue
+		}
+		rule := RuleString(kr.Priority, kr.From, kr.To, kr.Table)
+		switch {
+		case c.recorded.OwnsRule(record.Rule{Priority: kr.Priority, From: kr.From, To: kr.To, Table: kr.Table}):
+			c.add(RuleStale, "", nil, "rule %s is symroute's but no longer in the plan; the next apply deletes it", rule)
+		case atOurs:
+			c.add(RuleForeign, "", nil, "rule %s takes priority %d, which symroute uses for %s, and comes before or after them at random; it is not symroute's, so move it to a free priority (a gap of priority_range, or outside it)",
+				rule, kr.Priority, ours[kr.Priority])
+		default:
+			c.res.Notes = append(c.res.Notes, fmt.Sprintf("rule %s sits in priority_range %s between symroute's rules; it is not symroute's, and symroute leaves it alone", rule, c.p.Host.Priorities))
+		}
+	}
+	keys := make([]ruleKey, 0, len(want))
+	for k := range want {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return ruleLess(keys[i], keys[j]) })
+	for _, k := range keys {
+		c.res.Checked.Rules++
+		if !got[k] {
+			r := want[k]
+			c.add(RuleMissing, owner[k], r.Origin, "rule %s is missing", RuleString(r.Priority, r.From, r.To, r.Table))
+		}
+	}
+}
+
+func ruleLess(a, b ruleKey) bool {
+	if a.prio != b.prio {
+		return a.prio < b.prio
+	}
+	if a.from != b.from {
+		return a.from.String() < b.from.String()
+	}
+	return a.to.String() < b.to.String()
+}
+
+// RouteString renders a route as `ip route` would.
+func RouteString(dst netip.Prefix, gw netip.Addr, table uint32) string {
+	s := "default"
+	if dst.IsValid() {
+		s = dst.String()
+	}
+	if gw.IsValid() {
+		s += " via " + gw.String()
+	}
+	return fmt.Sprintf("%s table %d", s, table)
+}
+
+type routeKey struct {
+	dst netip.Prefix
+	gw  netip.Addr
+}
+
+func (c *comparer) routes() {
+	for _, ifc := range c.p.Interfaces {
+		index, linked := c.snap.Links[ifc.Name]
+		c.res.Checked.Links++
+		if !linked {
+			c.add(LinkMissing, ifc.Name, report.Path{"interfaces", ifc.Position, "name"}, "link %s does not exist", ifc.Name)
+			continue
+		}
+		live := c.snap.Routes[ifc.Table]
+		if len(live) == 0 && len(ifc.TableRoutes) > 0 {
+			c.add(TableEmpty, ifc.Name, report.Path{"interfaces", ifc.Position}, "table %d (%s) is empty%s", ifc.Table, ifc.TableName, claimedBy(c.p.Host, ifc.Table))
+			c.res.Checked.Routes += len(ifc.TableRoutes)
+			continue
+		}
+		got := map[routeKey]kernel.Route{}
+		for _, r := range live {
+			got[routeKey{r.Destination, r.Gateway}] = r
+		}
+		want := map[routeKey]bool{}
+		for _, r := range ifc.TableRoutes {
+			c.res.Checked.Routes++
+			k := routeKey{r.Destination, r.Gateway}
+			want[k] = true
+			lr, ok := got[k]
+			switch {
+			case !ok:
+				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s is missing", RouteString(r.Destination, r.Gateway, r.Table))
+			case lr.LinkIndex != index:
+				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s leaves by link %d, not %s", RouteString(r.Destination, r.Gateway, r.Table), lr.LinkIndex, ifc.Name)
+			}
+		}
+		for _, r := range live {
+			if !want[routeKey{r.Destination, r.Gateway}] {
+				c.add(RouteUnexpected, ifc.Name, nil, "route %s is in symroute's table but not in the plan", RouteString(r.Destination, r.Gateway, ifc.Table))
+			}
+		}
+	}
+}
+
+// claimedBy names the components whose claims include table, declared ones first: the likeliest culprits for an
+// emptied table.
+func claimedBy(h *description.Host, table uint32) string {
+	var names []string
+	declared := map[string]bool{}
+	for _, c := range h.Components {
+		declared[c.Name] = true
+	}
+	for _, c := range reservations.Components {
+		for _, cl := range c.Tables {
+			if cl.Contains(table) {
+				label := c.Name
+				if declared[c.Name] {
+					label += " (declared)"
+				}
+				names = append(names, label)
+			}
+		}
+	}
+	if len(names) == 0 {
+		return ""
+	}
+	return "; it lies in the claim of " + strings.Join(names, ", ")
+}
+
+func (c *comparer) probes() {
+	for _, pr := range c.snap.Probes {
+		c.res.Checked.Probes++
+		ifc := c.p.Interfaces[pr.Position]
+		what := fmt.Sprintf("a reply from %s to %s (%s)", pr.Src, pr.Dst, pr.Why)
+		switch {
+		case pr.Err != "":
+			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s: the kernel gave no route: %s", what, pr.Err)
+		case pr.Answer.Table != ifc.Table || pr.Answer.LinkIndex != c.snap.Links[ifc.Name]:
+			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s would leave by %s through table %d, not by %s through %s (%d)",
+				what, c.linkName(pr.Answer.LinkIndex), pr.Answer.Table, ifc.Name, ifc.TableName, ifc.Table)
+		}
+	}
+}
+
+func (c *comparer) linkName(index int) string {
+	for name, i := range c.snap.Links {
+		if i == index {
+			return name
+		}
+	}
+	return fmt.Sprintf("link %d", index)
+}
+
+func (c *comparer) rpFilter() {
+	if c.snap.RPFilter == nil {
+		return
+	}
+	all, allKnown := c.snap.RPFilter["all"]
+	for _, ifc := range c.p.Interfaces {
+		v, ok := c.snap.RPFilter[ifc.Name]
+		if !ok || !allKnown {
+			continue // the link is missing, reported above
+		}
+		c.res.Checked.Sysctls++
+		effective := max(all, v)
+		want := int(ifc.RPFilter)
+		if c.p.Host.RPFilterAll != nil {
+			want = max(want, int(*c.p.Host.RPFilterAll))
+		}
+		if effective != want {
+			c.add(RPFilterWrong, ifc.Name, report.Path{"interfaces", ifc.Position, "rp_filter"}, "effective rp_filter of %s is %s (the larger of all=%d and %s=%d), want %s",
+				ifc.Name, description.RPFilter(effective), all, ifc.Name, v, description.RPFilter(want))
+		}
+	}
+}
+
+func (c *comparer) networkFiles(expected map[string]string) {
+	if c.snap.NetworkFiles == nil {
+		return
+	}
+	c.res.Checked.Networkd = true
+	origin := func(name string) report.Path {
+		for _, ifc := range c.p.Interfaces {
+			if ifc.Name == name {
+				return report.Path{"interfaces", ifc.Position, "mode"}
+			}
+		}
+		return report.Path{"cluster_cidrs"} // lo, which carries the cluster rules
+	}
+	for _, name := range sortedNames(expected) {
+		want := expected[name]
+		got, linked := c.snap.NetworkFiles[name]
+		if !linked {
+			continue
+		}
+		switch state := c.snap.LinkStates[name]; {
+		case got == "":
+			c.add(NetworkFile, name, origin(name), "networkd does not manage %s; expected it to apply %s", name, want)
+		case got != want:
+			c.add(NetworkFile, name, origin(name), "networkd configured %s with %s, not %s", name, got, want)
+		case state != "" && state != "configured":
+			c.add(LinkNotConfigured, name, origin(name), "networkd has not configured %s: it is %s", name, state)
+		}
+	}
+}
+
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,164 @@
+package drift
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/edges/kernel"
+	_ "github.com/symroute/symroute/internal/tools/golden"
+)
+
+const twoNIC = `version: 1
+cni: [calico]
+cluster_cidrs: [10.244.0.0/16]
+interfaces:
+  - name: eth-a
+    addresses: [192.168.1.10/24]
+    gateway: 192.168.1.1
+  - name: eth-b
+    addresses: [10.0.0.1/24]
+    gateway: 10.0.0.254
+    rp_filter: strict
+`
+
+func testPlan(t *testing.T) *plan.Plan {
+	t.Helper()
+	h, rep := description.Parse([]byte(twoNIC))
+	if rep.HasErrors(false) {
+		t.Fatal(rep.Entries)
+	}
+	p, rep := plan.Build(h)
+	if rep.HasErrors(false) {
+		t.Fatal(rep.Entries)
+	}
+	return p
+}
+
+var pfx = netip.MustParsePrefix
+var addr = netip.MustParseAddr
+
+// healthy is the snapshot of a host where everything holds.
+func healthy(p *plan.Plan) Snapshot {
+	s := Snapshot{
+		Routes:       map[uint32][]kernel.Route{},
+		Links:        map[string]int{"eth-a": 2, "eth-b": 3},
+		RPFilter:     map[string]int{"all": 0, "eth-a": 2, "eth-b": 1},
+		NetworkFiles: map[string]string{"eth-a": "/etc/systemd/network/10-symroute-eth-a.network", "eth-b": "/etc/systemd/network/10-symroute-eth-b.network"},
+	}
+	for _, r := range p.ClusterRules {
+		s.Rules = append(s.Rules, kernel.Rule{Priority: r.Priority, To: r.To, Table: r.Table, Protocol: 4})
+	}
+	for _, ifc := range p.Interfaces {
+		for _, r := range ifc.Rules {
+			s.Rules = append(s.Rules, kernel.Rule{Priority: r.Priority, From: r.From, Table: r.Table, Protocol: 4})
+		}
+		for _, r := range ifc.TableRoutes {
+			s.Routes[ifc.Table] = append(s.Routes[ifc.Table], kernel.Route{Destination: r.Destination, Gateway: r.Gateway, Table: r.Table, LinkIndex: s.Links[ifc.Name]})
+		}
+	}
+	for _, pr := range Probes(p) {
+		ifc := p.Interfaces[pr.Position]
+		s.Probes = append(s.Probes, ProbeResult{Probe: pr, Answer: kernel.RouteAnswer{LinkIndex: s.Links[ifc.Name], Table: ifc.Table}})
+	}
+	return s
+}
+
+func expected(s Snapshot) Expect { return Expect{NetworkFiles: s.NetworkFiles} }
+
+func TestHealthyHostHasNoFindings(t *testing.T) {
+	p := testPlan(t)
+	s := healthy(p)
+	res := Compare(p, s, expected(s))
+	if !res.OK() {
+		t.Fatalf("findings on a healthy host: %+v", res.Findings)
+	}
+	if res.Checked.Rules != 3 || res.Checked.Routes != 4 || res.Checked.Probes != len(s.Probes) || res.Checked.Sysctls != 2 || !res.Checked.Networkd {
+		t.Errorf("checked: %+v", res.Checked)
+	}
+}
+
+// TestEachDriftIsNamed breaks one thing at a time and expects exactly one finding of the right kind, naming it.
+func TestEachDriftIsNamed(t *testing.T) {
+	p := testPlan(t)
+	files := expected(healthy(p))
+	for _, c := range []struct {
+		name   string
+		break_ func(*Snapshot)
+		kind   Kind
+		text   string
+		line   int
+	}{
+		{"rule deleted", func(s *Snapshot) { s.Rules = s.Rules[1:] }, RuleMissing, "rule 20000: from all to 10.244.0.0/16 lookup main is missing", 3},
+		{"foreign rule at our priority", func(s *Snapshot) {
+			s.Rules = append(s.Rules, kernel.Rule{Priority: 20010, From: pfx("192.168.1.99/32"), Table: 7})
+		}, RuleForeign, "rule 20010: from 192.168.1.99 lookup 7 takes priority 20010, which symroute uses for eth-a's rules", 0},
+		{"table flushed", func(s *Snapshot) { s.Routes[1000001] = nil }, TableEmpty, "table 1000001 (symroute-eth-b) is empty", 8},
+		{"route on the wrong link", func(s *Snapshot) { s.Routes[1000000][1].LinkIndex = 3 }, RouteMissing, "route default via 192.168.1.1 table 1000000 leaves by link 3, not eth-a", 5},
+		{"route added by someone", func(s *Snapshot) {
+			s.Routes[1000000] = append(s.Routes[1000000], kernel.Route{Destination: pfx("203.0.113.0/24"), Gateway: addr("192.168.1.1"), LinkIndex: 2})
+		}, RouteUnexpected, "route 203.0.113.0/24 via 192.168.1.1 table 1000000 is in symroute's table but not in the plan", 0},
+		{"link gone", func(s *Snapshot) {
+			delete(s.Links, "eth-b")
+			delete(s.RPFilter, "eth-b")
+			delete(s.NetworkFiles, "eth-b")
+			s.Probes = s.Probes[:len(s.Probes)/2]
+		}, LinkMissing, "link eth-b does not exist", 8},
+		{"asymmetric answer", func(s *Snapshot) { s.Probes[0].Answer = kernel.RouteAnswer{LinkIndex: 3, Table: 254} }, ProbeWrong, "would leave by eth-b through table 254, not by eth-a through symroute-eth-a (1000000)", 6},
+		{"rp_filter outranked by all", func(s *Snapshot) { s.RPFilter["all"] = 2 }, RPFilterWrong, "effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict", 11},
+		{"another file won", func(s *Snapshot) { s.NetworkFiles["eth-a"] = "/run/systemd/network/10-netplan-eth-a.network" }, NetworkFile, "networkd configured eth-a with /run/systemd/network/10-netplan-eth-a.network", 5},
+		{"unmanaged", func(s *Snapshot) { s.NetworkFiles["eth-b"] = "" }, NetworkFile, "networkd does not manage eth-b", 8},
+		{"not configured", func(s *Snapshot) { s.LinkStates = map[string]string{"eth-a": "configuring"} }, LinkNotConfigured, "networkd has not configured eth-a: it is configuring", 5},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := healthy(p)
+			c.break_(&s)
+			res := Compare(p, s, files)
+			if len(res.Findings) != 1 {
+				t.Fatalf("%d findings, want 1: %+v", len(res.Findings), res.Findings)
+			}
+			f := res.Findings[0]
+			if f.Kind != c.kind || !strings.Contains(f.Message, c.text) || f.Line != c.line {
+				t.Errorf("finding %+v\nwant kind %s, line %d, text %q", f, c.kind, c.line, c.text)
+			}
+		})
+	}
+}
+
+// TestRulesInTheRange: in priority_range, a rule the record says is symroute's is stale (apply deletes it), and
+// anyone else's rule in a gap between symroute's priorities is fine and noted, never a finding.
+func TestRulesInTheRange(t *testing.T) {
+	p := testPlan(t)
+	stale := kernel.Rule{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002, Protocol: 4}
+	admin := kernel.Rule{Priority: 20015, From: pfx("10.9.9.9/32"), Table: 77}
+	s := healthy(p)
+	s.Rules = append(s.Rules, stale, admin)
+	rec := &record.State{Rules: []record.Rule{{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002}}}
+	res := Compare(p, s, Expect{NetworkFiles: s.NetworkFiles, Recorded: rec})
+	if len(res.Findings) != 1 || res.Findings[0].Kind != RuleStale || !strings.Contains(res.Findings[0].Message, "20030: from 10.9.0.1 lookup 1000002") {
+		t.Errorf("findings: %+v", res.Findings)
+	}
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "20015: from 10.9.9.9 lookup 77 sits in priority_range") {
+		t.Errorf("notes: %q", res.Notes)
+	}
+	// Without the record the same rule is someone else's: a note, not a finding.
+	res = Compare(p, s, expected(s))
+	if len(res.Findings) != 0 || len(res.Notes) != 2 {
+		t.Errorf("without a record: findings %+v, notes %q", res.Findings, res.Notes)
+	}
+}
+
+func TestProbes(t *testing.T) {
+	p := testPlan(t)
+	var got []string
+	for _, pr := range Probes(p) {
+		got = append(got, pr.Src.String()+">"+pr.Dst.String())
+	}
+	want := "192.168.1.10>198.51.100.1 192.168.1.10>10.0.0.2 10.0.0.1>198.51.100.1 10.0.0.1>192.168.1.1"
+	if strings.Join(got, " ") != want {
+		t.Errorf("probes %v, want %s", got, want)
+	}
+}

@@ -1,0 +1,151 @@
+package plan
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/report"
+	"github.com/symroute/symroute/internal/core/reservations"
+)
+
+// allocator chooses tables and priorities by position, so appending an interface never renumbers another:
+//
+//	table of interfaces[i]          = table_range.min + i
+//	rule priority of interfaces[i]  = priority_range.min + 10 x (i + 1)
+//	priority of the cluster rules   = priority_range.min, ahead of every source rule
+//
+// A pinned value replaces the allocated one for that interface and must not collide with anything.
+type allocator struct {
+	h *description.Host
+	r *report.Report
+}
+
+func (a *allocator) errorf(p report.Path, format string, args ...any) {
+	a.r.Add(report.Error, p, a.h.Pos(p), format, args...)
+}
+
+// explain describes the claims a value falls into, and lists the ways out that the claiming components offer.
+func explain(cs []reservations.Conflict, what string) (claims string, moves []string) {
+	var parts []string
+	for _, c := range cs {
+		parts = append(parts, c.Describe(what))
+		if c.Component.MoveClaim != "" {
+			moves = append(moves, c.Component.MoveClaim)
+		}
+	}
+	return strings.Join(parts, "; "), moves
+}
+
+// ways joins remedies into "a, b, or c".
+func ways(options ...string) string {
+	switch len(options) {
+	case 1:
+		return options[0]
+	case 2:
+		return options[0] + " or " + options[1]
+	}
+	return strings.Join(options[:len(options)-1], ", ") + ", or " + options[len(options)-1]
+}
+
+func (a *allocator) checkRanges() {
+	if cs := reservations.TableConflicts(a.h.Components, a.h.Tables); len(cs) > 0 {
+		claims, moves := explain(cs, "tables")
+		a.errorf(report.Path{"table_range"}, "%s overlaps what others claim: %s. %s",
+			a.h.Tables, claims, ways(append([]string{fmt.Sprintf("Move table_range clear of them (the default %s avoids every known claim)", reservations.DefaultTables)}, moves...)...))
+	}
+	if cs := reservations.PriorityConflicts(a.h.Components, a.h.Priorities); len(cs) > 0 {
+		claims, moves := explain(cs, "priorities")
+		a.errorf(report.Path{"priority_range"}, "%s overlaps what others claim: %s. %s",
+			a.h.Priorities, claims, ways(append([]string{fmt.Sprintf("Move priority_range clear of them (the default %s avoids every known claim)", reservations.DefaultPriorities)}, moves...)...))
+	}
+}
+
+func (a *allocator) table(i int) (uint32, string) {
+	ifc := a.h.Interfaces[i]
+	if ifc.Table != nil {
+		return *ifc.Table, fmt.Sprintf("pinned by interfaces[%d].table", i)
+	}
+	t := uint64(a.h.Tables.Min) + uint64(i)
+	if t > uint64(a.h.Tables.Max) {
+		a.errorf(report.Path{"interfaces", i}, "table_range %s has no table left for interface %d; widen table_range or pin table: for it", a.h.Tables, i)
+		return 0, ""
+	}
+	return uint32(t), fmt.Sprintf("table_range.min %d + position %d", a.h.Tables.Min, i)
+}
+
+func (a *allocator) priority(i int) (uint32, string) {
+	ifc := a.h.Interfaces[i]
+	if ifc.Priority != nil {
+		return *ifc.Priority, fmt.Sprintf("pinned by interfaces[%d].priority", i)
+	}
+	pr := uint64(a.h.Priorities.Min) + PriorityStep*uint64(i+1)
+	if pr > uint64(a.h.Priorities.Max) {
+		a.errorf(report.Path{"interfaces", i}, "priority_range %s has no priority left for interface %d (each takes a step of %d); widen priority_range or pin priority: for it",
+			a.h.Priorities, i, PriorityStep)
+		return 0, ""
+	}
+	return uint32(pr), fmt.Sprintf("priority_range.min %d + %d x (position %d + 1)", a.h.Priorities.Min, PriorityStep, i)
+}
+
+// checkCollisions refuses pinned values that land on the kernel's ids, a declared component's claim, another
+// interface's value, or, for priorities, at or ahead of the cluster rules they must follow.
+func (a *allocator) checkCollisions(p *Plan) {
+	tables := map[uint32]int{}
+	prios := map[uint32]int{}
+	for i, ifc := range p.Interfaces {
+		if ifc.Table != 0 {
+			tp := report.Path{"interfaces", i, "table"}
+			if ifc.Interface.Table != nil {
+				if cs := reservations.TableConflicts(a.h.Components, reservations.Range{Min: ifc.Table, Max: ifc.Table}); len(cs) > 0 {
+					claims, moves := explain(cs, "tables")
+					a.errorf(tp, "table %d is taken: %s. %s", ifc.Table, claims,
+						ways(append([]string{"Pick a table outside it", fmt.Sprintf("remove table: to let symroute allocate one from table_range %s", a.h.Tables)}, moves...)...))
+				}
+			}
+			if j, dup := tables[ifc.Table]; dup {
+				// Report at the pinned value: that is the one the user can change.
+				at, with := pinnedSide(i, j, ifc.Interface.Table != nil)
+				a.errorf(report.Path{"interfaces", at, "table"}, "table %d is also %s's table; give each interface its own table", ifc.Table, label(p, with))
+			} else {
+				tables[ifc.Table] = i
+			}
+		}
+		if ifc.Priority != 0 {
+			pp := report.Path{"interfaces", i, "priority"}
+			if ifc.Interface.Priority != nil {
+				if cs := reservations.PriorityConflicts(a.h.Components, reservations.Range{Min: ifc.Priority, Max: ifc.Priority}); len(cs) > 0 {
+					claims, moves := explain(cs, "priorities")
+					a.errorf(pp, "priority %d is taken: %s. %s", ifc.Priority, claims,
+						ways(append([]string{"Pick a priority outside it", fmt.Sprintf("remove priority: to let symroute allocate one from priority_range %s", a.h.Priorities)}, moves...)...))
+				}
+				if len(p.ClusterRules) > 0 && ifc.Priority <= p.ClusterPriority {
+					a.errorf(pp, "priority %d is not after the cluster_cidrs rules at %d; those must come first so replies to pods keep using main, so pin a priority above %d",
+						ifc.Priority, p.ClusterPriority, p.ClusterPriority)
+				}
+			}
+			if j, dup := prios[ifc.Priority]; dup {
+				at, with := pinnedSide(i, j, ifc.Interface.Priority != nil)
+				a.errorf(report.Path{"interfaces", at, "priority"}, "priority %d is also %s's rule priority; give each interface its own", ifc.Priority, label(p, with))
+			} else {
+				prios[ifc.Priority] = i
+			}
+		}
+	}
+}
+
+// pinnedSide picks which of two colliding interfaces to report: i when its value is pinned, else j (whose value
+// then must be the pinned one, since allocated values never collide with each other).
+func pinnedSide(i, j int, iPinned bool) (at, with int) {
+	if iPinned {
+		return i, j
+	}
+	return j, i
+}
+
+func label(p *Plan, i int) string {
+	if name := p.Interfaces[i].Name; name != "" {
+		return name
+	}
+	return fmt.Sprintf("interfaces[%d]", i)
+}

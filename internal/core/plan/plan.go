@@ -1,0 +1,199 @@
+// Package plan turns a validated host description into the routing state symroute wants: a table per interface
+// holding its subnets and gateway, a "from <address>" rule per address, "to <cluster CIDR> lookup main" rules
+// ahead of them, and the rp_filter sysctls. It is pure and deterministic: the same description always gives the
+// same plan, and appending an interface never renumbers the others.
+package plan
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/ifname"
+	"github.com/symroute/symroute/internal/core/report"
+)
+
+// MainTable is the kernel's main routing table (RT_TABLE_MAIN).
+const MainTable = 254
+
+// PriorityStep separates consecutive interfaces' rule priorities, leaving room for an administrator's own rules
+// between them (the gap tailscale leaves between its rules, for the same reason).
+const PriorityStep = 10
+
+// TablePrefix names symroute's tables in rt_tables.d, so `ip rule` shows symroute-eth1 rather than a number.
+const TablePrefix = "symroute-"
+
+// Rule is one routing-policy rule: exactly one of From and To is set.
+type Rule struct {
+	Priority uint32
+	From, To netip.Prefix
+	Table    uint32
+	// Origin is where the rule comes from in the description, so drift can be reported against a YAML line.
+	Origin report.Path
+}
+
+// Is6 reports whether the rule is an IPv6 rule.
+func (r Rule) Is6() bool {
+	if r.From.IsValid() {
+		return r.From.Addr().Is6()
+	}
+	return r.To.Addr().Is6()
+}
+
+// Route is one route. A route without a Gateway is on-link (the interface's subnet); a route with a Gateway and
+// no Destination is the default route.
+type Route struct {
+	Destination netip.Prefix
+	Gateway     netip.Addr
+	Table       uint32
+}
+
+// Is6 reports whether the route is an IPv6 route.
+func (r Route) Is6() bool {
+	if r.Destination.IsValid() {
+		return r.Destination.Addr().Is6()
+	}
+	return r.Gateway.Is6()
+}
+
+// Interface is the plan for one interface.
+type Interface struct {
+	description.Interface
+	// Position is the interface's index in the description; allocation is by position.
+	Position    int
+	Table       uint32
+	TableName   string
+	TableWhy    string
+	Priority    uint32
+	PriorityWhy string
+	// TableRoutes go into the interface's own table; MainRoutes into main (own mode's default route).
+	TableRoutes []Route
+	MainRoutes  []Route
+	Rules       []Rule
+}
+
+// Sysctl is one kernel parameter to set, with the reason shown in the generated file.
+type Sysctl struct {
+	Key, Value, Why string
+}
+
+// Plan is the whole wanted state.
+type Plan struct {
+	Host            *description.Host
+	ClusterPriority uint32
+	ClusterRules    []Rule
+	Interfaces      []Interface
+	Sysctls         []Sysctl
+	// KeepForeign: a component is declared, so networkd must leave other programs' rules and routes alone.
+	KeepForeign bool
+}
+
+// CheckRanges reports where h's table_range and priority_range overlap the kernel's or a declared component's
+// claims. Build does it too; it is exported for a description with other errors, whose plan cannot be built but
+// whose ranges can still be checked, so one run reports every problem.
+func CheckRanges(h *description.Host) report.Report {
+	var r report.Report
+	a := allocator{h: h, r: &r}
+	a.checkRanges()
+	return r
+}
+
+// Build plans h. The report holds allocation problems (ranges or pinned values colliding with each other, the
+// kernel, or a declared component); the plan is usable only when it has no errors.
+func Build(h *description.Host) (*Plan, report.Report) {
+	var r report.Report
+	p := &Plan{Host: h, ClusterPriority: h.Priorities.Min, KeepForeign: len(h.Components) > 0}
+	a := allocator{h: h, r: &r}
+	a.checkRanges()
+
+	for i, c := range h.ClusterCIDRs {
+		p.ClusterRules = append(p.ClusterRules, Rule{Priority: p.ClusterPriority, To: c, Table: MainTable, Origin: report.Path{"cluster_cidrs", i}})
+	}
+	for i, ifc := range h.Interfaces {
+		pi := Interface{Interface: ifc, Position: i, TableName: TablePrefix + ifc.Name}
+		pi.Table, pi.TableWhy = a.table(i)
+		pi.Priority, pi.PriorityWhy = a.priority(i)
+		pi.TableRoutes = tableRoutes(ifc, pi.Table)
+		if ifc.DefaultRoute && ifc.Mode == description.ModeOwn {
+			for _, gw := range []netip.Addr{ifc.Gateway, ifc.Gateway6} {
+				if gw.IsValid() {
+					pi.MainRoutes = append(pi.MainRoutes, Route{Gateway: gw, Table: MainTable})
+				}
+			}
+		}
+		for j, addr := range ifc.Addresses {
+			pi.Rules = append(pi.Rules, Rule{
+				Priority: pi.Priority,
+				From:     netip.PrefixFrom(addr.Addr(), addr.Addr().BitLen()),
+				Table:    pi.Table,
+				Origin:   report.Path{"interfaces", i, "addresses", j},
+			})
+		}
+		p.Interfaces = append(p.Interfaces, pi)
+	}
+	a.checkCollisions(p)
+	p.Sysctls = sysctls(h)
+	return p, r
+}
+
+// tableRoutes are the routes of an interface's table: each distinct subnet on-link, then the default route via
+// the gateway, IPv4 before IPv6.
+func tableRoutes(ifc description.Interface, table uint32) []Route {
+	var routes []Route
+	for _, v6 := range []bool{false, true} {
+		seen := map[netip.Prefix]bool{}
+		for _, a := range ifc.Addresses {
+			subnet := a.Masked()
+			// A /32 or /128 has no subnet to reach on-link; its traffic goes through the gateway.
+			if a.Addr().Is6() != v6 || a.IsSingleIP() || seen[subnet] {
+				continue
+			}
+			seen[subnet] = true
+			routes = append(routes, Route{Destination: subnet, Table: table})
+		}
+		gw := ifc.Gateway
+		if v6 {
+			gw = ifc.Gateway6
+		}
+		if gw.IsValid() {
+			routes = append(routes, Route{Gateway: gw, Table: table})
+		}
+	}
+	return routes
+}
+
+// sysctls sets rp_filter per interface by name, never by wildcard: a wildcard also hits links that CNIs create
+// later, which broke Cilium (cilium/cilium#10645).
+func sysctls(h *description.Host) []Sysctl {
+	var out []Sysctl
+	if h.RPFilterAll != nil {
+		out = append(out, Sysctl{Key: "net.ipv4.conf.all.rp_filter", Value: fmt.Sprint(int(*h.RPFilterAll)), Why: "rp_filter_all: " + h.RPFilterAll.String()})
+	}
+	for _, ifc := range h.Interfaces {
+		out = append(out, Sysctl{Key: ifname.SysctlKey(ifc.Name, "rp_filter"), Value: fmt.Sprint(int(ifc.RPFilter)), Why: ifc.Name + ": " + ifc.RPFilter.String()})
+	}
+	return out
+}
+
+// ProcPath returns the path under /proc/sys that a sysctl.d key names: when the key's first separator is a dot,
+// dots and slashes swap; when it is a slash, the key is the path already (sysctl.d(5)).
+func ProcPath(key string) string {
+	for _, c := range key {
+		if c == '/' {
+			return key
+		}
+		if c == '.' {
+			break
+		}
+	}
+	out := []rune(key)
+	for i, c := range out {
+		switch c {
+		case '.':
+			out[i] = '/'
+		case '/':
+			out[i] = '.'
+		}
+	}
+	return string(out)
+}

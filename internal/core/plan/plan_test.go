@@ -1,0 +1,123 @@
+package plan
+
+import (
+	"fmt"
+	"math/rand"
+	"strings"
+	"testing"
+
+	"github.com/symroute/symroute/internal/core/description"
+	_ "github.com/symroute/symroute/internal/tools/golden"
+)
+
+func mustPlan(t *testing.T, src string) *Plan {
+	t.Helper()
+	h, rep := description.Parse([]byte(src))
+	if rep.HasErrors(false) {
+		t.Fatalf("parse: %+v", rep.Entries)
+	}
+	p, rep := Build(h)
+	if rep.HasErrors(false) {
+		t.Fatalf("plan: %+v", rep.Entries)
+	}
+	return p
+}
+
+// description returns a description of n interfaces; pins[i] pins interface i's table (and priority) when set.
+func hostOf(n int, pins map[int]uint32) string {
+	var b strings.Builder
+	b.WriteString("version: 1\ncluster_cidrs: [10.244.0.0/16]\ninterfaces:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: eth%d\n    addresses: [10.%d.%d.1/24]\n    gateway: 10.%d.%d.254\n", i, i/250, i%250, i/250, i%250)
+		if v, ok := pins[i]; ok {
+			fmt.Fprintf(&b, "    table: %d\n    priority: %d\n", v, 29000+i)
+		}
+	}
+	return b.String()
+}
+
+// TestAppendingNeverRenumbers: for random descriptions (some values pinned), appending interfaces leaves every
+// existing interface's table and priority as they were.
+func TestAppendingNeverRenumbers(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for trial := range 200 {
+		n, extra := 1+rng.Intn(20), 1+rng.Intn(10)
+		pins := map[int]uint32{}
+		for i := range n + extra {
+			if rng.Intn(4) == 0 {
+				pins[i] = 5000000 + uint32(i)
+			}
+		}
+		before := mustPlan(t, hostOf(n, pins))
+		after := mustPlan(t, hostOf(n+extra, pins))
+		for i, b := range before.Interfaces {
+			a := after.Interfaces[i]
+			if a.Table != b.Table || a.Priority != b.Priority {
+				t.Fatalf("trial %d: appending %d interfaces to %d moved eth%d from table %d prio %d to table %d prio %d",
+					trial, extra, n, i, b.Table, b.Priority, a.Table, a.Priority)
+			}
+		}
+	}
+}
+
+func TestClusterRulesPrecedeSourceRules(t *testing.T) {
+	p := mustPlan(t, hostOf(30, map[int]uint32{3: 7000000}))
+	if len(p.ClusterRules) != 1 {
+		t.Fatalf("cluster rules: %+v", p.ClusterRules)
+	}
+	for _, ifc := range p.Interfaces {
+		for _, r := range ifc.Rules {
+			if r.Priority <= p.ClusterPriority {
+				t.Errorf("%s rule at %d is not after the cluster rules at %d", ifc.Name, r.Priority, p.ClusterPriority)
+			}
+		}
+	}
+}
+
+func TestAllocation(t *testing.T) {
+	p := mustPlan(t, hostOf(3, map[int]uint32{1: 7000000}))
+	got := fmt.Sprintf("%d/%d %d/%d %d/%d", p.Interfaces[0].Table, p.Interfaces[0].Priority,
+		p.Interfaces[1].Table, p.Interfaces[1].Priority, p.Interfaces[2].Table, p.Interfaces[2].Priority)
+	if want := "1000000/20010 7000000/29001 1000002/20030"; got != want {
+		t.Errorf("allocation %s, want %s", got, want)
+	}
+}
+
+func TestTableRoutes(t *testing.T) {
+	p := mustPlan(t, `version: 1
+interfaces:
+  - name: eth0
+    addresses: [10.0.0.1/24, 10.0.0.2/24, 10.0.1.1/24, 203.0.113.7/32, 2001:db8::1/64, 2001:db8::2/64]
+    gateway: 10.0.0.254
+    gateway6: fe80::1
+`)
+	var routes []string
+	for _, r := range p.Interfaces[0].TableRoutes {
+		routes = append(routes, fmt.Sprintf("%v via %v", r.Destination, r.Gateway))
+	}
+	want := "10.0.0.0/24 via invalid IP, 10.0.1.0/24 via invalid IP, invalid Prefix via 10.0.0.254, 2001:db8::/64 via invalid IP, invalid Prefix via fe80::1"
+	if got := strings.Join(routes, ", "); got != want {
+		t.Errorf("routes:\n%s\nwant:\n%s", got, want)
+	}
+	if n := len(p.Interfaces[0].Rules); n != 6 {
+		t.Errorf("%d rules, want one per address (6)", n)
+	}
+	if r := p.Interfaces[0].Rules[3]; r.From.String() != "203.0.113.7/32" || r.Is6() {
+		t.Errorf("rule for the /32: %+v", r)
+	}
+	if r := p.Interfaces[0].Rules[4]; r.From.String() != "2001:db8::1/128" || !r.Is6() {
+		t.Errorf("IPv6 rule: %+v", r)
+	}
+}
+
+func TestProcPath(t *testing.T) {
+	for key, want := range map[string]string{
+		"net.ipv4.conf.eth0.rp_filter":      "net/ipv4/conf/eth0/rp_filter",
+		"net/ipv4/conf/bond0.100/rp_filter": "net/ipv4/conf/bond0.100/rp_filter",
+		"net.ipv4.conf.bond0/100.rp_filter": "net/ipv4/conf/bond0.100/rp_filter",
+	} {
+		if got := ProcPath(key); got != want {
+			t.Errorf("ProcPath(%q) = %q, want %q", key, got, want)
+		}
+	}
+}

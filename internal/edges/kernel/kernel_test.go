@@ -1,0 +1,185 @@
+package kernel
+
+import (
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	_ "github.com/symroute/symroute/internal/tools/golden"
+	"github.com/symroute/symroute/internal/tools/nettest"
+)
+
+// namespace makes a throwaway network namespace with a veth and a few tables, and a Reader into it.
+func namespace(t *testing.T) (*Reader, func(args ...string)) {
+	t.Helper()
+	nettest.Require(t)
+	name := "symroute-kernel-" + nettest.RunID(t)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", append([]string{"-n", name}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("link", "add", "eth-a", "type", "veth", "peer", "name", "peer-a")
+	ip("link", "set", "eth-a", "up")
+	ip("link", "set", "peer-a", "up")
+	ip("addr", "add", "192.168.1.10/24", "dev", "eth-a")
+	ip("addr", "add", "2001:db8::10/64", "dev", "eth-a", "nodad")
+	ip("route", "add", "default", "via", "192.168.1.1", "table", "1000000")
+	ip("route", "add", "192.168.1.0/24", "dev", "eth-a", "table", "1000000")
+	ip("-6", "route", "add", "default", "via", "2001:db8::1", "table", "1000000")
+	ip("route", "add", "10.99.0.0/16", "via", "192.168.1.1", "table", "77")
+	ip("rule", "add", "pref", "20010", "from", "192.168.1.10", "lookup", "1000000", "proto", "static")
+	ip("-6", "rule", "add", "pref", "20010", "from", "2001:db8::10", "lookup", "1000000")
+	ip("rule", "add", "pref", "9", "fwmark", "0x200/0xf00", "lookup", "2004")
+	ip("rule", "add", "pref", "11", "from", "10.66.0.0/16", "blackhole")
+	ip("rule", "add", "pref", "12", "from", "10.67.0.0/16", "goto", "20010")
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	r, err := NewReader(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, ip
+}
+
+// TestRoutesByTable: a table's routes, both families, as the kernel filters them; a table that does not exist
+// is empty, not an error; and the same answer from a kernel that refuses strict checking, where the dump covers
+// every table and the filter runs in user space.
+func TestRoutesByTable(t *testing.T) {
+	r, _ := namespace(t)
+	for _, noStrict := range []bool{false, true} {
+		r.noStrictCheck = noStrict
+		routes, err := r.Routes(1000000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, rt := range routes {
+			got = append(got, rt.Destination.String()+" via "+rt.Gateway.String())
+		}
+		if strings.Join(got, "; ") != "invalid Prefix via 192.168.1.1; 192.168.1.0/24 via invalid IP; invalid Prefix via 2001:db8::1" {
+			t.Errorf("strict=%v: routes of table 1000000: %v", !noStrict, got)
+		}
+		if routes, err := r.Routes(424242); err != nil || len(routes) != 0 {
+			t.Errorf("strict=%v: a missing table: %v %v", !noStrict, routes, err)
+		}
+	}
+}
+
+// TestRules reads every rule of both families with its protocol and whether it matches on more than addresses.
+func TestRules(t *testing.T) {
+	r, _ := namespace(t)
+	rules, err := r.Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]Rule{}
+	for _, rule := range rules {
+		found[fmt.Sprintf("%s family %d", rule.From, rule.Family)] = rule
+		if rule.Priority == 9 && (!rule.Narrowed || rule.Mark != 0x200 || rule.Mask != 0xf00 || rule.Table != 2004) {
+			t.Errorf("the fwmark rule: %+v", rule)
+		}
+	}
+	v4 := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix("192.168.1.10/32"), netlink.FAMILY_V4)]
+	if v4.Priority != 20010 || v4.Table != 1000000 || v4.Protocol != 4 || v4.Narrowed || v4.Action != ActionLookup {
+		t.Errorf("IPv4 source rule: %+v", v4)
+	}
+	for _, from := range []string{"10.66.0.0/16", "10.67.0.0/16"} {
+		if r := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix(from), netlink.FAMILY_V4)]; r.Priority == 0 || r.Action == ActionLookup {
+			t.Errorf("a blackhole or goto rule reads as a lookup: %+v", r)
+		}
+	}
+	v6 := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix("2001:db8::10/128"), netlink.FAMILY_V6)]
+	if v6.Priority != 20010 || v6.Table != 1000000 {
+		t.Errorf("IPv6 source rule: %+v (rules %v)", v6, rules)
+	}
+}
+
+// TestRouteGetAndLinks: route lookups go through the rules, and links and addresses are named.
+func TestRouteGetAndLinks(t *testing.T) {
+	r, _ := namespace(t)
+	ans, err := r.RouteGet(netip.MustParseAddr("192.168.1.10"), netip.MustParseAddr("198.51.100.1"))
+	if err != nil || ans.Table != 1000000 || ans.Gateway.String() != "192.168.1.1" {
+		t.Errorf("route get: %+v %v", ans, err)
+	}
+	index, ok, err := r.LinkIndex("eth-a")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if _, ok, err := r.LinkIndex("no-such"); ok || err != nil {
+		t.Errorf("a missing link: %v %v", ok, err)
+	}
+	addrs, err := r.Addresses(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawBroadcast bool
+	for _, a := range addrs {
+		if a.Prefix.String() == "192.168.1.10/24" {
+			sawBroadcast = a.Broadcast.IsValid() // "ip addr add" without brd sets none
+		}
+	}
+	if sawBroadcast {
+		t.Errorf("an address added without brd reads with a broadcast: %+v", addrs)
+	}
+	all, err := r.AllRoutes()
+	if err != nil || len(all) < 5 {
+		t.Errorf("all routes: %d, %v", len(all), err)
+	}
+}
+
+// TestDeleteRuleHitsTheFirstMatch pins the kernel behaviour the engine guards against: a delete names family,
+// priority, addresses, table, protocol and action, and the kernel deletes the first rule matching those, though
+// it also selects on an input interface. The plain rule is deleted only once it is the first.
+func TestDeleteRuleHitsTheFirstMatch(t *testing.T) {
+	r, ip := namespace(t)
+	ip("rule", "add", "pref", "20020", "from", "10.0.0.1", "iif", "eth-a", "lookup", "1000001", "proto", "static")
+	ip("rule", "add", "pref", "20020", "from", "10.0.0.1", "lookup", "1000001", "proto", "static")
+	at20020 := func() []Rule {
+		rules, err := r.Rules()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []Rule
+		for _, rule := range rules {
+			if rule.Priority == 20020 {
+				out = append(out, rule)
+			}
+		}
+		return out
+	}
+	rules := at20020()
+	if len(rules) != 2 || !rules[0].Narrowed || rules[1].Narrowed {
+		t.Fatalf("rules at 20020, in the kernel's order: %+v", rules)
+	}
+	if err := r.DeleteRule(rules[1]); err != nil {
+		t.Fatal(err)
+	}
+	if left := at20020(); len(left) != 1 || left[0].Narrowed {
+		t.Fatalf("the delete of the plain rule did not hit the narrowed one first: %+v", left)
+	}
+	if err := r.DeleteRule(rules[1]); err != nil {
+		t.Fatal(err)
+	}
+	if left := at20020(); len(left) != 0 {
+		t.Fatalf("left: %+v", left)
+	}
+}

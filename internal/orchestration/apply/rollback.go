@@ -1,0 +1,202 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sort"
+
+	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/edges/filesync"
+)
+
+// rollback carries out tx's inverse in a context of its own (an interrupted run still rolls back, within the
+// timeout): the phases done undone in reverse order, each file with its previous bytes and mode, each with the
+// same kind of take-up (a restart undoes a restart); then the previous value of every key, and the deletion of
+// rules the run made that networkd keeps, never one that was there before the run. known says done lists what
+// the run did; a later run undoing a dead one undoes all of it. Then it compares the routing the run could touch
+// with the record of it from before the run.
+func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []phase, known bool, out *Outcome) error {
+	// Up to two take-ups, each waiting at most Timeout.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*e.opts.Timeout)
+	defer cancel()
+	e.logf("rolling back: restoring the previous files")
+	for _, ph := range undoPhases(tx, done, known) {
+		if len(ph.changes) == 0 {
+			continue
+		}
+		_, err := e.runPhase(rctx, ph, nil, out, func() {
+			for _, c := range ph.changes {
+				if c.Kind == filesync.Remove {
+					e.logf("removed /%s, which the run created", c.Path)
+				} else {
+					e.logf("put back /%s as it was (mode %04o)", c.Path, c.Mode.Perm())
+				}
+			}
+		})
+		if err != nil {
+			if !errors.Is(err, errTakeUpWait) {
+				return fmt.Errorf("finish the rollback: %w", err)
+			}
+			e.logf("note: %v", err)
+		}
+	}
+	if err := e.undoSysctls(tx); err != nil {
+		return err
+	}
+	var keep []record.Rule
+	if e.rec.Applied != nil {
+		keep = e.rec.Applied.Rules
+	}
+	leftover, err := e.recordedRulesNotIn(tx.Target.Rules, keep, tx.Existing)
+	if err != nil {
+		return err
+	}
+	if err := e.deleteRules(leftover); err != nil {
+		return err
+	}
+	out.RolledBack = true
+	e.rec.Pending = nil
+	if err := e.save(); err != nil {
+		return err
+	}
+	return e.checkBefore(tx, out)
+}
+
+// undoSysctls puts back each key the transaction set, while it holds the value the transaction set: the run may
+// have failed before setting it, and a value set since is another program's.
+func (e *Engine) undoSysctls(tx *record.Transaction) error {
+	restored := 0
+	for _, u := range tx.SysctlUndo {
+		cur, exists, err := e.deps.Sysctl.Read(u.Key)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", u.Key, err)
+		}
+		switch {
+		case !exists || cur == u.Value:
+			continue
+		case cur != u.Set:
+			e.logf("note: %s is %s, set by someone else meanwhile; left as it is rather than put back to %s", u.Key, cur, u.Value)
+			continue
+		}
+		if err := e.deps.Sysctl.Write(u.Key, u.Value); err != nil {
+			return fmt.Errorf("restore %s: %w", u.Key, err)
+		}
+		restored++
+	}
+	if restored > 0 {
+		e.logf("put back %d sysctl value(s)", restored)
+	}
+	return nil
+}
+
+// maxBefore bounds the lines kept of the routing before a transaction: a node's own links and symroute's tables
+// hold a few hundred routes at most; beyond this the record would grow with something symroute does not manage.
+const maxBefore = 20000
+
+// touchedScope is what a transaction can change in the kernel: the links networkd configures from symroute's
+// files before and after, and symroute's tables before and after. The same for the record and for the check, as
+// the applied state does not change while a transaction is pending.
+func (e *Engine) touchedScope(tx *record.Transaction) (links []string, tables []uint32) {
+	links = append(links, tx.Target.Links...)
+	tables = append(tables, tx.Target.Tables...)
+	if a := e.rec.Applied; a != nil {
+		links = append(links, a.Links...)
+		tables = append(tables, a.Tables...)
+	}
+	return links, tables
+}
+
+// recordBefore keeps in tx the routing it may touch, as it is now.
+func (e *Engine) recordBefore(tx *record.Transaction) error {
+	lines, err := e.routing(e.touchedScope(tx))
+	if err != nil {
+		return err
+	}
+	if len(lines) > maxBefore {
+		tx.BeforeOmitted = len(lines)
+		return nil
+	}
+	tx.Before = lines
+	return nil
+}
+
+// checkBefore compares the routing the transaction could touch with the record of it from before.
+func (e *Engine) checkBefore(tx *record.Transaction, out *Outcome) error {
+	if tx.Before == nil {
+		if tx.BeforeOmitted > 0 {
+			e.logf("note: the routing before the run was too large to record (%d lines); it was not compared", tx.BeforeOmitted)
+		}
+		return nil
+	}
+	now, err := e.routing(e.touchedScope(tx))
+	if err != nil {
+		return err
+	}
+	out.PreviousChecked = true
+	out.PreviousDiff = diffLines(tx.Before, now)
+	out.PreviousBack = len(out.PreviousDiff) == 0
+	if out.PreviousBack {
+		e.logf("previous state verified: every rule, and every route on symroute's links and in its tables, is as before")
+	}
+	return nil
+}
+
+// routing lists, one line each, every rule, and every route on the given links or in the given tables (the
+// local table aside): what a transaction's undo must leave as it found it. Routes name their link, so a link
+// created again with another index compares equal.
+func (e *Engine) routing(links []string, tables []uint32) ([]string, error) {
+	rules, err := e.deps.Kernel.Rules()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range rules {
+		narrowed := ""
+		if r.Narrowed {
+			narrowed = ", with more selectors"
+		}
+		out = append(out, fmt.Sprintf("rule %s (proto %d, action %d, mark %#x/%#x%s)", drift.RuleString(r.Priority, r.From, r.To, r.Table), r.Protocol, r.Action, r.Mark, r.Mask, narrowed))
+	}
+	routes, err := e.deps.Kernel.AllRoutes()
+	if err != nil {
+		return nil, err
+	}
+	names := map[int]string{}
+	for _, r := range routes {
+		if _, ok := names[r.LinkIndex]; !ok {
+			names[r.LinkIndex], _ = e.deps.Kernel.LinkName(r.LinkIndex)
+		}
+		name := names[r.LinkIndex]
+		if !slices.Contains(links, name) && !slices.Contains(tables, r.Table) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("route %s dev %s metric %d", drift.RouteString(r.Destination, r.Gateway, r.Table), name, r.Metric))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// diffLines lists what before has that now lacks, and what now has that before did not; both are sorted.
+func diffLines(before, now []string) []string {
+	var out []string
+	i, j := 0, 0
+	for i < len(before) || j < len(now) {
+		switch {
+		case j == len(now) || i < len(before) && before[i] < now[j]:
+			out = append(out, "missing: "+before[i])
+			i++
+		case i == len(before) || now[j] < before[i]:
+			out = append(out, "extra: "+now[j])
+			j++
+		default:
+			i, j = i+1, j+1
+		}
+	}
+	return out
+}
+
+func modeOf(m uint32) fs.FileMode { return fs.FileMode(m).Perm() }

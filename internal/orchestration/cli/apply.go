@@ -1,0 +1,592 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/edges/lock"
+	"github.com/symroute/symroute/internal/edges/rootfs"
+	"github.com/symroute/symroute/internal/edges/sysctl"
+	"github.com/symroute/symroute/internal/orchestration/apply"
+)
+
+// session is a locked root with the engine on it, for the commands that change the host.
+type session struct {
+	root    *rootfs.Root
+	engine  *apply.Engine
+	release func()
+	close   func()
+}
+
+func (s *session) end() {
+	if s.close != nil {
+		s.close()
+	}
+	if s.release != nil {
+		s.release()
+	}
+	if s.root != nil {
+		s.root.Close()
+	}
+}
+
+// open locks the root, connects the engine to the host, and undoes a transaction an earlier run left unfinished.
+// ok is false, after saying why, with the status to exit with.
+func open(ctx context.Context, cmd, rootPath string, opts apply.Options, recover bool, stdout, stderr io.Writer) (s *session, status int, ok bool) {
+	s = &session{}
+	var err error
+	if s.root, err = rootfs.Open(rootPath); err != nil {
+		eprintf(stderr, "symroute %s: %v; nothing was changed\n", cmd, err)
+		return s, ExitSystem, false
+	}
+	if s.release, ok = lockRoot(ctx, cmd, s.root, lock.DefaultWait, stdout, stderr); !ok {
+		return s, ExitSystem, false
+	}
+	deps, closeDeps, err := liveDeps(ctx, s.root, rootPath)
+	if err != nil {
+		eprintf(stderr, "symroute %s: %v\n", cmd, err)
+		return s, ExitSystem, false
+	}
+	s.close = closeDeps
+	opts.Root = s.root
+	opts.Log = lineWriter{stdout}
+	if s.engine, err = apply.New(opts, deps); err != nil {
+		eprintf(stderr, "symroute %s: %v\n", cmd, err)
+		return s, ExitSystem, false
+	}
+	if !recover {
+		return s, ExitOK, true
+	}
+	if err := s.engine.Recover(ctx); err != nil {
+		eprintf(stderr, "symroute %s: %v\n", cmd, err)
+		if errors.Is(err, apply.ErrTryPending) {
+			return s, ExitFailed, false
+		}
+		return s, ExitSystem, false
+	}
+	return s, ExitOK, true
+}
+
+// lineWriter prints the engine's lines with control bytes escaped: they carry names from the kernel.
+type lineWriter struct{ w io.Writer }
+
+func (l lineWriter) Write(p []byte) (int, error) {
+	eprintf(l.w, "%s", p)
+	return len(p), nil
+}
+
+// signalContext is cancelled by SIGINT, SIGTERM or SIGHUP (the terminal closed, often because the change cut
+// the session). The engine answers the cancellation by rolling back, in a context of its own; until that is
+// done, further signals are caught and only said to be ignored.
+func signalContext(cmd string, stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		first := true
+		for {
+			select {
+			case sig := <-sigs:
+				if first {
+					eprintf(stderr, "symroute %s: %v; rolling back\n", cmd, sig)
+					cancel()
+					first = false
+				} else {
+					eprintf(stderr, "symroute %s: %v again; still rolling back, which must finish to leave the host as it was\n", cmd, sig)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); close(done); cancel() }
+}
+
+func applyCmd(args []string, stdout, stderr io.Writer) int {
+	var c common
+	var timeout time.Duration
+	var noRollback, force bool
+	fs := newFlags("apply", stderr, &c, "/")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd and for verification before rolling back")
+	fs.BoolVar(&noRollback, "no-rollback", false, "keep the new state when verification fails")
+	fs.BoolVar(&force, "force", false, "apply even when an established connection uses an address the change removes")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	l, files, status, ok := loadAndGenerate(c, stderr)
+	if !ok {
+		return status
+	}
+	ctx, stop := signalContext("apply", stderr)
+	defer stop()
+	s, status, ok := open(ctx, "apply", c.root, apply.Options{Timeout: timeout, NoRollback: noRollback, Force: force, Strict: c.strict}, true, stdout, stderr)
+	defer s.end()
+	if !ok {
+		return status
+	}
+	out, err := s.engine.Apply(ctx, apply.Request{Plan: l.plan, Files: files, Description: l.source, Op: record.OpApply})
+	return outcome("apply", c.config, timeout, out, err, stdout, stderr)
+}
+
+// outcome prints an apply's or a try's outcome and returns the exit status.
+func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err error, stdout, stderr io.Writer) int {
+	switch {
+	case errors.Is(err, apply.ErrRefused):
+		eprintf(stderr, "symroute %s: %v\n", cmd, err)
+		return ExitFailed
+	case out.Interrupted:
+		eprintf(stderr, "symroute %s: interrupted; %s\n", cmd, rolledBack(out))
+		return ExitFailed
+	case err != nil:
+		eprintf(stderr, "symroute %s: %v\n", cmd, err)
+		if out.RolledBack {
+			eprintf(stderr, "symroute %s: %s\n", cmd, rolledBack(out))
+		}
+		return ExitSystem
+	}
+	printResult(stdout, stderr, config, out.Result)
+	if out.Verified {
+		return ExitOK
+	}
+	if out.RolledBack {
+		eprintf(stderr, "symroute %s: verification failed within %v; %s\n", cmd, timeout, rolledBack(out))
+	} else {
+		eprintf(stderr, "symroute %s: verification failed within %v\n", cmd, timeout)
+	}
+	return ExitFailed
+}
+
+func rolledBack(out apply.Outcome) string {
+	switch {
+	case out.Kept:
+		return "the new state is kept, as --no-rollback asks"
+	case !out.RolledBack:
+		return "nothing was changed"
+	case !out.PreviousChecked:
+		return "the previous files and values are restored"
+	case out.PreviousBack:
+		return "the previous state is restored and verified: every rule, and every route on symroute's links and in its tables, is as before"
+	default:
+		return "the previous files and values are restored, but the routing differs from before (another program may have changed it meanwhile):\n  " + strings.Join(out.PreviousDiff, "\n  ")
+	}
+}
+
+func tryCmd(args []string, stdout, stderr io.Writer) int {
+	var c common
+	var window, wait time.Duration
+	fs := newFlags("try", stderr, &c, "/")
+	fs.DurationVar(&window, "timeout", 120*time.Second, "how long to wait for confirmation before rolling back")
+	fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for networkd and for verification")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	l, files, status, ok := loadAndGenerate(c, stderr)
+	if !ok {
+		return status
+	}
+	ctx, stop := signalContext("try", stderr)
+	defer stop()
+	// try goes ahead over the connections apply would refuse to cut: that is what it is for. It names them, and
+	// rolls back unless confirmed from a session that still works.
+	s, status, ok := open(ctx, "try", c.root, apply.Options{Timeout: wait, Force: true, Strict: c.strict}, true, stdout, stderr)
+	if !ok {
+		s.end()
+		return status
+	}
+	deadline := time.Now().Add(window)
+	var watcher *record.Process
+	req := apply.Request{Plan: l.plan, Files: files, Description: l.source, Op: record.OpTry, Deadline: deadline,
+		Watch: func(tx *record.Transaction) (record.Process, error) {
+			p, err := startWatcher(c.root, tx.ID, tx.Deadline)
+			watcher = &p
+			return p, err
+		}}
+	out, err := s.engine.Apply(ctx, req)
+	if err != nil || !out.Verified {
+		// The run undid itself (or nothing changed); its watcher finds no try pending and ends.
+		s.end()
+		stopProcess(watcher)
+		return outcome("try", c.config, wait, out, err, stdout, stderr)
+	}
+	printResult(stdout, stderr, c.config, out.Result)
+	id := s.engine.Record().Pending.ID
+	// Let confirm, and the watcher, take the lock.
+	s.end()
+
+	fmt.Fprintf(stdout, "symroute try: the new state is live and verified. Keep it within %v: ", window.Round(time.Second))
+	_, notTTY := unix.IoctlGetTermios(int(os.Stdin.Fd()), unix.TCGETS)
+	interactive := notTTY == nil
+	if interactive {
+		fmt.Fprintf(stdout, "press Enter here, or run symroute confirm from another shell.\n")
+	} else {
+		fmt.Fprintf(stdout, "run symroute confirm from another shell.\n")
+	}
+	fmt.Fprintf(stdout, "Otherwise it is rolled back at %s; at once if this session is closed.\n", deadline.Format(time.TimeOnly))
+	return awaitConfirmation(ctx, c.root, id, interactive, stdout, stderr)
+}
+
+// awaitConfirmation waits until the try is confirmed (Enter here, or symroute confirm elsewhere) or rolled back
+// (by its watcher at the deadline, or here on a signal).
+func awaitConfirmation(ctx context.Context, rootPath, id string, interactive bool, stdout, stderr io.Writer) int {
+	enter := make(chan struct{}, 1)
+	if interactive {
+		go func() {
+			bufio.NewReader(os.Stdin).ReadString('\n')
+			enter <- struct{}{}
+		}()
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-enter:
+			return confirm(rootPath, id, stdout, stderr)
+		case <-ctx.Done():
+			return rollbackTry(rootPath, id, "interrupted before confirmation", stdout, stderr)
+		case <-tick.C:
+			switch st := tryState(rootPath, id); st {
+			case "confirmed":
+				fmt.Fprintln(stdout, "symroute try: confirmed; the new state is kept")
+				return ExitOK
+			case "rolled back":
+				eprintf(stderr, "symroute try: not confirmed in time; the previous state is restored\n")
+				return ExitFailed
+			}
+		}
+	}
+}
+
+// tryState reads, without the lock, whether try id is still pending, was confirmed, or was rolled back.
+func tryState(rootPath, id string) string {
+	root, err := rootfs.Open(rootPath)
+	if err != nil {
+		return "unknown"
+	}
+	defer root.Close()
+	rec, err := record.Load(root)
+	switch {
+	case err != nil:
+		return "unknown"
+	case rec.Pending != nil && rec.Pending.ID == id:
+		return "pending"
+	case rec.Pending == nil && rec.Applied != nil && rec.Applied.Transaction == id:
+		return "confirmed"
+	default:
+		return "rolled back"
+	}
+}
+
+// rollbackTry rolls try id back, if it is still pending, and then stops its watcher.
+func rollbackTry(rootPath, id, reason string, stdout, stderr io.Writer) int {
+	ctx := context.Background()
+	s, status, ok := open(ctx, "try", rootPath, apply.Options{Timeout: 30 * time.Second}, false, stdout, stderr)
+	defer s.end()
+	if !ok {
+		return status
+	}
+	var watcher *record.Process
+	if p := s.engine.Record().Pending; p != nil && p.ID == id {
+		watcher = p.Watcher
+	}
+	out, err := s.engine.RollbackPending(ctx, id, reason)
+	if err != nil {
+		eprintf(stderr, "symroute try: %v\n", err)
+		return ExitSystem
+	}
+	stopProcess(watcher)
+	eprintf(stderr, "symroute try: %s\n", rolledBack(out))
+	return ExitFailed
+}
+
+func confirmCmd(args []string, stdout, stderr io.Writer) int {
+	var root string
+	fs := pflagSet("confirm", stderr)
+	fs.StringVar(&root, "root", "/", "root `directory` of the system")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	return confirm(root, "", stdout, stderr)
+}
+
+// confirm keeps the pending try (try id, when id is given) and then stops its watcher.
+func confirm(rootPath, id string, stdout, stderr io.Writer) int {
+	r, err := rootfs.Open(rootPath)
+	if err != nil {
+		eprintf(stderr, "symroute confirm: %v\n", err)
+		return ExitSystem
+	}
+	defer r.Close()
+	release, ok := lockRoot(context.Background(), "confirm", r, lock.DefaultWait, stdout, stderr)
+	if !ok {
+		return ExitSystem
+	}
+	defer release()
+	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{})
+	if err != nil {
+		eprintf(stderr, "symroute confirm: %v\n", err)
+		return ExitSystem
+	}
+	watcher, err := e.Confirm(id)
+	if err != nil {
+		eprintf(stderr, "symroute confirm: %v\n", err)
+		return ExitFailed
+	}
+	stopProcess(watcher)
+	return ExitOK
+}
+
+// startWatcher starts the process that rolls try id back at its deadline unless it is confirmed: this binary
+// again, in a session of its own, so a closed terminal does not take it along. Its lines go to
+// run/symroute-try.log under the root.
+func startWatcher(rootPath, id string, deadline time.Time) (record.Process, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return record.Process{}, err
+	}
+	r, err := rootfs.Open(rootPath)
+	if err != nil {
+		return record.Process{}, err
+	}
+	defer r.Close()
+	dir, err := r.OpenDir(lock.Dir, true)
+	if err != nil {
+		return record.Process{}, err
+	}
+	defer dir.Close()
+	log, err := dir.OpenLog("symroute-try.log")
+	if err != nil {
+		return record.Process{}, err
+	}
+	defer log.Close()
+	cmd := exec.Command(self, watchCommand, "--root", rootPath, "--id", id, "--deadline", deadline.UTC().Format(time.RFC3339Nano))
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return record.Process{}, err
+	}
+	p, err := processOf(cmd.Process.Pid)
+	if err != nil {
+		p = record.Process{PID: cmd.Process.Pid}
+	}
+	cmd.Process.Release()
+	return p, nil
+}
+
+// watchCommand is the hidden command the watcher runs.
+const watchCommand = "__watch-try"
+
+// watchPoll is how often the watcher reads the record: to end once the try is settled, and to roll back at once
+// when the run that started it died before the try verified.
+const watchPoll = time.Second
+
+// watchTry rolls try id back at its deadline; at once when the run that started it dies before the try verified,
+// and at once on SIGTERM while the try is still pending (confirm and the run's own rollback settle the try
+// before they stop the watcher; anything else sending SIGTERM, a shutdown or the end of the login session, means
+// nobody is left to confirm). It ends as soon as the try is confirmed or rolled back.
+func watchTry(args []string, stdout, stderr io.Writer) int {
+	var root, id, until string
+	fs := pflagSet(watchCommand, stderr)
+	fs.StringVar(&root, "root", "/", "")
+	fs.StringVar(&id, "id", "", "")
+	fs.StringVar(&until, "deadline", "", "")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	// The deadline comes on the command line too, so it holds while the record cannot be read.
+	deadline, err := time.Parse(time.RFC3339Nano, until)
+	if err != nil {
+		eprintf(stderr, "symroute %s: --deadline: %v\n", watchCommand, err)
+		return ExitInvalid
+	}
+	signal.Ignore(syscall.SIGHUP)
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, os.Interrupt)
+	tick := time.NewTicker(watchPoll)
+	defer tick.Stop()
+	for {
+		tx, pending := pendingTry(root, id)
+		if !pending {
+			return ExitOK // confirmed, or rolled back
+		}
+		reason := ""
+		switch {
+		case !time.Now().Before(deadline):
+			reason = "not confirmed by the deadline"
+		case tx != nil && !tx.Verified && !alive(tx.Process):
+			reason = fmt.Sprintf("the symroute try that started it (pid %d) ended before the try verified", tx.Process.PID)
+		}
+		if reason == "" {
+			select {
+			case <-term:
+				reason = "the watcher was told to stop (a shutdown, or the end of the login session) and nobody confirmed"
+			case <-tick.C:
+				continue
+			}
+		}
+		fmt.Fprintf(stdout, "%s: try %s: %s; rolling back\n", time.Now().Format(time.DateTime), id, reason)
+		// The lock may be held for a while (the try itself, rolling back on the same shutdown): keep at it while
+		// the try is pending.
+		for attempt := 0; ; attempt++ {
+			status := rollbackTry(root, id, reason, stdout, stderr)
+			if _, pending := pendingTry(root, id); !pending || attempt == watchAttempts {
+				return status
+			}
+			time.Sleep(watchPoll)
+		}
+	}
+}
+
+// watchAttempts bounds the watcher's attempts at a rollback that cannot take the lock, each waiting
+// lock.DefaultWait.
+const watchAttempts = 20
+
+// pendingTry reads, without the lock, the pending transaction if it is try id; where the record cannot be read,
+// the try counts as pending, with no transaction to look at.
+func pendingTry(rootPath, id string) (*record.Transaction, bool) {
+	r, err := rootfs.Open(rootPath)
+	if err != nil {
+		return nil, true
+	}
+	defer r.Close()
+	rec, err := record.Load(r)
+	if err != nil {
+		return nil, true
+	}
+	if rec.Pending == nil || rec.Pending.ID != id {
+		return nil, false
+	}
+	return rec.Pending, true
+}
+
+func removeCmd(args []string, stdout, stderr io.Writer) int {
+	var root string
+	var all, force, offline bool
+	var timeout time.Duration
+	fs := pflagSet("remove", stderr)
+	fs.StringVar(&root, "root", "/", "root `directory` of the system")
+	fs.BoolVar(&all, "all", false, "also delete symroute's own .network files, and with them the addresses they give their links")
+	fs.BoolVar(&force, "force", false, "go ahead although established connections use what the removal takes away")
+	fs.BoolVar(&offline, "offline", false, "change only the files, for an image or a chroot where networkd does not run")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	var rm apply.Removal
+	if offline {
+		code, ok := removeOffline(root, all, &rm, stdout, stderr)
+		if !ok {
+			return code
+		}
+	} else {
+		ctx, stop := signalContext("remove", stderr)
+		defer stop()
+		s, status, ok := open(ctx, "remove", root, apply.Options{Timeout: timeout, Force: force}, true, stdout, stderr)
+		defer s.end()
+		if !ok {
+			return status
+		}
+		out, removal, err := s.engine.Remove(ctx, all)
+		if err != nil {
+			code := outcome("remove", "", timeout, out, err, stdout, stderr)
+			return max(code, ExitFailed)
+		}
+		rm = removal
+	}
+	for link, addrs := range rm.Kept {
+		fmt.Fprintf(stdout, "kept %s's own .network file, stripped of symroute's routing: it gives %s its addresses %v, which networkd would remove with it. Move them to a .network file of your own, then run symroute remove --all\n",
+			link, link, addrs)
+	}
+	for _, r := range rm.Remaining {
+		eprintf(stderr, "symroute remove: still present: %s\n", r)
+	}
+	if len(rm.Remaining) > 0 {
+		return ExitFailed
+	}
+	fmt.Fprintln(stdout, "symroute remove: done")
+	return ExitOK
+}
+
+// recoverCmd undoes a pending transaction: what every changing command does first, on its own. With --offline
+// (the boot unit, before networkd starts) it puts the files and values back and leaves networkd to read them.
+func recoverCmd(args []string, stdout, stderr io.Writer) int {
+	var root string
+	var offline bool
+	var timeout time.Duration
+	fs := pflagSet("recover", stderr)
+	fs.StringVar(&root, "root", "/", "root `directory` of the system")
+	fs.BoolVar(&offline, "offline", false, "networkd is not running (at boot, before it starts): put the files and values back only")
+	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	if !offline {
+		ctx, stop := signalContext("recover", stderr)
+		defer stop()
+		s, status, ok := open(ctx, "recover", root, apply.Options{Timeout: timeout}, true, stdout, stderr)
+		s.end()
+		if ok {
+			fmt.Fprintln(stdout, "symroute recover: nothing is pending")
+		}
+		return status
+	}
+	r, err := rootfs.Open(root)
+	if err != nil {
+		eprintf(stderr, "symroute recover: %v\n", err)
+		return ExitSystem
+	}
+	defer r.Close()
+	release, ok := lockRoot(context.Background(), "recover", r, lock.DefaultWait, stdout, stderr)
+	if !ok {
+		return ExitSystem
+	}
+	defer release()
+	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, Alive: alive})
+	if err == nil {
+		err = e.RecoverFiles()
+	}
+	if err != nil {
+		eprintf(stderr, "symroute recover: %v\n", err)
+		if errors.Is(err, apply.ErrTryPending) {
+			return ExitFailed
+		}
+		return ExitSystem
+	}
+	return ExitOK
+}
+
+// removeOffline takes symroute's files away under root without a networkd, a kernel or sysctls to change.
+func removeOffline(rootPath string, all bool, rm *apply.Removal, stdout, stderr io.Writer) (int, bool) {
+	r, err := rootfs.Open(rootPath)
+	if err != nil {
+		eprintf(stderr, "symroute remove: %v\n", err)
+		return ExitSystem, false
+	}
+	defer r.Close()
+	release, ok := lockRoot(context.Background(), "remove", r, lock.DefaultWait, stdout, stderr)
+	if !ok {
+		return ExitSystem, false
+	}
+	defer release()
+	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{})
+	if err == nil {
+		*rm, err = e.RemoveFiles(all)
+	}
+	if err != nil {
+		eprintf(stderr, "symroute remove: %v\n", err)
+		return ExitSystem, false
+	}
+	return ExitOK, true
+}

@@ -1,0 +1,208 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/core/report"
+	"github.com/symroute/symroute/internal/edges/filesync"
+	"github.com/symroute/symroute/internal/edges/kernel"
+	"github.com/symroute/symroute/internal/edges/networkd"
+	"github.com/symroute/symroute/internal/edges/rootfs"
+	"github.com/symroute/symroute/internal/edges/sysctl"
+	"github.com/symroute/symroute/internal/orchestration/state"
+)
+
+// busTimeout bounds how long verify waits for networkd on D-Bus before skipping the network-file check.
+const busTimeout = 3 * time.Second
+
+func verify(args []string, stdout, stderr io.Writer) int {
+	var c common
+	var output, textfile string
+	fs := newFlags("verify", stderr, &c, "/")
+	fs.StringVarP(&output, "output", "o", "text", "output `format`: text or json")
+	fs.StringVar(&textfile, "textfile", "", "also write Prometheus metrics to `file` (node_exporter's textfile collector)")
+	if status, ok := parseFlags(fs, args, stderr); !ok {
+		return status
+	}
+	if output != "text" && output != "json" {
+		eprintf(stderr, "symroute verify: -o takes text or json, not %q\n", output)
+		return ExitInvalid
+	}
+	l, files, status, ok := loadAndGenerate(c, stderr)
+	if !ok {
+		return status
+	}
+
+	ctx := context.Background()
+	src, closeSrc, err := liveSources(ctx)
+	if err != nil {
+		eprintf(stderr, "symroute verify: %v\n", err)
+		return ExitSystem
+	}
+	defer closeSrc()
+	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(files), Recorded: recorded(c.root, stderr)}
+	res, err := state.Verify(ctx, l.plan, expect, src)
+	if err != nil {
+		eprintf(stderr, "symroute verify: cannot read the live state: %v\n", err)
+		writeMetrics(textfile, nil, stderr)
+		return ExitSystem
+	}
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(struct {
+			OK bool `json:"ok"`
+			drift.Result
+		}{res.OK(), res})
+	} else {
+		printResult(stdout, stderr, c.config, res)
+	}
+	if !writeMetrics(textfile, &res, stderr) {
+		return ExitSystem
+	}
+	if !res.OK() {
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+// recorded reads what the record under root says symroute has in place, for telling its rules from others'; a
+// root without a record, or one that cannot be read, yields nil (with a note), and every unplanned rule counts as
+// someone else's.
+func recorded(rootPath string, stderr io.Writer) *record.State {
+	root, err := rootfs.Open(rootPath)
+	if err != nil {
+		return nil
+	}
+	defer root.Close()
+	rec, err := record.Load(root)
+	if err != nil {
+		eprintf(stderr, "symroute verify: note: %v\n", err)
+		return nil
+	}
+	if rec.Pending != nil {
+		return &rec.Pending.Target
+	}
+	return rec.Applied
+}
+
+// liveSources connects to the kernel of this network namespace and, when it answers, networkd on the system
+// bus (DBUS_SYSTEM_BUS_ADDRESS is honoured).
+func liveSources(ctx context.Context) (state.Sources, func(), error) {
+	reader, err := kernel.NewReader(nil)
+	if err != nil {
+		return state.Sources{}, nil, err
+	}
+	src := state.Sources{Kernel: reader, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}}
+	dctx, cancel := context.WithTimeout(ctx, busTimeout)
+	defer cancel()
+	client, err := networkd.Dial(dctx, "")
+	if err != nil {
+		return src, func() {}, nil
+	}
+	src.Networkd = timeoutNetworkd{client}
+	return src, func() { client.Close() }, nil
+}
+
+// timeoutNetworkd bounds each call, so a hung networkd delays verify by seconds, not forever.
+type timeoutNetworkd struct{ c *networkd.Client }
+
+func (t timeoutNetworkd) DescribeLink(ctx context.Context, ifindex int) (networkd.Link, error) {
+	ctx, cancel := context.WithTimeout(ctx, busTimeout)
+	defer cancel()
+	return t.c.DescribeLink(ctx, ifindex)
+}
+
+func (t timeoutNetworkd) DescribeLinks(ctx context.Context) ([]networkd.Link, error) {
+	ctx, cancel := context.WithTimeout(ctx, busTimeout)
+	defer cancel()
+	return t.c.DescribeLinks(ctx)
+}
+
+func printResult(stdout, stderr io.Writer, file string, res drift.Result) {
+	for _, f := range res.Findings {
+		loc := file
+		if f.Line > 0 {
+			loc = fmt.Sprintf("%s:%d:%d", file, f.Line, f.Column)
+		}
+		path := ""
+		if f.Path != "" {
+			path = f.Path + ": "
+		}
+		fmt.Fprintf(stdout, "%s\n", report.Printable(fmt.Sprintf("%s: drift: %s%s [%s]", loc, path, f.Message, f.Kind)))
+	}
+	for _, n := range res.Notes {
+		eprintf(stderr, "symroute verify: note: %s\n", n)
+	}
+	ch := res.Checked
+	checked := fmt.Sprintf("checked %d rules, %d routes, %d probes, %d links, %d rp_filter values", ch.Rules, ch.Routes, ch.Probes, ch.Links, ch.Sysctls)
+	if ch.Networkd {
+		checked += " and networkd's files"
+	}
+	if res.OK() {
+		fmt.Fprintf(stdout, "symroute verify: ok, replies leave by the interface they came in on; %s\n", checked)
+	} else {
+		fmt.Fprintf(stdout, "symroute verify: %d problem(s); %s\n", len(res.Findings), checked)
+	}
+}
+
+// writeMetrics writes the Prometheus text format for node_exporter's textfile collector; res nil means the state
+// could not be read. It reports false when the file cannot be written.
+func writeMetrics(path string, res *drift.Result, stderr io.Writer) bool {
+	if path == "" {
+		return true
+	}
+	var b strings.Builder
+	gauge := func(name, help string) { fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name) }
+	ok, readError := 0, 1
+	if res != nil {
+		readError = 0
+		if res.OK() {
+			ok = 1
+		}
+	}
+	gauge("symroute_verify_success", "1 when the live routing state matched the host description at the last verify.")
+	fmt.Fprintf(&b, "symroute_verify_success %d\n", ok)
+	gauge("symroute_verify_read_error", "1 when the last verify could not read the live state.")
+	fmt.Fprintf(&b, "symroute_verify_read_error %d\n", readError)
+	gauge("symroute_verify_last_run_timestamp_seconds", "When verify last ran, in seconds since the epoch.")
+	fmt.Fprintf(&b, "symroute_verify_last_run_timestamp_seconds %d\n", time.Now().Unix())
+	if res != nil {
+		counts := map[drift.Kind]int{}
+		for _, f := range res.Findings {
+			counts[f.Kind]++
+		}
+		gauge("symroute_verify_findings", "Differences between the description and the live state at the last verify, by kind.")
+		for _, k := range drift.Kinds {
+			fmt.Fprintf(&b, "symroute_verify_findings{kind=%q} %d\n", k, counts[k])
+		}
+		gauge("symroute_verify_interface_ok", "1 when nothing drifted for the interface at the last verify.")
+		bad := map[string]bool{}
+		for _, f := range res.Findings {
+			bad[f.Interface] = true
+		}
+		names := append([]string(nil), res.Interfaces...)
+		sort.Strings(names)
+		for _, name := range names {
+			v := 1
+			if bad[name] {
+				v = 0
+			}
+			fmt.Fprintf(&b, "symroute_verify_interface_ok{interface=%q} %d\n", name, v)
+		}
+	}
+	if err := filesync.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		eprintf(stderr, "symroute verify: write %s: %v\n", path, err)
+		return false
+	}
+	return true
+}
