@@ -9,7 +9,9 @@ import (
 
 	"go.yaml.in/yaml/v4"
 
-	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/fileset"
+	"github.com/symroute/symroute/internal/core/ownership"
+	"github.com/symroute/symroute/internal/core/sysctlconf"
 )
 
 // Format is how generate delivers the files: written under a root, or as a provisioning document that writes
@@ -35,7 +37,7 @@ const (
 
 // Encode renders files as a provisioning document in format. source names the description in the document's
 // header. Ignition has no comments, so its header is the files' own.
-func Encode(files []File, format Format, source string) ([]byte, error) {
+func Encode(files []fileset.File, format Format, source string) ([]byte, error) {
 	switch format {
 	case FormatButane:
 		return encodeButane(files, source)
@@ -79,7 +81,7 @@ type butaneContents struct {
 
 // encodeButane writes a Butane config. Modes are written in decimal (420 is 0644): YAML 1.2 readers disagree on
 // a leading zero, decimal they all read alike.
-func encodeButane(files []File, source string) ([]byte, error) {
+func encodeButane(files []fileset.File, source string) ([]byte, error) {
 	cfg := butaneConfig{Variant: ButaneVariant, Version: ButaneVersion}
 	for _, f := range files {
 		cfg.Storage.Files = append(cfg.Storage.Files, butaneFile{Path: "/" + f.Path, Mode: int(f.Mode.Perm()), Overwrite: true, Contents: butaneContents{Inline: string(f.Data)}})
@@ -106,7 +108,7 @@ type ignitionFile struct {
 }
 
 // encodeIgnition writes an Ignition config; contents travel as base64 data URLs, which need no escaping.
-func encodeIgnition(files []File) ([]byte, error) {
+func encodeIgnition(files []fileset.File) ([]byte, error) {
 	var cfg ignitionConfig
 	cfg.Ignition.Version = IgnitionVersion
 	for _, f := range files {
@@ -132,14 +134,13 @@ type cloudFile struct {
 
 // encodeCloudInit writes a #cloud-config document. write_files may run after networkd and systemd-sysctl
 // started, so runcmd makes the files take effect the way apply would.
-func encodeCloudInit(files []File, source string) ([]byte, error) {
+func encodeCloudInit(files []fileset.File, source string) ([]byte, error) {
 	var cfg cloudConfig
 	restart := false
 	for _, f := range files {
 		cfg.WriteFiles = append(cfg.WriteFiles, cloudFile{Path: "/" + f.Path, Owner: "root:root", Permissions: fmt.Sprintf("%#o", f.Mode.Perm()), Content: string(f.Data)})
-		restart = restart || f.Path == NetworkdConfPath
+		restart = restart || TakesRestart(f.Path, nil, f.Data)
 	}
-	// networkd reads networkd.conf.d only at start; otherwise a reload is enough.
 	if restart {
 		cfg.RunCmd = append(cfg.RunCmd, []string{"systemctl", "restart", "systemd-networkd.service"})
 	} else {
@@ -154,16 +155,14 @@ func encodeCloudInit(files []File, source string) ([]byte, error) {
 }
 
 // sysctlPrefixes are systemd-sysctl's --prefix arguments for the keys in symroute's sysctl.d file.
-func sysctlPrefixes(files []File) []string {
+func sysctlPrefixes(files []fileset.File) []string {
 	var out []string
 	for _, f := range files {
-		if f.Path != SysctlPath {
+		if f.Path != ownership.SysctlPath {
 			continue
 		}
-		for _, line := range strings.Split(string(f.Data), "\n") {
-			if key, _, ok := strings.Cut(line, " = "); ok && !strings.HasPrefix(line, "#") {
-				out = append(out, "--prefix=/"+plan.ProcPath(key))
-			}
+		for _, a := range sysctlconf.Parse(f.Data) {
+			out = append(out, "--prefix=/"+sysctlconf.Path(a.Key))
 		}
 	}
 	return out

@@ -17,18 +17,19 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/tools/golden"
 )
 
 // validCases renders every valid golden case's files, as generate does.
-func validCases(t *testing.T) map[string][]generator.File {
+func validCases(t *testing.T) map[string][]fileset.File {
 	t.Helper()
 	wants, err := filepath.Glob("../golden/*/want")
 	if err != nil || len(wants) == 0 {
 		t.Fatalf("no valid golden cases: %v", err)
 	}
-	out := map[string][]generator.File{}
+	out := map[string][]fileset.File{}
 	for _, want := range wants {
 		dir := filepath.Dir(want)
 		data, err := os.ReadFile(filepath.Join(dir, "input.yaml"))
@@ -48,7 +49,7 @@ func validCases(t *testing.T) map[string][]generator.File {
 	return out
 }
 
-func encode(t *testing.T, files []generator.File, f generator.Format) []byte {
+func encode(t *testing.T, files []fileset.File, f generator.Format) []byte {
 	t.Helper()
 	doc, err := generator.Encode(files, f, "input.yaml")
 	if err != nil {
@@ -58,7 +59,7 @@ func encode(t *testing.T, files []generator.File, f generator.Format) []byte {
 }
 
 // sameFiles compares what a provisioning document would write with what generate writes.
-func sameFiles(t *testing.T, format string, files []generator.File, got map[string]struct {
+func sameFiles(t *testing.T, format string, files []fileset.File, got map[string]struct {
 	mode int
 	data []byte
 }) {

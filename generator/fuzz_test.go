@@ -15,6 +15,7 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/plan"
 )
 
@@ -73,7 +74,7 @@ func FuzzPipeline(f *testing.F) {
 }
 
 // checkRendered reads a rendered file the way its consumer would, independently of the generator's own wall.
-func checkRendered(t *testing.T, f generator.File) {
+func checkRendered(t *testing.T, f fileset.File) {
 	t.Helper()
 	if bytes.ContainsFunc(f.Data, func(r rune) bool { return r < 0x20 && r != '\n' || r == 0x7f }) {
 		t.Fatalf("%s holds a control byte:\n%q", f.Path, f.Data)
@@ -113,7 +114,7 @@ func checkRendered(t *testing.T, f generator.File) {
 }
 
 // checkDocument decodes a provisioning document and requires exactly the files' bytes in it.
-func checkDocument(t *testing.T, format generator.Format, doc []byte, files []generator.File) {
+func checkDocument(t *testing.T, format generator.Format, doc []byte, files []fileset.File) {
 	t.Helper()
 	got := map[string]string{}
 	switch format {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/record"
 )
 
@@ -134,7 +135,7 @@ func Released(data []byte, link string) []byte {
 	paragraphs := strings.Split(strings.TrimRight(string(data), "\n"), "\n\n")
 	var out []string
 	for i, p := range paragraphs {
-		if i == 0 && strings.HasPrefix(p, HeaderPrefix) {
+		if i == 0 && strings.HasPrefix(p, ownership.HeaderPrefix) {
 			first, _, _ := strings.Cut(p, "\n")
 			out = append(out, first+"\n"+
 				"# Released by \"symroute remove\": symroute's routing is gone, and this file\n"+

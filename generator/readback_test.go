@@ -5,10 +5,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/symroute/symroute/internal/core/fileset"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/record"
 )
 
-const ownFile = HeaderPrefix + ` from host.yaml.
+const ownFile = ownership.HeaderPrefix + ` from host.yaml.
 # Do not edit.
 
 [Match]
@@ -81,10 +83,10 @@ func TestReleased(t *testing.T) {
 	if len(e.Addresses) != 1 || len(e.Rules) != 0 || len(e.Routes) != 1 || e.Routes[0].Table != 254 {
 		t.Fatalf("released effects %+v:\n%s", e, out)
 	}
-	if !strings.HasPrefix(string(out), HeaderPrefix) || !strings.Contains(string(out), "Released by \"symroute remove\"") || strings.Contains(string(out), "Replies from") {
+	if !strings.HasPrefix(string(out), ownership.HeaderPrefix) || !strings.Contains(string(out), "Released by \"symroute remove\"") || strings.Contains(string(out), "Replies from") {
 		t.Errorf("released file:\n%s", out)
 	}
-	if err := checkFile(File{Path: OwnNetworkPath("eth-a"), Data: out}); err != nil {
+	if err := checkFile(fileset.File{Path: ownership.OwnNetworkPath("eth-a"), Data: out}); err != nil {
 		t.Error(err)
 	}
 }

@@ -6,13 +6,14 @@ import (
 	"io/fs"
 	"path"
 	"strconv"
-	"strings"
 
 	"github.com/symroute/symroute/internal/core/confdirs"
 	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/ifname"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/report"
+	"github.com/symroute/symroute/internal/core/sysctlconf"
 )
 
 // SysctlDirs are systemd-sysctl's directories in precedence order: a file name in an earlier one masks the same
@@ -38,7 +39,7 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 	if err != nil {
 		return err
 	}
-	ours := path.Base(SysctlPath)
+	ours := path.Base(ownership.SysctlPath)
 	last := map[string]sysctlAssignment{} // the assignment that wins, over every file but ours
 	after := map[string]sysctlAssignment{}
 	for _, f := range files {
@@ -50,20 +51,21 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 		if err != nil {
 			return fmt.Errorf("read %s: %w", p, err)
 		}
-		if IsOwned(p, data) {
+		if ownership.IsOwned(p, data) {
 			continue
 		}
-		for key, value := range parseSysctl(data) {
-			last[key] = sysctlAssignment{"/" + p, value}
+		for _, a := range sysctlconf.Parse(data) {
+			key := sysctlconf.Path(a.Key)
+			last[key] = sysctlAssignment{"/" + p, a.Value}
 			if name > ours {
-				after[key] = sysctlAssignment{"/" + p, value}
+				after[key] = sysctlAssignment{"/" + p, a.Value}
 			}
 		}
 	}
 
-	all, allSet := last[plan.ProcPath("net.ipv4.conf.all.rp_filter")]
+	all, allSet := last[sysctlconf.Path("net.ipv4.conf.all.rp_filter")]
 	if p.Host.RPFilterAll != nil {
-		if a, ok := after[plan.ProcPath("net.ipv4.conf.all.rp_filter")]; ok {
+		if a, ok := after[sysctlconf.Path("net.ipv4.conf.all.rp_filter")]; ok {
 			warnAt(r, p.Host, report.Path{"rp_filter_all"}, "%s sets net.ipv4.conf.all.rp_filter = %s after symroute's %s, so it wins; remove it there or match it here", a.file, report.Shorten(a.value), ours)
 		}
 		allSet = false // symroute's own all.rp_filter is what applies, or the warning above says why not
@@ -71,7 +73,7 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 	for _, ifc := range p.Interfaces {
 		at := report.Path{"interfaces", ifc.Position, "rp_filter"}
 		key := ifname.SysctlKey(ifc.Name, "rp_filter")
-		if a, ok := after[plan.ProcPath(key)]; ok {
+		if a, ok := after[sysctlconf.Path(key)]; ok {
 			warnAt(r, p.Host, at, "%s sets %s = %s after symroute's %s, so it wins; remove it there or match it here", a.file, key, report.Shorten(a.value), ours)
 			continue
 		}
@@ -85,23 +87,4 @@ func checkSysctlOverrides(root fs.FS, p *plan.Plan, r *report.Report) error {
 
 func warnAt(r *report.Report, h *description.Host, p report.Path, format string, args ...any) {
 	r.Add(report.Warning, p, h.Pos(p), format, args...)
-}
-
-// parseSysctl reads explicit assignments from a sysctl.d file, keyed by their /proc/sys path. Lines of any length
-// are read (a bufio.Scanner would stop at 64 KiB and miss every assignment after a long comment).
-func parseSysctl(data []byte) map[string]string {
-	out := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' || line[0] == ';' {
-			continue
-		}
-		key, value, ok := strings.Cut(line, "=")
-		key = strings.TrimPrefix(strings.TrimSpace(key), "-")
-		if !ok || strings.ContainsAny(key, "*?[") {
-			continue
-		}
-		out[plan.ProcPath(key)] = strings.TrimSpace(value)
-	}
-	return out
 }

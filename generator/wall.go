@@ -10,7 +10,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/ifname"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 )
 
@@ -53,15 +55,15 @@ var (
 )
 
 // checkFile refuses a rendered file any line of which is not of its format's grammar.
-func checkFile(f File) error {
+func checkFile(f fileset.File) error {
 	var check func(line string) string
 	switch {
-	case strings.HasSuffix(f.Path, ".network") || f.Path == NetworkdConfPath || strings.HasSuffix(path.Dir(f.Path), ".network.d"):
+	case strings.HasSuffix(f.Path, ".network") || f.Path == ownership.NetworkdConfPath || strings.HasSuffix(path.Dir(f.Path), ".network.d"):
 		section := ""
 		check = func(line string) string { return networkdLine(line, &section) }
-	case f.Path == SysctlPath:
+	case f.Path == ownership.SysctlPath:
 		check = sysctlLineOK
-	case f.Path == RTTablesPath:
+	case f.Path == ownership.RTTablesPath:
 		check = rtTablesLineOK
 	default:
 		return fmt.Errorf("no grammar for %s", f.Path)

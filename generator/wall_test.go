@@ -6,12 +6,14 @@ import (
 	"testing/fstest"
 
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/fileset"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/report"
 	_ "github.com/symroute/symroute/internal/tools/golden"
 )
 
-const head = HeaderPrefix + " from host.yaml.\n# Do not edit.\n"
+const head = ownership.HeaderPrefix + " from host.yaml.\n# Do not edit.\n"
 
 // TestWallRefusesWhatValidationMustCatch: each rendered line that a value could smuggle into a file is refused,
 // one case per rule of the grammar; the lines symroute writes pass.
@@ -35,19 +37,19 @@ func TestWallRefusesWhatValidationMustCatch(t *testing.T) {
 		{"comment without space", network, "#DNS=1.1.1.1\n[Match]\nName=eth0\n", "neither a section"},
 		{"bad table", network, "[RoutingPolicyRule]\nTable=-1\n", "not a valid value for Table"},
 		{"non-canonical prefix", network, "[RoutingPolicyRule]\nFrom=010.0.0.1/32\n", "not a valid value for From"},
-		{"sysctl", SysctlPath, "net.ipv4.conf.eth0.rp_filter = 2\nnet/ipv4/conf/eth0.100/rp_filter = 1\nnet.ipv4.conf.all.rp_filter = 2\n", ""},
-		{"sysctl glob", SysctlPath, "net.ipv4.conf.eth*.rp_filter = 2\n", "not the key of one interface"},
-		{"sysctl dotted name in dot form", SysctlPath, "net.ipv4.conf.eth0.100.rp_filter = 2\n", "not the key of one interface"},
-		{"sysctl other key", SysctlPath, "net.ipv4.ip_forward = 1\n", "not an rp_filter assignment"},
-		{"sysctl split by =", SysctlPath, "net.ipv4.conf.a=b.rp_filter = 2\n", "not the key of one interface"},
-		{"rt_tables", RTTablesPath, "1000000 symroute-eth0\n", ""},
-		{"rt_tables two words", RTTablesPath, "1000000 symroute-eth0 x\n", "not a table id"},
-		{"networkd.conf", NetworkdConfPath, "[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n", ""},
-		{"invalid UTF-8", RTTablesPath, "# \xff\n", "not valid UTF-8"},
+		{"sysctl", ownership.SysctlPath, "net.ipv4.conf.eth0.rp_filter = 2\nnet/ipv4/conf/eth0.100/rp_filter = 1\nnet.ipv4.conf.all.rp_filter = 2\n", ""},
+		{"sysctl glob", ownership.SysctlPath, "net.ipv4.conf.eth*.rp_filter = 2\n", "not the key of one interface"},
+		{"sysctl dotted name in dot form", ownership.SysctlPath, "net.ipv4.conf.eth0.100.rp_filter = 2\n", "not the key of one interface"},
+		{"sysctl other key", ownership.SysctlPath, "net.ipv4.ip_forward = 1\n", "not an rp_filter assignment"},
+		{"sysctl split by =", ownership.SysctlPath, "net.ipv4.conf.a=b.rp_filter = 2\n", "not the key of one interface"},
+		{"rt_tables", ownership.RTTablesPath, "1000000 symroute-eth0\n", ""},
+		{"rt_tables two words", ownership.RTTablesPath, "1000000 symroute-eth0 x\n", "not a table id"},
+		{"networkd.conf", ownership.NetworkdConfPath, "[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n", ""},
+		{"invalid UTF-8", ownership.RTTablesPath, "# \xff\n", "not valid UTF-8"},
 		{"unknown file", "etc/other.conf", "", "no grammar"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := checkFile(File{Path: c.path, Data: []byte(head + c.body)})
+			err := checkFile(fileset.File{Path: c.path, Data: []byte(head + c.body)})
 			switch {
 			case c.want == "" && err != nil:
 				t.Errorf("refused: %v", err)

@@ -13,7 +13,6 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/symroute/symroute/internal/core/ifname"
-
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/core/reservations"
 )

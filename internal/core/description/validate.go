@@ -6,13 +6,8 @@ import (
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/report"
+	"github.com/symroute/symroute/internal/core/reservations"
 )
-
-// kubernetesCNIs are the components whose pods the host talks to; with one of them and no cluster_cidrs, the
-// host's replies to pods would follow the interface tables to the external gateway.
-var kubernetesCNIs = map[string]bool{
-	"calico": true, "cilium": true, "aws-vpc-cni": true, "kube-router": true, "antrea": true, "flannel": true, "weave-net": true,
-}
 
 // validate checks what no single value shows: references between interfaces and addresses. Values that failed
 // to parse are skipped, so each mistake is reported once.
@@ -126,7 +121,7 @@ func validate(h *Host, d *decoder) {
 	}
 	if len(h.ClusterCIDRs) == 0 {
 		for i, c := range h.Components {
-			if kubernetesCNIs[c.Name] {
+			if comp, ok := reservations.Lookup(c.Name); ok && comp.RunsPods {
 				warnf(report.Path{"cni", i}, "%s runs pods but cluster_cidrs is empty: the host's replies to pods would follow the interface tables to the external gateway; list the pod and service CIDRs", c.Name)
 				break
 			}

@@ -11,18 +11,20 @@ import (
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/core/reservations"
-	"github.com/symroute/symroute/internal/edges/kernel"
+	"github.com/symroute/symroute/internal/core/routing"
 )
 
 // Snapshot is the live state verify compares with the plan.
 type Snapshot struct {
-	Rules []kernel.Rule
-	// Routes holds the routes of each table symroute owns, and of main.
-	Routes map[uint32][]kernel.Route
+	Rules []routing.Rule
+	// Routes holds the routes of each table the plan gives an interface (main is not read: it can be a BGP-fed
+	// node's largest table, and the probes ask the kernel's own answer instead).
+	Routes map[uint32][]routing.Route
 	// Links maps link names to indexes.
 	Links map[string]int
 	// RPFilter holds net.ipv4.conf.all.rp_filter under "all" and each interface's value under its name.
@@ -187,7 +189,7 @@ func (c *comparer) rules() {
 		}
 		rule := RuleString(kr.Priority, kr.From, kr.To, kr.Table)
 		switch {
-		case c.recorded.OwnsRule(record.Rule{Priority: kr.Priority, From: kr.From, To: kr.To, Table: kr.Table}):
+		case ownership.OwnsRule(c.recorded, kr):
 			c.add(RuleStale, "", nil, "rule %s is symroute's but no longer in the plan; the next apply deletes it", rule)
 		case atOurs:
 			c.add(RuleForeign, "", nil, "rule %s takes priority %d, which symroute uses for %s, and comes before or after them at random; it is not symroute's, so move it to a free priority (a gap of priority_range, or outside it)",
@@ -251,7 +253,7 @@ func (c *comparer) routes() {
 			c.res.Checked.Routes += len(ifc.TableRoutes)
 			continue
 		}
-		got := map[routeKey]kernel.Route{}
+		got := map[routeKey]routing.Route{}
 		for _, r := range live {
 			got[routeKey{r.Destination, r.Gateway}] = r
 		}
@@ -317,12 +319,20 @@ func (c *comparer) probes() {
 }
 
 func (c *comparer) linkName(index int) string {
-	for name, i := range c.snap.Links {
-		if i == index {
-			return name
-		}
+	if name, ok := c.snap.LinkName(index); ok {
+		return name
 	}
 	return fmt.Sprintf("link %d", index)
+}
+
+// LinkName names the link with index, when the snapshot knows it.
+func (s Snapshot) LinkName(index int) (string, bool) {
+	for name, i := range s.Links {
+		if i == index {
+			return name, true
+		}
+	}
+	return "", false
 }
 
 func (c *comparer) rpFilter() {

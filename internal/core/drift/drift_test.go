@@ -8,7 +8,7 @@ import (
 	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
-	"github.com/symroute/symroute/internal/edges/kernel"
+	"github.com/symroute/symroute/internal/core/routing"
 	_ "github.com/symroute/symroute/internal/tools/golden"
 )
 
@@ -44,25 +44,25 @@ var addr = netip.MustParseAddr
 // healthy is the snapshot of a host where everything holds.
 func healthy(p *plan.Plan) Snapshot {
 	s := Snapshot{
-		Routes:       map[uint32][]kernel.Route{},
+		Routes:       map[uint32][]routing.Route{},
 		Links:        map[string]int{"eth-a": 2, "eth-b": 3},
 		RPFilter:     map[string]int{"all": 0, "eth-a": 2, "eth-b": 1},
 		NetworkFiles: map[string]string{"eth-a": "/etc/systemd/network/10-symroute-eth-a.network", "eth-b": "/etc/systemd/network/10-symroute-eth-b.network"},
 	}
 	for _, r := range p.ClusterRules {
-		s.Rules = append(s.Rules, kernel.Rule{Priority: r.Priority, To: r.To, Table: r.Table, Protocol: 4})
+		s.Rules = append(s.Rules, routing.Rule{Priority: r.Priority, To: r.To, Table: r.Table, Protocol: 4})
 	}
 	for _, ifc := range p.Interfaces {
 		for _, r := range ifc.Rules {
-			s.Rules = append(s.Rules, kernel.Rule{Priority: r.Priority, From: r.From, Table: r.Table, Protocol: 4})
+			s.Rules = append(s.Rules, routing.Rule{Priority: r.Priority, From: r.From, Table: r.Table, Protocol: 4})
 		}
 		for _, r := range ifc.TableRoutes {
-			s.Routes[ifc.Table] = append(s.Routes[ifc.Table], kernel.Route{Destination: r.Destination, Gateway: r.Gateway, Table: r.Table, LinkIndex: s.Links[ifc.Name]})
+			s.Routes[ifc.Table] = append(s.Routes[ifc.Table], routing.Route{Destination: r.Destination, Gateway: r.Gateway, Table: r.Table, LinkIndex: s.Links[ifc.Name]})
 		}
 	}
 	for _, pr := range Probes(p) {
 		ifc := p.Interfaces[pr.Position]
-		s.Probes = append(s.Probes, ProbeResult{Probe: pr, Answer: kernel.RouteAnswer{LinkIndex: s.Links[ifc.Name], Table: ifc.Table}})
+		s.Probes = append(s.Probes, ProbeResult{Probe: pr, Answer: routing.Answer{LinkIndex: s.Links[ifc.Name], Table: ifc.Table}})
 	}
 	return s
 }
@@ -94,12 +94,12 @@ func TestEachDriftIsNamed(t *testing.T) {
 	}{
 		{"rule deleted", func(s *Snapshot) { s.Rules = s.Rules[1:] }, RuleMissing, "rule 20000: from all to 10.244.0.0/16 lookup main is missing", 3},
 		{"foreign rule at our priority", func(s *Snapshot) {
-			s.Rules = append(s.Rules, kernel.Rule{Priority: 20010, From: pfx("192.168.1.99/32"), Table: 7})
+			s.Rules = append(s.Rules, routing.Rule{Priority: 20010, From: pfx("192.168.1.99/32"), Table: 7})
 		}, RuleForeign, "rule 20010: from 192.168.1.99 lookup 7 takes priority 20010, which symroute uses for eth-a's rules", 0},
 		{"table flushed", func(s *Snapshot) { s.Routes[1000001] = nil }, TableEmpty, "table 1000001 (symroute-eth-b) is empty", 8},
 		{"route on the wrong link", func(s *Snapshot) { s.Routes[1000000][1].LinkIndex = 3 }, RouteMissing, "route default via 192.168.1.1 table 1000000 leaves by link 3, not eth-a", 5},
 		{"route added by someone", func(s *Snapshot) {
-			s.Routes[1000000] = append(s.Routes[1000000], kernel.Route{Destination: pfx("203.0.113.0/24"), Gateway: addr("192.168.1.1"), LinkIndex: 2})
+			s.Routes[1000000] = append(s.Routes[1000000], routing.Route{Destination: pfx("203.0.113.0/24"), Gateway: addr("192.168.1.1"), LinkIndex: 2})
 		}, RouteUnexpected, "route 203.0.113.0/24 via 192.168.1.1 table 1000000 is in symroute's table but not in the plan", 0},
 		{"link gone", func(s *Snapshot) {
 			delete(s.Links, "eth-b")
@@ -107,7 +107,7 @@ func TestEachDriftIsNamed(t *testing.T) {
 			delete(s.NetworkFiles, "eth-b")
 			s.Probes = s.Probes[:len(s.Probes)/2]
 		}, LinkMissing, "link eth-b does not exist", 8},
-		{"asymmetric answer", func(s *Snapshot) { s.Probes[0].Answer = kernel.RouteAnswer{LinkIndex: 3, Table: 254} }, ProbeWrong, "would leave by eth-b through table 254, not by eth-a through symroute-eth-a (1000000)", 6},
+		{"asymmetric answer", func(s *Snapshot) { s.Probes[0].Answer = routing.Answer{LinkIndex: 3, Table: 254} }, ProbeWrong, "would leave by eth-b through table 254, not by eth-a through symroute-eth-a (1000000)", 6},
 		{"rp_filter outranked by all", func(s *Snapshot) { s.RPFilter["all"] = 2 }, RPFilterWrong, "effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict", 11},
 		{"another file won", func(s *Snapshot) { s.NetworkFiles["eth-a"] = "/run/systemd/network/10-netplan-eth-a.network" }, NetworkFile, "networkd configured eth-a with /run/systemd/network/10-netplan-eth-a.network", 5},
 		{"unmanaged", func(s *Snapshot) { s.NetworkFiles["eth-b"] = "" }, NetworkFile, "networkd does not manage eth-b", 8},
@@ -132,8 +132,8 @@ func TestEachDriftIsNamed(t *testing.T) {
 // anyone else's rule in a gap between symroute's priorities is fine and noted, never a finding.
 func TestRulesInTheRange(t *testing.T) {
 	p := testPlan(t)
-	stale := kernel.Rule{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002, Protocol: 4}
-	admin := kernel.Rule{Priority: 20015, From: pfx("10.9.9.9/32"), Table: 77}
+	stale := routing.Rule{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002, Protocol: 4, Action: routing.ActionLookup}
+	admin := routing.Rule{Priority: 20015, From: pfx("10.9.9.9/32"), Table: 77}
 	s := healthy(p)
 	s.Rules = append(s.Rules, stale, admin)
 	rec := &record.State{Rules: []record.Rule{{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002}}}

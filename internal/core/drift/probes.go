@@ -6,7 +6,7 @@ import (
 
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/report"
-	"github.com/symroute/symroute/internal/edges/kernel"
+	"github.com/symroute/symroute/internal/core/routing"
 )
 
 // Probe is one question for the kernel: from a managed address to a destination, which way would a packet
@@ -23,7 +23,7 @@ type Probe struct {
 // ProbeResult is a probe with the kernel's answer, or the error it gave.
 type ProbeResult struct {
 	Probe
-	Answer kernel.RouteAnswer
+	Answer routing.Answer
 	Err    string
 }
 

@@ -163,7 +163,7 @@ func tableRoutes(ifc description.Interface, table uint32) []Route {
 }
 
 // sysctls sets rp_filter per interface by name, never by wildcard: a wildcard also hits links that CNIs create
-// later, which broke Cilium (cilium/cilium#10645).
+// later, and a CNI that needs loose or no filtering on its links (Cilium does) breaks.
 func sysctls(h *description.Host) []Sysctl {
 	var out []Sysctl
 	if h.RPFilterAll != nil {
@@ -173,27 +173,4 @@ func sysctls(h *description.Host) []Sysctl {
 		out = append(out, Sysctl{Key: ifname.SysctlKey(ifc.Name, "rp_filter"), Value: fmt.Sprint(int(ifc.RPFilter)), Why: ifc.Name + ": " + ifc.RPFilter.String()})
 	}
 	return out
-}
-
-// ProcPath returns the path under /proc/sys that a sysctl.d key names: when the key's first separator is a dot,
-// dots and slashes swap; when it is a slash, the key is the path already (sysctl.d(5)).
-func ProcPath(key string) string {
-	for _, c := range key {
-		if c == '/' {
-			return key
-		}
-		if c == '.' {
-			break
-		}
-	}
-	out := []rune(key)
-	for i, c := range out {
-		switch c {
-		case '.':
-			out[i] = '/'
-		case '/':
-			out[i] = '.'
-		}
-	}
-	return string(out)
 }

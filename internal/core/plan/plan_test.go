@@ -109,15 +109,3 @@ interfaces:
 		t.Errorf("IPv6 rule: %+v", r)
 	}
 }
-
-func TestProcPath(t *testing.T) {
-	for key, want := range map[string]string{
-		"net.ipv4.conf.eth0.rp_filter":      "net/ipv4/conf/eth0/rp_filter",
-		"net/ipv4/conf/bond0.100/rp_filter": "net/ipv4/conf/bond0.100/rp_filter",
-		"net.ipv4.conf.bond0/100.rp_filter": "net/ipv4/conf/bond0.100/rp_filter",
-	} {
-		if got := ProcPath(key); got != want {
-			t.Errorf("ProcPath(%q) = %q, want %q", key, got, want)
-		}
-	}
-}

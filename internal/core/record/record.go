@@ -5,7 +5,7 @@
 // the next one; and it is the one answer to "is this symroute's?": a rule in symroute's range that the record does
 // not list is someone else's, and is never deleted.
 //
-// The types here are plain data; Store reads and writes them under a root.
+// The types here are plain data; internal/edges/recordstore reads and writes them under a root.
 package record
 
 import (
@@ -46,7 +46,7 @@ type State struct {
 	// Links are the links networkd configures from symroute's files (the interfaces, and lo for the cluster
 	// rules).
 	Links []string `json:"links,omitempty"`
-	// Restarts says networkd.conf.d's drop-in is in place: adding or removing it takes a networkd restart.
+	// KeepForeign says networkd.conf.d's drop-in is in place: adding or removing it takes a networkd restart.
 	KeepForeign bool `json:"keep_foreign"`
 }
 
@@ -144,20 +144,6 @@ type SysctlUndo struct {
 func Hash(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
-}
-
-// OwnsFile reports whether the record says symroute wrote the file at p with exactly these bytes.
-func (s *State) OwnsFile(p string, data []byte) bool {
-	if s == nil {
-		return false
-	}
-	h := Hash(data)
-	return slices.ContainsFunc(s.Files, func(f File) bool { return f.Path == p && f.SHA256 == h })
-}
-
-// OwnsRule reports whether the record says networkd made r from symroute's files.
-func (s *State) OwnsRule(r Rule) bool {
-	return s != nil && slices.Contains(s.Rules, r)
 }
 
 // Sysctl returns the record of key, if symroute set it.

@@ -48,6 +48,9 @@ type Component struct {
 	Marks      []Mark
 	// FlushesForeign: it deletes routes or rules it did not create inside its claim, so sharing is not an option.
 	FlushesForeign bool
+	// RunsPods: a Kubernetes CNI whose pods the host talks to, so the host's replies to pods need the cluster
+	// CIDRs routed by main.
+	RunsPods bool
 	// MoveClaim tells the user how to move the component's claim out of symroute's way, where a knob exists.
 	MoveClaim string
 	Sources   []string
@@ -72,7 +75,8 @@ var Kernel = Component{
 // Components is every component symroute knows, by the name used in the description's cni: list.
 var Components = []Component{
 	{
-		Name: "calico",
+		Name:     "calico",
+		RunsPods: true,
 		Tables: []Claim{
 			// Felix treats the whole RouteTableRanges as its own and flushes foreign routes there; tables 1 and 2
 			// are its WireGuard tables even when WireGuard is off. This is the table-1 incident in the brief.
@@ -89,7 +93,8 @@ var Components = []Component{
 		},
 	},
 	{
-		Name: "cilium",
+		Name:     "cilium",
+		RunsPods: true,
 		Tables: []Claim{
 			// ENI/AlibabaCloud use 10 + interface number and garbage-collect prio-111 rules into tables 10-252;
 			// Azure uses the ifindex, which is small on most nodes. Covering 10-252 covers both.
@@ -117,7 +122,8 @@ var Components = []Component{
 		},
 	},
 	{
-		Name: "aws-vpc-cni",
+		Name:     "aws-vpc-cni",
+		RunsPods: true,
 		Tables: []Claim{
 			// device_number + 1 for secondary ENIs (at most 100), vlanID + 100 for Security Groups for Pods.
 			{Range{2, 200}, "secondary ENI tables (device + 1) and SGP VLAN tables (vlanID + 100)"},
@@ -142,7 +148,8 @@ var Components = []Component{
 		},
 	},
 	{
-		Name: "kube-router",
+		Name:     "kube-router",
+		RunsPods: true,
 		Tables: []Claim{
 			// kube-router deletes every route in table 79 when DSR is set up.
 			{Range{77, 79}, "kube-router (77), kube-router-dsr (78), external_ip (79)"},
@@ -153,7 +160,8 @@ var Components = []Component{
 		Sources:        []string{"cloudnativelabs/kube-router pkg/routes/pbr.go L18-23; pkg/controllers/proxy/linux_networking.go L505-712"},
 	},
 	{
-		Name: "antrea",
+		Name:     "antrea",
+		RunsPods: true,
 		Tables: []Claim{
 			{Range{101, 120}, "Egress IPs from separate subnets"},
 			{Range{141, 141}, "Egress reply routing in hybrid mode"},
@@ -163,14 +171,16 @@ var Components = []Component{
 		Sources:        []string{"antrea-io/antrea pkg/agent/types/net.go L18-48; pkg/agent/route/route_linux.go"},
 	},
 	{
-		Name:    "flannel",
-		Marks:   []Mark{{0x4000, 0x4000, "reads kube-proxy's masquerade mark"}},
-		Sources: []string{"flannel-io/flannel pkg/trafficmngr/trafficmngr.go L36"},
+		Name:     "flannel",
+		RunsPods: true,
+		Marks:    []Mark{{0x4000, 0x4000, "reads kube-proxy's masquerade mark"}},
+		Sources:  []string{"flannel-io/flannel pkg/trafficmngr/trafficmngr.go L36"},
 	},
 	{
-		Name:    "weave-net",
-		Marks:   []Mark{{0x20000, 0x20000, "encryption"}, {0x40000, 0x40000, "weave-npc egress"}},
-		Sources: []string{"weaveworks/weave net/ipsec/ipsec.go L29; npc/constants.go L5"},
+		Name:     "weave-net",
+		RunsPods: true,
+		Marks:    []Mark{{0x20000, 0x20000, "encryption"}, {0x40000, 0x40000, "weave-npc egress"}},
+		Sources:  []string{"weaveworks/weave net/ipsec/ipsec.go L29; npc/constants.go L5"},
 	},
 	{
 		Name:    "kube-proxy",

@@ -15,7 +15,7 @@ import (
 
 	udiff "github.com/aymanbagabas/go-udiff"
 
-	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 )
 
@@ -48,7 +48,7 @@ const maxOwnedFile = rootfs.MaxFileSize
 // matching globs that owned accepts but want no longer has. It refuses, before anything is written, a link, a
 // directory or any other non-regular file where a file would go, a link among the directories on the way, and a
 // file not symroute's where symroute would write.
-func Compute(root *rootfs.Root, want []generator.File, owned Owned, globs []string) ([]Change, error) {
+func Compute(root *rootfs.Root, want []fileset.File, owned Owned, globs []string) ([]Change, error) {
 	var changes []Change
 	wanted := map[string]bool{}
 	dirs := dirCache{root: root, open: map[string]*rootfs.Dir{}}

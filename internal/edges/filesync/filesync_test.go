@@ -8,12 +8,13 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/core/fileset"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/tools/golden"
 )
 
-const header = generator.HeaderPrefix + " from test.\n"
+const header = ownership.HeaderPrefix + " from test.\n"
 
 func write(t *testing.T, root, p, data string) {
 	t.Helper()
@@ -36,10 +37,10 @@ func openRoot(t *testing.T, dir string) *rootfs.Root {
 	return r
 }
 
-func sync(t *testing.T, dir string, want []generator.File) []Change {
+func sync(t *testing.T, dir string, want []fileset.File) []Change {
 	t.Helper()
 	root := openRoot(t, dir)
-	changes, err := Compute(root, want, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := Compute(root, want, ownership.IsOwned, ownership.Globs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +67,7 @@ func TestSyncWritesRemovesAndLeavesOthersAlone(t *testing.T) {
 	write(t, root, "etc/systemd/network/10-symroute-mine.network", "# my own file\n")
 	write(t, root, "etc/systemd/network/50-other.network", header)
 	write(t, root, "run/systemd/network/10-netplan-x.network", "[Match]\nName=x\n")
-	want := []generator.File{
+	want := []fileset.File{
 		{Path: "etc/systemd/network/10-symroute-eth0.network", Mode: 0o644, Data: []byte(header + "new\n")},
 		{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header + "s\n")},
 	}
@@ -117,12 +118,12 @@ func TestSyncRefusesSymlinksAndForeignFilesBeforeWriting(t *testing.T) {
 			root := t.TempDir()
 			setup(root)
 			before, _ := golden.ReadTree(root)
-			want := []generator.File{
+			want := []fileset.File{
 				// Sorted first, so a writer that did not check everything up front would have written it.
 				{Path: "etc/aaa/10-symroute-first.conf", Mode: 0o644, Data: []byte(header)},
 				{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header)},
 			}
-			if _, err := Compute(openRoot(t, root), want, generator.IsOwned, generator.OwnedGlobs); err == nil {
+			if _, err := Compute(openRoot(t, root), want, ownership.IsOwned, ownership.Globs); err == nil {
 				t.Fatal("Compute accepted the target")
 			}
 			after, _ := golden.ReadTree(root)
@@ -137,7 +138,7 @@ func TestDiff(t *testing.T) {
 	root := t.TempDir()
 	write(t, root, "etc/sysctl.d/90-symroute.conf", header+"a = 1\n")
 	r := openRoot(t, root)
-	changes, err := Compute(r, []generator.File{{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header + "a = 2\n")}}, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := Compute(r, []fileset.File{{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header + "a = 2\n")}}, ownership.IsOwned, ownership.Globs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +181,8 @@ func TestLinksUnderTheRootAreNeverFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := openRoot(t, root)
-	want := []generator.File{{Path: "etc/systemd/network/10-symroute-eth0.network", Mode: 0o644, Data: []byte(header)}}
-	_, err := Compute(r, want, generator.IsOwned, generator.OwnedGlobs)
+	want := []fileset.File{{Path: "etc/systemd/network/10-symroute-eth0.network", Mode: 0o644, Data: []byte(header)}}
+	_, err := Compute(r, want, ownership.IsOwned, ownership.Globs)
 	if err == nil || !strings.Contains(err.Error(), "symbolic link") {
 		t.Fatalf("Compute through a linked directory: %v", err)
 	}
@@ -225,7 +226,7 @@ func TestFIFOAtTargetIsRefusedWithoutBlocking(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(root, "etc/sysctl.d/90-symroute.conf"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Compute(openRoot(t, root), []generator.File{{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header)}}, generator.IsOwned, generator.OwnedGlobs)
+	_, err := Compute(openRoot(t, root), []fileset.File{{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(header)}}, ownership.IsOwned, ownership.Globs)
 	if err == nil || !strings.Contains(err.Error(), "not a regular file") {
 		t.Fatalf("Compute with a FIFO at the target: %v", err)
 	}
@@ -247,7 +248,7 @@ func TestRemoveTemps(t *testing.T) {
 	for _, p := range append(append([]string{}, left...), kept...) {
 		write(t, root, p, "partial")
 	}
-	removed, err := RemoveTemps(openRoot(t, root), generator.IsOwnedName, generator.OwnedGlobs)
+	removed, err := RemoveTemps(openRoot(t, root), ownership.IsOwnedName, ownership.Globs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,29 +9,11 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/symroute/symroute/internal/core/routing"
+
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
-
-// Rule is a routing-policy rule as the kernel holds it.
-type Rule struct {
-	Family   int
-	Priority uint32
-	From, To netip.Prefix
-	Table    uint32
-	Protocol uint8
-	// Action is the rule's type: FR_ACT_TO_TBL (1, a lookup) for every rule symroute makes.
-	Action uint8
-	// Narrowed says the rule matches on more than source and destination (an input or output interface, a
-	// firewall mark, a uid range, a protocol or port, a TOS, or "not"): it takes only part of the traffic its
-	// addresses select.
-	Narrowed bool
-	// Mark and Mask are its fwmark match, when it has one.
-	Mark, Mask uint32
-}
-
-// ActionLookup is FR_ACT_TO_TBL: look the packet up in Table.
-const ActionLookup = 1
 
 // actionOther stands for every action but a lookup: goto, nop, blackhole, unreachable, prohibit.
 const actionOther = 0xff
@@ -40,19 +22,9 @@ const actionOther = 0xff
 // the kernel gives a table to lookups only, and a goto has its target.
 func actionOf(nr netlink.Rule) uint8 {
 	if nr.Table != 0 && nr.Goto < 0 {
-		return ActionLookup
+		return routing.ActionLookup
 	}
 	return actionOther
-}
-
-// Route is a route as the kernel holds it; Destination is invalid for a default route.
-type Route struct {
-	Family      int
-	Destination netip.Prefix
-	Gateway     netip.Addr
-	Table       uint32
-	LinkIndex   int
-	Metric      int
 }
 
 // Reader reads from one network namespace's netlink handle.
@@ -94,15 +66,15 @@ func retry[T any](list func() ([]T, error)) ([]T, error) {
 }
 
 // Rules returns every IPv4 and IPv6 rule.
-func (r *Reader) Rules() ([]Rule, error) {
-	var out []Rule
+func (r *Reader) Rules() ([]routing.Rule, error) {
+	var out []routing.Rule
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		rules, err := retry(func() ([]netlink.Rule, error) { return r.h.RuleList(fam) })
 		if err != nil {
 			return nil, fmt.Errorf("list rules: %w", err)
 		}
 		for _, nr := range rules {
-			r := Rule{
+			r := routing.Rule{
 				Family:   fam,
 				Priority: uint32(nr.Priority),
 				From:     prefix(nr.Src),
@@ -130,7 +102,7 @@ func (r *Reader) Rules() ([]Rule, error) {
 //
 // A kernel without strict checking (before 4.20) refuses to turn it on; the dump then covers every table and the
 // netlink library keeps the table's routes in user space: correct, only slower on a large main.
-func (r *Reader) Routes(table uint32) ([]Route, error) {
+func (r *Reader) Routes(table uint32) ([]routing.Route, error) {
 	if r.noStrictCheck {
 		// Known refused; the user-space filter below does the work.
 	} else if err := r.h.SetStrictCheck(true); err != nil {
@@ -138,7 +110,7 @@ func (r *Reader) Routes(table uint32) ([]Route, error) {
 	} else {
 		defer r.h.SetStrictCheck(false)
 	}
-	var out []Route
+	var out []routing.Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		filter := &netlink.Route{Table: int(table)}
 		routes, err := retry(func() ([]netlink.Route, error) {
@@ -157,7 +129,7 @@ func (r *Reader) Routes(table uint32) ([]Route, error) {
 			if fam == netlink.FAMILY_V6 && nr.Type != unix.RTN_UNICAST {
 				continue // the kernel's local and multicast bookkeeping
 			}
-			rt := Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex}
+			rt := routing.Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex}
 			if a, ok := netip.AddrFromSlice(nr.Gw); ok {
 				rt.Gateway = a.Unmap()
 			}
@@ -172,8 +144,8 @@ func (r *Reader) Routes(table uint32) ([]Route, error) {
 
 // AllRoutes returns every unicast route of every table but local, both families: what must be as before after a
 // rollback, foreign routes included.
-func (r *Reader) AllRoutes() ([]Route, error) {
-	var out []Route
+func (r *Reader) AllRoutes() ([]routing.Route, error) {
+	var out []routing.Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		routes, err := retry(func() ([]netlink.Route, error) {
 			return r.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
@@ -185,7 +157,7 @@ func (r *Reader) AllRoutes() ([]Route, error) {
 			if nr.Table == unix.RT_TABLE_LOCAL || nr.Type != unix.RTN_UNICAST {
 				continue
 			}
-			rt := Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
+			rt := routing.Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
 			if a, ok := netip.AddrFromSlice(nr.Gw); ok {
 				rt.Gateway = a.Unmap()
 			}
@@ -210,38 +182,25 @@ func prefix(n *net.IPNet) netip.Prefix {
 	return netip.PrefixFrom(a.Unmap(), ones)
 }
 
-// RouteAnswer is the kernel's answer to "how would a packet from src to dst leave?".
-type RouteAnswer struct {
-	LinkIndex int
-	Table     uint32
-	Gateway   netip.Addr
-}
-
 // RouteGet asks the kernel which route a packet from src to dst takes, through the policy rules, as
 // `ip route get <dst> from <src>` does.
-func (r *Reader) RouteGet(src, dst netip.Addr) (RouteAnswer, error) {
+func (r *Reader) RouteGet(src, dst netip.Addr) (routing.Answer, error) {
 	routes, err := r.h.RouteGetWithOptions(net.IP(dst.AsSlice()), &netlink.RouteGetOptions{SrcAddr: net.IP(src.AsSlice())})
 	if err != nil {
-		return RouteAnswer{}, fmt.Errorf("route get %s from %s: %w", dst, src, err)
+		return routing.Answer{}, fmt.Errorf("route get %s from %s: %w", dst, src, err)
 	}
 	if len(routes) == 0 {
-		return RouteAnswer{}, fmt.Errorf("route get %s from %s: no answer", dst, src)
+		return routing.Answer{}, fmt.Errorf("route get %s from %s: no answer", dst, src)
 	}
-	a := RouteAnswer{LinkIndex: routes[0].LinkIndex, Table: uint32(routes[0].Table)}
+	a := routing.Answer{LinkIndex: routes[0].LinkIndex, Table: uint32(routes[0].Table)}
 	if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok {
 		a.Gateway = gw.Unmap()
 	}
 	return a, nil
 }
 
-// Address is an address on a link, with its IPv4 broadcast (invalid when the address has none).
-type Address struct {
-	Prefix    netip.Prefix
-	Broadcast netip.Addr
-}
-
 // Addresses returns the addresses of the link with index.
-func (r *Reader) Addresses(index int) ([]Address, error) {
+func (r *Reader) Addresses(index int) ([]routing.Address, error) {
 	link, err := r.h.LinkByIndex(index)
 	if err != nil {
 		return nil, fmt.Errorf("look up link %d: %w", index, err)
@@ -250,9 +209,9 @@ func (r *Reader) Addresses(index int) ([]Address, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", link.Attrs().Name, err)
 	}
-	var out []Address
+	var out []routing.Address
 	for _, a := range addrs {
-		ad := Address{Prefix: prefix(a.IPNet)}
+		ad := routing.Address{Prefix: prefix(a.IPNet)}
 		if b, ok := netip.AddrFromSlice(a.Broadcast); ok && !b.Unmap().IsUnspecified() {
 			ad.Broadcast = b.Unmap()
 		}
@@ -288,7 +247,7 @@ func (r *Reader) LinkName(index int) (string, error) {
 // interface or a mark matches too, so the caller checks which rule comes first. It is the only write symroute makes
 // over netlink: networkd, told to keep foreign rules, no longer removes rules symroute dropped from its files once
 // it has restarted and forgotten them.
-func (r *Reader) DeleteRule(rule Rule) error {
+func (r *Reader) DeleteRule(rule routing.Rule) error {
 	nr := netlink.NewRule()
 	nr.Family = rule.Family
 	nr.Priority = int(rule.Priority)
@@ -310,35 +269,16 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// Link is a link as discover sees it.
-type Link struct {
-	Index     int
-	Name      string
-	Kind      string // veth, bridge, vxlan...; empty for a physical device
-	Up        bool
-	Loopback  bool
-	MAC       string
-	Addresses []netip.Prefix
-}
-
-// Inventory is what discover reads: links with their global addresses, every default route in any table, and
-// the rules.
-type Inventory struct {
-	Links         []Link
-	DefaultRoutes []Route
-	Rules         []Rule
-}
-
 // Inventory reads the links, addresses, default routes and rules of this namespace.
-func (r *Reader) Inventory() (Inventory, error) {
-	var inv Inventory
+func (r *Reader) Inventory() (routing.Inventory, error) {
+	var inv routing.Inventory
 	links, err := retry(r.h.LinkList)
 	if err != nil {
 		return inv, fmt.Errorf("list links: %w", err)
 	}
 	for _, l := range links {
 		a := l.Attrs()
-		link := Link{Index: a.Index, Name: a.Name, Kind: l.Type(), Up: a.Flags&net.FlagUp != 0, Loopback: a.Flags&net.FlagLoopback != 0, MAC: a.HardwareAddr.String()}
+		link := routing.Link{Index: a.Index, Name: a.Name, Kind: l.Type(), Up: a.Flags&net.FlagUp != 0, Loopback: a.Flags&net.FlagLoopback != 0, MAC: a.HardwareAddr.String()}
 		if link.Kind == "device" {
 			link.Kind = ""
 		}
@@ -366,7 +306,7 @@ func (r *Reader) Inventory() (Inventory, error) {
 			if dst.IsValid() && dst.Bits() != 0 || nr.Type != unix.RTN_UNICAST {
 				continue
 			}
-			rt := Route{Family: fam, Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
+			rt := routing.Route{Family: fam, Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
 			if gw, ok := netip.AddrFromSlice(nr.Gw); ok {
 				rt.Gateway = gw.Unmap()
 			}

@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/symroute/symroute/internal/core/routing"
 	_ "github.com/symroute/symroute/internal/tools/golden"
 	"github.com/symroute/symroute/internal/tools/nettest"
 )
@@ -91,7 +92,7 @@ func TestRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	found := map[string]Rule{}
+	found := map[string]routing.Rule{}
 	for _, rule := range rules {
 		found[fmt.Sprintf("%s family %d", rule.From, rule.Family)] = rule
 		if rule.Priority == 9 && (!rule.Narrowed || rule.Mark != 0x200 || rule.Mask != 0xf00 || rule.Table != 2004) {
@@ -99,11 +100,11 @@ func TestRules(t *testing.T) {
 		}
 	}
 	v4 := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix("192.168.1.10/32"), netlink.FAMILY_V4)]
-	if v4.Priority != 20010 || v4.Table != 1000000 || v4.Protocol != 4 || v4.Narrowed || v4.Action != ActionLookup {
+	if v4.Priority != 20010 || v4.Table != 1000000 || v4.Protocol != 4 || v4.Narrowed || v4.Action != routing.ActionLookup {
 		t.Errorf("IPv4 source rule: %+v", v4)
 	}
 	for _, from := range []string{"10.66.0.0/16", "10.67.0.0/16"} {
-		if r := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix(from), netlink.FAMILY_V4)]; r.Priority == 0 || r.Action == ActionLookup {
+		if r := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix(from), netlink.FAMILY_V4)]; r.Priority == 0 || r.Action == routing.ActionLookup {
 			t.Errorf("a blackhole or goto rule reads as a lookup: %+v", r)
 		}
 	}
@@ -153,12 +154,12 @@ func TestDeleteRuleHitsTheFirstMatch(t *testing.T) {
 	r, ip := namespace(t)
 	ip("rule", "add", "pref", "20020", "from", "10.0.0.1", "iif", "eth-a", "lookup", "1000001", "proto", "static")
 	ip("rule", "add", "pref", "20020", "from", "10.0.0.1", "lookup", "1000001", "proto", "static")
-	at20020 := func() []Rule {
+	at20020 := func() []routing.Rule {
 		rules, err := r.Rules()
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []Rule
+		var out []routing.Rule
 		for _, rule := range rules {
 			if rule.Priority == 20020 {
 				out = append(out, rule)

@@ -2,7 +2,7 @@
 // systemd's udev rule does for a new link: systemd-sysctl with a --prefix per key, so each key gets exactly the
 // value the next boot gives it (symroute's file and any file that overrides it), and no other key on the host is
 // touched. Restarting systemd-sysctl.service instead would re-apply every sysctl.d file, a distribution's
-// "net.ipv4.conf.*.rp_filter = 2" onto existing CNI links included (cilium/cilium#10645).
+// "net.ipv4.conf.*.rp_filter = 2" onto existing CNI links included, which breaks Cilium.
 package sysctl
 
 import (
@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/sysctlconf"
 )
 
 // DefaultBinary is where Debian, Fedora and Flatcar install systemd-sysctl.
@@ -34,12 +35,9 @@ type Applier struct {
 	Files func() ([]string, error)
 }
 
-// Path is the file under ProcSys for a sysctl.d key.
-func Path(key string) string { return plan.ProcPath(key) }
-
 // Read returns key's current value; exists is false when the key is not there (its link is not).
 func (a Applier) Read(key string) (value string, exists bool, err error) {
-	data, err := os.ReadFile(filepath.Join(a.ProcSys, Path(key)))
+	data, err := os.ReadFile(filepath.Join(a.ProcSys, sysctlconf.Path(key)))
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
 	}
@@ -51,7 +49,7 @@ func (a Applier) Read(key string) (value string, exists bool, err error) {
 
 // Write sets key to value directly, for an exact undo. A key whose link is gone is skipped.
 func (a Applier) Write(key, value string) error {
-	err := os.WriteFile(filepath.Join(a.ProcSys, Path(key)), []byte(value+"\n"), 0o644)
+	err := os.WriteFile(filepath.Join(a.ProcSys, sysctlconf.Path(key)), []byte(value+"\n"), 0o644)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -73,7 +71,7 @@ func (a Applier) Apply(ctx context.Context, settings []plan.Sysctl) (string, err
 	args := make([]string, 0, len(settings))
 	var keys []string
 	for _, s := range settings {
-		args = append(args, "--prefix=/"+Path(s.Key))
+		args = append(args, "--prefix=/"+sysctlconf.Path(s.Key))
 		keys = append(keys, s.Key)
 	}
 	if a.Files != nil {
@@ -100,7 +98,7 @@ func (a Applier) Apply(ctx context.Context, settings []plan.Sysctl) (string, err
 func (a Applier) writeDirect(settings []plan.Sysctl, why string) (string, error) {
 	written, absent := 0, []string{}
 	for _, s := range settings {
-		path := filepath.Join(a.ProcSys, Path(s.Key))
+		path := filepath.Join(a.ProcSys, sysctlconf.Path(s.Key))
 		err := os.WriteFile(path, []byte(s.Value+"\n"), 0o644)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):

@@ -21,9 +21,10 @@ import (
 
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/edges/filesync"
-	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/networkd"
+	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sockets"
 	"github.com/symroute/symroute/internal/orchestration/state"
@@ -32,9 +33,9 @@ import (
 // Kernel is what the engine reads from and deletes in the kernel; *kernel.Reader implements it.
 type Kernel interface {
 	state.Kernel
-	AllRoutes() ([]kernel.Route, error)
-	Addresses(index int) ([]kernel.Address, error)
-	DeleteRule(kernel.Rule) error
+	AllRoutes() ([]routing.Route, error)
+	Addresses(index int) ([]routing.Address, error)
+	DeleteRule(routing.Rule) error
 }
 
 // Networkd is what the engine asks of systemd-networkd; *networkd.Client implements it.
@@ -107,7 +108,7 @@ func New(opts Options, deps Deps) (*Engine, error) {
 	if opts.Poll == 0 {
 		opts.Poll = 20 * time.Millisecond
 	}
-	rec, err := record.Load(opts.Root)
+	rec, err := recordstore.Load(opts.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +125,7 @@ func (e *Engine) logf(format string, args ...any) {
 }
 
 func (e *Engine) save() error {
-	if err := record.Save(e.opts.Root, e.rec); err != nil {
+	if err := recordstore.Save(e.opts.Root, e.rec); err != nil {
 		return fmt.Errorf("write the record: %w", err)
 	}
 	return nil

@@ -17,10 +17,12 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/edges/filesync"
-	"github.com/symroute/symroute/internal/edges/kernel"
+	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sockets"
 	_ "github.com/symroute/symroute/internal/tools/golden"
@@ -92,7 +94,7 @@ func (h *host) files() map[string]string {
 	h.t.Helper()
 	out := map[string]string{}
 	filepath.WalkDir(h.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || strings.Contains(p, record.Dir) {
+		if err != nil || d.IsDir() || strings.Contains(p, recordstore.Dir) {
 			return err
 		}
 		info, _ := d.Info()
@@ -106,7 +108,7 @@ func (h *host) files() map[string]string {
 
 func (h *host) record() *record.Record {
 	h.t.Helper()
-	rec, err := record.Load(h.root)
+	rec, err := recordstore.Load(h.root)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -117,7 +119,7 @@ func (h *host) rules() string {
 	var s []string
 	for _, r := range h.os.rules {
 		if r.Protocol != 2 {
-			s = append(s, ruleOf(r).String())
+			s = append(s, ownership.RuleOf(r).String())
 		}
 	}
 	return strings.Join(s, "; ")
@@ -208,7 +210,7 @@ func TestFailureAtEachStepRollsBackExactly(t *testing.T) {
 			h := newHost(t, "eth-a", "eth-b", "eth-c")
 			ok(t)(h.apply(twoNIC, Options{}))
 			// A file whose mode was changed by hand must come back with that mode.
-			own := filepath.Join(h.dir, generator.OwnNetworkPath("eth-b"))
+			own := filepath.Join(h.dir, ownership.OwnNetworkPath("eth-b"))
 			os.Chmod(own, 0o600)
 			// The next description drops eth-b's rule (a stale recorded rule to delete) and adds eth-c.
 			next := strings.Replace(twoNIC, "  - name: eth-b\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n", "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n", 1)
@@ -392,7 +394,7 @@ func TestRemoveKeepsAddressesUnlessForced(t *testing.T) {
 		t.Errorf("eth-a lost its address: %v", got)
 	}
 	files := h.files()
-	kept := filepath.Join(generator.OwnNetworkPath("eth-a"))
+	kept := filepath.Join(ownership.OwnNetworkPath("eth-a"))
 	if len(files) != 2 || files[kept] == "" {
 		t.Errorf("files after remove: %v", files)
 	}
@@ -578,7 +580,7 @@ func TestFilesWrittenOutsideApplyAreTakenUp(t *testing.T) {
 	ok(t)(h.apply(twoNIC, Options{}))
 	changed := strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1)
 	req := h.request(changed, record.OpApply)
-	changes, err := filesync.Compute(h.root, req.Files, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := filesync.Compute(h.root, req.Files, ownership.IsOwned, ownership.Globs)
 	if err != nil || len(changes) == 0 {
 		t.Fatalf("changes %v, err %v", changes, err)
 	}
@@ -609,12 +611,12 @@ func TestLookAlikeRulesAreNeverDeleted(t *testing.T) {
 	h.os.forgetRules()
 	narrowed := kernelRule(20020, "10.0.0.1/32", 1000001, 4)
 	narrowed.Narrowed = true // iif eth9
-	h.os.rules = append([]kernel.Rule{narrowed}, h.os.rules...)
+	h.os.rules = append([]routing.Rule{narrowed}, h.os.rules...)
 	ok(t)(h.apply(onlyA, Options{}))
 	if tr := h.os.Transcript(); strings.Contains(tr, "delete rule 20020") {
 		t.Fatalf("a delete was sent that the kernel would take for the other program's rule:\n%s", tr)
 	}
-	if !slices.ContainsFunc(h.os.rules, func(r kernel.Rule) bool { return r.Narrowed }) {
+	if !slices.ContainsFunc(h.os.rules, func(r routing.Rule) bool { return r.Narrowed }) {
 		t.Fatal("the other program's rule is gone")
 	}
 	if !strings.Contains(h.log.String(), "left symroute's stale rule") {
@@ -634,13 +636,13 @@ func TestLookAlikeRulesAreNeverDeleted(t *testing.T) {
 	if !out.RolledBack {
 		t.Fatal("no rollback")
 	}
-	if !slices.ContainsFunc(h2.os.rules, func(r kernel.Rule) bool { return ruleOf(r) == ruleOf(foreign) }) {
+	if !slices.ContainsFunc(h2.os.rules, func(r routing.Rule) bool { return ownership.RuleOf(r) == ownership.RuleOf(foreign) }) {
 		t.Fatalf("the undo deleted a rule that was there before the run: %s", h2.rules())
 	}
 }
 
-func kernelRule(prio uint32, from string, table uint32, proto uint8) kernel.Rule {
-	return kernel.Rule{Priority: prio, From: netip.MustParsePrefix(from), Table: table, Protocol: proto, Action: 1, Family: 2}
+func kernelRule(prio uint32, from string, table uint32, proto uint8) routing.Rule {
+	return routing.Rule{Priority: prio, From: netip.MustParsePrefix(from), Table: table, Protocol: proto, Action: 1, Family: 2}
 }
 
 // TestWaitBelievesNoStaleConfigured: right after a reload networkd still reports a changed link "configured"
@@ -652,7 +654,7 @@ func TestWaitBelievesNoStaleConfigured(t *testing.T) {
 	req := h.request(strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1), record.OpApply)
 	e := h.engine(Options{Timeout: time.Minute})
 	e.quiet = time.Hour // only networkd's word ends the wait, however slow the machine
-	changes, err := filesync.Compute(h.root, req.Files, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := filesync.Compute(h.root, req.Files, ownership.IsOwned, ownership.Globs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -695,10 +697,10 @@ func TestAnyOrderConverges(t *testing.T) {
 			want[record.Rule{Priority: r.Priority, From: r.From, To: r.To, Table: r.Table}.String()] = true
 		}
 		for _, r := range h.os.rules {
-			if r.Protocol == 4 && !want[ruleOf(r).String()] {
-				t.Fatalf("step %d: rule %s is left over\n%s", i, ruleOf(r), desc)
+			if r.Protocol == 4 && !want[ownership.RuleOf(r).String()] {
+				t.Fatalf("step %d: rule %s is left over\n%s", i, ownership.RuleOf(r), desc)
 			}
-			delete(want, ruleOf(r).String())
+			delete(want, ownership.RuleOf(r).String())
 		}
 		if len(want) > 0 {
 			t.Fatalf("step %d: rules missing: %v", i, want)
@@ -736,7 +738,7 @@ func TestVerifyFailureRollsBackAndChecksBefore(t *testing.T) {
 	h := newHost(t, "eth-a", "eth-b", "eth-c")
 	ok(t)(h.apply(twoNIC, Options{}))
 	h.os.rules = append(h.os.rules, kernelRule(100, "10.1.0.1/32", 99, 3))
-	h.os.routes = append(h.os.routes, kernel.Route{Family: 2, Gateway: netip.MustParseAddr("192.168.1.1"), Table: 99, LinkIndex: h.os.links["eth-a"]})
+	h.os.routes = append(h.os.routes, routing.Route{Family: 2, Gateway: netip.MustParseAddr("192.168.1.1"), Table: 99, LinkIndex: h.os.links["eth-a"]})
 	before := h.files()
 	withC := twoNIC + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n"
 	out, err := h.engine(Options{Timeout: 200 * time.Millisecond}).Apply(context.Background(), h.request(withC, record.OpApply))

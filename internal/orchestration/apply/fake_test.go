@@ -15,9 +15,11 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/networkfiles"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
-	"github.com/symroute/symroute/internal/edges/kernel"
+	"github.com/symroute/symroute/internal/core/routing"
+	"github.com/symroute/symroute/internal/core/sysctlconf"
 	"github.com/symroute/symroute/internal/edges/networkd"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sockets"
@@ -33,8 +35,8 @@ type fakeOS struct {
 	root  *rootfs.Root
 	links map[string]int
 	// kernel state
-	rules  []kernel.Rule
-	routes []kernel.Route
+	rules  []routing.Rule
+	routes []routing.Route
 	addrs  map[int][]netip.Prefix
 	// networkd state: what it configured on each link, and the link's administrative state
 	applied map[int]generator.Effects
@@ -78,7 +80,7 @@ func newFakeOS(root *rootfs.Root, links ...string) *fakeOS {
 		f.states[index] = "unmanaged"
 	}
 	// The kernel's own rules.
-	f.rules = []kernel.Rule{
+	f.rules = []routing.Rule{
 		{Family: 2, Priority: 0, Table: 255, Protocol: 2, Action: 1},
 		{Family: 2, Priority: 32766, Table: 254, Protocol: 2, Action: 1},
 		{Family: 2, Priority: 32767, Table: 253, Protocol: 2, Action: 1},
@@ -168,7 +170,7 @@ func (f *fakeOS) desired() (map[int]generator.Effects, map[int]string, bool) {
 			continue
 		}
 		data, _ := fs.ReadFile(fsys, first.Path)
-		drops, _ := fs.Glob(fsys, generator.NetworkDir+"/"+first.Name+".d/*.conf")
+		drops, _ := fs.Glob(fsys, ownership.NetworkDir+"/"+first.Name+".d/*.conf")
 		for _, d := range drops {
 			more, _ := fs.ReadFile(fsys, d)
 			data = append(data, '\n')
@@ -176,7 +178,7 @@ func (f *fakeOS) desired() (map[int]generator.Effects, map[int]string, bool) {
 		}
 		out[index], files[index] = generator.ReadEffects(data), "/"+first.Path
 	}
-	_, err = fs.Stat(fsys, generator.NetworkdConfPath)
+	_, err = fs.Stat(fsys, ownership.NetworkdConfPath)
 	return out, files, err == nil
 }
 
@@ -214,8 +216,8 @@ func (f *fakeOS) restart(ctx context.Context) error {
 		for _, e := range want {
 			wanted = append(wanted, e.Rules...)
 		}
-		f.rules = slices.DeleteFunc(f.rules, func(r kernel.Rule) bool {
-			return r.Protocol != 2 && !slices.Contains(wanted, ruleOf(r))
+		f.rules = slices.DeleteFunc(f.rules, func(r routing.Rule) bool {
+			return r.Protocol != 2 && !slices.Contains(wanted, ownership.RuleOf(r))
 		})
 	}
 	for index := range f.states {
@@ -293,10 +295,10 @@ func (f *fakeOS) drop(index int) {
 	for _, e := range f.applied {
 		others = append(others, e.Rules...)
 	}
-	f.rules = slices.DeleteFunc(f.rules, func(r kernel.Rule) bool {
-		return r.Protocol == 4 && slices.Contains(cur.Rules, ruleOf(r)) && !slices.Contains(others, ruleOf(r))
+	f.rules = slices.DeleteFunc(f.rules, func(r routing.Rule) bool {
+		return r.Protocol == 4 && slices.Contains(cur.Rules, ownership.RuleOf(r)) && !slices.Contains(others, ownership.RuleOf(r))
 	})
-	f.routes = slices.DeleteFunc(f.routes, func(r kernel.Route) bool { return r.LinkIndex == index })
+	f.routes = slices.DeleteFunc(f.routes, func(r routing.Route) bool { return r.LinkIndex == index })
 	delete(f.addrs, index)
 }
 
@@ -305,19 +307,19 @@ func (f *fakeOS) add(index int, e generator.Effects) {
 	f.addrs[index] = append([]netip.Prefix(nil), e.Addresses...)
 	for _, a := range e.Addresses {
 		if !a.IsSingleIP() {
-			f.routes = append(f.routes, kernel.Route{Destination: a.Masked(), Table: 254, LinkIndex: index})
+			f.routes = append(f.routes, routing.Route{Destination: a.Masked(), Table: 254, LinkIndex: index})
 		}
 	}
 	for _, r := range e.Routes {
-		f.routes = append(f.routes, kernel.Route{Destination: r.Destination, Gateway: r.Gateway, Table: r.Table, LinkIndex: index})
+		f.routes = append(f.routes, routing.Route{Destination: r.Destination, Gateway: r.Gateway, Table: r.Table, LinkIndex: index})
 	}
 	for _, r := range e.Rules {
-		if !slices.ContainsFunc(f.rules, func(k kernel.Rule) bool { return ruleOf(k) == r }) {
+		if !slices.ContainsFunc(f.rules, func(k routing.Rule) bool { return ownership.RuleOf(k) == r }) {
 			fam := 2
 			if r.From.IsValid() && r.From.Addr().Is6() || r.To.IsValid() && r.To.Addr().Is6() {
 				fam = 10
 			}
-			f.rules = append(f.rules, kernel.Rule{Family: fam, Priority: r.Priority, From: r.From, To: r.To, Table: r.Table, Protocol: 4, Action: 1})
+			f.rules = append(f.rules, routing.Rule{Family: fam, Priority: r.Priority, From: r.From, To: r.To, Table: r.Table, Protocol: 4, Action: 1})
 		}
 	}
 }
@@ -399,18 +401,18 @@ func (n fakeNetworkd) WatchLinks() (<-chan networkd.LinkEvent, func(), error) {
 
 type fakeKernel struct{ f *fakeOS }
 
-func (k fakeKernel) Rules() ([]kernel.Rule, error) {
+func (k fakeKernel) Rules() ([]routing.Rule, error) {
 	k.f.mu.Lock()
 	defer k.f.mu.Unlock()
-	out := append([]kernel.Rule(nil), k.f.rules...)
+	out := append([]routing.Rule(nil), k.f.rules...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Priority < out[j].Priority })
 	return out, nil
 }
 
-func (k fakeKernel) Routes(table uint32) ([]kernel.Route, error) {
+func (k fakeKernel) Routes(table uint32) ([]routing.Route, error) {
 	k.f.mu.Lock()
 	defer k.f.mu.Unlock()
-	var out []kernel.Route
+	var out []routing.Route
 	for _, r := range k.f.routes {
 		if r.Table == table {
 			out = append(out, r)
@@ -419,18 +421,18 @@ func (k fakeKernel) Routes(table uint32) ([]kernel.Route, error) {
 	return out, nil
 }
 
-func (k fakeKernel) AllRoutes() ([]kernel.Route, error) {
+func (k fakeKernel) AllRoutes() ([]routing.Route, error) {
 	k.f.mu.Lock()
 	defer k.f.mu.Unlock()
-	return append([]kernel.Route(nil), k.f.routes...), nil
+	return append([]routing.Route(nil), k.f.routes...), nil
 }
 
-func (k fakeKernel) Addresses(index int) ([]kernel.Address, error) {
+func (k fakeKernel) Addresses(index int) ([]routing.Address, error) {
 	k.f.mu.Lock()
 	defer k.f.mu.Unlock()
-	var out []kernel.Address
+	var out []routing.Address
 	for _, p := range k.f.addrs[index] {
-		a := kernel.Address{Prefix: p}
+		a := routing.Address{Prefix: p}
 		if p.Addr().Is4() && p.Bits() <= 30 && !k.f.noBroadcast[k.f.nameOf(index)] {
 			a.Broadcast = subnetBroadcast(p)
 		}
@@ -455,11 +457,11 @@ func (k fakeKernel) LinkName(index int) (string, error) {
 	return "", fmt.Errorf("no link %d", index)
 }
 
-func (k fakeKernel) DeleteRule(r kernel.Rule) error {
+func (k fakeKernel) DeleteRule(r routing.Rule) error {
 	f := k.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.log("kernel: delete rule %s", ruleOf(r))
+	f.log("kernel: delete rule %s", ownership.RuleOf(r))
 	if err := f.injected("delete-rule"); err != nil {
 		return err
 	}
@@ -467,7 +469,7 @@ func (k fakeKernel) DeleteRule(r kernel.Rule) error {
 	// part the request gives. A rule that selects on more (an input interface, a mark) matches too.
 	first := -1
 	for i, x := range f.rules {
-		if x.Family == r.Family && ruleOf(x) == ruleOf(r) && (r.Protocol == 0 || x.Protocol == r.Protocol) &&
+		if x.Family == r.Family && ownership.RuleOf(x) == ownership.RuleOf(r) && (r.Protocol == 0 || x.Protocol == r.Protocol) &&
 			(r.Action == 0 || x.Action == r.Action) && (first < 0 || x.Priority < f.rules[first].Priority) {
 			first = i
 		}
@@ -481,18 +483,18 @@ func (k fakeKernel) DeleteRule(r kernel.Rule) error {
 
 // RouteGet walks the rules in priority order and looks the destination up in each rule's table, as the kernel
 // does for a packet the host sends from src.
-func (k fakeKernel) RouteGet(src, dst netip.Addr) (kernel.RouteAnswer, error) {
+func (k fakeKernel) RouteGet(src, dst netip.Addr) (routing.Answer, error) {
 	f := k.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	rules := append([]kernel.Rule(nil), f.rules...)
+	rules := append([]routing.Rule(nil), f.rules...)
 	sort.SliceStable(rules, func(i, j int) bool { return rules[i].Priority < rules[j].Priority })
 	for _, r := range rules {
 		if r.Table == 255 || r.From.IsValid() && !r.From.Contains(src) || r.To.IsValid() && !r.To.Contains(dst) {
 			continue
 		}
 		best := -1
-		var ans kernel.RouteAnswer
+		var ans routing.Answer
 		for _, rt := range f.routes {
 			if rt.Table != r.Table {
 				continue
@@ -507,21 +509,21 @@ func (k fakeKernel) RouteGet(src, dst netip.Addr) (kernel.RouteAnswer, error) {
 				continue
 			}
 			if bits > best {
-				best, ans = bits, kernel.RouteAnswer{LinkIndex: rt.LinkIndex, Table: rt.Table, Gateway: rt.Gateway}
+				best, ans = bits, routing.Answer{LinkIndex: rt.LinkIndex, Table: rt.Table, Gateway: rt.Gateway}
 			}
 		}
 		if best >= 0 {
 			return ans, nil
 		}
 	}
-	return kernel.RouteAnswer{}, fmt.Errorf("route get %s from %s: network is unreachable", dst, src)
+	return routing.Answer{}, fmt.Errorf("route get %s from %s: network is unreachable", dst, src)
 }
 
 // --- sysctl ---
 
 type fakeSysctl struct{ f *fakeOS }
 
-func (s fakeSysctl) key(k string) string { return strings.ReplaceAll(plan.ProcPath(k), "/", ".") }
+func (s fakeSysctl) key(k string) string { return strings.ReplaceAll(sysctlconf.Path(k), "/", ".") }
 
 func (s fakeSysctl) Read(key string) (string, bool, error) {
 	s.f.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -14,7 +13,9 @@ import (
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/networkfiles"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/filesync"
@@ -26,7 +27,7 @@ import (
 // Request is one apply or try.
 type Request struct {
 	Plan  *plan.Plan
-	Files []generator.File
+	Files []fileset.File
 	// Description names the description, for the record.
 	Description string
 	// Op is record.OpApply or record.OpTry; a try stays pending, verified, until confirmed or rolled back.
@@ -71,7 +72,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if e.rec.Pending != nil {
 		return out, errors.New("a transaction is pending; recover it first")
 	}
-	changes, err := filesync.Compute(e.opts.Root, req.Files, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := filesync.Compute(e.opts.Root, req.Files, ownership.IsOwned, ownership.Globs)
 	if err != nil {
 		return out, err
 	}
@@ -102,7 +103,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 		}
 		if len(hazards) > 0 {
 			return out, fmt.Errorf("/%s changes, which takes a restart of systemd-networkd, and networkd before %d fails to start on an IPv4 address whose broadcast differs from the one it computes (it gives up with \"Numerical result out of range\"): %s. Nothing was changed. Re-add each address with its broadcast at a quiet moment (ip addr del ADDR dev LINK && ip addr add ADDR brd + dev LINK), or reboot so networkd configures it itself, then apply again",
-				generator.NetworkdConfPath, firstSafeRestart, strings.Join(hazards, "; "))
+				ownership.NetworkdConfPath, firstSafeRestart, strings.Join(hazards, "; "))
 		}
 	}
 	var stale []record.Rule
@@ -151,7 +152,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 		if e.opts.NoRollback && !out.Interrupted && req.Op == record.OpApply {
 			return e.keep(&target, &out, func() (errs []error) {
 				if !sysctlsSet {
-					errs = append(errs, e.setSysctls(ctx, req.Plan.Sysctls, sysWrites, touches(changes, generator.SysctlPath)))
+					errs = append(errs, e.setSysctls(ctx, req.Plan.Sysctls, sysWrites, touches(changes, ownership.SysctlPath)))
 				}
 				if !staleDeleted {
 					errs = append(errs, e.deleteRules(stale))
@@ -171,7 +172,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if err := e.runPhases(ctx, tx, ps, managedLinks(req.Plan), &out, &done); err != nil {
 		return fail(err)
 	}
-	if err := e.setSysctls(ctx, req.Plan.Sysctls, sysWrites, touches(changes, generator.SysctlPath)); err != nil {
+	if err := e.setSysctls(ctx, req.Plan.Sysctls, sysWrites, touches(changes, ownership.SysctlPath)); err != nil {
 		return fail(err)
 	}
 	sysctlsSet = true
@@ -311,7 +312,7 @@ func (e *Engine) takeUp(ctx context.Context, changed map[string]bool, restart bo
 	events, stop := e.watch()
 	defer stop()
 	if restart {
-		e.logf("restarting systemd-networkd: networkd reads /%s only when it starts", generator.NetworkdConfPath)
+		e.logf("restarting systemd-networkd: networkd reads /%s only when it starts", ownership.NetworkdConfPath)
 		if err := e.deps.RestartNetworkd(ctx); err != nil {
 			return fmt.Errorf("restart systemd-networkd: %w", err)
 		}
@@ -494,7 +495,7 @@ func (e *Engine) checkNetworkd(ctx context.Context, keepForeign, restart bool) e
 	}
 	if restart && e.deps.ManagerAvailable != nil {
 		if err := e.deps.ManagerAvailable(ctx); err != nil {
-			return fmt.Errorf("/%s changes, and networkd reads it only when it starts, but %v, so symroute cannot restart it. Nothing was changed: write the files with symroute generate and restart systemd-networkd yourself", generator.NetworkdConfPath, err)
+			return fmt.Errorf("/%s changes, and networkd reads it only when it starts, but %v, so symroute cannot restart it. Nothing was changed: write the files with symroute generate and restart systemd-networkd yourself", ownership.NetworkdConfPath, err)
 		}
 	}
 	return nil
@@ -505,7 +506,7 @@ func (e *Engine) sources() state.Sources {
 }
 
 // verifyUntil verifies until the state matches or the deadline passes: networkd works asynchronously.
-func (e *Engine) verifyUntil(ctx context.Context, p *plan.Plan, files []generator.File, target *record.State) (drift.Result, error) {
+func (e *Engine) verifyUntil(ctx context.Context, p *plan.Plan, files []fileset.File, target *record.State) (drift.Result, error) {
 	deadline := time.Now().Add(e.opts.Timeout)
 	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(files), Recorded: target}
 	for {
@@ -570,34 +571,11 @@ func managedLinks(p *plan.Plan) []string {
 func changedLinks(changes []filesync.Change) map[string]bool {
 	out := map[string]bool{}
 	for _, c := range changes {
-		if name, ok := linkOfFile(c.Path, c.New, c.Old); ok {
+		if name, ok := ownership.LinkOf(c.Path, c.New, c.Old); ok {
 			out[name] = true
 		}
 	}
 	return out
-}
-
-// linkOfFile names the link a networkd file of symroute's configures: from an own file's name, or from its
-// [Match] Name= line.
-func linkOfFile(p string, datas ...[]byte) (string, bool) {
-	if p == generator.ClusterPath {
-		return generator.Loopback.Name, true
-	}
-	if name, ok := strings.CutPrefix(path.Base(p), "10-symroute-"); ok && strings.HasSuffix(name, ".network") {
-		return strings.TrimSuffix(name, ".network"), true
-	}
-	if !strings.HasSuffix(path.Dir(p), ".network.d") {
-		return "", false
-	}
-	for _, data := range datas {
-		for _, line := range strings.Split(string(data), "\n") {
-			if strings.HasPrefix(line, "# ") && strings.HasSuffix(line, ";") && strings.Contains(line, " configures ") {
-				// The drop-in's own comment: "# <file> configures <name>;"
-				return strings.TrimSuffix(line[strings.LastIndex(line, " configures ")+len(" configures "):], ";"), true
-			}
-		}
-	}
-	return "", false
 }
 
 func touches(changes []filesync.Change, p string) bool {

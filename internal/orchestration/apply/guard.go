@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/core/fileset"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/filesync"
 )
@@ -65,7 +67,7 @@ func (l Lost) Lines() []string {
 // lost compares the effects of symroute's networkd files before and after changes. Rules and routes are compared
 // over all files together (networkd keeps one kernel rule for identical sections in several files); addresses
 // link by link, since an address moved to another link is removed from the first.
-func lost(changes []filesync.Change, files []generator.File) Lost {
+func lost(changes []filesync.Change, files []fileset.File) Lost {
 	changed := map[string]bool{}
 	var before, after generator.Effects
 	oldAddrs, newAddrs := map[string][]netip.Prefix{}, map[string][]netip.Prefix{}
@@ -76,7 +78,7 @@ func lost(changes []filesync.Change, files []generator.File) Lost {
 		e := generator.ReadEffects(data)
 		into.Rules = append(into.Rules, e.Rules...)
 		into.Routes = append(into.Routes, e.Routes...)
-		if name, ok := linkOfFile(p, data); ok {
+		if name, ok := ownership.LinkOf(p, data); ok {
 			addrs[name] = append(addrs[name], e.Addresses...)
 		}
 	}
@@ -121,7 +123,7 @@ func lost(changes []filesync.Change, files []generator.File) Lost {
 }
 
 func isNetworkdFile(p string) bool {
-	return strings.HasSuffix(p, ".network") || strings.HasSuffix(p, ".conf") && strings.HasPrefix(p, generator.NetworkDir+"/")
+	return strings.HasSuffix(p, ".network") || strings.HasSuffix(p, ".conf") && strings.HasPrefix(p, ownership.NetworkDir+"/")
 }
 
 func dedup[T comparable](s []T) []T {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/filesync"
 )
@@ -29,8 +30,7 @@ type phase struct {
 func phasesOf(changes []filesync.Change) (ps []phase, confFirst bool) {
 	var conf, rest []filesync.Change
 	for _, c := range changes {
-		// A drop-in whose settings stay the same (its header changed) needs no restart.
-		if c.Path == generator.NetworkdConfPath && (c.Kind != filesync.Update || settings(c.Old) != settings(c.New)) {
+		if generator.TakesRestart(c.Path, c.Old, c.New) {
 			conf = append(conf, c)
 		} else {
 			rest = append(rest, c)
@@ -86,7 +86,7 @@ func (e *Engine) runPhase(ctx context.Context, ph phase, managed []string, out *
 			return false, err
 		}
 		if len(hazards) > 0 {
-			e.logf("note: not restarting systemd-networkd now: %s. It reads /%s as it is then when it next starts", strings.Join(hazards, "; "), generator.NetworkdConfPath)
+			e.logf("note: not restarting systemd-networkd now: %s. It reads /%s as it is then when it next starts", strings.Join(hazards, "; "), ownership.NetworkdConfPath)
 			if err := e.writeFiles(ph.changes); err != nil {
 				return false, err
 			}
@@ -149,7 +149,7 @@ func undoPhases(tx *record.Transaction, done []phase, known bool) []phase {
 		if u.Existed {
 			c = filesync.Change{Kind: filesync.Update, Path: u.Path, New: u.Data, Mode: modeOf(u.Mode)}
 		}
-		if u.Path == generator.NetworkdConfPath {
+		if u.Path == ownership.NetworkdConfPath {
 			conf.changes = append(conf.changes, c)
 		} else {
 			rest.changes = append(rest.changes, c)
@@ -163,17 +163,6 @@ func undoPhases(tx *record.Transaction, done []phase, known bool) []phase {
 	default:
 		return []phase{conf, rest}
 	}
-}
-
-// settings is a configuration file without its comments and blank lines: what networkd reads from it.
-func settings(data []byte) string {
-	var b strings.Builder
-	for _, line := range strings.Split(string(data), "\n") {
-		if t := strings.TrimSpace(line); t != "" && t[0] != '#' && t[0] != ';' {
-			b.WriteString(t + "\n")
-		}
-	}
-	return b.String()
 }
 
 // firstRestartHazard is the networkd version from which the restart below is no longer known to fail: the

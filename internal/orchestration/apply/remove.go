@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/filesync"
 )
@@ -35,14 +34,14 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	if e.rec.Pending != nil {
 		return out, rm, errors.New("a transaction is pending; recover it first")
 	}
-	changes, err := filesync.Compute(e.opts.Root, nil, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := filesync.Compute(e.opts.Root, nil, ownership.IsOwned, ownership.Globs)
 	if err != nil {
 		return out, rm, err
 	}
 	target := record.State{Addresses: map[string][]netip.Prefix{}}
 	if !all {
 		for i, c := range changes {
-			link, own := ownLink(c.Path)
+			link, own := ownership.OwnNetworkLink(c.Path)
 			if !own {
 				continue
 			}
@@ -79,7 +78,7 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	if err != nil {
 		return out, rm, err
 	}
-	if len(prior.Sysctls) == 0 && e.rec.Applied == nil && touches(changes, generator.SysctlPath) {
+	if len(prior.Sysctls) == 0 && e.rec.Applied == nil && touches(changes, ownership.SysctlPath) {
 		e.logf("note: no record of the rp_filter values before symroute; they stay as they are")
 	}
 	leftover, err := e.recordedRulesNotIn(prior.Rules, nil, nil)
@@ -158,9 +157,8 @@ func (e *Engine) remaining(prior record.State) ([]string, error) {
 		return nil, err
 	}
 	for _, kr := range rules {
-		r := record.Rule{Priority: kr.Priority, From: kr.From, To: kr.To, Table: kr.Table}
-		if prior.OwnsRule(r) {
-			out = append(out, "rule "+r.String())
+		if ownership.OwnsRule(&prior, kr) {
+			out = append(out, "rule "+ownership.RuleOf(kr).String())
 		}
 	}
 	for _, t := range prior.Tables {
@@ -175,17 +173,8 @@ func (e *Engine) remaining(prior record.State) ([]string, error) {
 	return out, nil
 }
 
-// ownLink names the link of one of symroute's own .network files.
-func ownLink(p string) (string, bool) {
-	name, ok := strings.CutPrefix(path.Base(p), "10-symroute-")
-	if !ok || !strings.HasSuffix(name, ".network") || path.Dir(p) != generator.NetworkDir {
-		return "", false
-	}
-	return strings.TrimSuffix(name, ".network"), true
-}
-
 func linkOrPath(p string) string {
-	if link, ok := ownLink(p); ok {
+	if link, ok := ownership.OwnNetworkLink(p); ok {
 		return link
 	}
 	return p
@@ -199,13 +188,13 @@ func (e *Engine) RemoveFiles(force bool) (Removal, error) {
 	if err := e.RecoverFiles(); err != nil {
 		return rm, err
 	}
-	changes, err := filesync.Compute(e.opts.Root, nil, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := filesync.Compute(e.opts.Root, nil, ownership.IsOwned, ownership.Globs)
 	if err != nil {
 		return rm, err
 	}
 	target := record.State{Addresses: map[string][]netip.Prefix{}}
 	for i, c := range changes {
-		link, own := ownLink(c.Path)
+		link, own := ownership.OwnNetworkLink(c.Path)
 		if force || !own {
 			continue
 		}

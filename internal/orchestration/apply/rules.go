@@ -4,22 +4,10 @@ import (
 	"slices"
 
 	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/record"
-	"github.com/symroute/symroute/internal/edges/kernel"
+	"github.com/symroute/symroute/internal/core/routing"
 )
-
-// staticProtocol is RTPROT_STATIC, the protocol networkd gives the rules it configures.
-const staticProtocol = 4
-
-// shapedLikeOurs reports whether a kernel rule has the shape of a rule networkd makes from symroute's files: a
-// plain lookup, by networkd, selecting on addresses only. Anything else is never symroute's, whatever its numbers.
-func shapedLikeOurs(kr kernel.Rule) bool {
-	return kr.Protocol == staticProtocol && kr.Action == kernel.ActionLookup && !kr.Narrowed
-}
-
-func ruleOf(kr kernel.Rule) record.Rule {
-	return record.Rule{Priority: kr.Priority, From: kr.From, To: kr.To, Table: kr.Table}
-}
 
 // recordedRulesNotIn lists the rules in the kernel that recorded has and keep has not, shaped like symroute's,
 // less those in spare (rules alike in every part that were there before the transaction began, each sparing one).
@@ -31,8 +19,8 @@ func (e *Engine) recordedRulesNotIn(recorded, keep, spare []record.Rule) ([]reco
 	spare = slices.Clone(spare)
 	var out []record.Rule
 	for _, kr := range rules {
-		r := ruleOf(kr)
-		if !shapedLikeOurs(kr) || !slices.Contains(recorded, r) || slices.Contains(keep, r) {
+		r := ownership.RuleOf(kr)
+		if !ownership.RuleShape(kr) || !slices.Contains(recorded, r) || slices.Contains(keep, r) {
 			continue
 		}
 		if i := slices.Index(spare, r); i >= 0 {
@@ -57,7 +45,7 @@ func (e *Engine) existingRules(want []record.Rule, applied *record.State) ([]rec
 	}
 	var out []record.Rule
 	for _, kr := range rules {
-		if r := ruleOf(kr); shapedLikeOurs(kr) && slices.Contains(want, r) && !slices.Contains(mine, r) {
+		if r := ownership.RuleOf(kr); ownership.RuleShape(kr) && slices.Contains(want, r) && !slices.Contains(mine, r) {
 			out = append(out, r)
 		}
 	}
@@ -77,15 +65,15 @@ func (e *Engine) deleteRules(rules []record.Rule) error {
 		return err
 	}
 	for _, r := range rules {
-		i := slices.IndexFunc(now, func(kr kernel.Rule) bool {
-			return ruleOf(kr) == r && kr.Protocol == staticProtocol && kr.Action == kernel.ActionLookup
+		i := slices.IndexFunc(now, func(kr routing.Rule) bool {
+			return ownership.RuleOf(kr) == r && kr.Protocol == ownership.StaticProtocol && kr.Action == routing.ActionLookup
 		})
 		if i < 0 {
 			continue // networkd took it away already
 		}
 		kr := now[i]
 		line := drift.RuleString(r.Priority, r.From, r.To, r.Table)
-		if !shapedLikeOurs(kr) {
+		if !ownership.RuleShape(kr) {
 			e.logf("note: left symroute's stale rule %s: a rule of another program with the same priority, addresses and table, which also selects on an interface, mark or port, comes first, and the kernel would delete that one instead. Delete it by hand with ip rule del and every selector", line)
 			continue
 		}

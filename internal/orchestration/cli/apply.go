@@ -17,6 +17,7 @@ import (
 
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/lock"
+	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sysctl"
 	"github.com/symroute/symroute/internal/orchestration/apply"
@@ -276,7 +277,7 @@ func tryState(rootPath, id string) string {
 		return "unknown"
 	}
 	defer root.Close()
-	rec, err := record.Load(root)
+	rec, err := recordstore.Load(root)
 	switch {
 	case err != nil:
 		return "unknown"
@@ -461,7 +462,7 @@ func pendingTry(rootPath, id string) (*record.Transaction, bool) {
 		return nil, true
 	}
 	defer r.Close()
-	rec, err := record.Load(r)
+	rec, err := recordstore.Load(r)
 	if err != nil {
 		return nil, true
 	}

@@ -16,12 +16,14 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/fileset"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
-	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/core/reservations"
 	"github.com/symroute/symroute/internal/edges/filesync"
 	"github.com/symroute/symroute/internal/edges/lock"
+	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/schemas"
 )
@@ -217,7 +219,7 @@ func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
 
 // loadAndGenerate loads the description and renders its files, printing every problem; ok is false when the
 // command must stop, with the exit status to use.
-func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []generator.File, status int, ok bool) {
+func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []fileset.File, status int, ok bool) {
 	if l, status, ok = load(c, stderr); !ok {
 		return l, nil, status, false
 	}
@@ -235,7 +237,7 @@ func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []generator.Fi
 	return l, files, ExitOK, true
 }
 
-func generateFiles(l loaded, c common) ([]generator.File, report.Report, error) {
+func generateFiles(l loaded, c common) ([]fileset.File, report.Report, error) {
 	var system fs.FS
 	if c.root != "" {
 		root, err := rootfs.Open(c.root)
@@ -333,7 +335,7 @@ func generate(args []string, stdout, stderr io.Writer) int {
 		}
 		defer release()
 		// A pending transaction's undo restores the files it recorded: files written now would be mixed into it.
-		if rec, err := record.Load(root); err != nil {
+		if rec, err := recordstore.Load(root); err != nil {
 			eprintf(stderr, "symroute generate: %v; nothing was written\n", err)
 			return ExitSystem
 		} else if tx := rec.Pending; tx != nil {
@@ -342,7 +344,7 @@ func generate(args []string, stdout, stderr io.Writer) int {
 			return ExitFailed
 		}
 	}
-	changes, err := filesync.Compute(root, files, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := filesync.Compute(root, files, ownership.IsOwned, ownership.Globs)
 	if err != nil {
 		eprintf(stderr, "symroute: %v; nothing was written\n", err)
 		return ExitSystem
@@ -372,7 +374,7 @@ func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Dura
 		eprintf(stderr, "symroute %s: %v; nothing was written\n", cmd, err)
 		return nil, false
 	}
-	removed, err := filesync.RemoveTemps(root, generator.IsOwnedName, generator.OwnedGlobs)
+	removed, err := filesync.RemoveTemps(root, ownership.IsOwnedName, ownership.Globs)
 	for _, p := range removed {
 		eprintf(stdout, "removed %s, left by an interrupted run\n", root.Join(p))
 	}

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/networkfiles"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/edges/filesync"
 	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/rootfs"
@@ -36,7 +36,7 @@ func discoverCmd(args []string, stdout, stderr io.Writer) int {
 		return ExitSystem
 	}
 	defer r.Close()
-	files, err := networkfiles.Load(r.ReadFS(), generator.IsOwned)
+	files, err := networkfiles.Load(r.ReadFS(), ownership.IsOwned)
 	if err != nil {
 		eprintf(stderr, "symroute discover: %v\n", err)
 		return ExitSystem

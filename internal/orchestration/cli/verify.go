@@ -16,6 +16,7 @@ import (
 	"github.com/symroute/symroute/internal/edges/filesync"
 	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/networkd"
+	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sysctl"
 	"github.com/symroute/symroute/internal/orchestration/state"
@@ -84,7 +85,7 @@ func recorded(rootPath string, stderr io.Writer) *record.State {
 		return nil
 	}
 	defer root.Close()
-	rec, err := record.Load(root)
+	rec, err := recordstore.Load(root)
 	if err != nil {
 		eprintf(stderr, "symroute verify: note: %v\n", err)
 		return nil

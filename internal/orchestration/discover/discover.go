@@ -10,12 +10,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/symroute/symroute/internal/core/reservations"
+	"github.com/symroute/symroute/internal/core/routing"
+
 	"go.yaml.in/yaml/v4"
 
 	"github.com/symroute/symroute/internal/core/ifname"
 	"github.com/symroute/symroute/internal/core/networkfiles"
 	"github.com/symroute/symroute/internal/core/report"
-	"github.com/symroute/symroute/internal/edges/kernel"
 )
 
 // signs tell a component by the links it creates (name prefixes) and the tables its rules point at.
@@ -53,7 +55,7 @@ func componentLink(name string) bool {
 
 // Describe renders inv as a host description. files are the .network files networkd would consider (nil when
 // unknown): a link some specific file already configures is described in drop-in mode.
-func Describe(inv kernel.Inventory, files []networkfiles.File) []byte {
+func Describe(inv routing.Inventory, files []networkfiles.File) []byte {
 	var b strings.Builder
 	b.WriteString("# Discovered by symroute discover. Review it: check the gateways, list the pod and service\n")
 	b.WriteString("# CIDRs under cluster_cidrs if this is a Kubernetes node, then run symroute check.\n")
@@ -67,7 +69,7 @@ func Describe(inv kernel.Inventory, files []networkfiles.File) []byte {
 		b.WriteString("# A Kubernetes CNI runs here: list the pod and service CIDRs, e.g. [10.244.0.0/16, 10.96.0.0/12].\ncluster_cidrs: []\n")
 	}
 
-	mainDefault := map[bool]kernel.Route{} // by "is IPv6"
+	mainDefault := map[bool]routing.Route{} // by "is IPv6"
 	for _, r := range inv.DefaultRoutes {
 		if r.Table != 254 || !r.Gateway.IsValid() {
 			continue
@@ -131,7 +133,7 @@ func yamlString(s string) string {
 	return strings.TrimSuffix(string(out), "\n")
 }
 
-func hasFamily(l kernel.Link, v6 bool) bool {
+func hasFamily(l routing.Link, v6 bool) bool {
 	for _, a := range l.Addresses {
 		if a.Addr().Is6() == v6 {
 			return true
@@ -142,15 +144,15 @@ func hasFamily(l kernel.Link, v6 bool) bool {
 
 // gatewayOf finds the router a link's default route uses: in main first (lowest metric), then in any other
 // table, as a host with DHCP on several NICs or earlier policy routing has them.
-func gatewayOf(inv kernel.Inventory, l kernel.Link, v6 bool) (netip.Addr, bool) {
-	rank := func(r kernel.Route) [2]int { // main before other tables, then the lowest metric
+func gatewayOf(inv routing.Inventory, l routing.Link, v6 bool) (netip.Addr, bool) {
+	rank := func(r routing.Route) [2]int { // main before other tables, then the lowest metric
 		notMain := 1
 		if r.Table == 254 {
 			notMain = 0
 		}
 		return [2]int{notMain, r.Metric}
 	}
-	var best *kernel.Route
+	var best *routing.Route
 	for i, r := range inv.DefaultRoutes {
 		if r.LinkIndex != l.Index || !r.Gateway.IsValid() || r.Gateway.Is6() != v6 || !onLink(l, r.Gateway) {
 			continue
@@ -168,7 +170,7 @@ func gatewayOf(inv kernel.Inventory, l kernel.Link, v6 bool) (netip.Addr, bool) 
 func less(a, b [2]int) bool { return a[0] < b[0] || a[0] == b[0] && a[1] < b[1] }
 
 // onLink keeps only gateways check would accept: inside one of the link's subnets, or IPv6 link-local.
-func onLink(l kernel.Link, gw netip.Addr) bool {
+func onLink(l routing.Link, gw netip.Addr) bool {
 	if gw.Is6() && gw.IsLinkLocalUnicast() {
 		return true
 	}
@@ -180,7 +182,7 @@ func onLink(l kernel.Link, gw netip.Addr) bool {
 	return false
 }
 
-func guessComponents(inv kernel.Inventory) []string {
+func guessComponents(inv routing.Inventory) []string {
 	found := map[string]bool{}
 	for _, s := range signs {
 		for _, l := range inv.Links {
@@ -208,8 +210,7 @@ func guessComponents(inv kernel.Inventory) []string {
 
 func kubernetes(components []string) bool {
 	for _, c := range components {
-		switch c {
-		case "calico", "cilium", "flannel", "kube-router", "antrea", "weave-net", "aws-vpc-cni":
+		if comp, ok := reservations.Lookup(c); ok && comp.RunsPods {
 			return true
 		}
 	}

@@ -13,17 +13,17 @@ import (
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/ifname"
 	"github.com/symroute/symroute/internal/core/plan"
-	"github.com/symroute/symroute/internal/edges/kernel"
+	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/edges/networkd"
 )
 
 // Kernel is what state reads from the kernel; *kernel.Reader implements it.
 type Kernel interface {
-	Rules() ([]kernel.Rule, error)
-	Routes(table uint32) ([]kernel.Route, error)
+	Rules() ([]routing.Rule, error)
+	Routes(table uint32) ([]routing.Route, error)
 	LinkIndex(name string) (int, bool, error)
 	LinkName(index int) (string, error)
-	RouteGet(src, dst netip.Addr) (kernel.RouteAnswer, error)
+	RouteGet(src, dst netip.Addr) (routing.Answer, error)
 }
 
 // Networkd is what state asks networkd; *networkd.Client implements it.
@@ -48,7 +48,7 @@ type Sources struct {
 // Gather reads the snapshot for p; expect names the links whose networkd state to read (every interface, and lo
 // when it carries the cluster rules). An error means the state could not be read at all.
 func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources) (drift.Snapshot, error) {
-	snap := drift.Snapshot{Routes: map[uint32][]kernel.Route{}, Links: map[string]int{}, RPFilter: map[string]int{}}
+	snap := drift.Snapshot{Routes: map[uint32][]routing.Route{}, Links: map[string]int{}, RPFilter: map[string]int{}}
 	var err error
 	if snap.Rules, err = src.Kernel.Rules(); err != nil {
 		return snap, err
@@ -75,7 +75,7 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 		res := drift.ProbeResult{Probe: pr}
 		if res.Answer, err = src.Kernel.RouteGet(pr.Src, pr.Dst); err != nil {
 			res.Err = err.Error()
-		} else if _, known := nameOf(snap.Links, res.Answer.LinkIndex); !known {
+		} else if _, known := snap.LinkName(res.Answer.LinkIndex); !known {
 			if name, err := src.Kernel.LinkName(res.Answer.LinkIndex); err == nil {
 				snap.Links[name] = res.Answer.LinkIndex
 			}
@@ -154,15 +154,6 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-func nameOf(links map[string]int, index int) (string, bool) {
-	for name, i := range links {
-		if i == index {
-			return name, true
-		}
-	}
-	return "", false
 }
 
 func readInt(s Sysctl, key string) (int, error) {

@@ -12,7 +12,9 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/edges/filesync"
 	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/rootfs"
@@ -98,7 +100,7 @@ func writeGenerated(t *testing.T, p *plan.Plan, root, systemRoot string) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	changes, err := filesync.Compute(r, files, generator.IsOwned, generator.OwnedGlobs)
+	changes, err := filesync.Compute(r, files, ownership.IsOwned, ownership.Globs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +170,7 @@ func assertKernelMatchesPlan(t *testing.T, r *kernel.Reader, p *plan.Plan) {
 				t.Fatal(err)
 			}
 			for _, pr := range ifc.MainRoutes {
-				if !slices.ContainsFunc(main, func(kr kernel.Route) bool { return !kr.Destination.IsValid() && kr.Gateway == pr.Gateway }) {
+				if !slices.ContainsFunc(main, func(kr routing.Route) bool { return !kr.Destination.IsValid() && kr.Gateway == pr.Gateway }) {
 					t.Errorf("main has no default route via %s", pr.Gateway)
 				}
 			}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/tools/nettest"
 )
 
@@ -106,7 +107,7 @@ func drain(lines <-chan string) string {
 func (s *site) loadRecord() record.Record {
 	s.t.Helper()
 	var rec record.Record
-	data, err := os.ReadFile(filepath.Join(s.Root, record.Dir, record.Name))
+	data, err := os.ReadFile(filepath.Join(s.Root, recordstore.Dir, recordstore.Name))
 	if err == nil {
 		err = json.Unmarshal(data, &rec)
 	}
@@ -436,7 +437,7 @@ func TestRemoveLeavesTheHostAsBefore(t *testing.T) {
 	}
 	tree := s.tree("")
 	for p, data := range tree {
-		if strings.Contains(p, "symroute") && p != "etc/symroute/host.yaml" && !strings.HasPrefix(p, record.Dir) && !strings.Contains(string(data), "Released by") {
+		if strings.Contains(p, "symroute") && p != "etc/symroute/host.yaml" && !strings.HasPrefix(p, recordstore.Dir) && !strings.Contains(string(data), "Released by") {
 			t.Errorf("remove left %s", p)
 		}
 	}

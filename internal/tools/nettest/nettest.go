@@ -2,7 +2,7 @@
 // made for one test, so tests meet networkd exactly as a user's host does. Everything it starts is stopped by
 // pid and every namespace it makes is deleted when the test ends.
 //
-// How networkd is made to work in a namespace (see shared/notes/networkd-in-netns.md): a private mount
+// How networkd is made to work in a namespace: a private mount
 // namespace with a read-only sysfs (with a writable /sys networkd waits for udev forever), a tmpfs over
 // /run/systemd, and the test's own directories bind-mounted over networkd's configuration directories.
 package nettest

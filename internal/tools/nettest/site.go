@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Site is the topology in which the field failure happens (shared/notes/networkd-in-netns.md):
+// Site is the topology in which the field failure happens:
 //
 //	client 10.0.0.50 --- lan bridge --- host eth-b 10.0.0.1        (the host's second NIC shares the client's LAN)
 //	                        |

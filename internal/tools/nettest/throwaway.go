@@ -10,7 +10,7 @@ import (
 
 // Throwaway is a root file system for one test made of this machine's own root and a layer of the test's: every
 // command runs chrooted into an overlay of / with that layer on top, in a mount namespace of its own, so a
-// package installed or purged there changes the layer and never the machine (shared/notes' rule: tests never
+// package installed or purged there changes the layer and never the machine (tests never
 // install or purge on the host). Paths given to Bind are the machine's own inside, for the files the test shares
 // with the processes it runs outside (a networkd's configuration, a bus socket).
 type Throwaway struct {

@@ -1,4 +1,6 @@
-package record
+// Package recordstore keeps symroute's record (internal/core/record) under a root: read strictly, written
+// atomically, mode 0600.
+package recordstore
 
 import (
 	"bytes"
@@ -7,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 
+	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 )
 
@@ -19,10 +22,10 @@ const (
 )
 
 // Load reads the record under root; a root with none yields an empty record.
-func Load(root *rootfs.Root) (*Record, error) {
+func Load(root *rootfs.Root) (*record.Record, error) {
 	d, err := root.OpenDir(Dir, false)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &Record{Version: FormatVersion}, nil
+		return &record.Record{Version: record.FormatVersion}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -30,27 +33,27 @@ func Load(root *rootfs.Root) (*Record, error) {
 	defer d.Close()
 	data, err := d.ReadFile(Name, maxSize)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &Record{Version: FormatVersion}, nil
+		return &record.Record{Version: record.FormatVersion}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var r Record
+	var r record.Record
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("%s: %w; move it aside only if you know what symroute has applied", d.Path(Name), err)
 	}
-	if r.Version != FormatVersion {
-		return nil, fmt.Errorf("%s is format %d; this symroute reads format %d, so it cannot tell what is symroute's", d.Path(Name), r.Version, FormatVersion)
+	if r.Version != record.FormatVersion {
+		return nil, fmt.Errorf("%s is format %d; this symroute reads format %d, so it cannot tell what is symroute's", d.Path(Name), r.Version, record.FormatVersion)
 	}
 	return &r, nil
 }
 
 // Save writes the record atomically and durably: a temporary file synced, renamed over the record, and the
 // directory synced. Only the holder of the root's lock may call it.
-func Save(root *rootfs.Root, r *Record) error {
-	r.Version = FormatVersion
+func Save(root *rootfs.Root, r *record.Record) error {
+	r.Version = record.FormatVersion
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err

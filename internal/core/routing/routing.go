@@ -1,0 +1,67 @@
+// Package routing is the kernel's routing state as plain data: rules, routes, route lookups, addresses and
+// links, as the netlink edge reads them and the core compares them. It does no I/O.
+package routing
+
+import "net/netip"
+
+// Rule is a routing-policy rule as the kernel holds it.
+type Rule struct {
+	Family   int
+	Priority uint32
+	From, To netip.Prefix
+	Table    uint32
+	Protocol uint8
+	// Action is the rule's type: FR_ACT_TO_TBL (1, a lookup) for every rule symroute makes.
+	Action uint8
+	// Narrowed says the rule matches on more than source and destination (an input or output interface, a
+	// firewall mark, a uid range, a protocol or port, a TOS, or "not"): it takes only part of the traffic its
+	// addresses select.
+	Narrowed bool
+	// Mark and Mask are its fwmark match, when it has one.
+	Mark, Mask uint32
+}
+
+// ActionLookup is FR_ACT_TO_TBL: look the packet up in Table.
+const ActionLookup = 1
+
+// Route is a route as the kernel holds it; Destination is invalid for a default route.
+type Route struct {
+	Family      int
+	Destination netip.Prefix
+	Gateway     netip.Addr
+	Table       uint32
+	LinkIndex   int
+	Metric      int
+}
+
+// Answer is the kernel's answer to "how would a packet from src to dst leave?".
+type Answer struct {
+	LinkIndex int
+	Table     uint32
+	Gateway   netip.Addr
+}
+
+// Address is an address on a link, with its IPv4 broadcast (invalid when the address has none).
+type Address struct {
+	Prefix    netip.Prefix
+	Broadcast netip.Addr
+}
+
+// Link is a link as discover sees it.
+type Link struct {
+	Index     int
+	Name      string
+	Kind      string // veth, bridge, vxlan...; empty for a physical device
+	Up        bool
+	Loopback  bool
+	MAC       string
+	Addresses []netip.Prefix
+}
+
+// Inventory is what discover reads: links with their global addresses, every default route in any table, and
+// the rules.
+type Inventory struct {
+	Links         []Link
+	DefaultRoutes []Route
+	Rules         []Rule
+}
