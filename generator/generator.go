@@ -42,6 +42,21 @@ type Options struct {
 	// Root is the system's file tree, read to find the file a drop-in extends and to check that symroute's own
 	// files win. Nil stands for a system with no .network files.
 	Root fs.FS
+	// Links are the running links' facts (MACs, kind, driver), by name, when the root is the running system's:
+	// then a file that matches by MAC or kind is decided, not a maybe.
+	Links map[string]networkfiles.Link
+}
+
+// linkOf is what symroute knows of the interface's link: the running link's facts when given, the description's
+// otherwise.
+func linkOf(ifc plan.Interface, live map[string]networkfiles.Link) networkfiles.Link {
+	if l, ok := live[ifc.Name]; ok {
+		if l.PermanentMAC == nil {
+			l.PermanentMAC = ifc.PermanentMAC
+		}
+		return l
+	}
+	return networkfiles.Link{Name: ifc.Name, PermanentMAC: ifc.PermanentMAC}
 }
 
 // Generate renders p. The report holds problems the user fixes in the description (a drop-in with no file to
@@ -60,8 +75,9 @@ func Generate(p *plan.Plan, opts Options) ([]fileset.File, report.Report, error)
 	for _, ifc := range p.Interfaces {
 		view := ifaceView{Interface: ifc, Source: opts.Source}
 		ip := report.Path{"interfaces", ifc.Position}
-		link := networkfiles.Link{Name: ifc.Name, PermanentMAC: ifc.PermanentMAC}
-		first, found := networkfiles.FirstMatch(existing, link)
+		link := linkOf(ifc, opts.Links)
+		choice := networkfiles.Choose(existing, link)
+		first, found := choice.File, choice.Found
 		switch ifc.Mode {
 		case description.ModeOwn:
 			own := ownership.OwnNetworkPath(ifc.Name)
@@ -71,19 +87,40 @@ func Generate(p *plan.Plan, opts Options) ([]fileset.File, report.Report, error)
 					"/"+first.Path, ifc.Name, first.MatchSummary(), path.Base(own), first.Name)
 				continue
 			}
+			if before := uncertainBefore(choice, path.Base(own)); len(before.Uncertain) > 0 {
+				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
+					"%s may match %s and sorts before %s, so networkd might ignore symroute's file; symroute cannot tell %s. %s",
+					before.Describe(), ifc.Name, path.Base(own), withoutTheLink(link), howToDecide(link))
+				continue
+			}
 			g.render(own, "network.tmpl", view)
 			g.last().Interface, g.last().Configures = ifc.Name, "/"+own
 		case description.ModeDropIn:
+			// The first file that matches, or may: a catch-all there is refused whether or not it takes the link.
+			candidate, verb := first, "configures"
+			if len(choice.Uncertain) > 0 {
+				candidate, verb = choice.Uncertain[0].File, "may configure"
+			}
+			if (found || len(choice.Uncertain) > 0) && !candidate.Specific(link) {
+				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
+					"%s %s %s but also matches other links (%s): a drop-in would add %s's routes to every one of them; set mode: own (symroute's file sorts first and takes over %s), or give %s a .network file of its own",
+					"/"+candidate.Path, verb, ifc.Name, candidate.MatchSummary(), ifc.Name, ifc.Name, ifc.Name)
+				continue
+			}
+			if len(choice.Uncertain) > 0 {
+				target := "no file certainly matches it"
+				if found {
+					target = fmt.Sprintf("before %s, which does", "/"+first.Path)
+				}
+				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
+					"%s may configure %s (%s), so symroute cannot tell which file to add the drop-in to: it cannot tell %s. %s",
+					choice.Describe(), ifc.Name, target, withoutTheLink(link), howToDecide(link))
+				continue
+			}
 			if !found {
 				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
 					"no .network file under %s matches %s, so there is nothing to add a drop-in to; set mode: own to let symroute write the link's file",
 					"/"+strings.Join(networkfiles.SearchDirs, ", /"), ifc.Name)
-				continue
-			}
-			if !first.Specific(link) {
-				r.Add(report.Error, ip.Key("mode"), p.Host.Pos(ip.Key("mode")),
-					"%s configures %s but also matches other links (%s): a drop-in would add %s's routes to every one of them; set mode: own (symroute's file sorts first and takes over %s), or give %s a .network file of its own",
-					"/"+first.Path, ifc.Name, first.MatchSummary(), ifc.Name, ifc.Name, ifc.Name)
 				continue
 			}
 			if why := unsafeName(first.Name); why != "" {
@@ -136,8 +173,35 @@ type ifaceView struct {
 	Target string
 }
 
-// Loopback is lo as networkd matches it.
-var Loopback = networkfiles.Link{Name: "lo", Type: "loopback"}
+// Loopback is lo as networkd matches it: the same on every host, so every fact is known.
+var Loopback = networkfiles.Link{Name: "lo", Type: "loopback", Live: true, MAC: make([]byte, 6), DriverKnown: true}
+
+// uncertainBefore keeps the uncertain files that sort before name.
+func uncertainBefore(c networkfiles.Choice, name string) networkfiles.Choice {
+	var out networkfiles.Choice
+	for _, u := range c.Uncertain {
+		if u.File.Name < name {
+			out.Uncertain = append(out.Uncertain, u)
+		}
+	}
+	return out
+}
+
+// withoutTheLink says what symroute is missing to decide.
+func withoutTheLink(l networkfiles.Link) string {
+	if l.Live {
+		return "from the running link"
+	}
+	return "without the running link"
+}
+
+// howToDecide tells the user how to let symroute decide.
+func howToDecide(l networkfiles.Link) string {
+	if l.Live {
+		return "Make the file's [Match] decide by Name= or MAC, or give the link a file of its own that sorts first"
+	}
+	return "Run symroute on the host itself (--root /), where it reads the link's MAC, kind and driver; or declare match: {permanent_mac: ...} for a file that matches by MAC"
+}
 
 // cluster renders the cluster_cidrs rules on lo: in symroute's own file for lo, or, when a file of the system's
 // already configures lo (anycast addresses on lo are common), as a drop-in to it, so lo keeps its configuration.
@@ -149,7 +213,9 @@ func (g *gen) cluster(p *plan.Plan, existing []networkfiles.File, r *report.Repo
 	}{Source: g.source, ClusterRules: p.ClusterRules}
 	at := report.Path{"cluster_cidrs"}
 	first, found := networkfiles.FirstMatch(existing, Loopback)
-	switch {
+	switch choice := networkfiles.Choose(existing, Loopback); {
+	case len(uncertainBefore(choice, path.Base(ownership.ClusterPath)).Uncertain) > 0 || !found && len(choice.Uncertain) > 0:
+		r.Add(report.Error, at, p.Host.Pos(at), "%s may match lo, so symroute cannot tell where the cluster_cidrs rules belong. Make the file's [Match] decide by Name= or Type=", choice.Describe())
 	case found && first.Specific(Loopback):
 		if why := unsafeName(first.Name); why != "" {
 			r.Add(report.Error, at, p.Host.Pos(at), "%s configures lo, but its name %s: symroute would have to write it into its drop-in's path and comments. Rename the file", report.Quote("/"+first.Path), why)
@@ -238,4 +304,35 @@ func ExpectedNetworkFiles(files []fileset.File) map[string]string {
 		}
 	}
 	return out
+}
+
+// CheckApplied compares the files symroute chose with the file networkd applies to each link now (applied, by
+// link name, from networkd's own answer on a running host): a drop-in must go onto the file networkd applies, and
+// no file of another's that networkd applies may sort before symroute's own. A difference means symroute's reading
+// of the files missed a condition, or networkd has not read the files since they changed; either way the files
+// would not do what they say, so the report gets an error for the interface.
+func CheckApplied(p *plan.Plan, files []fileset.File, applied map[string]string, r *report.Report) {
+	for _, ifc := range p.Interfaces {
+		now := applied[ifc.Name]
+		if now == "" {
+			continue // networkd does not manage the link now: nothing to compare
+		}
+		at := report.Path{"interfaces", ifc.Position, "mode"}
+		for _, f := range files {
+			if f.Interface != ifc.Name {
+				continue
+			}
+			own := "/" + ownership.OwnNetworkPath(ifc.Name)
+			switch {
+			case f.Configures != own && f.Configures != now:
+				r.Add(report.Error, at, p.Host.Pos(at),
+					"networkd applies %s to %s now, but symroute would add its drop-in to %s. If the files changed since networkd last read them, run networkctl reload and check again; otherwise a [Match] condition symroute does not evaluate decides: set mode: own",
+					report.Quote(now), ifc.Name, report.Quote(f.Configures))
+			case f.Configures == own && now != own && !ownership.IsOwnedName(path.Base(now)) && path.Base(now) < path.Base(own):
+				r.Add(report.Error, at, p.Host.Pos(at),
+					"networkd applies %s to %s now, and it sorts before %s, so networkd would ignore symroute's file; a [Match] condition symroute does not evaluate decides. Set mode: drop-in, or give the file a name that sorts after %s",
+					report.Quote(now), ifc.Name, path.Base(own), path.Base(own))
+			}
+		}
+	}
 }

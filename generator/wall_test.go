@@ -98,3 +98,38 @@ func TestDropInRefusesUnsafeTargetNames(t *testing.T) {
 		t.Error("not an error")
 	}
 }
+
+// TestCheckApplied: networkd's own answer on a running host overrules symroute's reading of the files. A drop-in
+// must go onto the file networkd applies; an own file must not sort after another file networkd applies.
+func TestCheckApplied(t *testing.T) {
+	h, rep := description.Parse([]byte("version: 1\ninterfaces:\n  - name: eth-a\n    addresses: [192.168.1.10/24]\n  - name: eth-b\n    mode: drop-in\n    addresses: [10.0.0.1/24]\n"))
+	p, rep2 := plan.Build(h)
+	if rep.HasErrors(false) || rep2.HasErrors(false) {
+		t.Fatal(rep.Entries, rep2.Entries)
+	}
+	root := fstest.MapFS{"etc/systemd/network/50-eth-b.network": {Data: []byte("[Match]\nName=eth-b\n")}}
+	files, rep, err := Generate(p, Options{Root: root})
+	if err != nil || rep.HasErrors(false) {
+		t.Fatal(err, rep.Entries)
+	}
+	for _, c := range []struct {
+		applied map[string]string
+		want    string // the one error, as path: start of the message
+	}{
+		{map[string]string{}, ""},
+		{map[string]string{"eth-a": "/etc/systemd/network/10-symroute-eth-a.network", "eth-b": "/etc/systemd/network/50-eth-b.network"}, ""},
+		{map[string]string{"eth-a": "/etc/systemd/network/99-default.network"}, ""},
+		{map[string]string{"eth-b": "/run/systemd/network/10-netplan-eth-b.network"}, `interfaces[1].mode: networkd applies "/run/systemd/network/10-netplan-eth-b.network" to eth-b now, but symroute would add its drop-in to "/etc/systemd/network/50-eth-b.network"`},
+		{map[string]string{"eth-a": "/run/systemd/network/10-netplan-eth-a.network"}, `interfaces[0].mode: networkd applies "/run/systemd/network/10-netplan-eth-a.network" to eth-a now, and it sorts before 10-symroute-eth-a.network`},
+	} {
+		var r report.Report
+		CheckApplied(p, files, c.applied, &r)
+		var got []string
+		for _, e := range r.Entries {
+			got = append(got, e.Path.String()+": "+e.Message)
+		}
+		if c.want == "" && len(got) != 0 || c.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], c.want)) {
+			t.Errorf("applied %v:\n%s", c.applied, strings.Join(got, "\n"))
+		}
+	}
+}

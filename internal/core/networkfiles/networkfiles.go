@@ -24,14 +24,26 @@ var SearchDirs = []string{
 	"lib/systemd/network",
 }
 
-// Link is what symroute knows of a link before it exists: its name, its kind as networkd's Type= sees it, and,
-// when declared, its permanent MAC.
+// Link is what symroute knows of a link. Offline (a --root for an image or CI), it knows the name and what the
+// description declares; on the host, the running link's facts too (Live).
 type Link struct {
-	Name         string
-	PermanentMAC net.HardwareAddr
-	// Type is networkd's name for the link's kind: "loopback" for lo; empty for a described interface, which is
-	// taken to be Ethernet ("ether"), as veth, VLAN and physical NICs alike report to networkd's Type=.
+	Name string
+	// Type is networkd's Type= for the link: the kernel's device type where it has one (wlan, bridge, vlan,
+	// bond...), else the hardware type (ether, loopback...). Empty means "ether", what a described interface is
+	// taken to be offline: physical NICs and veth report it.
 	Type string
+	// PermanentMAC is the link's permanent hardware address: declared in the description, or read (Live).
+	PermanentMAC net.HardwareAddr
+	// Live says the facts below were read from the running link. Offline, a condition on them cannot be decided.
+	Live bool
+	// Kind is the link's netlink kind (vlan, bond, veth...; empty for a physical device) and MAC its current
+	// address.
+	Kind string
+	MAC  net.HardwareAddr
+	// Driver is the link's kernel driver as networkd's Driver= sees it (ethtool's answer); DriverKnown says it
+	// was read (empty then means the link has none, as lo).
+	Driver      string
+	DriverKnown bool
 }
 
 func (l Link) kind() string {
@@ -40,6 +52,15 @@ func (l Link) kind() string {
 	}
 	return l.Type
 }
+
+// Verdict is whether a file matches a link: no, yes, or maybe, when it depends on a fact symroute does not know.
+type Verdict int
+
+const (
+	No Verdict = iota
+	Maybe
+	Yes
+)
 
 // File is one .network file that networkd would load.
 type File struct {
@@ -52,11 +73,11 @@ type File struct {
 
 // match holds a [Match] section's conditions. Lists are merged across repeated keys, as networkd merges them.
 type match struct {
-	names, macs, permMACs, types list
-	// unknown are the conditions symroute cannot evaluate before the link exists (Type=, Driver=, Path=...).
-	// They are assumed to hold, and named in messages so the user can judge.
-	unknown []string
-	empty   bool
+	names, macs, permMACs, types, kinds, drivers, wlan list
+	// other are the conditions symroute does not evaluate (Path=, Property=, Host=, Virtualization=...): a file
+	// that has one matches "maybe", and messages name them.
+	other []string
+	empty bool
 }
 
 // list is a networkd match list: space-separated patterns, inverted as a whole by a leading "!".
@@ -149,12 +170,22 @@ func parseMatch(data []byte) (m match, loaded bool) {
 				m.permMACs.assign(value)
 			case "Type":
 				m.types.assign(value)
+			case "Kind":
+				m.kinds.assign(value)
+			case "Driver":
+				m.drivers.assign(value)
+			case "WLANInterfaceType", "SSID", "BSSID":
+				m.wlan.assign(value) // only a wireless link has these: any other link fails them
 			default:
-				m.unknown = append(m.unknown, key+"="+value)
+				m.other = append(m.other, key+"="+value)
 			}
 		}
 	}
-	m.empty = len(m.names.items) == 0 && len(m.macs.items) == 0 && len(m.permMACs.items) == 0 && len(m.types.items) == 0 && len(m.unknown) == 0
+	m.empty = true
+	for _, l := range []list{m.names, m.macs, m.permMACs, m.types, m.kinds, m.drivers, m.wlan} {
+		m.empty = m.empty && len(l.items) == 0
+	}
+	m.empty = m.empty && len(m.other) == 0
 	return m, true
 }
 
@@ -212,33 +243,86 @@ func normalizeMAC(s string) string {
 	return s
 }
 
-// Matches reports whether networkd would apply f to the link, assuming the conditions symroute cannot evaluate
-// hold.
-func (f File) Matches(l Link) bool {
+// Match says whether networkd would apply f to the link, and, for a maybe, which conditions depend on what symroute
+// does not know. A condition that fails decides on its own: a file for Name=wlan* is no for eth0 whatever else it
+// says.
+func (f File) Match(l Link) (Verdict, []string) {
 	m := f.match
-	if len(m.names.items) > 0 && !m.names.matches(l.Name, true) {
-		return false
-	}
-	if len(m.types.items) > 0 && !m.types.matches(l.kind(), true) {
-		return false
-	}
-	for _, macs := range []list{m.macs, m.permMACs} {
-		if len(macs.items) == 0 {
-			continue
+	var unknown []string
+	check := func(key string, ls list, value string, known, glob bool) bool {
+		switch {
+		case len(ls.items) == 0:
+			return true
+		case !known:
+			unknown = append(unknown, key+"="+ls.String())
+			return true
 		}
-		// Without a declared MAC, assume the link's is not among those listed: a file that names MACs is
-		// usually written for another link.
-		if l.PermanentMAC == nil {
-			if !macs.invert {
-				return false
-			}
-			continue
+		return ls.matches(value, glob)
+	}
+	mac := func(a net.HardwareAddr) string {
+		if a == nil {
+			return ""
 		}
-		if !macs.matches(l.PermanentMAC.String(), false) {
-			return false
+		return a.String()
+	}
+	ok := check("Name", m.names, l.Name, true, true) &&
+		check("Type", m.types, l.kind(), true, true) &&
+		check("Kind", m.kinds, l.Kind, l.Live, true) &&
+		check("Driver", m.drivers, l.Driver, l.DriverKnown, true) &&
+		check("MACAddress", m.macs, mac(l.MAC), l.Live, false) &&
+		check("PermanentMACAddress", m.permMACs, mac(l.PermanentMAC), l.Live || l.PermanentMAC != nil, false) &&
+		(len(m.wlan.items) == 0 || l.kind() == "wlan")
+	switch {
+	case !ok:
+		return No, nil
+	case len(m.wlan.items) > 0:
+		unknown = append(unknown, "the wireless conditions")
+	}
+	unknown = append(unknown, m.other...)
+	if len(unknown) > 0 {
+		return Maybe, unknown
+	}
+	return Yes, nil
+}
+
+// Choice is the file networkd would apply to a link: the first that matches for certain, and the files before it
+// that may match, which would take the link instead if they do.
+type Choice struct {
+	File  File
+	Found bool
+	// Uncertain are the files sorting before File (or all of them, when none matches for certain) that match
+	// "maybe", with the conditions that decide.
+	Uncertain []Uncertain
+}
+
+// Uncertain is a file that may match a link.
+type Uncertain struct {
+	File       File
+	Conditions []string
+}
+
+// Choose returns the file networkd would apply to the link, and the files that may take it instead.
+func Choose(files []File, l Link) Choice {
+	var c Choice
+	for _, f := range files {
+		switch v, conds := f.Match(l); v {
+		case Yes:
+			c.File, c.Found = f, true
+			return c
+		case Maybe:
+			c.Uncertain = append(c.Uncertain, Uncertain{f, conds})
 		}
 	}
-	return true
+	return c
+}
+
+// Describe names the uncertain files and what decides them, for messages.
+func (c Choice) Describe() string {
+	var parts []string
+	for _, u := range c.Uncertain {
+		parts = append(parts, fmt.Sprintf("%s (%s)", "/"+u.File.Path, strings.Join(u.Conditions, ", ")))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Specific reports whether f can only ever match this one link: a single literal name, or a single MAC. A
@@ -257,37 +341,38 @@ func (f File) Specific(l Link) bool {
 	return false
 }
 
-// Assumed lists the file's conditions that were assumed to hold.
-func (f File) Assumed() []string { return f.match.unknown }
-
 // MatchSummary renders the conditions that decide which links the file takes, for messages.
 func (f File) MatchSummary() string {
 	var parts []string
 	add := func(key string, l list) {
 		if len(l.items) > 0 {
-			inv := ""
-			if l.invert {
-				inv = "!"
-			}
-			parts = append(parts, key+"="+inv+report.Shorten(strings.Join(l.items, " ")))
+			parts = append(parts, key+"="+l.String())
 		}
 	}
 	add("Name", f.match.names)
 	add("MACAddress", f.match.macs)
 	add("PermanentMACAddress", f.match.permMACs)
 	add("Type", f.match.types)
-	for _, u := range f.match.unknown {
+	add("Kind", f.match.kinds)
+	add("Driver", f.match.drivers)
+	add("WLAN", f.match.wlan)
+	for _, u := range f.match.other {
 		parts = append(parts, report.Shorten(u))
 	}
 	return strings.Join(parts, ", ")
 }
 
-// FirstMatch returns the file networkd would apply to the link.
-func FirstMatch(files []File, l Link) (File, bool) {
-	for _, f := range files {
-		if f.Matches(l) {
-			return f, true
-		}
+// String renders a list as its key's value, shortened for messages.
+func (l list) String() string {
+	inv := ""
+	if l.invert {
+		inv = "!"
 	}
-	return File{}, false
+	return inv + report.Shorten(strings.Join(l.items, " "))
+}
+
+// FirstMatch returns the first file that matches the link for certain.
+func FirstMatch(files []File, l Link) (File, bool) {
+	c := Choose(files, l)
+	return c.File, c.Found
 }

@@ -84,31 +84,108 @@ func TestSkip(t *testing.T) {
 	}
 }
 
+// TestMACMatching: a file that matches by MAC decides only where the MAC is known (declared, or read from the
+// running link); offline and undeclared it may match, and stands before the first file that certainly does.
 func TestMACMatching(t *testing.T) {
 	root := fstest.MapFS{
 		"run/systemd/network/10-netplan-a.network": {Data: []byte("[Match]\nPermanentMACAddress=02:00:00:00:00:0A\n")},
 		"run/systemd/network/20-not-b.network":     {Data: []byte("[Match]\nMACAddress=!02:00:00:00:00:0b\nName=eth*\n")},
+		"run/systemd/network/30-eth.network":       {Data: []byte("[Match]\nName=eth*\n")},
 	}
 	files, err := Load(root, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		link Link
-		want string
+		name      string
+		link      Link
+		want      string
+		uncertain string
 	}{
-		{Link{Name: "ens5", PermanentMAC: mac("02:00:00:00:00:0a")}, "10-netplan-a.network"},
-		// An undeclared MAC is assumed not to be among those a file lists.
-		{Link{Name: "eth0"}, "20-not-b.network"},
-		{Link{Name: "eth0", PermanentMAC: mac("02:00:00:00:00:0b")}, ""},
+		{"declared permanent MAC", Link{Name: "ens5", PermanentMAC: mac("02:00:00:00:00:0a")}, "10-netplan-a.network", ""},
+		{"offline, nothing declared", Link{Name: "eth0"}, "30-eth.network", "/run/systemd/network/10-netplan-a.network (PermanentMACAddress=02:00:00:00:00:0A), /run/systemd/network/20-not-b.network (MACAddress=!02:00:00:00:00:0b)"},
+		{"live, the permanent MAC read", Link{Name: "eth0", Live: true, PermanentMAC: mac("02:00:00:00:00:0a"), MAC: mac("02:00:00:00:00:0b")}, "10-netplan-a.network", ""},
+		{"live, another MAC", Link{Name: "eth0", Live: true, PermanentMAC: mac("02:00:00:00:00:0c"), MAC: mac("02:00:00:00:00:0c")}, "20-not-b.network", ""},
+		{"live, no permanent MAC (veth)", Link{Name: "eth0", Live: true, MAC: mac("02:00:00:00:00:0b")}, "30-eth.network", ""},
 	} {
-		f, _ := FirstMatch(files, c.link)
-		if f.Name != c.want {
-			t.Errorf("%+v: got %q, want %q", c.link, f.Name, c.want)
+		ch := Choose(files, c.link)
+		if ch.File.Name != c.want || ch.Describe() != c.uncertain {
+			t.Errorf("%s: got %q, uncertain %q; want %q, %q", c.name, ch.File.Name, ch.Describe(), c.want, c.uncertain)
 		}
 	}
 	if !files[0].Specific(Link{Name: "ens5", PermanentMAC: mac("02:00:00:00:00:0a")}) {
 		t.Error("a single permanent MAC is specific to that link")
+	}
+}
+
+// TestDebianStockFiles: the files systemd 252 installs in /usr/lib/systemd/network on Debian 12 match no
+// Ethernet link called eth0, offline or live; each fails on a condition symroute evaluates.
+func TestDebianStockFiles(t *testing.T) {
+	root := fstest.MapFS{}
+	for name, match := range map[string]string{
+		"80-6rd-tunnel.network":       "Name=6rd-*\nType=sit",
+		"80-container-host0.network":  "Virtualization=container\nName=host0",
+		"80-container-vb.network":     "Name=vb-*\nDriver=veth",
+		"80-container-ve.network":     "Name=ve-*\nDriver=veth",
+		"80-container-vz.network":     "Name=vz-*\nDriver=bridge",
+		"80-vm-vt.network":            "Name=vt-*\nDriver=tun",
+		"80-wifi-adhoc.network":       "Type=wlan\nWLANInterfaceType=ad-hoc",
+		"80-ethernet.network.example": "Type=ether",
+	} {
+		root["usr/lib/systemd/network/"+name] = &fstest.MapFile{Data: []byte("[Match]\n" + match + "\n\n[Network]\nDHCP=yes\n")}
+	}
+	files, err := Load(root, nil)
+	if err != nil || len(files) != 7 {
+		t.Fatalf("loaded %d files: %v", len(files), err)
+	}
+	for _, l := range []Link{{Name: "eth0"}, {Name: "eth0", Live: true, Kind: "", MAC: mac("02:00:00:00:00:01")}} {
+		for _, f := range files {
+			if v, conds := f.Match(l); v != No {
+				t.Errorf("%s matches %+v: %v %v", f.Name, l, v, conds)
+			}
+		}
+	}
+	// What does decide: a container's veth named ve-x may take 80-container-ve (its driver is not known
+	// offline), and a wireless link 80-wifi-adhoc (its interface type is not known).
+	for _, c := range []struct {
+		link  Link
+		file  string
+		conds string
+	}{
+		{Link{Name: "ve-x"}, "80-container-ve.network", "Driver=veth"},
+		{Link{Name: "wlan0", Type: "wlan"}, "80-wifi-adhoc.network", "the wireless conditions"},
+	} {
+		ch := Choose(files, c.link)
+		if ch.Found || len(ch.Uncertain) != 1 || ch.Uncertain[0].File.Name != c.file || strings.Join(ch.Uncertain[0].Conditions, ",") != c.conds {
+			t.Errorf("%s: %+v", c.link.Name, ch)
+		}
+	}
+}
+
+// TestKindAndOtherConditions: Kind= decides on a live link and is unknown offline; a condition symroute does not
+// evaluate makes a file a maybe, never a yes.
+func TestKindAndOtherConditions(t *testing.T) {
+	files, err := Load(fstest.MapFS{
+		"etc/systemd/network/10-vlan.network": {Data: []byte("[Match]\nName=eth0.*\nKind=vlan\n")},
+		"etc/systemd/network/20-host.network": {Data: []byte("[Match]\nName=eth0.100\nHost=node1\n")},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		link Link
+		want []Verdict
+	}{
+		{Link{Name: "eth0.100"}, []Verdict{Maybe, Maybe}},
+		{Link{Name: "eth0.100", Live: true, Kind: "vlan"}, []Verdict{Yes, Maybe}},
+		{Link{Name: "eth0.100", Live: true, Kind: "veth"}, []Verdict{No, Maybe}},
+		{Link{Name: "eth1", Live: true}, []Verdict{No, No}},
+	} {
+		for i, f := range files {
+			if v, _ := f.Match(c.link); v != c.want[i] {
+				t.Errorf("%s for %+v: %v, want %v", f.Name, c.link, v, c.want[i])
+			}
+		}
 	}
 }
 
@@ -165,8 +242,8 @@ func TestParseMatchManyKeys(t *testing.T) {
 		fmt.Fprintf(&b, "K%d=z\n", i)
 	}
 	m, loaded := parseMatch([]byte(b.String()))
-	if !loaded || len(m.unknown) != 400000 {
-		t.Fatalf("loaded %v, %d unknown keys", loaded, len(m.unknown))
+	if !loaded || len(m.other) != 400000 {
+		t.Fatalf("loaded %v, %d other keys", loaded, len(m.other))
 	}
 }
 

@@ -7,8 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
+	"github.com/symroute/symroute/internal/core/networkfiles"
 	"github.com/symroute/symroute/internal/core/routing"
 
 	"github.com/vishvananda/netlink"
@@ -32,6 +36,9 @@ type Reader struct {
 	h *netlink.Handle
 	// noStrictCheck records that the kernel refused NETLINK_GET_STRICT_CHK.
 	noStrictCheck bool
+	// own says the handle is on the process's own namespace: /sys/class/net and ethtool then describe the same
+	// links.
+	own bool
 }
 
 // StrictCheck reports whether route dumps are filtered by the kernel, as opposed to in user space.
@@ -40,13 +47,14 @@ func (r *Reader) StrictCheck() bool { return !r.noStrictCheck }
 // NewReader reads through h; a nil h opens a handle on the caller's own namespace. The handle must own its
 // sockets (netlink.NewHandle, NewHandleAt): Routes turns on strict checking on them.
 func NewReader(h *netlink.Handle) (*Reader, error) {
-	if h == nil {
+	own := h == nil
+	if own {
 		var err error
 		if h, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 			return nil, fmt.Errorf("open a netlink socket: %w", err)
 		}
 	}
-	return &Reader{h: h}, nil
+	return &Reader{h: h, own: own}, nil
 }
 
 // dumpAttempts bounds retries of a dump the kernel interrupted because the table changed under it; since
@@ -317,4 +325,66 @@ func (r *Reader) Inventory() (routing.Inventory, error) {
 		return inv, err
 	}
 	return inv, nil
+}
+
+// LinkFacts reads what networkd's [Match] looks at on the link called name: its kind, current and permanent MAC,
+// type and driver, as networkd sees them. ok is false when there is no such link. On a handle into another
+// namespace the driver stays unknown and the type comes from netlink alone (sysfs and ethtool would describe
+// the process's own namespace).
+func (r *Reader) LinkFacts(name string) (l networkfiles.Link, ok bool, err error) {
+	link, err := r.h.LinkByName(name)
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
+		return l, false, nil
+	}
+	if err != nil {
+		return l, false, fmt.Errorf("look up link %s: %w", name, err)
+	}
+	a := link.Attrs()
+	l = networkfiles.Link{Name: name, Live: true, MAC: a.HardwareAddr, Type: a.EncapType}
+	if len(a.PermHWAddr) > 0 && !allZero(a.PermHWAddr) {
+		l.PermanentMAC = a.PermHWAddr
+	}
+	if k := link.Type(); k != "device" {
+		l.Kind = k
+	}
+	if r.own {
+		// networkd's Type= is the device type the kernel announces (DEVTYPE: wlan, bridge, vlan...), where there
+		// is one, and the hardware type otherwise.
+		if uevent, err := os.ReadFile(filepath.Join("/sys/class/net", name, "uevent")); err == nil {
+			for _, line := range strings.Split(string(uevent), "\n") {
+				if t, found := strings.CutPrefix(line, "DEVTYPE="); found && t != "" {
+					l.Type = t
+				}
+			}
+		}
+		l.Driver, l.DriverKnown = driverOf(name)
+	}
+	return l, true, nil
+}
+
+// driverOf asks ethtool for the link's driver, as udev does for networkd's Driver=. A link without one (lo) says
+// so; an error leaves the driver unknown.
+func driverOf(name string) (string, bool) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return "", false
+	}
+	defer unix.Close(fd)
+	info, err := unix.IoctlGetEthtoolDrvinfo(fd, name)
+	switch {
+	case errors.Is(err, unix.EOPNOTSUPP):
+		return "", true
+	case err != nil:
+		return "", false
+	}
+	return unix.ByteSliceToString(info.Driver[:]), true
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -184,3 +184,27 @@ func TestDeleteRuleHitsTheFirstMatch(t *testing.T) {
 		t.Fatalf("left: %+v", left)
 	}
 }
+
+// TestLinkFacts reads what networkd's [Match] sees: a veth in another namespace (kind, MAC, no permanent MAC,
+// the driver unknown there), and lo in the test's own namespace, read only, where ethtool says it has no driver.
+func TestLinkFacts(t *testing.T) {
+	r, _ := namespace(t)
+	l, ok, err := r.LinkFacts("eth-a")
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if !l.Live || l.Kind != "veth" || l.Type != "ether" || len(l.MAC) != 6 || l.PermanentMAC != nil || l.DriverKnown {
+		t.Errorf("eth-a: %+v", l)
+	}
+	if _, ok, err := r.LinkFacts("no-such"); ok || err != nil {
+		t.Errorf("a missing link: %v %v", ok, err)
+	}
+	own, err := NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lo, ok, err := own.LinkFacts("lo")
+	if err != nil || !ok || lo.Type != "loopback" || lo.Kind != "" || !lo.DriverKnown || lo.Driver != "" {
+		t.Errorf("lo: %+v %v %v", lo, ok, err)
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/routing"
@@ -38,29 +39,37 @@ func TestNetworkdAcceptsGoldenFiles(t *testing.T) {
 			p := loadPlan(t, filepath.Join(dir, "input.yaml"))
 			root := t.TempDir()
 			copyTree(t, filepath.Join(dir, "root"), root)
-			writeGenerated(t, p, root, filepath.Join(dir, "root"))
+			files := writeGenerated(t, p, root, filepath.Join(dir, "root"))
 
 			id := nettest.RunID(t)
 			ns := nettest.NewNetns(t, id, "host")
-			names := makeLinks(t, ns, p)
+			makeLinks(t, ns, p)
+			// A veth has no permanent MAC, so networkd cannot match an interface declared by one here; it must
+			// still load the files without complaint, and every other link is checked in full.
+			var checked []string
+			for _, ifc := range p.Interfaces {
+				if ifc.PermanentMAC == nil {
+					checked = append(checked, ifc.Name)
+				}
+			}
 			if len(p.ClusterRules) > 0 {
-				names = append(names, "lo") // the cluster rules live on lo
+				checked = append(checked, "lo") // the cluster rules live on lo
 			}
 			bus := nettest.StartBus(t)
 			nd := nettest.StartNetworkd(t, ns, bus, root)
-
-			matchByMAC := slices.ContainsFunc(p.Interfaces, func(i plan.Interface) bool { return i.PermanentMAC != nil })
-			if matchByMAC {
-				// veth links have no permanent MAC, so networkd cannot match them here; it must still load the
-				// files without complaint.
-				time.Sleep(2 * time.Second)
-			} else {
-				nd.WaitConfigured(t, ns, 20*time.Second, names...)
-			}
+			nd.WaitConfigured(t, ns, 20*time.Second, checked...)
 			if w := nd.ConfigWarnings(); len(w) > 0 {
 				t.Fatalf("networkd complained about the generated files:\n%s", strings.Join(w, "\n"))
 			}
-			if !matchByMAC {
+			// symroute's reading of the files (networkfiles, emulating networkd's matching) chose the file
+			// each link takes, and with it where to write: it must be the file networkd itself applies.
+			chosen := generator.ExpectedNetworkFiles(files)
+			for _, name := range checked {
+				if _, file := nd.LinkState(t, ns, name); file != chosen[name] {
+					t.Errorf("%s: networkd applies %q, symroute chose %q", name, file, chosen[name])
+				}
+			}
+			if len(checked) == len(p.Interfaces)+min(len(p.ClusterRules), 1) {
 				reader, err := kernel.NewReader(ns.Handle())
 				if err != nil {
 					t.Fatal(err)
@@ -89,7 +98,7 @@ func loadPlan(t *testing.T, input string) *plan.Plan {
 }
 
 // writeGenerated renders p against the case's system files and writes the result under root, as generate does.
-func writeGenerated(t *testing.T, p *plan.Plan, root, systemRoot string) {
+func writeGenerated(t *testing.T, p *plan.Plan, root, systemRoot string) []fileset.File {
 	t.Helper()
 	files, rep, err := generator.Generate(p, generator.Options{Source: "input.yaml", Root: os.DirFS(systemRoot)})
 	if err != nil || rep.HasErrors(false) {
@@ -107,6 +116,7 @@ func writeGenerated(t *testing.T, p *plan.Plan, root, systemRoot string) {
 	if err := filesync.Apply(r, changes); err != nil {
 		t.Fatal(err)
 	}
+	return files
 }
 
 // makeLinks creates a veth pair per interface, the described end named as the interface, the peer up and left
