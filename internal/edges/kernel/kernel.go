@@ -137,7 +137,7 @@ func (r *Reader) Routes(table uint32) ([]routing.Route, error) {
 			if fam == netlink.FAMILY_V6 && nr.Type != unix.RTN_UNICAST {
 				continue // the kernel's local and multicast bookkeeping
 			}
-			rt := routing.Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex}
+			rt := routing.Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
 			if a, ok := netip.AddrFromSlice(nr.Gw); ok {
 				rt.Gateway = a.Unmap()
 			}
@@ -150,19 +150,29 @@ func (r *Reader) Routes(table uint32) ([]routing.Route, error) {
 	return out, nil
 }
 
-// AllRoutes returns every unicast route of every table but local, both families: what must be as before after a
-// rollback, foreign routes included.
-func (r *Reader) AllRoutes() ([]routing.Route, error) {
+// RoutesOn returns the unicast routes through the link with index, in every table but local, both families: the
+// routes a change of the link's configuration can touch, foreign ones included. Under strict checking the kernel
+// filters by link, so the cost follows the link's routes rather than a BGP-fed main table's.
+func (r *Reader) RoutesOn(index int) ([]routing.Route, error) {
+	if r.noStrictCheck {
+	} else if err := r.h.SetStrictCheck(true); err != nil {
+		r.noStrictCheck = true
+	} else {
+		defer r.h.SetStrictCheck(false)
+	}
 	var out []routing.Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		routes, err := retry(func() ([]netlink.Route, error) {
-			return r.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+			return r.h.RouteListFiltered(fam, &netlink.Route{Table: unix.RT_TABLE_UNSPEC, LinkIndex: index}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_OIF)
 		})
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
 		if err != nil {
-			return nil, fmt.Errorf("list routes: %w", err)
+			return nil, fmt.Errorf("list routes of link %d: %w", index, err)
 		}
 		for _, nr := range routes {
-			if nr.Table == unix.RT_TABLE_LOCAL || nr.Type != unix.RTN_UNICAST {
+			if nr.Table == unix.RT_TABLE_LOCAL || nr.Type != unix.RTN_UNICAST || nr.LinkIndex != index {
 				continue
 			}
 			rt := routing.Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}

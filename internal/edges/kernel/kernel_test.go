@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -141,9 +142,22 @@ func TestRouteGetAndLinks(t *testing.T) {
 	if sawBroadcast {
 		t.Errorf("an address added without brd reads with a broadcast: %+v", addrs)
 	}
-	all, err := r.AllRoutes()
-	if err != nil || len(all) < 5 {
-		t.Errorf("all routes: %d, %v", len(all), err)
+	// eth-a's routes in every table (its subnet in main and 1000000, the defaults of 1000000, table 77's), and
+	// the same from a kernel that refuses strict checking, filtered in user space.
+	for _, noStrict := range []bool{false, true} {
+		r.noStrictCheck = noStrict
+		on, err := r.RoutesOn(index)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, rt := range on {
+			got = append(got, fmt.Sprintf("%d:%v", rt.Table, rt.Destination))
+		}
+		slices.Sort(got)
+		if want := "1000000:192.168.1.0/24 1000000:invalid Prefix 1000000:invalid Prefix 254:192.168.1.0/24 254:2001:db8::/64 254:fe80::/64 77:10.99.0.0/16"; strings.Join(got, " ") != want {
+			t.Errorf("strict=%v: routes on eth-a: %v\nwant %s", !noStrict, got, want)
+		}
 	}
 }
 

@@ -33,7 +33,7 @@ import (
 // Kernel is what the engine reads from and deletes in the kernel; *kernel.Reader implements it.
 type Kernel interface {
 	state.Kernel
-	AllRoutes() ([]routing.Route, error)
+	RoutesOn(index int) ([]routing.Route, error)
 	Addresses(index int) ([]routing.Address, error)
 	DeleteRule(routing.Rule) error
 }

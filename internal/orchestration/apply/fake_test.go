@@ -421,10 +421,16 @@ func (k fakeKernel) Routes(table uint32) ([]routing.Route, error) {
 	return out, nil
 }
 
-func (k fakeKernel) AllRoutes() ([]routing.Route, error) {
+func (k fakeKernel) RoutesOn(index int) ([]routing.Route, error) {
 	k.f.mu.Lock()
 	defer k.f.mu.Unlock()
-	return append([]routing.Route(nil), k.f.routes...), nil
+	var out []routing.Route
+	for _, r := range k.f.routes {
+		if r.LinkIndex == index && r.Table != 255 {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 func (k fakeKernel) Addresses(index int) ([]routing.Address, error) {

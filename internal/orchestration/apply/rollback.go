@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
 	"sort"
 
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/edges/filesync"
 )
 
@@ -161,20 +161,40 @@ func (e *Engine) routing(links []string, tables []uint32) ([]string, error) {
 		}
 		out = append(out, fmt.Sprintf("rule %s (proto %d, action %d, mark %#x/%#x%s)", drift.RuleString(r.Priority, r.From, r.To, r.Table), r.Protocol, r.Action, r.Mark, r.Mask, narrowed))
 	}
-	routes, err := e.deps.Kernel.AllRoutes()
-	if err != nil {
-		return nil, err
-	}
 	names := map[int]string{}
-	for _, r := range routes {
-		if _, ok := names[r.LinkIndex]; !ok {
-			names[r.LinkIndex], _ = e.deps.Kernel.LinkName(r.LinkIndex)
+	seen := map[string]bool{}
+	add := func(routes []routing.Route) {
+		for _, r := range routes {
+			if _, ok := names[r.LinkIndex]; !ok {
+				names[r.LinkIndex], _ = e.deps.Kernel.LinkName(r.LinkIndex)
+			}
+			line := fmt.Sprintf("route %s dev %s metric %d", drift.RouteString(r.Destination, r.Gateway, r.Table), names[r.LinkIndex], r.Metric)
+			if !seen[line] {
+				seen[line] = true
+				out = append(out, line)
+			}
 		}
-		name := names[r.LinkIndex]
-		if !slices.Contains(links, name) && !slices.Contains(tables, r.Table) {
+	}
+	for _, name := range links {
+		index, ok, err := e.deps.Kernel.LinkIndex(name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
 			continue
 		}
-		out = append(out, fmt.Sprintf("route %s dev %s metric %d", drift.RouteString(r.Destination, r.Gateway, r.Table), name, r.Metric))
+		routes, err := e.deps.Kernel.RoutesOn(index)
+		if err != nil {
+			return nil, err
+		}
+		add(routes)
+	}
+	for _, t := range tables {
+		routes, err := e.deps.Kernel.Routes(t)
+		if err != nil {
+			return nil, err
+		}
+		add(routes)
 	}
 	sort.Strings(out)
 	return out, nil
