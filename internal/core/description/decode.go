@@ -79,7 +79,7 @@ func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
 		seen[k.Value] = k
 		f, ok := known[k.Value]
 		if !ok {
-			if near := nearest(k.Value, fields); near != "" {
+			if near := report.Nearest(k.Value, keysOf(fields)); near != "" {
 				d.errorf(k, p.Key(k.Value), "unknown key %s; did you mean %q? (allowed here: %s)", report.Quote(k.Value), near, keyList(fields))
 			} else {
 				d.errorf(k, p.Key(k.Value), "unknown key %s; the keys allowed here are %s", report.Quote(k.Value), keyList(fields))
@@ -92,49 +92,18 @@ func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
 	return true
 }
 
-func keyList(fields []field) string {
+func keysOf(fields []field) []string {
 	keys := make([]string, len(fields))
 	for i, f := range fields {
 		keys[i] = f.key
 	}
+	return keys
+}
+
+func keyList(fields []field) string {
+	keys := keysOf(fields)
 	sort.Strings(keys)
 	return strings.Join(keys, ", ")
-}
-
-// nearest returns the allowed key closest to a mistyped one, if it is within two edits. A key much longer than
-// every allowed one cannot be within two edits, and is not measured: the cost stays bounded whatever its length.
-func nearest(key string, fields []field) string {
-	best, bestDist := "", 3
-	for _, f := range fields {
-		if len(key) > len(f.key)+2 {
-			continue
-		}
-		if d := editDistance(key, f.key); d < bestDist {
-			best, bestDist = f.key, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // describe names a node's kind for messages about wrong types.

@@ -123,15 +123,6 @@ func TestAnchorsResolve(t *testing.T) {
 	}
 }
 
-func TestNearestKey(t *testing.T) {
-	fields := []field{{key: "addresses"}, {key: "gateway"}, {key: "gateway6"}, {key: "name"}}
-	for in, want := range map[string]string{"address": "addresses", "gatway": "gateway", "nmae": "name", "colour": ""} {
-		if got := nearest(in, fields); got != want {
-			t.Errorf("nearest(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 // TestOverlapWarnings: each overlapping pair of subnets is reported once, at the later interface, whichever of
 // the two is the wider; subnets within one interface are not compared.
 func TestOverlapWarnings(t *testing.T) {

@@ -70,3 +70,15 @@ func TestWriteEscapes(t *testing.T) {
 		t.Errorf("control bytes printed: %q", s)
 	}
 }
+
+func TestNearest(t *testing.T) {
+	keys := []string{"addresses", "gateway", "gateway6", "name"}
+	for in, want := range map[string]string{"address": "addresses", "gatway": "gateway", "nmae": "name", "colour": ""} {
+		if got := Nearest(in, keys); got != want {
+			t.Errorf("Nearest(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := Nearest(strings.Repeat("x", 1<<20), keys); got != "" {
+		t.Errorf("a 1 MiB word is near %q", got)
+	}
+}

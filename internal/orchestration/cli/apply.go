@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/spf13/pflag"
+
 	"bufio"
 	"context"
 	"errors"
@@ -116,17 +118,32 @@ func signalContext(cmd string, stderr io.Writer) (context.Context, func()) {
 	return ctx, func() { signal.Stop(sigs); close(done); cancel() }
 }
 
-func applyCmd(args []string, stdout, stderr io.Writer) int {
-	var c common
-	var timeout time.Duration
-	var noRollback, force bool
-	fs := newFlags("apply", stderr, &c, "/")
-	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd and for verification before rolling back")
-	fs.BoolVar(&noRollback, "no-rollback", false, "keep the new state when verification fails")
-	fs.BoolVar(&force, "force", false, "apply even when an established connection uses an address the change removes")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var applyCommand = &command{
+	name:    "apply",
+	summary: "generate, reload networkd over D-Bus, apply sysctls, verify; roll back if verification fails",
+	long: "One recorded transaction: says what the change removes and refuses when an established TCP connection " +
+		"uses it (unless --force), writes the files, has systemd-networkd take them up (restarting it when the " +
+		"networkd.conf.d drop-in changes), applies symroute's sysctl keys, waits for the links and verifies. When " +
+		"anything fails, or on SIGINT, SIGTERM or SIGHUP, it carries out the exact inverse and exits 1.",
+	examples: []example{
+		{"Apply " + DefaultDescription, "symroute apply"},
+		{"Give a slow host longer to take the change up", "symroute apply --timeout 2m"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		var timeout time.Duration
+		var noRollback, force bool
+		descriptionFlags(fs, &c, "/")
+		fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd and for verification before rolling back")
+		describeValue(fs, "timeout", "DURATION", nothing)
+		fs.BoolVar(&noRollback, "no-rollback", false, "keep the new state when verification fails")
+		fs.BoolVar(&force, "force", false, "apply even when an established connection uses an address the change removes")
+		return func(in input) int { return applyRun(c, timeout, noRollback, force, in) }
+	},
+}
+
+func applyRun(c common, timeout time.Duration, noRollback, force bool, in input) int {
+	stdout, stderr := in.stdout, in.stderr
 	l, files, status, ok := loadAndGenerate(c, stderr)
 	if !ok {
 		return status
@@ -185,15 +202,30 @@ func rolledBack(out apply.Outcome) string {
 	}
 }
 
-func tryCmd(args []string, stdout, stderr io.Writer) int {
-	var c common
-	var window, wait time.Duration
-	fs := newFlags("try", stderr, &c, "/")
-	fs.DurationVar(&window, "timeout", 120*time.Second, "how long to wait for confirmation before rolling back")
-	fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for networkd and for verification")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var tryCommand = &command{
+	name:    "try",
+	summary: "apply, then roll back unless confirmed within --timeout (default 120s)",
+	long: "Applies as apply does, going ahead over connections apply would refuse to cut, and keeps the change only " +
+		"when confirmed: press Enter in its session, or run symroute confirm from another one, the proof that you " +
+		"can still reach the host. Otherwise the change is rolled back: at the deadline, at once when try dies " +
+		"before the change verified or its terminal closes, and at the next boot through symroute-recover.service.",
+	examples: []example{
+		{"Try a change over SSH, and confirm it from a second session", "symroute try --timeout 5m"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		var window, wait time.Duration
+		descriptionFlags(fs, &c, "/")
+		fs.DurationVar(&window, "timeout", 120*time.Second, "how long to wait for confirmation before rolling back")
+		describeValue(fs, "timeout", "DURATION", nothing)
+		fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for networkd and for verification")
+		describeValue(fs, "wait", "DURATION", nothing)
+		return func(in input) int { return tryRun(c, window, wait, in) }
+	},
+}
+
+func tryRun(c common, window, wait time.Duration, in input) int {
+	stdout, stderr := in.stdout, in.stderr
 	l, files, status, ok := loadAndGenerate(c, stderr)
 	if !ok {
 		return status
@@ -312,14 +344,24 @@ func rollbackTry(rootPath, id, reason string, stdout, stderr io.Writer) int {
 	return ExitFailed
 }
 
-func confirmCmd(args []string, stdout, stderr io.Writer) int {
-	var root string
-	fs := pflagSet("confirm", stderr)
-	fs.StringVar(&root, "root", "/", "root `directory` of the system")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	return confirm(root, "", stdout, stderr)
+var confirmCommand = &command{
+	name:    "confirm",
+	summary: "keep the change a try made",
+	long:    "Keeps the change the pending symroute try made and stops its watcher. Run it from a session other than the try's: that it works is the proof the change leaves the host reachable.",
+	examples: []example{
+		{"Keep the pending try", "symroute confirm"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var root string
+		rootFlag(fs, &root)
+		return func(in input) int { return confirm(root, "", in.stdout, in.stderr) }
+	},
+}
+
+// rootFlag defines --root for the commands that read no description.
+func rootFlag(fs *pflag.FlagSet, root *string) {
+	fs.StringVar(root, "root", "/", "the root of the system")
+	describeValue(fs, "root", "DIR", directories)
 }
 
 // confirm keeps the pending try (try id, when id is given) and then stops its watcher.
@@ -397,15 +439,19 @@ const watchPoll = time.Second
 // and at once on SIGTERM while the try is still pending (confirm and the run's own rollback settle the try
 // before they stop the watcher; anything else sending SIGTERM, a shutdown or the end of the login session, means
 // nobody is left to confirm). It ends as soon as the try is confirmed or rolled back.
-func watchTry(args []string, stdout, stderr io.Writer) int {
-	var root, id, until string
-	fs := pflagSet(watchCommand, stderr)
-	fs.StringVar(&root, "root", "/", "")
-	fs.StringVar(&id, "id", "", "")
-	fs.StringVar(&until, "deadline", "", "")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var watchTryCommand = &command{
+	name:   watchCommand,
+	hidden: true,
+	setup: func(fs *pflag.FlagSet) runner {
+		var root, id, until string
+		fs.StringVar(&root, "root", "/", "")
+		fs.StringVar(&id, "id", "", "")
+		fs.StringVar(&until, "deadline", "", "")
+		return func(in input) int { return watchTry(root, id, until, in.stdout, in.stderr) }
+	},
+}
+
+func watchTry(root, id, until string, stdout, stderr io.Writer) int {
 	// The deadline comes on the command line too, so it holds while the record cannot be read.
 	deadline, err := time.Parse(time.RFC3339Nano, until)
 	if err != nil {
@@ -472,19 +518,33 @@ func pendingTry(rootPath, id string) (*record.Transaction, bool) {
 	return rec.Pending, true
 }
 
-func removeCmd(args []string, stdout, stderr io.Writer) int {
-	var root string
-	var all, force, offline bool
-	var timeout time.Duration
-	fs := pflagSet("remove", stderr)
-	fs.StringVar(&root, "root", "/", "root `directory` of the system")
-	fs.BoolVar(&all, "all", false, "also delete symroute's own .network files, and with them the addresses they give their links")
-	fs.BoolVar(&force, "force", false, "go ahead although established connections use what the removal takes away")
-	fs.BoolVar(&offline, "offline", false, "change only the files, for an image or a chroot where networkd does not run")
-	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var removeCommand = &command{
+	name:    "remove",
+	summary: "undo what symroute applied; links keep the addresses its files gave them",
+	long: "Undoes what the record says symroute applied: deletes its files, sets each sysctl key it set back to its " +
+		"value from before symroute, removes its rules, and has networkd drop the rest. A link whose addresses come " +
+		"from symroute's own .network file keeps them: the file stays, stripped of the routing, until --all. " +
+		"Refuses to cut an established connection unless --force. --offline changes only the files, for an image or " +
+		"a chroot where networkd does not run.",
+	examples: []example{
+		{"Take symroute's routing away, keeping every link's addresses", "symroute remove"},
+		{"Take symroute's files out of an unpacked image", "symroute remove --offline --root /mnt/image"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var root string
+		var all, force, offline bool
+		var timeout time.Duration
+		rootFlag(fs, &root)
+		fs.BoolVar(&all, "all", false, "also delete symroute's own .network files, and with them the addresses they give their links")
+		fs.BoolVar(&force, "force", false, "go ahead although established connections use what the removal takes away")
+		fs.BoolVar(&offline, "offline", false, "change only the files, for an image or a chroot where networkd does not run")
+		fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
+		describeValue(fs, "timeout", "DURATION", nothing)
+		return func(in input) int { return removeRun(root, all, force, offline, timeout, in.stdout, in.stderr) }
+	},
+}
+
+func removeRun(root string, all, force, offline bool, timeout time.Duration, stdout, stderr io.Writer) int {
 	var rm apply.Removal
 	if offline {
 		code, ok := removeOffline(root, all, &rm, stdout, stderr)
@@ -522,17 +582,28 @@ func removeCmd(args []string, stdout, stderr io.Writer) int {
 
 // recoverCmd undoes a pending transaction: what every changing command does first, on its own. With --offline
 // (the boot unit, before networkd starts) it puts the files and values back and leaves networkd to read them.
-func recoverCmd(args []string, stdout, stderr io.Writer) int {
-	var root string
-	var offline bool
-	var timeout time.Duration
-	fs := pflagSet("recover", stderr)
-	fs.StringVar(&root, "root", "/", "root `directory` of the system")
-	fs.BoolVar(&offline, "offline", false, "networkd is not running (at boot, before it starts): put the files and values back only")
-	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var recoverCommand = &command{
+	name:    "recover",
+	summary: "undo a change left unfinished or unconfirmed (every command does this first; at boot, a unit)",
+	long: "Undoes a transaction an earlier run left unfinished (killed, or the host lost power) or a try nobody " +
+		"confirmed, as every changing command does first. --offline puts only the files and values back, for the " +
+		"boot unit symroute-recover.service, which runs before networkd starts.",
+	examples: []example{
+		{"Undo what an interrupted apply left", "symroute recover"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var root string
+		var offline bool
+		var timeout time.Duration
+		rootFlag(fs, &root)
+		fs.BoolVar(&offline, "offline", false, "networkd is not running (at boot, before it starts): put the files and values back only")
+		fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
+		describeValue(fs, "timeout", "DURATION", nothing)
+		return func(in input) int { return recoverRun(root, offline, timeout, in.stdout, in.stderr) }
+	},
+}
+
+func recoverRun(root string, offline bool, timeout time.Duration, stdout, stderr io.Writer) int {
 	if !offline {
 		ctx, stop := signalContext("recover", stderr)
 		defer stop()

@@ -42,89 +42,6 @@ const DefaultDescription = "/etc/symroute/host.yaml"
 // Version is set at build time with -ldflags "-X github.com/symroute/symroute/internal/orchestration/cli.Version=...".
 var Version = "dev"
 
-const usage = `symroute: source-based policy routing for multi-homed hosts, through systemd-networkd
-
-Usage:
-  symroute check [-c FILE] [--root DIR] [--strict]
-  symroute generate [-c FILE] [--root DIR] [--diff] [--strict] [--format files|butane|ignition|cloud-init]
-  symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback] [--force]
-  symroute try [-c FILE] [--root DIR] [--timeout DURATION] [--wait DURATION]
-  symroute confirm [--root DIR]
-  symroute remove [--root DIR] [--all] [--force] [--offline]
-  symroute recover [--root DIR] [--offline]
-  symroute verify [-c FILE] [--root DIR] [-o text|json] [--textfile PATH]
-  symroute discover [--root DIR] [-o FILE]
-  symroute schema
-  symroute reservations
-  symroute --version
-
-Commands:
-  check         validate the description and show the tables and priorities chosen, and why
-  generate      write the networkd, sysctl.d and iproute2 files under --root (default /)
-  apply         generate, reload networkd over D-Bus, apply sysctls, verify; roll back if verification fails
-  try           apply, then roll back unless confirmed within --timeout (default 120s)
-  confirm       keep the change a try made
-  remove        undo what symroute applied; links keep the addresses its files gave them
-  recover       undo a change left unfinished or unconfirmed (every command does this first; at boot, a unit)
-  verify        compare the live rules, routes, rp_filter and networkd state with the description (read-only)
-  discover      print a description of this host as it is now, to start from
-  schema        print the description's JSON Schema
-  reservations  list the tables, priorities and fwmarks other components claim
-
-Exit status: 0 ok, 1 verification or apply failed, 2 invalid description or usage, 3 system error.
-`
-
-// Main runs symroute with args (without the program name) and returns the exit status.
-func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return ExitInvalid
-	}
-	switch args[0] {
-	case "check":
-		return check(args[1:], stdout, stderr)
-	case "generate":
-		return generate(args[1:], stdout, stderr)
-	case "verify":
-		return verify(args[1:], stdout, stderr)
-	case "apply":
-		return applyCmd(args[1:], stdout, stderr)
-	case "try":
-		return tryCmd(args[1:], stdout, stderr)
-	case "confirm":
-		return confirmCmd(args[1:], stdout, stderr)
-	case "remove":
-		return removeCmd(args[1:], stdout, stderr)
-	case "recover":
-		return recoverCmd(args[1:], stdout, stderr)
-	case watchCommand:
-		return watchTry(args[1:], stdout, stderr)
-	case "discover":
-		return discoverCmd(args[1:], stdout, stderr)
-	case "schema":
-		return noFlags("schema", args[1:], stderr, func() { stdout.Write(schemas.HostV1) })
-	case "reservations":
-		return noFlags("reservations", args[1:], stderr, func() { printReservations(stdout) })
-	case "--version", "version":
-		fmt.Fprintf(stdout, "symroute %s\n", Version)
-		return ExitOK
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return ExitOK
-	}
-	eprintf(stderr, "symroute: unknown command %q\n\n%s", args[0], usage)
-	return ExitInvalid
-}
-
-func noFlags(name string, args []string, stderr io.Writer, run func()) int {
-	if len(args) > 0 {
-		eprintf(stderr, "symroute %s takes no arguments\n", name)
-		return ExitInvalid
-	}
-	run()
-	return ExitOK
-}
-
 // common are the flags every description-reading command takes.
 type common struct {
 	config string
@@ -132,35 +49,13 @@ type common struct {
 	strict bool
 }
 
-func pflagSet(name string, stderr io.Writer) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
-}
-
-func newFlags(name string, stderr io.Writer, c *common, rootDefault string) *pflag.FlagSet {
-	fs := pflagSet(name, stderr)
-	fs.StringVarP(&c.config, "config", "c", DefaultDescription, "host description `file`")
-	fs.StringVar(&c.root, "root", rootDefault, "root `directory` of the system to read .network files from and write to")
+// descriptionFlags defines the flags of every command that reads the description; root is --root's default.
+func descriptionFlags(fs *pflag.FlagSet, c *common, root string) {
+	fs.StringVarP(&c.config, "config", "c", DefaultDescription, "the host description")
+	describeValue(fs, "config", "FILE", files)
+	fs.StringVar(&c.root, "root", root, "the root of the system whose files symroute reads and writes: / on a host, a directory for CI and images")
+	describeValue(fs, "root", "DIR", directories)
 	fs.BoolVar(&c.strict, "strict", false, "treat warnings as errors")
-	return fs
-}
-
-// parseFlags parses args; when the command must not go on, ok is false and status is the exit status (0 after
-// --help, which pflag has printed).
-func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) (status int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return ExitOK, false
-		}
-		eprintf(stderr, "symroute %s: %v\nUsage of symroute %s:\n%s", fs.Name(), err, fs.Name(), fs.FlagUsages())
-		return ExitInvalid, false
-	}
-	if fs.NArg() > 0 {
-		eprintf(stderr, "symroute %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return ExitInvalid, false
-	}
-	return ExitOK, true
 }
 
 // loaded is a description that passed validation, with its plan.
@@ -250,55 +145,82 @@ func generateFiles(l loaded, c common) ([]fileset.File, report.Report, error) {
 	return generator.Generate(l.plan, generator.Options{Source: l.source, Root: system})
 }
 
-func check(args []string, stdout, stderr io.Writer) int {
-	var c common
-	fs := newFlags("check", stderr, &c, "")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	l, status, ok := load(c, stderr)
+var checkCommand = &command{
+	name:    "check",
+	summary: "validate the description and show the tables and priorities chosen, and why",
+	long: "Reads the host description, checks every value and how they fit together, and prints the table and rule " +
+		"priority each interface gets, and why. Every problem is reported at once, with its line, column and path " +
+		"in the description. Nothing is written.",
+	examples: []example{
+		{"Check the description at " + DefaultDescription, "symroute check"},
+		{"Check a description in CI against an image's files", "symroute check -c fleet/web/host.yaml --root fleet/web/root"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		descriptionFlags(fs, &c, "")
+		return func(in input) int { return check(c, in) }
+	},
+}
+
+func check(c common, in input) int {
+	l, status, ok := load(c, in.stderr)
 	if !ok {
 		return status
 	}
 	if !l.rep.HasErrors(false) && c.root != "" {
 		_, genRep, err := generateFiles(l, c)
 		if err != nil {
-			eprintf(stderr, "symroute: %v\n", err)
+			eprintf(in.stderr, "symroute: %v\n", err)
 			return ExitSystem
 		}
 		l.rep.Merge(genRep)
 	}
-	if stopOnReport(l.rep, c, stderr) {
+	if stopOnReport(l.rep, c, in.stderr) {
 		return ExitInvalid
 	}
-	explain(stdout, l.plan)
+	explain(in.stdout, l.plan)
 	return ExitOK
 }
 
-func generate(args []string, stdout, stderr io.Writer) int {
-	var c common
-	var diff bool
-	var formatName string
-	fs := newFlags("generate", stderr, &c, "/")
-	fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing")
-	fs.StringVar(&formatName, "format", string(generator.FormatFiles), "`format`: files (write under --root), or butane, ignition or cloud-init (print a provisioning document)")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	format, err := generator.ParseFormat(formatName)
-	if err != nil {
-		eprintf(stderr, "symroute generate: %v\n", err)
-		return ExitInvalid
-	}
+var generateCommand = &command{
+	name:    "generate",
+	summary: "write the networkd, sysctl.d and iproute2 files under --root (default /)",
+	long: "Renders the description and writes symroute's files under --root: only those whose content changed, each " +
+		"atomically, and removes symroute's own files the description no longer needs. It neither reloads networkd " +
+		"nor applies sysctls; apply does. --diff prints the change as a unified diff and writes nothing. --format " +
+		"butane, ignition or cloud-init prints a provisioning document that writes the same files at first boot; " +
+		"it reads no root's files unless --root is given.",
+	examples: []example{
+		{"Show what would change on this host, writing nothing", "symroute generate --diff"},
+		{"Write a host class's files into a directory kept in git", "symroute generate -c fleet/web/host.yaml --root fleet/web/root"},
+		{"A Butane config for Flatcar", "symroute generate -c host.yaml --format butane > symroute.bu"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		var diff bool
+		var format string
+		descriptionFlags(fs, &c, "/")
+		fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing")
+		fs.StringVar(&format, "format", string(generator.FormatFiles), "files (write under --root), or a provisioning document to print: butane, ignition or cloud-init")
+		var formats []string
+		for _, f := range generator.Formats {
+			formats = append(formats, string(f))
+		}
+		describeValue(fs, "format", "FORMAT", words(formats...))
+		return func(in input) int { return generate(c, diff, generator.Format(format), in) }
+	},
+}
+
+func generate(c common, diff bool, format generator.Format, in input) int {
+	stdout, stderr := in.stdout, in.stderr
 	if format != generator.FormatFiles {
 		// A provisioning document describes a machine that does not exist yet: read another root's .network
 		// files only when asked to with --root.
-		if !fs.Changed("root") {
+		if !in.flags.Changed("root") {
 			c.root = ""
 		}
 		if diff {
-			eprintf(stderr, "symroute generate: --diff compares with files under --root; it does not go with --format %s\n", format)
-			return ExitInvalid
+			return usageError(stderr, "generate", "--diff compares with files under --root; it does not go with --format %s", format)
 		}
 	}
 	l, files, status, ok := loadAndGenerate(c, stderr)
@@ -415,6 +337,36 @@ func explain(w io.Writer, p *plan.Plan) {
 	}
 	k := reservations.Kernel
 	fmt.Fprintf(w, "avoiding kernel: %s\n", k.Summary())
+}
+
+var schemaCommand = &command{
+	name:    "schema",
+	summary: "print the description's JSON Schema",
+	long:    "Prints the JSON Schema of version 1 host descriptions, for editors and CI linters. check is the authority; the schema accepts what check accepts, where JSON Schema can say it.",
+	examples: []example{
+		{"Save the schema for an editor's YAML language server", "symroute schema > host.v1.schema.json"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		return func(in input) int {
+			in.stdout.Write(schemas.HostV1)
+			return ExitOK
+		}
+	},
+}
+
+var reservationsCommand = &command{
+	name:    "reservations",
+	summary: "list the tables, priorities and fwmarks other components claim",
+	long:    "Lists, for the kernel and every component symroute knows (the names cni: takes), the routing tables, rule priorities and fwmarks it claims, whether it deletes entries it did not create, and the sources the claims come from.",
+	examples: []example{
+		{"What Calico claims", "symroute reservations | grep -A6 '^calico:'"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		return func(in input) int {
+			printReservations(in.stdout)
+			return ExitOK
+		}
+	},
 }
 
 func printReservations(w io.Writer) {

@@ -16,7 +16,7 @@ import (
 
 func run(args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := Main(args, &stdout, &stderr)
+	code := Main(args, strings.NewReader(""), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -51,11 +51,11 @@ func TestExitStatuses(t *testing.T) {
 		{[]string{"check", "extra"}, ExitInvalid, `unexpected argument "extra"`},
 		{[]string{"frobnicate"}, ExitInvalid, `unknown command "frobnicate"`},
 		{[]string{}, ExitInvalid, "Usage:"},
-		{[]string{"schema", "x"}, ExitInvalid, "takes no arguments"},
+		{[]string{"schema", "x"}, ExitInvalid, `unexpected argument "x"`},
 		{[]string{"--version"}, ExitOK, "symroute dev"},
 		{[]string{"generate", "--help"}, ExitOK, "--diff"},
 		{[]string{"reservations"}, ExitOK, "calico: tables 1-250"},
-		{[]string{"generate", "-c", good, "--format", "nixos"}, ExitInvalid, "--format takes files, butane, ignition, cloud-init"},
+		{[]string{"generate", "-c", good, "--format", "nixos"}, ExitInvalid, `--format takes files, butane, ignition or cloud-init, not "nixos"`},
 		{[]string{"generate", "-c", good, "--format", "butane", "--diff"}, ExitInvalid, "does not go with --format butane"},
 		{[]string{"generate", "-c", good, "--format", "butane"}, ExitOK, "variant: flatcar"},
 		{[]string{"generate", "-c", good, "--format", "cloud-init"}, ExitOK, "#cloud-config"},
@@ -63,6 +63,45 @@ func TestExitStatuses(t *testing.T) {
 		code, stdout, stderr := run(c.args...)
 		if code != c.code || !strings.Contains(stdout+stderr, c.out) {
 			t.Errorf("symroute %s: exit %d, want %d; want %q in:\n%s%s", strings.Join(c.args, " "), code, c.code, c.out, stdout, stderr)
+		}
+	}
+}
+
+// TestHelp: help goes to stdout with exit 0, the same through help COMMAND, --help and -h, and carries the
+// command's usage, options and examples; a mistake gets a short message and where to read more, on stderr, exit 2.
+func TestHelp(t *testing.T) {
+	for _, cmd := range visible() {
+		code, want, stderr := run("help", cmd.name)
+		if code != ExitOK || stderr != "" || !strings.Contains(want, "Usage:\n  symroute "+cmd.name) || !strings.Contains(want, "Options:\n") {
+			t.Errorf("help %s: exit %d:\n%s%s", cmd.name, code, want, stderr)
+		}
+		if len(cmd.examples) > 0 && !strings.Contains(want, "Examples:\n  # "+cmd.examples[0].what+"\n  "+cmd.examples[0].command+"\n") {
+			t.Errorf("help %s lacks its first example:\n%s", cmd.name, want)
+		}
+		for _, flag := range []string{"--help", "-h"} {
+			if code, got, stderr := run(cmd.name, flag); code != ExitOK || got != want || stderr != "" {
+				t.Errorf("%s %s: exit %d, differs from help %s:\n%s%s", cmd.name, flag, code, cmd.name, got, stderr)
+			}
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		if code, stdout, stderr := run(args...); code != ExitOK || stderr != "" || !strings.Contains(stdout, "  reservations  list the tables") {
+			t.Errorf("%v: exit %d:\n%s%s", args, code, stdout, stderr)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", "--bogus"}, "symroute check: unknown flag: --bogus\nSee 'symroute help check'.\n"},
+		{[]string{"verify", "-o", "xml"}, "symroute verify: -o takes text or json, not \"xml\"\nSee 'symroute help verify'.\n"},
+		{[]string{"chekc"}, "symroute: unknown command \"chekc\"; did you mean check?\nSee 'symroute help' for the commands.\n"},
+		{[]string{"help", "frobnicate"}, "symroute help: no command \"frobnicate\"; the commands are check, generate, apply, try, confirm, remove, recover, verify, discover, schema, reservations, help, version\nSee 'symroute help help'.\n"},
+		{[]string{"--root", "/"}, "symroute: unknown option \"--root\"; options come after the command\nSee 'symroute help' for the commands.\n"},
+	} {
+		code, stdout, stderr := run(c.args...)
+		if code != ExitInvalid || stdout != "" || stderr != c.want {
+			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", c.args, code, stdout, stderr, c.want)
 		}
 	}
 }

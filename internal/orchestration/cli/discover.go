@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/spf13/pflag"
+
 	"fmt"
 	"io"
 
@@ -12,14 +14,27 @@ import (
 	"github.com/symroute/symroute/internal/orchestration/discover"
 )
 
-func discoverCmd(args []string, stdout, stderr io.Writer) int {
-	var root, output string
-	fs := pflagSet("discover", stderr)
-	fs.StringVar(&root, "root", "/", "root `directory` whose .network files tell which links another file configures")
-	fs.StringVarP(&output, "output", "o", "", "write the description to `file` instead of standard output")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var discoverCommand = &command{
+	name:    "discover",
+	summary: "print a description of this host as it is now, to start from",
+	long: "Reads this host's links, addresses, default routes and rules, and the root's .network files, and prints a " +
+		"description to start from: each interface with its addresses and gateways, drop-in mode where another " +
+		"file configures the link, and a cni: guess from the links and rules other components made. Review it, " +
+		"add cluster_cidrs, check it, then apply it.",
+	examples: []example{
+		{"Start a description from the host as it is", "symroute discover -o host.yaml"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var root, output string
+		fs.StringVar(&root, "root", "/", "the root whose .network files tell which links another file configures")
+		describeValue(fs, "root", "DIR", directories)
+		fs.StringVarP(&output, "output", "o", "", "write the description to this file instead of standard output")
+		describeValue(fs, "output", "FILE", files)
+		return func(in input) int { return discoverRun(root, output, in.stdout, in.stderr) }
+	},
+}
+
+func discoverRun(root, output string, stdout, stderr io.Writer) int {
 	reader, err := kernel.NewReader(nil)
 	if err != nil {
 		eprintf(stderr, "symroute discover: %v\n", err)
