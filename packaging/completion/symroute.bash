@@ -20,7 +20,7 @@ _symroute() {
 		-c | --config) _symroute_offer "$cur" "$prefix" file; return ;;
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
 		esac
-		flags="-c --config --root --strict -h --help" arg=nothing
+		flags="-c --config --root --strict -h --help" arg=file
 		;;
 	generate)
 		case $prev in
@@ -28,7 +28,7 @@ _symroute() {
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
 		--format) _symroute_offer "$cur" "$prefix" words files butane ignition cloud-init; return ;;
 		esac
-		flags="-c --config --root --strict --diff --format -h --help" arg=nothing
+		flags="-c --config --root --strict --diff --format -h --help" arg=file
 		;;
 	apply)
 		case $prev in
@@ -36,7 +36,7 @@ _symroute() {
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
 		--timeout) _symroute_offer "$cur" "$prefix" nothing; return ;;
 		esac
-		flags="-c --config --root --strict --timeout --no-rollback --force -h --help" arg=nothing
+		flags="-c --config --root --strict --timeout --no-rollback --force -h --help" arg=file
 		;;
 	try)
 		case $prev in
@@ -45,7 +45,7 @@ _symroute() {
 		--timeout) _symroute_offer "$cur" "$prefix" nothing; return ;;
 		--wait) _symroute_offer "$cur" "$prefix" nothing; return ;;
 		esac
-		flags="-c --config --root --strict --timeout --wait -h --help" arg=nothing
+		flags="-c --config --root --strict --timeout --wait -h --help" arg=file
 		;;
 	confirm)
 		case $prev in
@@ -74,7 +74,7 @@ _symroute() {
 		-o | --output) _symroute_offer "$cur" "$prefix" words text json; return ;;
 		--textfile) _symroute_offer "$cur" "$prefix" file; return ;;
 		esac
-		flags="-c --config --root --strict -o --output --textfile -h --help" arg=nothing
+		flags="-c --config --root --strict -o --output --textfile -h --help" arg=file
 		;;
 	discover)
 		case $prev in

@@ -120,6 +120,8 @@ func signalContext(cmd string, stderr io.Writer) (context.Context, func()) {
 
 var applyCommand = &command{
 	name:    "apply",
+	args:    "[FILE]",
+	arg:     files,
 	summary: "generate, reload networkd over D-Bus, apply sysctls, verify; roll back if verification fails",
 	long: "One recorded transaction: says what the change removes and refuses when an established TCP connection " +
 		"uses it (unless --force), writes the files, has systemd-networkd take them up (restarting it when the " +
@@ -138,7 +140,7 @@ var applyCommand = &command{
 		describeValue(fs, "timeout", "DURATION", nothing)
 		fs.BoolVar(&noRollback, "no-rollback", false, "keep the new state when verification fails")
 		fs.BoolVar(&force, "force", false, "apply even when an established connection uses an address the change removes")
-		return func(in input) int { return applyRun(c, timeout, noRollback, force, in) }
+		return readsDescription(&c, func(in input) int { return applyRun(c, timeout, noRollback, force, in) })
 	},
 }
 
@@ -156,7 +158,7 @@ func applyRun(c common, timeout time.Duration, noRollback, force bool, in input)
 		return status
 	}
 	out, err := s.engine.Apply(ctx, apply.Request{Plan: l.plan, Files: files, Description: l.source, Op: record.OpApply})
-	return outcome("apply", c.config, timeout, out, err, stdout, stderr)
+	return outcome("apply", c.shown(), timeout, out, err, stdout, stderr)
 }
 
 // outcome prints an apply's or a try's outcome and returns the exit status.
@@ -204,6 +206,8 @@ func rolledBack(out apply.Outcome) string {
 
 var tryCommand = &command{
 	name:    "try",
+	args:    "[FILE]",
+	arg:     files,
 	summary: "apply, then roll back unless confirmed within --timeout (default 120s)",
 	long: "Applies as apply does, going ahead over connections apply would refuse to cut, and keeps the change only " +
 		"when confirmed: press Enter in its session, or run symroute confirm from another one, the proof that you " +
@@ -220,7 +224,7 @@ var tryCommand = &command{
 		describeValue(fs, "timeout", "DURATION", nothing)
 		fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for networkd and for verification")
 		describeValue(fs, "wait", "DURATION", nothing)
-		return func(in input) int { return tryRun(c, window, wait, in) }
+		return readsDescription(&c, func(in input) int { return tryRun(c, window, wait, in) })
 	},
 }
 
@@ -252,9 +256,9 @@ func tryRun(c common, window, wait time.Duration, in input) int {
 		// The run undid itself (or nothing changed); its watcher finds no try pending and ends.
 		s.end()
 		stopProcess(watcher)
-		return outcome("try", c.config, wait, out, err, stdout, stderr)
+		return outcome("try", c.shown(), wait, out, err, stdout, stderr)
 	}
-	printResult(stdout, stderr, c.config, out.Result)
+	printResult(stdout, stderr, c.shown(), out.Result)
 	id := s.engine.Record().Pending.ID
 	// Let confirm, and the watcher, take the lock.
 	s.end()

@@ -44,18 +44,46 @@ var Version = "dev"
 
 // common are the flags every description-reading command takes.
 type common struct {
-	config string
+	config string // a path, or "-" for standard input
 	root   string
 	strict bool
+	stdin  io.Reader
+	cmd    string // the command's name, for messages
+}
+
+// stdinName names standard input in messages, as compilers do.
+const stdinName = "<stdin>"
+
+// shown is how messages name the description.
+func (c common) shown() string {
+	if c.config == "-" {
+		return stdinName
+	}
+	return c.config
 }
 
 // descriptionFlags defines the flags of every command that reads the description; root is --root's default.
 func descriptionFlags(fs *pflag.FlagSet, c *common, root string) {
-	fs.StringVarP(&c.config, "config", "c", DefaultDescription, "the host description")
+	fs.StringVarP(&c.config, "config", "c", DefaultDescription, "the host description; - reads it from standard input")
 	describeValue(fs, "config", "FILE", files)
 	fs.StringVar(&c.root, "root", root, "the root of the system whose files symroute reads and writes: / on a host, a directory for CI and images")
 	describeValue(fs, "root", "DIR", directories)
 	fs.BoolVar(&c.strict, "strict", false, "treat warnings as errors")
+}
+
+// readsDescription is the runner of a command that reads the description (its entry takes args "[FILE]"): run
+// gets the description named by FILE, by -c, or the default.
+func readsDescription(c *common, run func(in input) int) runner {
+	return func(in input) int {
+		if len(in.args) == 1 {
+			if in.flags.Changed("config") && in.args[0] != c.config {
+				return usageError(in.stderr, in.flags.Name(), "the description is named twice, as -c %s and as %s; name it once", report.Quote(c.config), report.Quote(in.args[0]))
+			}
+			c.config = in.args[0]
+		}
+		c.stdin, c.cmd = in.stdin, in.flags.Name()
+		return run(in)
+	}
 }
 
 // loaded is a description that passed validation, with its plan.
@@ -68,15 +96,18 @@ type loaded struct {
 // load reads, validates and plans the description, printing every problem. ok is false when symroute must stop,
 // with the exit status to use.
 func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
-	data, err := rootfs.ReadFile(c.config, description.MaxSize)
+	data, err := readDescription(c)
 	if err != nil {
 		eprintf(stderr, "symroute: cannot read the host description: %s\n", report.Printable(err.Error()))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			eprintf(stderr, "symroute: write one (see `symroute schema`) or name it with -c FILE\n")
+			eprintf(stderr, "symroute: write one (see `symroute schema`) or name it: symroute %s FILE\n", c.cmd)
+			return l, ExitInvalid, false
+		case errors.Is(err, rootfs.ErrTooLarge) && c.config == "-":
+			eprintf(stderr, "symroute: a description is at most %d bytes (1 MiB); check what is piped in\n", description.MaxSize)
 			return l, ExitInvalid, false
 		case errors.Is(err, rootfs.ErrTooLarge):
-			eprintf(stderr, "symroute: a description is at most %d bytes (1 MiB); check that -c names the right file\n", description.MaxSize)
+			eprintf(stderr, "symroute: a description is at most %d bytes (1 MiB); check that the right file is named\n", description.MaxSize)
 			return l, ExitInvalid, false
 		case errors.Is(err, rootfs.ErrNotRegular):
 			eprintf(stderr, "symroute: name a regular file with -c FILE\n")
@@ -98,15 +129,31 @@ func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
 	return l, ExitOK, true
 }
 
+// readDescription reads the description from its file, or from standard input for "-", at most
+// description.MaxSize bytes either way.
+func readDescription(c common) ([]byte, error) {
+	if c.config != "-" {
+		return rootfs.ReadFile(c.config, description.MaxSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(c.stdin, description.MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("standard input: %w", err)
+	}
+	if len(data) > description.MaxSize {
+		return nil, fmt.Errorf("standard input: %w: more than the %d bytes symroute reads", rootfs.ErrTooLarge, description.MaxSize)
+	}
+	return data, nil
+}
+
 // stopOnReport prints the report and says whether it stops the run.
 func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
-	rep.Write(stderr, c.config, c.strict)
+	rep.Write(stderr, c.shown(), c.strict)
 	if rep.HasErrors(c.strict) {
 		errs, warns := rep.Count(report.Error), rep.Count(report.Warning)
 		if c.strict {
 			errs, warns = errs+warns, 0
 		}
-		eprintf(stderr, "symroute: %s: %d error(s), %d warning(s); nothing was written or changed\n", c.config, errs, warns)
+		eprintf(stderr, "symroute: %s: %d error(s), %d warning(s); nothing was written or changed\n", c.shown(), errs, warns)
 		return true
 	}
 	return false
@@ -147,18 +194,21 @@ func generateFiles(l loaded, c common) ([]fileset.File, report.Report, error) {
 
 var checkCommand = &command{
 	name:    "check",
+	args:    "[FILE]",
+	arg:     files,
 	summary: "validate the description and show the tables and priorities chosen, and why",
 	long: "Reads the host description, checks every value and how they fit together, and prints the table and rule " +
 		"priority each interface gets, and why. Every problem is reported at once, with its line, column and path " +
 		"in the description. Nothing is written.",
 	examples: []example{
 		{"Check the description at " + DefaultDescription, "symroute check"},
-		{"Check a description in CI against an image's files", "symroute check -c fleet/web/host.yaml --root fleet/web/root"},
+		{"Check a description in CI against an image's files", "symroute check fleet/web/host.yaml --root fleet/web/root"},
+		{"Check a description another tool writes, from standard input", "envsubst < host.yaml.in | symroute check -"},
 	},
 	setup: func(fs *pflag.FlagSet) runner {
 		var c common
 		descriptionFlags(fs, &c, "")
-		return func(in input) int { return check(c, in) }
+		return readsDescription(&c, func(in input) int { return check(c, in) })
 	},
 }
 
@@ -184,6 +234,8 @@ func check(c common, in input) int {
 
 var generateCommand = &command{
 	name:    "generate",
+	args:    "[FILE]",
+	arg:     files,
 	summary: "write the networkd, sysctl.d and iproute2 files under --root (default /)",
 	long: "Renders the description and writes symroute's files under --root: only those whose content changed, each " +
 		"atomically, and removes symroute's own files the description no longer needs. It neither reloads networkd " +
@@ -192,8 +244,8 @@ var generateCommand = &command{
 		"it reads no root's files unless --root is given.",
 	examples: []example{
 		{"Show what would change on this host, writing nothing", "symroute generate --diff"},
-		{"Write a host class's files into a directory kept in git", "symroute generate -c fleet/web/host.yaml --root fleet/web/root"},
-		{"A Butane config for Flatcar", "symroute generate -c host.yaml --format butane > symroute.bu"},
+		{"Write a host class's files into a directory kept in git", "symroute generate fleet/web/host.yaml --root fleet/web/root"},
+		{"A Butane config for Flatcar", "symroute generate host.yaml --format butane > symroute.bu"},
 	},
 	setup: func(fs *pflag.FlagSet) runner {
 		var c common
@@ -207,7 +259,7 @@ var generateCommand = &command{
 			formats = append(formats, string(f))
 		}
 		describeValue(fs, "format", "FORMAT", words(formats...))
-		return func(in input) int { return generate(c, diff, generator.Format(format), in) }
+		return readsDescription(&c, func(in input) int { return generate(c, diff, generator.Format(format), in) })
 	},
 }
 

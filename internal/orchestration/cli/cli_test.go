@@ -14,9 +14,11 @@ import (
 	"github.com/symroute/symroute/internal/tools/golden"
 )
 
-func run(args ...string) (int, string, string) {
+func run(args ...string) (int, string, string) { return runWithInput("", args...) }
+
+func runWithInput(stdin string, args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := Main(args, strings.NewReader(""), &stdout, &stderr)
+	code := Main(args, strings.NewReader(stdin), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -48,7 +50,7 @@ func TestExitStatuses(t *testing.T) {
 		{[]string{"check", "-c", bad}, ExitInvalid, ":2:39: error: interfaces[0].addresses[0]"},
 		{[]string{"check", "-c", filepath.Join(t.TempDir(), "missing.yaml")}, ExitInvalid, "cannot read the host description"},
 		{[]string{"check", "--bogus"}, ExitInvalid, "unknown flag: --bogus"},
-		{[]string{"check", "extra"}, ExitInvalid, `unexpected argument "extra"`},
+		{[]string{"check", "a.yaml", "b.yaml"}, ExitInvalid, `unexpected argument "b.yaml"`},
 		{[]string{"frobnicate"}, ExitInvalid, `unknown command "frobnicate"`},
 		{[]string{}, ExitInvalid, "Usage:"},
 		{[]string{"schema", "x"}, ExitInvalid, `unexpected argument "x"`},
@@ -103,6 +105,47 @@ func TestHelp(t *testing.T) {
 		if code != ExitInvalid || stdout != "" || stderr != c.want {
 			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", c.args, code, stdout, stderr, c.want)
 		}
+	}
+}
+
+// TestDescriptionArgument: FILE, -c FILE and - (standard input) name the same description; naming two is a
+// usage error, and standard input is capped like a file.
+func TestDescriptionArgument(t *testing.T) {
+	good, root := writeDescription(t, valid), t.TempDir()
+	_, want, _ := runWithInput("", "check", "-c", good, "--root", root)
+	if !strings.Contains(want, "table 1000000") {
+		t.Fatalf("check -c: %s", want)
+	}
+	for _, c := range []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{"check", good, "--root", root}},
+		{"", []string{"check", "--root", root, good}},
+		{"", []string{"check", "-c", good, good, "--root", root}},
+		{valid, []string{"check", "-", "--root", root}},
+		{valid, []string{"check", "-c", "-", "--root", root}},
+	} {
+		if code, stdout, stderr := runWithInput(c.stdin, c.args...); code != ExitOK || stdout != want {
+			t.Errorf("%v: exit %d:\n%s%s", c.args, code, stdout, stderr)
+		}
+	}
+	other := writeDescription(t, valid)
+	code, stdout, stderr := run("check", "-c", good, other)
+	if code != ExitInvalid || stdout != "" || !strings.Contains(stderr, "the description is named twice") || !strings.Contains(stderr, "See 'symroute help check'") {
+		t.Errorf("two descriptions: exit %d:\n%s%s", code, stdout, stderr)
+	}
+	code, _, stderr = runWithInput("version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1]}]\n", "check", "-", "--root", root)
+	if code != ExitInvalid || !strings.HasPrefix(stderr, "<stdin>:2:39: error: interfaces[0].addresses[0]") {
+		t.Errorf("an invalid description on stdin: exit %d:\n%s", code, stderr)
+	}
+	huge := "version: 1\n#" + strings.Repeat("x", 1<<20) + "\n"
+	code, _, stderr = runWithInput(huge, "generate", "-", "--root", root)
+	if code != ExitInvalid || !strings.Contains(stderr, "standard input: too large: more than the 1048576 bytes") || !strings.Contains(stderr, "check what is piped in") {
+		t.Errorf("more than 1 MiB on stdin: exit %d:\n%s", code, stderr)
+	}
+	if tree, err := golden.ReadTree(root); err != nil || len(tree) != 0 {
+		t.Errorf("wrote %d files (%v)", len(tree), err)
 	}
 }
 

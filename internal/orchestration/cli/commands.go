@@ -318,6 +318,8 @@ func usage() string {
 	for _, c := range visible() {
 		fmt.Fprintf(&b, "  %-*s  %s\n", width, c.name, c.summary)
 	}
+	b.WriteString("\n")
+	b.WriteString(wrap("The commands that read the host description take it as FILE, as -c FILE, or as - for standard input; without either, "+DefaultDescription+".", 100, ""))
 	b.WriteString("\nRun 'symroute help COMMAND' (or symroute COMMAND --help) for a command's options and examples.\n\n")
 	writeExitStatus(&b)
 	return b.String()

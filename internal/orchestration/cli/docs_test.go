@@ -125,6 +125,8 @@ func TestBashCompletionOffers(t *testing.T) {
 		{[]string{"symroute", "check", "--root", ""}, "imageroot"},
 		{[]string{"symroute", "verify", "--textfile", "ho"}, "host.yaml"},
 		{[]string{"symroute", "check", "--st"}, "--strict"},
+		{[]string{"symroute", "check", ""}, "host.yaml imageroot"},
+		{[]string{"symroute", "confirm", ""}, ""},
 		{[]string{"symroute", "help", "ver"}, "verify version"},
 		{[]string{"symroute", "schema", ""}, ""},
 	} {

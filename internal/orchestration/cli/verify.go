@@ -29,6 +29,8 @@ const busTimeout = 3 * time.Second
 
 var verifyCommand = &command{
 	name:    "verify",
+	args:    "[FILE]",
+	arg:     files,
 	summary: "compare the live rules, routes, rp_filter and networkd state with the description (read-only)",
 	long: "Read-only. Compares the rules, symroute's tables, the kernel's answer for a reply from every managed " +
 		"address, the effective rp_filter and the .network file networkd applied to each link with the description. " +
@@ -47,7 +49,7 @@ var verifyCommand = &command{
 		describeValue(fs, "output", "FORMAT", words("text", "json"))
 		fs.StringVar(&textfile, "textfile", "", "also write Prometheus metrics to this file")
 		describeValue(fs, "textfile", "FILE", files)
-		return func(in input) int { return verify(c, output, textfile, in.stdout, in.stderr) }
+		return readsDescription(&c, func(in input) int { return verify(c, output, textfile, in.stdout, in.stderr) })
 	},
 }
 
@@ -79,7 +81,7 @@ func verify(c common, output, textfile string, stdout, stderr io.Writer) int {
 			drift.Result
 		}{res.OK(), res})
 	} else {
-		printResult(stdout, stderr, c.config, res)
+		printResult(stdout, stderr, c.shown(), res)
 	}
 	if !writeMetrics(textfile, &res, stderr) {
 		return ExitSystem
