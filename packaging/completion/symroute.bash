@@ -79,7 +79,7 @@ _symroute() {
 	discover)
 		case $prev in
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
-		-o | --output) _symroute_offer "$cur" "$prefix" file; return ;;
+		-o | --output) _symroute_offer "$cur" "$prefix" words yaml; return ;;
 		esac
 		flags="--root -o --output -h --help" arg=nothing
 		;;

@@ -116,6 +116,7 @@ func TestBashCompletionOffers(t *testing.T) {
 		{[]string{"symroute", "ch"}, "check"},
 		{[]string{"symroute", "verify", "-o", ""}, "json text"},
 		{[]string{"symroute", "verify", "--output", "j"}, "json"},
+		{[]string{"symroute", "discover", "-o", ""}, "yaml"},
 		{[]string{"symroute", "generate", "--format", ""}, "butane cloud-init files ignition"},
 		{[]string{"symroute", "generate", "--format", "=", ""}, "butane cloud-init files ignition"},
 		{[]string{"symroute", "generate", "--format", "=", "bu"}, "butane"},
