@@ -20,7 +20,7 @@ _symroute() {
 		-c | --config) _symroute_offer "$cur" "$prefix" file; return ;;
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
 		esac
-		flags="-c --config --root --strict -h --help" arg=file
+		flags="-c --config --root --strict -q --quiet -h --help" arg=file
 		;;
 	generate)
 		case $prev in
@@ -28,7 +28,7 @@ _symroute() {
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
 		--format) _symroute_offer "$cur" "$prefix" words files butane ignition cloud-init; return ;;
 		esac
-		flags="-c --config --root --strict --diff --format -h --help" arg=file
+		flags="-c --config --root --strict -q --quiet --diff --format -h --help" arg=file
 		;;
 	apply)
 		case $prev in
@@ -36,7 +36,7 @@ _symroute() {
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
 		--timeout) _symroute_offer "$cur" "$prefix" nothing; return ;;
 		esac
-		flags="-c --config --root --strict --timeout --no-rollback --force -h --help" arg=file
+		flags="-c --config --root --strict -q --quiet --timeout --no-rollback --force -h --help" arg=file
 		;;
 	try)
 		case $prev in
@@ -45,7 +45,7 @@ _symroute() {
 		--timeout) _symroute_offer "$cur" "$prefix" nothing; return ;;
 		--wait) _symroute_offer "$cur" "$prefix" nothing; return ;;
 		esac
-		flags="-c --config --root --strict --timeout --wait -h --help" arg=file
+		flags="-c --config --root --strict -q --quiet --timeout --wait -h --help" arg=file
 		;;
 	confirm)
 		case $prev in
@@ -58,7 +58,7 @@ _symroute() {
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
 		--timeout) _symroute_offer "$cur" "$prefix" nothing; return ;;
 		esac
-		flags="--root --all --force --offline --timeout -h --help" arg=nothing
+		flags="--root -q --quiet --all --force --offline --timeout -h --help" arg=nothing
 		;;
 	recover)
 		case $prev in

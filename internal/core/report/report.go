@@ -169,6 +169,17 @@ func (r Report) HasErrors(strict bool) bool {
 	return false
 }
 
+// Only returns the entries of severity sev, in their order.
+func (r Report) Only(sev Severity) Report {
+	var out Report
+	for _, e := range r.Entries {
+		if e.Severity == sev {
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	return out
+}
+
 // Count returns how many entries have severity sev.
 func (r Report) Count(sev Severity) int {
 	n := 0

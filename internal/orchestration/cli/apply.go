@@ -47,14 +47,14 @@ func (s *session) end() {
 
 // open locks the root, connects the engine to the host, and undoes a transaction an earlier run left unfinished.
 // ok is false, after saying why, with the status to exit with.
-func open(ctx context.Context, cmd, rootPath string, opts apply.Options, recover bool, stdout, stderr io.Writer) (s *session, status int, ok bool) {
+func open(ctx context.Context, cmd, rootPath string, opts apply.Options, recover bool, progress, stderr io.Writer) (s *session, status int, ok bool) {
 	s = &session{}
 	var err error
 	if s.root, err = rootfs.Open(rootPath); err != nil {
 		eprintf(stderr, "symroute %s: %v; nothing was changed\n", cmd, err)
 		return s, ExitSystem, false
 	}
-	if s.release, ok = lockRoot(ctx, cmd, s.root, lock.DefaultWait, stdout, stderr); !ok {
+	if s.release, ok = lockRoot(ctx, cmd, s.root, lock.DefaultWait, progress, stderr); !ok {
 		return s, ExitSystem, false
 	}
 	deps, closeDeps, err := liveDeps(ctx, s.root, rootPath)
@@ -64,7 +64,7 @@ func open(ctx context.Context, cmd, rootPath string, opts apply.Options, recover
 	}
 	s.close = closeDeps
 	opts.Root = s.root
-	opts.Log = lineWriter{stdout}
+	opts.Log = lineWriter{progress}
 	if s.engine, err = apply.New(opts, deps); err != nil {
 		eprintf(stderr, "symroute %s: %v\n", cmd, err)
 		return s, ExitSystem, false
@@ -136,6 +136,7 @@ var applyCommand = &command{
 		var timeout time.Duration
 		var noRollback, force bool
 		descriptionFlags(fs, &c, "/")
+		quietFlag(fs, &c.quiet)
 		fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd and for verification before rolling back")
 		describeValue(fs, "timeout", "DURATION", nothing)
 		fs.BoolVar(&noRollback, "no-rollback", false, "keep the new state when verification fails")
@@ -152,17 +153,18 @@ func applyRun(c common, timeout time.Duration, noRollback, force bool, in input)
 	}
 	ctx, stop := signalContext("apply", stderr)
 	defer stop()
-	s, status, ok := open(ctx, "apply", c.root, apply.Options{Timeout: timeout, NoRollback: noRollback, Force: force, Strict: c.strict}, true, stdout, stderr)
+	progress := progressTo(stdout, c.quiet)
+	s, status, ok := open(ctx, "apply", c.root, apply.Options{Timeout: timeout, NoRollback: noRollback, Force: force, Strict: c.strict}, true, progress, stderr)
 	defer s.end()
 	if !ok {
 		return status
 	}
 	out, err := s.engine.Apply(ctx, apply.Request{Plan: l.plan, Files: files, Description: l.source, Op: record.OpApply})
-	return outcome("apply", c.shown(), timeout, out, err, stdout, stderr)
+	return outcome("apply", c.shown(), timeout, out, err, stdout, progressTo(stderr, c.quiet), stderr)
 }
 
-// outcome prints an apply's or a try's outcome and returns the exit status.
-func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err error, stdout, stderr io.Writer) int {
+// outcome prints an apply's or a try's outcome and returns the exit status; verification's notes go to notes.
+func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err error, stdout, notes, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, apply.ErrRefused):
 		eprintf(stderr, "symroute %s: %v\n", cmd, err)
@@ -177,7 +179,7 @@ func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err e
 		}
 		return ExitSystem
 	}
-	printResult(stdout, stderr, config, out.Result)
+	printResult(stdout, notes, config, out.Result)
 	if out.Verified {
 		return ExitOK
 	}
@@ -220,6 +222,7 @@ var tryCommand = &command{
 		var c common
 		var window, wait time.Duration
 		descriptionFlags(fs, &c, "/")
+		quietFlag(fs, &c.quiet)
 		fs.DurationVar(&window, "timeout", 120*time.Second, "how long to wait for confirmation before rolling back")
 		describeValue(fs, "timeout", "DURATION", nothing)
 		fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for networkd and for verification")
@@ -238,7 +241,8 @@ func tryRun(c common, window, wait time.Duration, in input) int {
 	defer stop()
 	// try goes ahead over the connections apply would refuse to cut: that is what it is for. It names them, and
 	// rolls back unless confirmed from a session that still works.
-	s, status, ok := open(ctx, "try", c.root, apply.Options{Timeout: wait, Force: true, Strict: c.strict}, true, stdout, stderr)
+	progress := progressTo(stdout, c.quiet)
+	s, status, ok := open(ctx, "try", c.root, apply.Options{Timeout: wait, Force: true, Strict: c.strict}, true, progress, stderr)
 	if !ok {
 		s.end()
 		return status
@@ -256,9 +260,9 @@ func tryRun(c common, window, wait time.Duration, in input) int {
 		// The run undid itself (or nothing changed); its watcher finds no try pending and ends.
 		s.end()
 		stopProcess(watcher)
-		return outcome("try", c.shown(), wait, out, err, stdout, stderr)
+		return outcome("try", c.shown(), wait, out, err, stdout, progressTo(stderr, c.quiet), stderr)
 	}
-	printResult(stdout, stderr, c.shown(), out.Result)
+	printResult(stdout, progressTo(stderr, c.quiet), c.shown(), out.Result)
 	id := s.engine.Record().Pending.ID
 	// Let confirm, and the watcher, take the lock.
 	s.end()
@@ -272,12 +276,12 @@ func tryRun(c common, window, wait time.Duration, in input) int {
 		fmt.Fprintf(stdout, "run symroute confirm from another shell.\n")
 	}
 	fmt.Fprintf(stdout, "Otherwise it is rolled back at %s; at once if this session is closed.\n", deadline.Format(time.TimeOnly))
-	return awaitConfirmation(ctx, c.root, id, interactive, stdout, stderr)
+	return awaitConfirmation(ctx, c.root, id, interactive, progress, stdout, stderr)
 }
 
 // awaitConfirmation waits until the try is confirmed (Enter here, or symroute confirm elsewhere) or rolled back
 // (by its watcher at the deadline, or here on a signal).
-func awaitConfirmation(ctx context.Context, rootPath, id string, interactive bool, stdout, stderr io.Writer) int {
+func awaitConfirmation(ctx context.Context, rootPath, id string, interactive bool, progress, stdout, stderr io.Writer) int {
 	enter := make(chan struct{}, 1)
 	if interactive {
 		go func() {
@@ -290,9 +294,13 @@ func awaitConfirmation(ctx context.Context, rootPath, id string, interactive boo
 	for {
 		select {
 		case <-enter:
-			return confirm(rootPath, id, stdout, stderr)
+			if status := confirm(rootPath, id, progress, stderr); status != ExitOK {
+				return status
+			}
+			fmt.Fprintln(stdout, "symroute try: confirmed; the new state is kept")
+			return ExitOK
 		case <-ctx.Done():
-			return rollbackTry(rootPath, id, "interrupted before confirmation", stdout, stderr)
+			return rollbackTry(rootPath, id, "interrupted before confirmation", progress, stderr)
 		case <-tick.C:
 			switch st := tryState(rootPath, id); st {
 			case "confirmed":
@@ -536,36 +544,39 @@ var removeCommand = &command{
 	},
 	setup: func(fs *pflag.FlagSet) runner {
 		var root string
-		var all, force, offline bool
+		var all, force, offline, quiet bool
 		var timeout time.Duration
 		rootFlag(fs, &root)
+		quietFlag(fs, &quiet)
 		fs.BoolVar(&all, "all", false, "also delete symroute's own .network files, and with them the addresses they give their links")
 		fs.BoolVar(&force, "force", false, "go ahead although established connections use what the removal takes away")
 		fs.BoolVar(&offline, "offline", false, "change only the files, for an image or a chroot where networkd does not run")
 		fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
 		describeValue(fs, "timeout", "DURATION", nothing)
-		return func(in input) int { return removeRun(root, all, force, offline, timeout, in.stdout, in.stderr) }
+		return func(in input) int {
+			return removeRun(root, all, force, offline, timeout, progressTo(in.stdout, quiet), in.stdout, in.stderr)
+		}
 	},
 }
 
-func removeRun(root string, all, force, offline bool, timeout time.Duration, stdout, stderr io.Writer) int {
+func removeRun(root string, all, force, offline bool, timeout time.Duration, progress, stdout, stderr io.Writer) int {
 	var rm apply.Removal
 	if offline {
-		code, ok := removeOffline(root, all, &rm, stdout, stderr)
+		code, ok := removeOffline(root, all, &rm, progress, stderr)
 		if !ok {
 			return code
 		}
 	} else {
 		ctx, stop := signalContext("remove", stderr)
 		defer stop()
-		s, status, ok := open(ctx, "remove", root, apply.Options{Timeout: timeout, Force: force}, true, stdout, stderr)
+		s, status, ok := open(ctx, "remove", root, apply.Options{Timeout: timeout, Force: force}, true, progress, stderr)
 		defer s.end()
 		if !ok {
 			return status
 		}
 		out, removal, err := s.engine.Remove(ctx, all)
 		if err != nil {
-			code := outcome("remove", "", timeout, out, err, stdout, stderr)
+			code := outcome("remove", "", timeout, out, err, stdout, progress, stderr)
 			return max(code, ExitFailed)
 		}
 		rm = removal
@@ -644,19 +655,19 @@ func recoverRun(root string, offline bool, timeout time.Duration, stdout, stderr
 }
 
 // removeOffline takes symroute's files away under root without a networkd, a kernel or sysctls to change.
-func removeOffline(rootPath string, all bool, rm *apply.Removal, stdout, stderr io.Writer) (int, bool) {
+func removeOffline(rootPath string, all bool, rm *apply.Removal, progress, stderr io.Writer) (int, bool) {
 	r, err := rootfs.Open(rootPath)
 	if err != nil {
 		eprintf(stderr, "symroute remove: %v\n", err)
 		return ExitSystem, false
 	}
 	defer r.Close()
-	release, ok := lockRoot(context.Background(), "remove", r, lock.DefaultWait, stdout, stderr)
+	release, ok := lockRoot(context.Background(), "remove", r, lock.DefaultWait, progress, stderr)
 	if !ok {
 		return ExitSystem, false
 	}
 	defer release()
-	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{})
+	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{progress}}, apply.Deps{})
 	if err == nil {
 		*rm, err = e.RemoveFiles(all)
 	}

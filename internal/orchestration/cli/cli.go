@@ -47,6 +47,7 @@ type common struct {
 	config string // a path, or "-" for standard input
 	root   string
 	strict bool
+	quiet  bool
 	stdin  io.Reader
 	cmd    string // the command's name, for messages
 }
@@ -69,6 +70,19 @@ func descriptionFlags(fs *pflag.FlagSet, c *common, root string) {
 	fs.StringVar(&c.root, "root", root, "the root of the system whose files symroute reads and writes: / on a host, a directory for CI and images")
 	describeValue(fs, "root", "DIR", directories)
 	fs.BoolVar(&c.strict, "strict", false, "treat warnings as errors")
+}
+
+// quietFlag defines --quiet, for the commands that print what they are doing.
+func quietFlag(fs *pflag.FlagSet, quiet *bool) {
+	fs.BoolVarP(quiet, "quiet", "q", false, "print only errors and the final result line")
+}
+
+// progressTo is where a command prints what it is doing: w, or nowhere when quiet.
+func progressTo(w io.Writer, quiet bool) io.Writer {
+	if quiet {
+		return io.Discard
+	}
+	return w
 }
 
 // readsDescription is the runner of a command that reads the description (its entry takes args "[FILE]"): run
@@ -145,9 +159,13 @@ func readDescription(c common) ([]byte, error) {
 	return data, nil
 }
 
-// stopOnReport prints the report and says whether it stops the run.
+// stopOnReport prints the report (its errors only, when quiet) and says whether it stops the run.
 func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
-	rep.Write(stderr, c.shown(), c.strict)
+	shown := rep
+	if c.quiet && !c.strict {
+		shown = rep.Only(report.Error)
+	}
+	shown.Write(stderr, c.shown(), c.strict)
 	if rep.HasErrors(c.strict) {
 		errs, warns := rep.Count(report.Error), rep.Count(report.Warning)
 		if c.strict {
@@ -208,6 +226,7 @@ var checkCommand = &command{
 	setup: func(fs *pflag.FlagSet) runner {
 		var c common
 		descriptionFlags(fs, &c, "")
+		quietFlag(fs, &c.quiet)
 		return readsDescription(&c, func(in input) int { return check(c, in) })
 	},
 }
@@ -228,7 +247,8 @@ func check(c common, in input) int {
 	if stopOnReport(l.rep, c, in.stderr) {
 		return ExitInvalid
 	}
-	explain(in.stdout, l.plan)
+	explain(progressTo(in.stdout, c.quiet), l.plan)
+	fmt.Fprintf(in.stdout, "symroute check: %s is valid: %d interface(s), %d warning(s)\n", report.Printable(c.shown()), len(l.plan.Interfaces), l.rep.Count(report.Warning))
 	return ExitOK
 }
 
@@ -252,6 +272,7 @@ var generateCommand = &command{
 		var diff bool
 		var format string
 		descriptionFlags(fs, &c, "/")
+		quietFlag(fs, &c.quiet)
 		fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing")
 		fs.StringVar(&format, "format", string(generator.FormatFiles), "files (write under --root), or a provisioning document to print: butane, ignition or cloud-init")
 		var formats []string
@@ -303,7 +324,7 @@ func generate(c common, diff bool, format generator.Format, in input) int {
 	defer root.Close()
 	if !diff {
 		// The same lock as apply: two runs on one root must not interleave their files.
-		release, ok := lockRoot(context.Background(), "generate", root, lock.DefaultWait, stdout, stderr)
+		release, ok := lockRoot(context.Background(), "generate", root, lock.DefaultWait, progressTo(stdout, c.quiet), stderr)
 		if !ok {
 			return ExitSystem
 		}
@@ -332,7 +353,7 @@ func generate(c common, diff bool, format generator.Format, in input) int {
 		return ExitSystem
 	}
 	for _, ch := range changes {
-		fmt.Fprintf(stdout, "%s %s\n", ch.Kind, root.Join(ch.Path))
+		fmt.Fprintf(progressTo(stdout, c.quiet), "%s %s\n", ch.Kind, root.Join(ch.Path))
 	}
 	fmt.Fprintf(stdout, "%d file(s) changed, %d unchanged\n", len(changes), len(files)-countWrites(changes))
 	return ExitOK
@@ -340,9 +361,9 @@ func generate(c common, diff bool, format generator.Format, in input) int {
 
 // lockRoot takes the lock every writer of root takes, then removes the temporary files an interrupted run left.
 // ok is false, after saying why, when the command must stop.
-func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Duration, stdout, stderr io.Writer) (release func(), ok bool) {
+func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Duration, progress, stderr io.Writer) (release func(), ok bool) {
 	release, err := lock.Take(ctx, root, wait, func(holder string) {
-		eprintf(stderr, "symroute %s: waiting for %s to finish\n", cmd, holder)
+		eprintf(progress, "symroute %s: waiting for %s to finish\n", cmd, holder)
 	})
 	if err != nil {
 		eprintf(stderr, "symroute %s: %v; nothing was written\n", cmd, err)
@@ -350,7 +371,7 @@ func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Dura
 	}
 	removed, err := filesync.RemoveTemps(root, ownership.IsOwnedName, ownership.Globs)
 	for _, p := range removed {
-		eprintf(stdout, "removed %s, left by an interrupted run\n", root.Join(p))
+		eprintf(progress, "removed %s, left by an interrupted run\n", root.Join(p))
 	}
 	if err != nil {
 		release()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -127,7 +128,8 @@ func TestDescriptionArgument(t *testing.T) {
 		{valid, []string{"check", "-", "--root", root}},
 		{valid, []string{"check", "-c", "-", "--root", root}},
 	} {
-		if code, stdout, stderr := runWithInput(c.stdin, c.args...); code != ExitOK || stdout != want {
+		// The plan alike; the result line names the description as given.
+		if code, stdout, stderr := runWithInput(c.stdin, c.args...); code != ExitOK || withoutResult(stdout) != withoutResult(want) {
 			t.Errorf("%v: exit %d:\n%s%s", c.args, code, stdout, stderr)
 		}
 	}
@@ -148,6 +150,44 @@ func TestDescriptionArgument(t *testing.T) {
 	if tree, err := golden.ReadTree(root); err != nil || len(tree) != 0 {
 		t.Errorf("wrote %d files (%v)", len(tree), err)
 	}
+}
+
+// TestQuiet: with -q a command prints its errors and its final result line, nothing of its progress and no
+// warning (the result line counts them); --strict makes the warnings errors again, and they are printed.
+func TestQuiet(t *testing.T) {
+	good, warn, root := writeDescription(t, valid), writeDescription(t, withWarning), t.TempDir()
+	bad := writeDescription(t, "version: 1\ncni: [calico]\ninterfaces: [{name: eth0, addresses: [10.0.0.1]}]\n")
+	for _, c := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string // stdout exactly; stderr as a pattern
+	}{
+		{[]string{"check", "-q", good, "--root", root}, ExitOK, "symroute check: " + good + " is valid: 1 interface(s), 0 warning(s)\n", "^$"},
+		{[]string{"check", "--quiet", warn, "--root", root}, ExitOK, "symroute check: " + warn + " is valid: 1 interface(s), 1 warning(s)\n", "^$"},
+		{[]string{"check", "-q", "--strict", warn, "--root", root}, ExitInvalid, "", `^\S+:2:7: error: cni\[0\]: .*\nsymroute: \S+: 1 error\(s\), 0 warning\(s\); nothing was written or changed\n$`},
+		{[]string{"check", "-q", bad, "--root", root}, ExitInvalid, "", `^\S+:3:39: error: interfaces\[0\].addresses\[0\]: .*\nsymroute: \S+: 1 error\(s\), 1 warning\(s\); nothing was written or changed\n$`},
+		{[]string{"generate", "-q", good, "--root", root}, ExitOK, "3 file(s) changed, 0 unchanged\n", "^$"},
+		{[]string{"generate", "-q", good, "--root", root}, ExitOK, "0 file(s) changed, 3 unchanged\n", "^$"},
+		{[]string{"remove", "-q", "--offline", "--all", "--root", root}, ExitOK, "symroute remove: done\n", "^$"},
+	} {
+		code, stdout, stderr := run(c.args...)
+		if code != c.code || stdout != c.stdout || !regexp.MustCompile(c.stderr).MatchString(stderr) {
+			t.Errorf("%v: exit %d, want %d; stdout:\n%s\nwant:\n%s\nstderr:\n%s\nwant: %s", c.args, code, c.code, stdout, c.stdout, stderr, c.stderr)
+		}
+	}
+	// Without -q, the same commands say what they do.
+	if _, stdout, _ := run("check", good, "--root", root); !strings.Contains(stdout, "table 1000000") {
+		t.Errorf("check without -q:\n%s", stdout)
+	}
+	if _, stdout, _ := run("generate", good, "--root", root); !strings.Contains(stdout, "create "+root) {
+		t.Errorf("generate without -q:\n%s", stdout)
+	}
+}
+
+// withoutResult drops check's last line, the result, which names the description.
+func withoutResult(checkOutput string) string {
+	lines := strings.Split(strings.TrimSuffix(checkOutput, "\n"), "\n")
+	return strings.Join(lines[:len(lines)-1], "\n")
 }
 
 func TestSchemaIsJSON(t *testing.T) {
