@@ -1,8 +1,6 @@
 package description
 
 import (
-	"errors"
-	"fmt"
 	"math"
 	"sort"
 	"strings"
@@ -173,27 +171,6 @@ func (d *decoder) boolValue(n *yaml.Node, p report.Path) (bool, bool) {
 		return false, false
 	}
 	return b, true
-}
-
-// syntaxError turns the YAML library's error into a report entry at the position it names. A reader error (the
-// library's own check of the bytes) has no position; badByte has refused those before the library reads.
-func syntaxError(err error) report.Report {
-	var r report.Report
-	var le *yaml.LoadError
-	pos := report.Pos{Line: 1, Column: 1}
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if errors.As(err, &le) {
-		msg = le.Message
-		if le.Mark.Line > 0 {
-			pos = report.Pos{Line: le.Mark.Line, Column: max(le.Mark.Column, 1)}
-		}
-		// "while parsing a flow sequence" and its start say which bracket or quote was left open.
-		if c := le.ContextMark; le.ContextMsg != "" && c.Line > 0 && (c.Line != le.Mark.Line || c.Column != le.Mark.Column) {
-			msg += fmt.Sprintf(" (%s that starts at line %d, column %d)", strings.TrimPrefix(le.ContextMsg, "while parsing "), c.Line, c.Column)
-		}
-	}
-	r.Add(report.Error, nil, pos, "the file is not valid YAML: %s; fix the syntax first", report.Printable(msg))
-	return r
 }
 
 // maxUint32 is the largest table id and rule priority the kernel accepts.

@@ -41,7 +41,7 @@ func Parse(data []byte) (*Host, report.Report) {
 			r.Add(report.Error, nil, report.Pos{Line: 1, Column: 1}, "the description is empty; start it with \"version: 1\" and list the interfaces")
 			return nil, r
 		}
-		return nil, syntaxError(err)
+		return nil, syntaxError(err, data)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {

@@ -103,6 +103,7 @@ func readsDescription(c *common, run func(in input) int) runner {
 // loaded is a description that passed validation, with its plan.
 type loaded struct {
 	source string
+	data   []byte // the description's text, to show the lines problems are on
 	plan   *plan.Plan
 	rep    report.Report
 }
@@ -129,7 +130,7 @@ func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
 		}
 		return l, ExitSystem, false
 	}
-	l.source = generator.DescriptionLabel(c.config)
+	l.source, l.data = generator.DescriptionLabel(c.config), data
 	host, rep := description.Parse(data)
 	switch {
 	case !rep.HasErrors(false):
@@ -160,12 +161,12 @@ func readDescription(c common) ([]byte, error) {
 }
 
 // stopOnReport prints the report (its errors only, when quiet) and says whether it stops the run.
-func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
+func stopOnReport(rep report.Report, l loaded, c common, stderr io.Writer) bool {
 	shown := rep
 	if c.quiet && !c.strict {
 		shown = rep.Only(report.Error)
 	}
-	shown.Write(stderr, c.shown(), c.strict)
+	shown.Write(stderr, c.shown(), l.data, c.strict)
 	if rep.HasErrors(c.strict) {
 		errs, warns := rep.Count(report.Error), rep.Count(report.Warning)
 		if c.strict {
@@ -183,7 +184,7 @@ func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []fileset.File
 	if l, status, ok = load(c, stderr); !ok {
 		return l, nil, status, false
 	}
-	if stopOnReport(l.rep, c, stderr) {
+	if stopOnReport(l.rep, l, c, stderr) {
 		return l, nil, ExitInvalid, false
 	}
 	files, genRep, err := generateFiles(l, c)
@@ -191,7 +192,7 @@ func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []fileset.File
 		eprintf(stderr, "symroute: %v\n", err)
 		return l, nil, ExitSystem, false
 	}
-	if stopOnReport(genRep, c, stderr) {
+	if stopOnReport(genRep, l, c, stderr) {
 		return l, nil, ExitInvalid, false
 	}
 	return l, files, ExitOK, true
@@ -244,7 +245,7 @@ func check(c common, in input) int {
 		}
 		l.rep.Merge(genRep)
 	}
-	if stopOnReport(l.rep, c, in.stderr) {
+	if stopOnReport(l.rep, l, c, in.stderr) {
 		return ExitInvalid
 	}
 	explain(progressTo(in.stdout, c.quiet), l.plan)

@@ -164,8 +164,8 @@ func TestQuiet(t *testing.T) {
 	}{
 		{[]string{"check", "-q", good, "--root", root}, ExitOK, "symroute check: " + good + " is valid: 1 interface(s), 0 warning(s)\n", "^$"},
 		{[]string{"check", "--quiet", warn, "--root", root}, ExitOK, "symroute check: " + warn + " is valid: 1 interface(s), 1 warning(s)\n", "^$"},
-		{[]string{"check", "-q", "--strict", warn, "--root", root}, ExitInvalid, "", `^\S+:2:7: error: cni\[0\]: .*\nsymroute: \S+: 1 error\(s\), 0 warning\(s\); nothing was written or changed\n$`},
-		{[]string{"check", "-q", bad, "--root", root}, ExitInvalid, "", `^\S+:3:39: error: interfaces\[0\].addresses\[0\]: .*\nsymroute: \S+: 1 error\(s\), 1 warning\(s\); nothing was written or changed\n$`},
+		{[]string{"check", "-q", "--strict", warn, "--root", root}, ExitInvalid, "", `^\S+:2:7: error: cni\[0\]: .*\n  2 \| cni: \[calico\]\n    \|       \^\nsymroute: \S+: 1 error\(s\), 0 warning\(s\); nothing was written or changed\n$`},
+		{[]string{"check", "-q", bad, "--root", root}, ExitInvalid, "", `^\S+:3:39: error: interfaces\[0\].addresses\[0\]: .*\n  3 \| .*\n    \| {39}\^\nsymroute: \S+: 1 error\(s\), 1 warning\(s\); nothing was written or changed\n$`},
 		{[]string{"generate", "-q", good, "--root", root}, ExitOK, "3 file(s) changed, 0 unchanged\n", "^$"},
 		{[]string{"generate", "-q", good, "--root", root}, ExitOK, "0 file(s) changed, 3 unchanged\n", "^$"},
 		{[]string{"remove", "-q", "--offline", "--all", "--root", root}, ExitOK, "symroute remove: done\n", "^$"},
