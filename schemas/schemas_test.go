@@ -36,7 +36,7 @@ func (n *schemaNode) resolve(root *schemaNode) *schemaNode {
 	return n
 }
 
-var allowed = regexp.MustCompile(`(?:allowed here: |the keys allowed here are )([a-z0-9_, ]+)`)
+var allowed = regexp.MustCompile(`the keys allowed here are ([a-z0-9_, ]+)`)
 
 // parserKeys asks the parser which keys it allows at a place, by planting an unknown key there and reading the
 // list its error gives the user.

@@ -77,11 +77,7 @@ func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
 		seen[k.Value] = k
 		f, ok := known[k.Value]
 		if !ok {
-			if near := report.Nearest(k.Value, keysOf(fields)); near != "" {
-				d.errorf(k, p.Key(k.Value), "unknown key %s; did you mean %q? (allowed here: %s)", report.Quote(k.Value), near, keyList(fields))
-			} else {
-				d.errorf(k, p.Key(k.Value), "unknown key %s; the keys allowed here are %s", report.Quote(k.Value), keyList(fields))
-			}
+			d.errorf(k, p.Key(k.Value), "unknown key %s;%s the keys allowed here are %s", report.Quote(k.Value), didYouMean(k.Value, keysOf(fields)), keyList(fields))
 			continue
 		}
 		d.pos[p.Key(k.Value).String()] = posOf(v)
@@ -102,6 +98,14 @@ func keyList(fields []field) string {
 	keys := keysOf(fields)
 	sort.Strings(keys)
 	return strings.Join(keys, ", ")
+}
+
+// didYouMean is " did you mean X?" for the candidate nearest a mistyped word, or "" when none is near.
+func didYouMean(word string, candidates []string) string {
+	if near := report.Nearest(word, candidates); near != "" {
+		return " did you mean " + near + "?"
+	}
+	return ""
 }
 
 // describe names a node's kind for messages about wrong types.

@@ -123,6 +123,36 @@ func TestAnchorsResolve(t *testing.T) {
 	}
 }
 
+// TestDidYouMean: a mistyped component, key, mode or rp_filter value gets the nearest right one; a word near
+// none gets the list alone.
+func TestDidYouMean(t *testing.T) {
+	src := `version: 1
+cni: [cilum, Calcio, frobnicator]
+interfaces:
+  - name: eth0
+    adresses: [10.0.0.1/24]
+    mode: dropin
+    rp_filter: stric
+`
+	_, rep := Parse([]byte(src))
+	var got []string
+	for _, e := range rep.Entries {
+		got = append(got, e.Path.String()+": "+strings.SplitN(e.Message, "?", 2)[0])
+	}
+	want := []string{
+		`cni[0]: unknown component "cilum"; did you mean cilium`,
+		`cni[1]: unknown component "Calcio"; did you mean calico`,
+		`cni[2]: unknown component "frobnicator"; symroute knows amazon-ec2-net-utils, antrea, aws-vpc-cni, calico, cilium, docker, flannel, gke-netd, istio, kube-proxy, kube-router, linkerd, metallb, multus, networkmanager, suse-cloud-netconfig, tailscale, vmware-cloud-network-setup, weave-net, wg-quick (leave it out if it claims no tables, priorities or marks)`,
+		`interfaces[0].adresses: unknown key "adresses"; did you mean addresses`,
+		`interfaces[0].mode: must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not "dropin"; did you mean drop-in`,
+		`interfaces[0].rp_filter: must be strict, loose or off, not "stric"; did you mean strict`,
+		`interfaces[0].addresses: is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24]`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // TestOverlapWarnings: each overlapping pair of subnets is reported once, at the later interface, whichever of
 // the two is the wider; subnets within one interface are not compared.
 func TestOverlapWarnings(t *testing.T) {

@@ -244,7 +244,8 @@ func (d *decoder) components(n *yaml.Node, p report.Path, h *Host) {
 		}
 		c, ok := reservations.Lookup(strings.ToLower(name))
 		if !ok {
-			d.errorf(n, p, "unknown component %s; symroute knows %s (leave it out if it claims no tables, priorities or marks)", report.Quote(name), strings.Join(reservations.Names(), ", "))
+			d.errorf(n, p, "unknown component %s;%s symroute knows %s (leave it out if it claims no tables, priorities or marks)",
+				report.Quote(name), didYouMean(strings.ToLower(name), reservations.Names()), strings.Join(reservations.Names(), ", "))
 			return
 		}
 		if seen[c.Name] {
@@ -285,7 +286,7 @@ func (d *decoder) rpFilter(n *yaml.Node, p report.Path) (RPFilter, bool) {
 	}
 	v, ok := rpFilterNames[s]
 	if !ok {
-		d.errorf(n, p, "must be strict, loose or off, not %s", report.Quote(s))
+		d.errorf(n, p, "must be strict, loose or off, not %s;%s", report.Quote(s), didYouMean(s, []string{"strict", "loose", "off"}))
 	}
 	return v, ok
 }
@@ -324,7 +325,8 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 				case ModeOwn, ModeDropIn:
 					i.Mode = Mode(s)
 				default:
-					d.errorf(n, p, "must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not %s", report.Quote(s))
+					d.errorf(n, p, "must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not %s;%s",
+						report.Quote(s), didYouMean(s, []string{string(ModeOwn), string(ModeDropIn)}))
 				}
 			}
 		}},
