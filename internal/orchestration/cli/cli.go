@@ -260,11 +260,13 @@ var generateCommand = &command{
 	summary: "write the networkd, sysctl.d and iproute2 files under --root (default /)",
 	long: "Renders the description and writes symroute's files under --root: only those whose content changed, each " +
 		"atomically, and removes symroute's own files the description no longer needs. It neither reloads networkd " +
-		"nor applies sysctls; apply does. --diff prints the change as a unified diff and writes nothing. --format " +
+		"nor applies sysctls; apply does. --diff prints the change as a unified diff and writes nothing; it exits 1 " +
+		"when something would change and 0 when nothing would, so it can gate CI. --format " +
 		"butane, ignition or cloud-init prints a provisioning document that writes the same files at first boot; " +
 		"it reads no root's files unless --root is given.",
 	examples: []example{
 		{"Show what would change on this host, writing nothing", "symroute generate --diff"},
+		{"Fail a CI job when a committed root is out of date with its description", "symroute generate fleet/web/host.yaml --root fleet/web/root --diff"},
 		{"Write a host class's files into a directory kept in git", "symroute generate fleet/web/host.yaml --root fleet/web/root"},
 		{"A Butane config for Flatcar", "symroute generate host.yaml --format butane > symroute.bu"},
 	},
@@ -274,7 +276,7 @@ var generateCommand = &command{
 		var format string
 		descriptionFlags(fs, &c, "/")
 		quietFlag(fs, &c.quiet)
-		fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing")
+		fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing; exit 1 when something would change")
 		fs.StringVar(&format, "format", string(generator.FormatFiles), "files (write under --root), or a provisioning document to print: butane, ignition or cloud-init")
 		var formats []string
 		for _, f := range generator.Formats {
@@ -346,7 +348,11 @@ func generate(c common, diff bool, format generator.Format, in input) int {
 		return ExitSystem
 	}
 	if diff {
+		// As diff(1) and git diff --exit-code: 1 says something would change, so CI can gate on it.
 		fmt.Fprint(stdout, filesync.Diff(root, changes))
+		if len(changes) > 0 {
+			return ExitFailed
+		}
 		return ExitOK
 	}
 	if err := filesync.Apply(root, changes); err != nil {

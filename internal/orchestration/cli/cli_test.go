@@ -201,7 +201,7 @@ func TestSchemaIsJSON(t *testing.T) {
 func TestGenerateDiffWritesNothing(t *testing.T) {
 	desc, root := writeDescription(t, valid), t.TempDir()
 	code, stdout, stderr := run("generate", "-c", desc, "--root", root, "--diff")
-	if code != ExitOK || !strings.Contains(stdout, "+++ "+filepath.Join(root, "etc/systemd/network/10-symroute-eth0.network")) || !strings.Contains(stdout, "+From=10.0.0.1/32") {
+	if code != ExitFailed || !strings.Contains(stdout, "+++ "+filepath.Join(root, "etc/systemd/network/10-symroute-eth0.network")) || !strings.Contains(stdout, "+From=10.0.0.1/32") {
 		t.Fatalf("diff: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if tree, _ := golden.ReadTree(root); len(tree) != 0 {
