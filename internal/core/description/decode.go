@@ -3,6 +3,7 @@ package description
 import (
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v4"
@@ -148,6 +149,10 @@ func (d *decoder) scalar(n *yaml.Node, p report.Path, what string) (string, bool
 
 // uint32Value decodes an integer in [lo, hi].
 func (d *decoder) uint32Value(n *yaml.Node, p report.Path, lo, hi uint32) (uint32, bool) {
+	if _, quoted := quotedNumber(n); quoted {
+		d.errorf(n, p, "%s is in quotes, so YAML reads it as text, not a number: write %s: %s, without quotes", report.Quote(n.Value), p[len(p)-1], n.Value)
+		return 0, false
+	}
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 		d.errorf(n, p, "must be a whole number from %d to %d, not %s", lo, hi, describe(n))
 		return 0, false
@@ -166,6 +171,16 @@ func (d *decoder) uint32Value(n *yaml.Node, p report.Path, lo, hi uint32) (uint3
 		return 0, false
 	}
 	return uint32(v), true
+}
+
+// quotedNumber returns the whole number a quoted scalar holds ("1"), when it holds one: the value of a key that
+// takes a number, written as text by mistake.
+func quotedNumber(n *yaml.Node) (int64, bool) {
+	if n.Kind != yaml.ScalarNode || n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) == 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(n.Value, 10, 64)
+	return v, err == nil
 }
 
 func (d *decoder) boolValue(n *yaml.Node, p report.Path) (bool, bool) {

@@ -153,6 +153,40 @@ interfaces:
 	}
 }
 
+// TestVersionWrittenWrong: a quoted or missing version says how to write it and hides no other problem; a
+// description of another version gets that one error.
+func TestVersionWrittenWrong(t *testing.T) {
+	for _, c := range []struct {
+		src  string
+		want []string
+	}{
+		{"version: \"1\"\ninterfaces: [{name: eth0, addresses: [10.0.0.1]}]\ntable_range: {min: \"5\", max: 9}\n", []string{
+			`1:10 version: "1" is in quotes, so YAML reads it as text, not a number: write version: 1, without quotes`,
+			`2:39 interfaces[0].addresses[0]: "10.0.0.1" has no prefix length; write the address as the interface carries it, e.g. 10.0.0.1/24`,
+			`3:20 table_range.min: "5" is in quotes, so YAML reads it as text, not a number: write min: 5, without quotes`,
+		}},
+		{"interfaces: [{name: eth0, addresses: [10.0.0.1/24], bogus: 1}]\n", []string{
+			`1:1 version: is missing; start the description with "version: 1"`,
+			`1:53 interfaces[0].bogus: unknown key "bogus"; the keys allowed here are addresses, default_route, gateway, gateway6, match, mode, name, priority, rp_filter, table`,
+		}},
+		{"version: '2'\ninterfaces: whatever\n", []string{
+			`1:10 version: "2" is in quotes, so YAML reads it as text, not a number: write version: 2, without quotes`,
+		}},
+		{"version: 2\ninterfaces: whatever\n", []string{
+			`1:10 version: version 2 is not supported; this symroute reads version 1 descriptions (upgrade symroute, or write version: 1)`,
+		}},
+	} {
+		_, rep := Parse([]byte(c.src))
+		var got []string
+		for _, e := range rep.Entries {
+			got = append(got, fmt.Sprintf("%d:%d %s: %s", e.Pos.Line, e.Pos.Column, e.Path, e.Message))
+		}
+		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+			t.Errorf("%q:\n%s\nwant:\n%s", c.src, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+		}
+	}
+}
+
 // TestOverlapWarnings: each overlapping pair of subnets is reported once, at the later interface, whichever of
 // the two is the wider; subnets within one interface are not compared.
 func TestOverlapWarnings(t *testing.T) {

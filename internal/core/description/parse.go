@@ -68,7 +68,8 @@ func Parse(data []byte) (*Host, report.Report) {
 	d.pos[report.Path(nil).String()] = posOf(root)
 
 	// Read the version before anything else, as butane does: a description for another version should get one
-	// clear error, not a cascade of unknown keys.
+	// clear error, not a cascade of unknown keys. A version that is only written wrong (missing, quoted) is
+	// reported, and the rest is checked as this version's.
 	if !d.version(root, h) {
 		return nil, d.r
 	}
@@ -222,7 +223,11 @@ func (d *decoder) version(root *yaml.Node, h *Host) bool {
 		d.pos[p.String()] = posOf(n)
 		v, ok := d.uint32Value(n, p, 0, maxUint32)
 		if !ok {
-			return false
+			if q, quoted := quotedNumber(n); quoted && q != SupportedVersion {
+				return false // another version, which the rest would only contradict
+			}
+			h.Version = SupportedVersion
+			return true
 		}
 		if v != SupportedVersion {
 			d.errorf(n, p, "version %d is not supported; this symroute reads version %d descriptions (upgrade symroute, or write version: %d)", v, SupportedVersion, SupportedVersion)
@@ -232,7 +237,8 @@ func (d *decoder) version(root *yaml.Node, h *Host) bool {
 		return true
 	}
 	d.errorf(root, report.Path{"version"}, "is missing; start the description with \"version: %d\"", SupportedVersion)
-	return false
+	h.Version = SupportedVersion
+	return true
 }
 
 func (d *decoder) components(n *yaml.Node, p report.Path, h *Host) {

@@ -170,12 +170,12 @@ func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err e
 		eprintf(stderr, "symroute %s: %v\n", cmd, err)
 		return ExitFailed
 	case out.Interrupted:
-		eprintf(stderr, "symroute %s: interrupted; %s\n", cmd, rolledBack(out))
+		eprintf(stderr, "symroute %s: interrupted; %s\n", cmd, rolledBack(cmd, out))
 		return ExitFailed
 	case err != nil:
 		eprintf(stderr, "symroute %s: %v\n", cmd, err)
 		if out.RolledBack {
-			eprintf(stderr, "symroute %s: %s\n", cmd, rolledBack(out))
+			eprintf(stderr, "symroute %s: %s\n", cmd, rolledBack(cmd, out))
 		}
 		return ExitSystem
 	}
@@ -184,25 +184,27 @@ func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err e
 		return ExitOK
 	}
 	if out.RolledBack {
-		eprintf(stderr, "symroute %s: verification failed within %v; %s\n", cmd, timeout, rolledBack(out))
+		eprintf(stderr, "symroute %s: verification failed within %v; %s\n", cmd, timeout, rolledBack(cmd, out))
 	} else {
 		eprintf(stderr, "symroute %s: verification failed within %v\n", cmd, timeout)
 	}
 	return ExitFailed
 }
 
-func rolledBack(out apply.Outcome) string {
+// rolledBack says what became of the host after cmd (apply, try or remove) did not finish.
+func rolledBack(cmd string, out apply.Outcome) string {
 	switch {
 	case out.Kept:
 		return "the new state is kept, as --no-rollback asks"
 	case !out.RolledBack:
 		return "nothing was changed"
 	case !out.PreviousChecked:
-		return "the previous files and values are restored"
+		return fmt.Sprintf("rolled back: symroute's files and sysctl values are as they were before the %s", cmd)
 	case out.PreviousBack:
-		return "the previous state is restored and verified: every rule, and every route on symroute's links and in its tables, is as before"
+		return fmt.Sprintf("rolled back and checked: symroute's files, its sysctl values, every rule, and every route on its links and in its tables are as they were before the %s", cmd)
 	default:
-		return "the previous files and values are restored, but the routing differs from before (another program may have changed it meanwhile):\n  " + strings.Join(out.PreviousDiff, "\n  ")
+		return fmt.Sprintf("rolled back: symroute's files and sysctl values are as they were before the %s, but the routing differs from before (another program may have changed it meanwhile):\n  %s",
+			cmd, strings.Join(out.PreviousDiff, "\n  "))
 	}
 }
 
@@ -307,7 +309,7 @@ func awaitConfirmation(ctx context.Context, rootPath, id string, interactive boo
 				fmt.Fprintln(stdout, "symroute try: confirmed; the new state is kept")
 				return ExitOK
 			case "rolled back":
-				eprintf(stderr, "symroute try: not confirmed in time; the previous state is restored\n")
+				eprintf(stderr, "symroute try: not confirmed in time; rolled back to the state before the try\n")
 				return ExitFailed
 			}
 		}
@@ -352,7 +354,7 @@ func rollbackTry(rootPath, id, reason string, stdout, stderr io.Writer) int {
 		return ExitSystem
 	}
 	stopProcess(watcher)
-	eprintf(stderr, "symroute try: %s\n", rolledBack(out))
+	eprintf(stderr, "symroute try: %s\n", rolledBack("try", out))
 	return ExitFailed
 }
 

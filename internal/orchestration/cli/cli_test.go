@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/symroute/symroute/internal/orchestration/apply"
 	"github.com/symroute/symroute/internal/tools/golden"
 )
 
@@ -188,6 +189,44 @@ func TestQuiet(t *testing.T) {
 func withoutResult(checkOutput string) string {
 	lines := strings.Split(strings.TrimSuffix(checkOutput, "\n"), "\n")
 	return strings.Join(lines[:len(lines)-1], "\n")
+}
+
+// TestTextfileErrorNamesThePathOnce: a metrics file that cannot be written is named once, in the error.
+func TestTextfileErrorNamesThePathOnce(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "taken.prom"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "missing", "symroute.prom"), filepath.Join(dir, "taken.prom")} {
+		var stderr bytes.Buffer
+		if writeMetrics(path, nil, &stderr) {
+			t.Fatalf("%s: written", path)
+		}
+		msg := stderr.String()
+		if !strings.HasPrefix(msg, "symroute verify: --textfile: cannot write the metrics: ") || strings.Count(msg, filepath.Dir(path)) != 1 {
+			t.Errorf("%s:\n%s", path, msg)
+		}
+	}
+}
+
+// TestRolledBackSaysWhatIsBack: the words after a failed apply, try or remove name the command whose state is
+// back, and say what was checked.
+func TestRolledBackSaysWhatIsBack(t *testing.T) {
+	for _, c := range []struct {
+		cmd  string
+		out  apply.Outcome
+		want string
+	}{
+		{"apply", apply.Outcome{}, "nothing was changed"},
+		{"apply", apply.Outcome{Kept: true}, "the new state is kept, as --no-rollback asks"},
+		{"remove", apply.Outcome{RolledBack: true}, "rolled back: symroute's files and sysctl values are as they were before the remove"},
+		{"try", apply.Outcome{RolledBack: true, PreviousChecked: true, PreviousBack: true}, "rolled back and checked: symroute's files, its sysctl values, every rule, and every route on its links and in its tables are as they were before the try"},
+		{"apply", apply.Outcome{RolledBack: true, PreviousChecked: true, PreviousDiff: []string{"+ rule 5: from all lookup 7"}}, "rolled back: symroute's files and sysctl values are as they were before the apply, but the routing differs from before (another program may have changed it meanwhile):\n  + rule 5: from all lookup 7"},
+	} {
+		if got := rolledBack(c.cmd, c.out); got != c.want {
+			t.Errorf("%s %+v:\n%s\nwant:\n%s", c.cmd, c.out, got, c.want)
+		}
+	}
 }
 
 func TestSchemaIsJSON(t *testing.T) {

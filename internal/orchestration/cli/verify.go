@@ -218,7 +218,8 @@ func writeMetrics(path string, res *drift.Result, stderr io.Writer) bool {
 		}
 	}
 	if err := filesync.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		eprintf(stderr, "symroute verify: write %s: %v\n", path, err)
+		// The error names the file (or the directory that is missing).
+		eprintf(stderr, "symroute verify: --textfile: cannot write the metrics: %v\n", err)
 		return false
 	}
 	return true
