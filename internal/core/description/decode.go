@@ -2,6 +2,7 @@ package description
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -78,7 +79,7 @@ func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
 		seen[k.Value] = k
 		f, ok := known[k.Value]
 		if !ok {
-			d.errorf(k, p.Key(k.Value), "unknown key %s;%s the keys allowed here are %s", report.Quote(k.Value), didYouMean(k.Value, keysOf(fields)), keyList(fields))
+			d.errorf(k, p.Key(k.Value), "unknown key %s%s; the keys allowed here are %s", report.Quote(k.Value), didYouMean(k.Value, keysOf(fields)), keyList(fields))
 			continue
 		}
 		d.pos[p.Key(k.Value).String()] = posOf(v)
@@ -101,10 +102,10 @@ func keyList(fields []field) string {
 	return strings.Join(keys, ", ")
 }
 
-// didYouMean is " did you mean X?" for the candidate nearest a mistyped word, or "" when none is near.
+// didYouMean is " (did you mean X?)" for the candidate nearest a mistyped word, or "" when none is near.
 func didYouMean(word string, candidates []string) string {
 	if near := report.Nearest(word, candidates); near != "" {
-		return " did you mean " + near + "?"
+		return " (did you mean " + near + "?)"
 	}
 	return ""
 }
@@ -183,13 +184,25 @@ func quotedNumber(n *yaml.Node) (int64, bool) {
 	return v, err == nil
 }
 
+// TrueWords and FalseWords are the spellings YAML 1.1 reads as true and false. symroute's YAML reader follows
+// YAML 1.2, where only true and false are booleans and yes, on, off... are text; people write them, and the
+// tools that read YAML 1.1 (schema validators among them) turn them into booleans, so symroute accepts them too.
+var (
+	TrueWords  = []string{"true", "True", "TRUE", "yes", "Yes", "YES", "y", "Y", "on", "On", "ON"}
+	FalseWords = []string{"false", "False", "FALSE", "no", "No", "NO", "n", "N", "off", "Off", "OFF"}
+)
+
 func (d *decoder) boolValue(n *yaml.Node, p report.Path) (bool, bool) {
-	var b bool
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
-		d.errorf(n, p, "must be true or false, not %s", describe(n))
-		return false, false
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!bool" || n.Tag == "!!str") {
+		switch {
+		case slices.Contains(TrueWords, n.Value):
+			return true, true
+		case slices.Contains(FalseWords, n.Value):
+			return false, true
+		}
 	}
-	return b, true
+	d.errorf(n, p, "must be true or false, not %s", describe(n))
+	return false, false
 }
 
 // maxUint32 is the largest table id and rule priority the kernel accepts.

@@ -137,15 +137,15 @@ interfaces:
 	_, rep := Parse([]byte(src))
 	var got []string
 	for _, e := range rep.Entries {
-		got = append(got, e.Path.String()+": "+strings.SplitN(e.Message, "?", 2)[0])
+		got = append(got, e.Path.String()+": "+strings.SplitN(e.Message, "?)", 2)[0])
 	}
 	want := []string{
-		`cni[0]: unknown component "cilum"; did you mean cilium`,
-		`cni[1]: unknown component "Calcio"; did you mean calico`,
+		`cni[0]: unknown component "cilum" (did you mean cilium`,
+		`cni[1]: unknown component "Calcio" (did you mean calico`,
 		`cni[2]: unknown component "frobnicator"; symroute knows amazon-ec2-net-utils, antrea, aws-vpc-cni, calico, cilium, docker, flannel, gke-netd, istio, kube-proxy, kube-router, linkerd, metallb, multus, networkmanager, suse-cloud-netconfig, tailscale, vmware-cloud-network-setup, weave-net, wg-quick (leave it out if it claims no tables, priorities or marks)`,
-		`interfaces[0].adresses: unknown key "adresses"; did you mean addresses`,
-		`interfaces[0].mode: must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not "dropin"; did you mean drop-in`,
-		`interfaces[0].rp_filter: must be strict, loose or off, not "stric"; did you mean strict`,
+		`interfaces[0].adresses: unknown key "adresses" (did you mean addresses`,
+		`interfaces[0].mode: must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not "dropin" (did you mean drop-in`,
+		`interfaces[0].rp_filter: must be strict, loose or off, not "stric" (did you mean strict`,
 		`interfaces[0].addresses: is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24]`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -183,6 +183,45 @@ func TestVersionWrittenWrong(t *testing.T) {
 		}
 		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
 			t.Errorf("%q:\n%s\nwant:\n%s", c.src, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+		}
+	}
+}
+
+// TestYAML11Spellings: YAML 1.1's ways to write a boolean are read as YAML 1.1 reads them where symroute takes
+// one (default_route), and its ways to write false as off for rp_filter; a way to write true gets asked which
+// of strict and loose it means, and a sysctl number gets its name.
+func TestYAML11Spellings(t *testing.T) {
+	base := "version: 1\ninterfaces:\n  - {name: eth0, addresses: [10.0.0.1/24], gateway: 10.0.0.254, "
+	for _, c := range []struct {
+		value string
+		check func(Interface) bool
+	}{
+		{"rp_filter: off}", func(i Interface) bool { return i.RPFilter == RPFilterOff }},
+		{"rp_filter: no}", func(i Interface) bool { return i.RPFilter == RPFilterOff }},
+		{"rp_filter: false}", func(i Interface) bool { return i.RPFilter == RPFilterOff }},
+		{"rp_filter: OFF}", func(i Interface) bool { return i.RPFilter == RPFilterOff }},
+		{"rp_filter: strict}", func(i Interface) bool { return i.RPFilter == RPFilterStrict }},
+		{"default_route: yes}", func(i Interface) bool { return i.DefaultRoute }},
+		{"default_route: On}", func(i Interface) bool { return i.DefaultRoute }},
+		{"default_route: true}", func(i Interface) bool { return i.DefaultRoute }},
+		{"default_route: n}", func(i Interface) bool { return !i.DefaultRoute }},
+	} {
+		h, rep := Parse([]byte(base + c.value + "\n"))
+		if rep.HasErrors(false) || !c.check(h.Interfaces[0]) {
+			t.Errorf("%s: %+v %+v", c.value, rep.Entries, h)
+		}
+	}
+	for value, want := range map[string]string{
+		"rp_filter: on}":       `"on" turns rp_filter on, and it has two ways on: write strict or loose`,
+		"rp_filter: true}":     `"true" turns rp_filter on, and it has two ways on: write strict or loose`,
+		"rp_filter: 1}":        "must be strict, loose or off, not the sysctl's number 1: write strict",
+		"rp_filter: 2}":        "must be strict, loose or off, not the sysctl's number 2: write loose",
+		"default_route: 1}":    `must be true or false, not "1"`,
+		"default_route: sure}": `must be true or false, not "sure"`,
+	} {
+		_, rep := Parse([]byte(base + value + "\n"))
+		if len(rep.Entries) != 1 || rep.Entries[0].Message != want {
+			t.Errorf("%s: %+v, want %q", value, rep.Entries, want)
 		}
 	}
 }

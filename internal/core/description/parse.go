@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -250,7 +251,7 @@ func (d *decoder) components(n *yaml.Node, p report.Path, h *Host) {
 		}
 		c, ok := reservations.Lookup(strings.ToLower(name))
 		if !ok {
-			d.errorf(n, p, "unknown component %s;%s symroute knows %s (leave it out if it claims no tables, priorities or marks)",
+			d.errorf(n, p, "unknown component %s%s; symroute knows %s (leave it out if it claims no tables, priorities or marks)",
 				report.Quote(name), didYouMean(strings.ToLower(name), reservations.Names()), strings.Join(reservations.Names(), ", "))
 			return
 		}
@@ -285,14 +286,25 @@ func (d *decoder) rangeValue(n *yaml.Node, p report.Path, def reservations.Range
 	return r
 }
 
+// rpFilter reads strict, loose or off; off also in the other spellings YAML 1.1 reads as false (no, false),
+// since a YAML 1.1 reader turns off itself into false.
 func (d *decoder) rpFilter(n *yaml.Node, p report.Path) (RPFilter, bool) {
 	s, ok := d.scalar(n, p, "strict, loose or off")
 	if !ok {
 		return 0, false
 	}
+	if slices.Contains(FalseWords, s) {
+		return RPFilterOff, true
+	}
 	v, ok := rpFilterNames[s]
-	if !ok {
-		d.errorf(n, p, "must be strict, loose or off, not %s;%s", report.Quote(s), didYouMean(s, []string{"strict", "loose", "off"}))
+	switch {
+	case ok:
+	case slices.Contains(TrueWords, s):
+		d.errorf(n, p, "%s turns rp_filter on, and it has two ways on: write strict or loose", report.Quote(s))
+	case s == "0" || s == "1" || s == "2":
+		d.errorf(n, p, "must be strict, loose or off, not the sysctl's number %s: write %s", s, RPFilter(s[0]-'0'))
+	default:
+		d.errorf(n, p, "must be strict, loose or off, not %s%s", report.Quote(s), didYouMean(s, []string{"strict", "loose", "off"}))
 	}
 	return v, ok
 }
@@ -331,7 +343,7 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 				case ModeOwn, ModeDropIn:
 					i.Mode = Mode(s)
 				default:
-					d.errorf(n, p, "must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not %s;%s",
+					d.errorf(n, p, "must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not %s%s",
 						report.Quote(s), didYouMean(s, []string{string(ModeOwn), string(ModeDropIn)}))
 				}
 			}
