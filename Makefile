@@ -29,8 +29,8 @@ deps:
 # Generate the files for a shipped example into a scratch root and print them; needs no root.
 demo-files: build
 	@root=$$(mktemp -d) && \
-	./symroute check -c $(DEMO) && \
-	./symroute generate -c $(DEMO) --root $$root && \
+	./symroute check $(DEMO) --root $$root && \
+	./symroute generate $(DEMO) --root $$root && \
 	for f in $$(cd $$root && find . -type f | sort); do printf '\n==> %s\n' "$${f#.}"; cat "$$root/$$f"; done; \
 	rm -rf "$$root"
 

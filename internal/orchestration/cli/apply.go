@@ -147,7 +147,7 @@ var applyCommand = &command{
 
 func applyRun(c common, timeout time.Duration, noRollback, force bool, in input) int {
 	stdout, stderr := in.stdout, in.stderr
-	l, files, status, ok := loadAndGenerate(c, stderr)
+	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
 	}
@@ -235,7 +235,7 @@ var tryCommand = &command{
 
 func tryRun(c common, window, wait time.Duration, in input) int {
 	stdout, stderr := in.stdout, in.stderr
-	l, files, status, ok := loadAndGenerate(c, stderr)
+	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
 	}

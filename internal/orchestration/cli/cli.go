@@ -178,21 +178,24 @@ func stopOnReport(rep report.Report, l loaded, c common, stderr io.Writer) bool 
 	return false
 }
 
-// loadAndGenerate loads the description and renders its files, printing every problem; ok is false when the
-// command must stop, with the exit status to use.
-func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []fileset.File, status int, ok bool) {
+// pipeline is the one way every command that reads the description reads it, so check says exactly what
+// generate, apply, try and verify would: load, validate and plan it, render the files against the root's own
+// (none without a root), and print every problem once, in the order of the file. ok is false when the command
+// must stop, with the exit status to use.
+func pipeline(c common, stderr io.Writer) (l loaded, files []fileset.File, status int, ok bool) {
 	if l, status, ok = load(c, stderr); !ok {
 		return l, nil, status, false
 	}
+	if !l.rep.HasErrors(false) {
+		var genRep report.Report
+		var err error
+		if files, genRep, err = generateFiles(l, c); err != nil {
+			eprintf(stderr, "symroute: %v\n", err)
+			return l, nil, ExitSystem, false
+		}
+		l.rep.Merge(genRep)
+	}
 	if stopOnReport(l.rep, l, c, stderr) {
-		return l, nil, ExitInvalid, false
-	}
-	files, genRep, err := generateFiles(l, c)
-	if err != nil {
-		eprintf(stderr, "symroute: %v\n", err)
-		return l, nil, ExitSystem, false
-	}
-	if stopOnReport(genRep, l, c, stderr) {
 		return l, nil, ExitInvalid, false
 	}
 	return l, files, ExitOK, true
@@ -216,37 +219,27 @@ var checkCommand = &command{
 	args:    "[FILE]",
 	arg:     files,
 	summary: "validate the description and show the tables and priorities chosen, and why",
-	long: "Reads the host description, checks every value and how they fit together, and prints the table and rule " +
-		"priority each interface gets, and why. Every problem is reported at once, with its line, column and path " +
-		"in the description. Nothing is written.",
+	long: "Reads the host description, checks every value and how they fit together, renders the files against " +
+		"--root's (this host's, /, unless told otherwise) as generate and apply do, and prints the table and rule " +
+		"priority each interface gets, and why: what check accepts, generate and apply accept on the same root. " +
+		"Every problem is reported at once, with its line, column and path in the description. Nothing is written.",
 	examples: []example{
 		{"Check the description at " + DefaultDescription, "symroute check"},
-		{"Check a description in CI against an image's files", "symroute check fleet/web/host.yaml --root fleet/web/root"},
+		{"Check a description in CI against the files of the image it is for", "symroute check fleet/web/host.yaml --root fleet/web/root"},
 		{"Check a description another tool writes, from standard input", "envsubst < host.yaml.in | symroute check -"},
 	},
 	setup: func(fs *pflag.FlagSet) runner {
 		var c common
-		descriptionFlags(fs, &c, "")
+		descriptionFlags(fs, &c, "/")
 		quietFlag(fs, &c.quiet)
 		return readsDescription(&c, func(in input) int { return check(c, in) })
 	},
 }
 
 func check(c common, in input) int {
-	l, status, ok := load(c, in.stderr)
+	l, _, status, ok := pipeline(c, in.stderr)
 	if !ok {
 		return status
-	}
-	if !l.rep.HasErrors(false) && c.root != "" {
-		_, genRep, err := generateFiles(l, c)
-		if err != nil {
-			eprintf(in.stderr, "symroute: %v\n", err)
-			return ExitSystem
-		}
-		l.rep.Merge(genRep)
-	}
-	if stopOnReport(l.rep, l, c, in.stderr) {
-		return ExitInvalid
 	}
 	explain(progressTo(in.stdout, c.quiet), l.plan)
 	fmt.Fprintf(in.stdout, "symroute check: %s is valid: %d interface(s), %d warning(s)\n", report.Printable(c.shown()), len(l.plan.Interfaces), l.rep.Count(report.Warning))
@@ -299,7 +292,7 @@ func generate(c common, diff bool, format generator.Format, in input) int {
 			return usageError(stderr, "generate", "--diff compares with files under --root; it does not go with --format %s", format)
 		}
 	}
-	l, files, status, ok := loadAndGenerate(c, stderr)
+	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
 	}

@@ -39,17 +39,17 @@ const valid = "version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1/24], g
 const withWarning = "version: 1\ncni: [calico]\ninterfaces: [{name: eth0, addresses: [10.0.0.1/24]}]\n"
 
 func TestExitStatuses(t *testing.T) {
-	good, warn := writeDescription(t, valid), writeDescription(t, withWarning)
+	good, warn, empty := writeDescription(t, valid), writeDescription(t, withWarning), t.TempDir()
 	bad := writeDescription(t, "version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1]}]\n")
 	for _, c := range []struct {
 		args []string
 		code int
 		out  string // expected in stdout+stderr
 	}{
-		{[]string{"check", "-c", good}, ExitOK, "table 1000000"},
-		{[]string{"check", "-c", warn}, ExitOK, "warning: cni[0]"},
-		{[]string{"check", "-c", warn, "--strict"}, ExitInvalid, "error: cni[0]"},
-		{[]string{"check", "-c", bad}, ExitInvalid, ":2:39: error: interfaces[0].addresses[0]"},
+		{[]string{"check", "-c", good, "--root", empty}, ExitOK, "table 1000000"},
+		{[]string{"check", "-c", warn, "--root", empty}, ExitOK, "warning: cni[0]"},
+		{[]string{"check", "-c", warn, "--strict", "--root", empty}, ExitInvalid, "error: cni[0]"},
+		{[]string{"check", "-c", bad, "--root", empty}, ExitInvalid, ":2:39: error: interfaces[0].addresses[0]"},
 		{[]string{"check", "-c", filepath.Join(t.TempDir(), "missing.yaml")}, ExitInvalid, "cannot read the host description"},
 		{[]string{"check", "--bogus"}, ExitInvalid, "unknown flag: --bogus"},
 		{[]string{"check", "a.yaml", "b.yaml"}, ExitInvalid, `unexpected argument "b.yaml"`},
@@ -225,6 +225,39 @@ func TestRolledBackSaysWhatIsBack(t *testing.T) {
 	} {
 		if got := rolledBack(c.cmd, c.out); got != c.want {
 			t.Errorf("%s %+v:\n%s\nwant:\n%s", c.cmd, c.out, got, c.want)
+		}
+	}
+}
+
+// TestCheckSaysWhatGenerateWould: check, generate, apply, try and verify read the description through one
+// pipeline with one default root, so on the same root check refuses what generate refuses, with the same words,
+// and passes what generate writes.
+func TestCheckSaysWhatGenerateWould(t *testing.T) {
+	for _, cmd := range []*command{checkCommand, generateCommand, applyCommand, tryCommand, verifyCommand} {
+		fs, _ := cmd.flagSet()
+		if root := fs.Lookup("root"); root == nil || root.DefValue != "/" {
+			t.Errorf("%s: --root does not default to /", cmd.name)
+		}
+	}
+	root := t.TempDir()
+	netplan := filepath.Join(root, "run/systemd/network/10-netplan-eth0.network")
+	os.MkdirAll(filepath.Dir(netplan), 0o755)
+	if err := os.WriteFile(netplan, []byte("[Match]\nName=eth0\n\n[Network]\nDHCP=yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		desc string
+		code int
+	}{
+		{"version: 1\ninterfaces: [{name: eth1, mode: drop-in, addresses: [10.0.1.1/24]}]\n", ExitInvalid}, // no file to extend
+		{"version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1/24]}]\n", ExitInvalid},                // netplan's file sorts first
+		{"version: 1\ninterfaces: [{name: eth0, mode: drop-in, addresses: [10.0.0.1/24]}]\n", ExitOK},
+	} {
+		desc := writeDescription(t, c.desc)
+		checkCode, _, checkErr := run("check", desc, "--root", root)
+		genCode, _, genErr := run("generate", desc, "--root", root, "--diff")
+		if checkCode != c.code || checkErr != genErr || (c.code == ExitOK) != (genCode != ExitInvalid) {
+			t.Errorf("%q: check exit %d, generate exit %d (want check %d, the same verdict):\ncheck:\n%s\ngenerate:\n%s", c.desc, checkCode, genCode, c.code, checkErr, genErr)
 		}
 	}
 }

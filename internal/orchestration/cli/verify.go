@@ -54,7 +54,7 @@ var verifyCommand = &command{
 }
 
 func verify(c common, output, textfile string, stdout, stderr io.Writer) int {
-	l, files, status, ok := loadAndGenerate(c, stderr)
+	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
 	}
