@@ -1,8 +1,10 @@
 # symroute. `make demo` shows the main job on a shipped example; `make test` runs every test. Both need root:
 # they run the real systemd-networkd in network namespaces (`make deps` installs what they need on Debian).
 GO      ?= go
+# symroute --version prints what these set: git describe's version for a build from source, the package's
+# version (PKG_VERSION-PKG_RELEASE, as dpkg and rpm show it) for the binary make packages puts in them.
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/symroute/symroute/internal/orchestration/cli.Version=$(VERSION)
+version_ldflags = -X github.com/symroute/symroute/internal/orchestration/cli.Version=$(1)
 DEMO    ?= examples/two-nic.yaml
 
 NFPM_VERSION ?= v2.43.0
@@ -13,7 +15,7 @@ PKG_ARCH     ?= amd64
 .PHONY: build demo demo-files deps test fuzz golden bench vet clean packages
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o symroute ./cmd/symroute
+	$(GO) build -ldflags "$(call version_ldflags,$(VERSION))" -o symroute ./cmd/symroute
 
 # The main job end to end: a throwaway topology in network namespaces shows the asymmetric failure, then
 # `symroute apply` on the shipped example against the real systemd-networkd fixes it and `symroute verify` passes.
@@ -27,8 +29,8 @@ deps:
 # Generate the files for a shipped example into a scratch root and print them; needs no root.
 demo-files: build
 	@root=$$(mktemp -d) && \
-	./symroute check -c $(DEMO) && \
-	./symroute generate -c $(DEMO) --root $$root && \
+	./symroute check $(DEMO) --root $$root && \
+	./symroute generate $(DEMO) --root $$root && \
 	for f in $$(cd $$root && find . -type f | sort); do printf '\n==> %s\n' "$${f#.}"; cat "$$root/$$f"; done; \
 	rm -rf "$$root"
 
@@ -56,7 +58,7 @@ golden:
 packages:
 	mkdir -p dist .tools
 	test -x .tools/nfpm || GOBIN=$(CURDIR)/.tools $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
-	CGO_ENABLED=0 GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o symroute ./cmd/symroute
+	CGO_ENABLED=0 GOARCH=$(PKG_ARCH) $(GO) build -trimpath -ldflags "$(call version_ldflags,$(PKG_VERSION)-$(PKG_RELEASE))" -o symroute ./cmd/symroute
 	gzip -9n < packaging/symroute.8 > dist/symroute.8.gz
 	for p in deb rpm; do PKG_VERSION=$(PKG_VERSION) PKG_RELEASE=$(PKG_RELEASE) PKG_ARCH=$(PKG_ARCH) \
 		.tools/nfpm package --config packaging/nfpm.yaml --packager $$p --target dist/ || exit 1; done

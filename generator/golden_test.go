@@ -73,7 +73,7 @@ func TestGolden(t *testing.T) {
 
 func run(args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := cli.Main(args, &stdout, &stderr)
+	code := cli.Main(args, strings.NewReader(""), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 

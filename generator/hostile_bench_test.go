@@ -67,7 +67,7 @@ func BenchmarkHostile(b *testing.B) {
 			b.SetBytes(int64(len(src)))
 			for b.Loop() {
 				h, rep := description.Parse(src)
-				rep.Write(io.Discard, "host.yaml", false) // printing every problem is part of the cost
+				rep.Write(io.Discard, "host.yaml", src, false) // printing every problem is part of the cost
 				if rep.HasErrors(false) {
 					continue
 				}

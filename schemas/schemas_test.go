@@ -2,10 +2,12 @@ package schemas
 
 import (
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/reservations"
@@ -17,7 +19,9 @@ type schemaNode struct {
 	Items      *schemaNode            `json:"items"`
 	Ref        string                 `json:"$ref"`
 	Defs       map[string]*schemaNode `json:"$defs"`
-	Enum       []string               `json:"enum"`
+	Enum       []any                  `json:"enum"`
+	AnyOf      []*schemaNode          `json:"anyOf"`
+	Pattern    string                 `json:"pattern"`
 }
 
 func load(t *testing.T) *schemaNode {
@@ -36,7 +40,7 @@ func (n *schemaNode) resolve(root *schemaNode) *schemaNode {
 	return n
 }
 
-var allowed = regexp.MustCompile(`(?:allowed here: |the keys allowed here are )([a-z0-9_, ]+)`)
+var allowed = regexp.MustCompile(`the keys allowed here are ([a-z0-9_, ]+)`)
 
 // parserKeys asks the parser which keys it allows at a place, by planting an unknown key there and reading the
 // list its error gives the user.
@@ -81,9 +85,53 @@ func TestSchemaMatchesParser(t *testing.T) {
 			t.Errorf("%s: parser allows %s, schema documents %s", name, got, want)
 		}
 	}
-	enum := root.Properties["cni"].Items.Enum
-	sort.Strings(enum)
-	if got, want := strings.Join(enum, ","), strings.Join(reservations.Names(), ","); got != want {
+	// cni: the names reservations know, for editors to offer, and the same in any capitalization, as the parser
+	// takes them.
+	names := root.Properties["cni"].Items.AnyOf
+	if got, want := sortedWords(names[0].Enum), strings.Join(reservations.Names(), ","); got != want {
 		t.Errorf("cni enum %s, reservations know %s", got, want)
 	}
+	var anyCase []string
+	for _, n := range reservations.Names() {
+		var b strings.Builder
+		for _, r := range n {
+			if unicode.IsLetter(r) {
+				fmt.Fprintf(&b, "[%c%c]", unicode.ToUpper(r), r)
+			} else {
+				b.WriteRune(r)
+			}
+		}
+		anyCase = append(anyCase, b.String())
+	}
+	if got, want := names[1].Pattern, "^(?:"+strings.Join(anyCase, "|")+")$"; got != want {
+		t.Errorf("cni pattern %s, want %s", got, want)
+	}
+	// rp_filter: strict, loose, and off in every spelling of false; default_route: every spelling of a boolean.
+	rp := root.Defs["rp_filter"].Enum
+	if got, want := sortedWords(rp), sortedWords(append([]any{"strict", "loose", false}, words(description.FalseWords)...)); got != want {
+		t.Errorf("rp_filter enum %s, the parser takes %s", got, want)
+	}
+	dr := iface.Properties["default_route"].Enum
+	if got, want := sortedWords(dr), sortedWords(append(append([]any{true, false}, words(description.TrueWords)...), words(description.FalseWords)...)); got != want {
+		t.Errorf("default_route enum %s, the parser takes %s", got, want)
+	}
+}
+
+func words(s []string) []any {
+	out := make([]any, len(s))
+	for i, w := range s {
+		out[i] = w
+	}
+	return out
+}
+
+// sortedWords renders an enum for comparison: its values, sorted, booleans as JSON writes them.
+func sortedWords(enum []any) string {
+	var out []string
+	for _, v := range enum {
+		b, _ := json.Marshal(v)
+		out = append(out, strings.Trim(string(b), `"`))
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }

@@ -22,7 +22,7 @@ if [ -d /run/systemd/system ]; then
 fi
 
 if [ ! -f "$config" ]; then
-	echo "symroute: no $config, nothing applied. Write one (an example is in /usr/share/doc/symroute/examples/host.yaml, or run symroute discover), then run symroute apply."
+	echo "symroute: no $config, nothing applied. Write one (an example is in /usr/share/doc/symroute/examples/host.yaml, or run symroute discover > host.yaml), then run symroute apply."
 	exit 0
 fi
 

@@ -1,10 +1,10 @@
 package description
 
 import (
-	"errors"
-	"fmt"
 	"math"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v4"
@@ -79,11 +79,7 @@ func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
 		seen[k.Value] = k
 		f, ok := known[k.Value]
 		if !ok {
-			if near := nearest(k.Value, fields); near != "" {
-				d.errorf(k, p.Key(k.Value), "unknown key %s; did you mean %q? (allowed here: %s)", report.Quote(k.Value), near, keyList(fields))
-			} else {
-				d.errorf(k, p.Key(k.Value), "unknown key %s; the keys allowed here are %s", report.Quote(k.Value), keyList(fields))
-			}
+			d.errorf(k, p.Key(k.Value), "unknown key %s%s; the keys allowed here are %s", report.Quote(k.Value), didYouMean(k.Value, keysOf(fields)), keyList(fields))
 			continue
 		}
 		d.pos[p.Key(k.Value).String()] = posOf(v)
@@ -92,49 +88,26 @@ func (d *decoder) mapping(n *yaml.Node, p report.Path, fields []field) bool {
 	return true
 }
 
-func keyList(fields []field) string {
+func keysOf(fields []field) []string {
 	keys := make([]string, len(fields))
 	for i, f := range fields {
 		keys[i] = f.key
 	}
+	return keys
+}
+
+func keyList(fields []field) string {
+	keys := keysOf(fields)
 	sort.Strings(keys)
 	return strings.Join(keys, ", ")
 }
 
-// nearest returns the allowed key closest to a mistyped one, if it is within two edits. A key much longer than
-// every allowed one cannot be within two edits, and is not measured: the cost stays bounded whatever its length.
-func nearest(key string, fields []field) string {
-	best, bestDist := "", 3
-	for _, f := range fields {
-		if len(key) > len(f.key)+2 {
-			continue
-		}
-		if d := editDistance(key, f.key); d < bestDist {
-			best, bestDist = f.key, d
-		}
+// didYouMean is " (did you mean X?)" for the candidate nearest a mistyped word, or "" when none is near.
+func didYouMean(word string, candidates []string) string {
+	if near := report.Nearest(word, candidates); near != "" {
+		return " (did you mean " + near + "?)"
 	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }
 
 // describe names a node's kind for messages about wrong types.
@@ -177,6 +150,10 @@ func (d *decoder) scalar(n *yaml.Node, p report.Path, what string) (string, bool
 
 // uint32Value decodes an integer in [lo, hi].
 func (d *decoder) uint32Value(n *yaml.Node, p report.Path, lo, hi uint32) (uint32, bool) {
+	if _, quoted := quotedNumber(n); quoted {
+		d.errorf(n, p, "%s is in quotes, so YAML reads it as text, not a number: write %s: %s, without quotes", report.Quote(n.Value), p[len(p)-1], n.Value)
+		return 0, false
+	}
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 		d.errorf(n, p, "must be a whole number from %d to %d, not %s", lo, hi, describe(n))
 		return 0, false
@@ -197,34 +174,35 @@ func (d *decoder) uint32Value(n *yaml.Node, p report.Path, lo, hi uint32) (uint3
 	return uint32(v), true
 }
 
-func (d *decoder) boolValue(n *yaml.Node, p report.Path) (bool, bool) {
-	var b bool
-	if n.Kind != yaml.ScalarNode || n.Tag != "!!bool" || n.Decode(&b) != nil {
-		d.errorf(n, p, "must be true or false, not %s", describe(n))
-		return false, false
+// quotedNumber returns the whole number a quoted scalar holds ("1"), when it holds one: the value of a key that
+// takes a number, written as text by mistake.
+func quotedNumber(n *yaml.Node) (int64, bool) {
+	if n.Kind != yaml.ScalarNode || n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle) == 0 {
+		return 0, false
 	}
-	return b, true
+	v, err := strconv.ParseInt(n.Value, 10, 64)
+	return v, err == nil
 }
 
-// syntaxError turns the YAML library's error into a report entry at the position it names. A reader error (the
-// library's own check of the bytes) has no position; badByte has refused those before the library reads.
-func syntaxError(err error) report.Report {
-	var r report.Report
-	var le *yaml.LoadError
-	pos := report.Pos{Line: 1, Column: 1}
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	if errors.As(err, &le) {
-		msg = le.Message
-		if le.Mark.Line > 0 {
-			pos = report.Pos{Line: le.Mark.Line, Column: max(le.Mark.Column, 1)}
-		}
-		// "while parsing a flow sequence" and its start say which bracket or quote was left open.
-		if c := le.ContextMark; le.ContextMsg != "" && c.Line > 0 && (c.Line != le.Mark.Line || c.Column != le.Mark.Column) {
-			msg += fmt.Sprintf(" (%s that starts at line %d, column %d)", strings.TrimPrefix(le.ContextMsg, "while parsing "), c.Line, c.Column)
+// TrueWords and FalseWords are the spellings YAML 1.1 reads as true and false. symroute's YAML reader follows
+// YAML 1.2, where only true and false are booleans and yes, on, off... are text; people write them, and the
+// tools that read YAML 1.1 (schema validators among them) turn them into booleans, so symroute accepts them too.
+var (
+	TrueWords  = []string{"true", "True", "TRUE", "yes", "Yes", "YES", "y", "Y", "on", "On", "ON"}
+	FalseWords = []string{"false", "False", "FALSE", "no", "No", "NO", "n", "N", "off", "Off", "OFF"}
+)
+
+func (d *decoder) boolValue(n *yaml.Node, p report.Path) (bool, bool) {
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!bool" || n.Tag == "!!str") {
+		switch {
+		case slices.Contains(TrueWords, n.Value):
+			return true, true
+		case slices.Contains(FalseWords, n.Value):
+			return false, true
 		}
 	}
-	r.Add(report.Error, nil, pos, "the file is not valid YAML: %s; fix the syntax first", report.Printable(msg))
-	return r
+	d.errorf(n, p, "must be true or false, not %s", describe(n))
+	return false, false
 }
 
 // maxUint32 is the largest table id and rule priority the kernel accepts.

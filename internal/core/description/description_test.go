@@ -123,11 +123,105 @@ func TestAnchorsResolve(t *testing.T) {
 	}
 }
 
-func TestNearestKey(t *testing.T) {
-	fields := []field{{key: "addresses"}, {key: "gateway"}, {key: "gateway6"}, {key: "name"}}
-	for in, want := range map[string]string{"address": "addresses", "gatway": "gateway", "nmae": "name", "colour": ""} {
-		if got := nearest(in, fields); got != want {
-			t.Errorf("nearest(%q) = %q, want %q", in, got, want)
+// TestDidYouMean: a mistyped component, key, mode or rp_filter value gets the nearest right one; a word near
+// none gets the list alone.
+func TestDidYouMean(t *testing.T) {
+	src := `version: 1
+cni: [cilum, Calcio, frobnicator]
+interfaces:
+  - name: eth0
+    adresses: [10.0.0.1/24]
+    mode: dropin
+    rp_filter: stric
+`
+	_, rep := Parse([]byte(src))
+	var got []string
+	for _, e := range rep.Entries {
+		got = append(got, e.Path.String()+": "+strings.SplitN(e.Message, "?)", 2)[0])
+	}
+	want := []string{
+		`cni[0]: unknown component "cilum" (did you mean cilium`,
+		`cni[1]: unknown component "Calcio" (did you mean calico`,
+		`cni[2]: unknown component "frobnicator"; symroute knows amazon-ec2-net-utils, antrea, aws-vpc-cni, calico, cilium, docker, flannel, gke-netd, istio, kube-proxy, kube-router, linkerd, metallb, multus, networkmanager, suse-cloud-netconfig, tailscale, vmware-cloud-network-setup, weave-net, wg-quick (leave it out if it claims no tables, priorities or marks)`,
+		`interfaces[0].adresses: unknown key "adresses" (did you mean addresses`,
+		`interfaces[0].mode: must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not "dropin" (did you mean drop-in`,
+		`interfaces[0].rp_filter: must be strict, loose or off, not "stric" (did you mean strict`,
+		`interfaces[0].addresses: is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24]`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestVersionWrittenWrong: a quoted or missing version says how to write it and hides no other problem; a
+// description of another version gets that one error.
+func TestVersionWrittenWrong(t *testing.T) {
+	for _, c := range []struct {
+		src  string
+		want []string
+	}{
+		{"version: \"1\"\ninterfaces: [{name: eth0, addresses: [10.0.0.1]}]\ntable_range: {min: \"5\", max: 9}\n", []string{
+			`1:10 version: "1" is in quotes, so YAML reads it as text, not a number: write version: 1, without quotes`,
+			`2:39 interfaces[0].addresses[0]: "10.0.0.1" has no prefix length; write the address as the interface carries it, e.g. 10.0.0.1/24`,
+			`3:20 table_range.min: "5" is in quotes, so YAML reads it as text, not a number: write min: 5, without quotes`,
+		}},
+		{"interfaces: [{name: eth0, addresses: [10.0.0.1/24], bogus: 1}]\n", []string{
+			`1:1 version: is missing; start the description with "version: 1"`,
+			`1:53 interfaces[0].bogus: unknown key "bogus"; the keys allowed here are addresses, default_route, gateway, gateway6, match, mode, name, priority, rp_filter, table`,
+		}},
+		{"version: '2'\ninterfaces: whatever\n", []string{
+			`1:10 version: "2" is in quotes, so YAML reads it as text, not a number: write version: 2, without quotes`,
+		}},
+		{"version: 2\ninterfaces: whatever\n", []string{
+			`1:10 version: version 2 is not supported; this symroute reads version 1 descriptions (upgrade symroute, or write version: 1)`,
+		}},
+	} {
+		_, rep := Parse([]byte(c.src))
+		var got []string
+		for _, e := range rep.Entries {
+			got = append(got, fmt.Sprintf("%d:%d %s: %s", e.Pos.Line, e.Pos.Column, e.Path, e.Message))
+		}
+		if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+			t.Errorf("%q:\n%s\nwant:\n%s", c.src, strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+		}
+	}
+}
+
+// TestYAML11Spellings: YAML 1.1's ways to write a boolean are read as YAML 1.1 reads them where symroute takes
+// one (default_route), and its ways to write false as off for rp_filter; a way to write true gets asked which
+// of strict and loose it means, and a sysctl number gets its name.
+func TestYAML11Spellings(t *testing.T) {
+	base := "version: 1\ninterfaces:\n  - {name: eth0, addresses: [10.0.0.1/24], gateway: 10.0.0.254, "
+	for _, c := range []struct {
+		value string
+		check func(Interface) bool
+	}{
+		{"rp_filter: off}", func(i Interface) bool { return i.RPFilter == RPFilterOff }},
+		{"rp_filter: no}", func(i Interface) bool { return i.RPFilter == RPFilterOff }},
+		{"rp_filter: false}", func(i Interface) bool { return i.RPFilter == RPFilterOff }},
+		{"rp_filter: OFF}", func(i Interface) bool { return i.RPFilter == RPFilterOff }},
+		{"rp_filter: strict}", func(i Interface) bool { return i.RPFilter == RPFilterStrict }},
+		{"default_route: yes}", func(i Interface) bool { return i.DefaultRoute }},
+		{"default_route: On}", func(i Interface) bool { return i.DefaultRoute }},
+		{"default_route: true}", func(i Interface) bool { return i.DefaultRoute }},
+		{"default_route: n}", func(i Interface) bool { return !i.DefaultRoute }},
+	} {
+		h, rep := Parse([]byte(base + c.value + "\n"))
+		if rep.HasErrors(false) || !c.check(h.Interfaces[0]) {
+			t.Errorf("%s: %+v %+v", c.value, rep.Entries, h)
+		}
+	}
+	for value, want := range map[string]string{
+		"rp_filter: on}":       `"on" turns rp_filter on, and it has two ways on: write strict or loose`,
+		"rp_filter: true}":     `"true" turns rp_filter on, and it has two ways on: write strict or loose`,
+		"rp_filter: 1}":        "must be strict, loose or off, not the sysctl's number 1: write strict",
+		"rp_filter: 2}":        "must be strict, loose or off, not the sysctl's number 2: write loose",
+		"default_route: 1}":    `must be true or false, not "1"`,
+		"default_route: sure}": `must be true or false, not "sure"`,
+	} {
+		_, rep := Parse([]byte(base + value + "\n"))
+		if len(rep.Entries) != 1 || rep.Entries[0].Message != want {
+			t.Errorf("%s: %+v, want %q", value, rep.Entries, want)
 		}
 	}
 }

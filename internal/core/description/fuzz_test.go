@@ -32,7 +32,7 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		var out bytes.Buffer
-		rep.Write(&out, "host.yaml", false)
+		rep.Write(&out, "host.yaml", data, false)
 		for _, b := range out.Bytes() {
 			if b < 0x20 && b != '\n' || b == 0x7f {
 				t.Fatalf("control byte 0x%02x in the printed report", b)

@@ -29,7 +29,7 @@ func TestHostileInputs(t *testing.T) {
 		{"line separator", "version: 1\ninterfaces: [] # a\u2028b\n", 2, 19, "line separator U+2028"},
 		{"lone carriage return", "version: 1\rinterfaces: []\n", 1, 11, "carriage return without a newline"},
 		{"syntax error on line 1", "version: 1: 2\n", 1, 11, "not valid YAML"},
-		{"unclosed list", "version: 1\ninterfaces: [\n  {name: a\n", 4, 1, "flow"},
+		{"unclosed list", "version: 1\ninterfaces: [\n  {name: a\n", 3, 11, "not closed"},
 		{"escaped NUL in a name", "version: 1\ninterfaces:\n  - name: \"eth\\0x\"\n    addresses: [10.0.0.1/24]\n", 3, 11, "is NUL"},
 		{"glob in a name", "version: 1\ninterfaces:\n  - name: eth-*\n    addresses: [10.0.0.1/24]\n", 3, 11, "glob"},
 		{"duplicate key", "version: 1\ninterfaces:\n  - name: eth0\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n    gateway: 10.0.0.253\n", 6, 5, "appears twice in this mapping (first at line 5)"},
@@ -68,7 +68,7 @@ func TestHostileInputs(t *testing.T) {
 				t.Errorf("error at %d:%d, want %d:%d: %s", found.Pos.Line, found.Pos.Column, c.line, c.col, found.Message)
 			}
 			var out bytes.Buffer
-			rep.Write(&out, "host.yaml", false)
+			rep.Write(&out, "host.yaml", []byte(c.src), false)
 			for _, b := range out.Bytes() {
 				if b < 0x20 && b != '\n' || b == 0x7f {
 					t.Fatalf("printed report holds the control byte 0x%02x:\n%q", b, out.String())

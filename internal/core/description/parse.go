@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -41,7 +42,7 @@ func Parse(data []byte) (*Host, report.Report) {
 			r.Add(report.Error, nil, report.Pos{Line: 1, Column: 1}, "the description is empty; start it with \"version: 1\" and list the interfaces")
 			return nil, r
 		}
-		return nil, syntaxError(err)
+		return nil, syntaxError(err, data)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
@@ -68,7 +69,8 @@ func Parse(data []byte) (*Host, report.Report) {
 	d.pos[report.Path(nil).String()] = posOf(root)
 
 	// Read the version before anything else, as butane does: a description for another version should get one
-	// clear error, not a cascade of unknown keys.
+	// clear error, not a cascade of unknown keys. A version that is only written wrong (missing, quoted) is
+	// reported, and the rest is checked as this version's.
 	if !d.version(root, h) {
 		return nil, d.r
 	}
@@ -222,7 +224,11 @@ func (d *decoder) version(root *yaml.Node, h *Host) bool {
 		d.pos[p.String()] = posOf(n)
 		v, ok := d.uint32Value(n, p, 0, maxUint32)
 		if !ok {
-			return false
+			if q, quoted := quotedNumber(n); quoted && q != SupportedVersion {
+				return false // another version, which the rest would only contradict
+			}
+			h.Version = SupportedVersion
+			return true
 		}
 		if v != SupportedVersion {
 			d.errorf(n, p, "version %d is not supported; this symroute reads version %d descriptions (upgrade symroute, or write version: %d)", v, SupportedVersion, SupportedVersion)
@@ -232,7 +238,8 @@ func (d *decoder) version(root *yaml.Node, h *Host) bool {
 		return true
 	}
 	d.errorf(root, report.Path{"version"}, "is missing; start the description with \"version: %d\"", SupportedVersion)
-	return false
+	h.Version = SupportedVersion
+	return true
 }
 
 func (d *decoder) components(n *yaml.Node, p report.Path, h *Host) {
@@ -244,7 +251,8 @@ func (d *decoder) components(n *yaml.Node, p report.Path, h *Host) {
 		}
 		c, ok := reservations.Lookup(strings.ToLower(name))
 		if !ok {
-			d.errorf(n, p, "unknown component %s; symroute knows %s (leave it out if it claims no tables, priorities or marks)", report.Quote(name), strings.Join(reservations.Names(), ", "))
+			d.errorf(n, p, "unknown component %s%s; symroute knows %s (leave it out if it claims no tables, priorities or marks)",
+				report.Quote(name), didYouMean(strings.ToLower(name), reservations.Names()), strings.Join(reservations.Names(), ", "))
 			return
 		}
 		if seen[c.Name] {
@@ -278,14 +286,25 @@ func (d *decoder) rangeValue(n *yaml.Node, p report.Path, def reservations.Range
 	return r
 }
 
+// rpFilter reads strict, loose or off; off also in the other spellings YAML 1.1 reads as false (no, false),
+// since a YAML 1.1 reader turns off itself into false.
 func (d *decoder) rpFilter(n *yaml.Node, p report.Path) (RPFilter, bool) {
 	s, ok := d.scalar(n, p, "strict, loose or off")
 	if !ok {
 		return 0, false
 	}
+	if slices.Contains(FalseWords, s) {
+		return RPFilterOff, true
+	}
 	v, ok := rpFilterNames[s]
-	if !ok {
-		d.errorf(n, p, "must be strict, loose or off, not %s", report.Quote(s))
+	switch {
+	case ok:
+	case slices.Contains(TrueWords, s):
+		d.errorf(n, p, "%s turns rp_filter on, and it has two ways on: write strict or loose", report.Quote(s))
+	case s == "0" || s == "1" || s == "2":
+		d.errorf(n, p, "must be strict, loose or off, not the sysctl's number %s: write %s", s, RPFilter(s[0]-'0'))
+	default:
+		d.errorf(n, p, "must be strict, loose or off, not %s%s", report.Quote(s), didYouMean(s, []string{"strict", "loose", "off"}))
 	}
 	return v, ok
 }
@@ -324,7 +343,8 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 				case ModeOwn, ModeDropIn:
 					i.Mode = Mode(s)
 				default:
-					d.errorf(n, p, "must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not %s", report.Quote(s))
+					d.errorf(n, p, "must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not %s%s",
+						report.Quote(s), didYouMean(s, []string{string(ModeOwn), string(ModeDropIn)}))
 				}
 			}
 		}},

@@ -134,25 +134,7 @@ func (c *comparer) add(kind Kind, ifname string, origin report.Path, format stri
 
 // RuleString renders a rule as `ip rule` would.
 func RuleString(prio uint32, from, to netip.Prefix, table uint32) string {
-	sel := "from all"
-	if from.IsValid() {
-		sel = "from " + hostOrPrefix(from)
-	}
-	if to.IsValid() {
-		sel += " to " + hostOrPrefix(to)
-	}
-	t := fmt.Sprint(table)
-	if table == plan.MainTable {
-		t = "main"
-	}
-	return fmt.Sprintf("%d: %s lookup %s", prio, sel, t)
-}
-
-func hostOrPrefix(p netip.Prefix) string {
-	if p.IsSingleIP() {
-		return p.Addr().String()
-	}
-	return p.String()
+	return record.Rule{Priority: prio, From: from, To: to, Table: table}.String()
 }
 
 type ruleKey struct {
@@ -231,7 +213,7 @@ func RouteString(dst netip.Prefix, gw netip.Addr, table uint32) string {
 	if gw.IsValid() {
 		s += " via " + gw.String()
 	}
-	return fmt.Sprintf("%s table %d", s, table)
+	return fmt.Sprintf("%s table %s", s, routing.TableName(table))
 }
 
 type routeKey struct {
@@ -312,8 +294,8 @@ func (c *comparer) probes() {
 		case pr.Err != "":
 			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s: the kernel gave no route: %s", what, pr.Err)
 		case pr.Answer.Table != ifc.Table || pr.Answer.LinkIndex != c.snap.Links[ifc.Name]:
-			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s would leave by %s through table %d, not by %s through %s (%d)",
-				what, c.linkName(pr.Answer.LinkIndex), pr.Answer.Table, ifc.Name, ifc.TableName, ifc.Table)
+			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s would leave by %s through table %s, not by %s through %s (%d)",
+				what, c.linkName(pr.Answer.LinkIndex), routing.TableName(pr.Answer.Table), ifc.Name, ifc.TableName, ifc.Table)
 		}
 	}
 }

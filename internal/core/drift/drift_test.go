@@ -107,7 +107,7 @@ func TestEachDriftIsNamed(t *testing.T) {
 			delete(s.NetworkFiles, "eth-b")
 			s.Probes = s.Probes[:len(s.Probes)/2]
 		}, LinkMissing, "link eth-b does not exist", 8},
-		{"asymmetric answer", func(s *Snapshot) { s.Probes[0].Answer = routing.Answer{LinkIndex: 3, Table: 254} }, ProbeWrong, "would leave by eth-b through table 254, not by eth-a through symroute-eth-a (1000000)", 6},
+		{"asymmetric answer", func(s *Snapshot) { s.Probes[0].Answer = routing.Answer{LinkIndex: 3, Table: 254} }, ProbeWrong, "would leave by eth-b through table main, not by eth-a through symroute-eth-a (1000000)", 6},
 		{"rp_filter outranked by all", func(s *Snapshot) { s.RPFilter["all"] = 2 }, RPFilterWrong, "effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict", 11},
 		{"another file won", func(s *Snapshot) { s.NetworkFiles["eth-a"] = "/run/systemd/network/10-netplan-eth-a.network" }, NetworkFile, "networkd configured eth-a with /run/systemd/network/10-netplan-eth-a.network", 5},
 		{"unmanaged", func(s *Snapshot) { s.NetworkFiles["eth-b"] = "" }, NetworkFile, "networkd does not manage eth-b", 8},
@@ -160,5 +160,21 @@ func TestProbes(t *testing.T) {
 	want := "192.168.1.10>198.51.100.1 192.168.1.10>10.0.0.2 10.0.0.1>198.51.100.1 10.0.0.1>192.168.1.1"
 	if strings.Join(got, " ") != want {
 		t.Errorf("probes %v, want %s", got, want)
+	}
+}
+
+// TestKernelTablesByName: rules and routes name the kernel's tables as ip(8) does, main rather than 254.
+func TestKernelTablesByName(t *testing.T) {
+	for got, want := range map[string]string{
+		RuleString(20000, netip.Prefix{}, netip.MustParsePrefix("10.244.0.0/16"), 254):   "20000: from all to 10.244.0.0/16 lookup main",
+		RuleString(0, netip.Prefix{}, netip.Prefix{}, 255):                               "0: from all lookup local",
+		RuleString(32767, netip.Prefix{}, netip.Prefix{}, 253):                           "32767: from all lookup default",
+		RuleString(20010, netip.MustParsePrefix("10.0.0.1/32"), netip.Prefix{}, 1000000): "20010: from 10.0.0.1 lookup 1000000",
+		RouteString(netip.Prefix{}, netip.MustParseAddr("10.0.0.254"), 254):              "default via 10.0.0.254 table main",
+		RouteString(netip.MustParsePrefix("10.0.0.0/24"), netip.Addr{}, 1000000):         "10.0.0.0/24 table 1000000",
+	} {
+		if got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
 	}
 }

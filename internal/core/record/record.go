@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/symroute/symroute/internal/core/routing"
 )
 
 // FormatVersion is the record's own format; a record of another version is refused, not guessed at.
@@ -167,11 +169,7 @@ func (r Rule) String() string {
 	if r.To.IsValid() {
 		sel += " to " + hostOrPrefix(r.To)
 	}
-	t := fmt.Sprint(r.Table)
-	if r.Table == 254 {
-		t = "main"
-	}
-	return fmt.Sprintf("%d: %s lookup %s", r.Priority, sel, t)
+	return fmt.Sprintf("%d: %s lookup %s", r.Priority, sel, routing.TableName(r.Table))
 }
 
 func hostOrPrefix(p netip.Prefix) string {

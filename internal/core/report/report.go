@@ -169,6 +169,17 @@ func (r Report) HasErrors(strict bool) bool {
 	return false
 }
 
+// Only returns the entries of severity sev, in their order.
+func (r Report) Only(sev Severity) Report {
+	var out Report
+	for _, e := range r.Entries {
+		if e.Severity == sev {
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	return out
+}
+
 // Count returns how many entries have severity sev.
 func (r Report) Count(sev Severity) int {
 	n := 0
@@ -181,8 +192,10 @@ func (r Report) Count(sev Severity) int {
 }
 
 // Write prints the entries as file:line:col: severity: path: message, sorted by position so the output reads
-// top to bottom like the file. With strict, warnings are printed as errors, since they stop the run.
-func (r Report) Write(w io.Writer, file string, strict bool) error {
+// top to bottom like the file. When source holds an entry's line, the line follows, then a caret under the
+// column, as compilers and netplan show them. With strict, warnings are printed as errors, since they stop the
+// run.
+func (r Report) Write(w io.Writer, file string, source []byte, strict bool) error {
 	entries := append([]Entry(nil), r.Entries...)
 	sort.SliceStable(entries, func(i, j int) bool {
 		a, b := entries[i].Pos, entries[j].Pos
@@ -191,6 +204,7 @@ func (r Report) Write(w io.Writer, file string, strict bool) error {
 		}
 		return a.Column < b.Column
 	})
+	src := lines{data: source}
 	for _, e := range entries {
 		sev := e.Severity
 		if strict {
@@ -200,9 +214,74 @@ func (r Report) Write(w io.Writer, file string, strict bool) error {
 		if e.Pos.Line > 0 {
 			loc = fmt.Sprintf("%s:%d:%d", file, e.Pos.Line, e.Pos.Column)
 		}
-		if _, err := fmt.Fprintf(w, "%s\n", Printable(fmt.Sprintf("%s: %s: %s: %s", loc, sev, e.Path, e.Message))); err != nil {
+		out := Printable(fmt.Sprintf("%s: %s: %s: %s", loc, sev, e.Path, e.Message)) + "\n"
+		if line, ok := src.line(e.Pos.Line); ok {
+			text, caret := excerpt(line, e.Pos.Column)
+			num := strconv.Itoa(e.Pos.Line)
+			out += fmt.Sprintf("  %s | %s\n  %s | %s^\n", num, text, strings.Repeat(" ", len(num)), strings.Repeat(" ", caret))
+		}
+		if _, err := io.WriteString(w, out); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// lines finds a line of a source by number, indexing the line starts once.
+type lines struct {
+	data   []byte
+	starts []int
+}
+
+// line returns line n (1-based) without its line end; ok is false when the source has no such line.
+func (l *lines) line(n int) (string, bool) {
+	if len(l.data) == 0 || n < 1 {
+		return "", false
+	}
+	if l.starts == nil {
+		l.starts = []int{0}
+		for i, b := range l.data {
+			if b == '\n' {
+				l.starts = append(l.starts, i+1)
+			}
+		}
+	}
+	if n > len(l.starts) {
+		return "", false
+	}
+	end := len(l.data)
+	if n < len(l.starts) {
+		end = l.starts[n] - 1
+	}
+	return strings.TrimSuffix(string(l.data[l.starts[n-1]:end]), "\r"), true
+}
+
+// excerptWidth is how much of a source line an excerpt shows: enough for any line a person writes, not a 1 MiB
+// line echoed back.
+const excerptWidth = 100
+
+// excerpt renders a source line for the terminal, control bytes escaped, cut to excerptWidth characters around
+// column col (1-based, in characters), and says how many characters precede the column in the rendering.
+func excerpt(line string, col int) (text string, caret int) {
+	i := 0
+	for c := 1; c < col && i < len(line); c++ {
+		_, size := utf8.DecodeRuneInString(line[i:])
+		i += size
+	}
+	shown := []rune(Printable(line))
+	caret = utf8.RuneCountInString(Printable(line[:i])) + max(col-1-utf8.RuneCountInString(line[:i]), 0)
+	start, end := 0, len(shown)
+	if end > excerptWidth {
+		start = max(0, min(caret-excerptWidth/2, end-excerptWidth))
+		end = min(end, start+excerptWidth)
+	}
+	text = string(shown[start:end])
+	caret -= start
+	if start > 0 {
+		text, caret = "..."+text, caret+3
+	}
+	if end < len(shown) {
+		text += "..."
+	}
+	return text, caret
 }

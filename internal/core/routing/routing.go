@@ -2,7 +2,10 @@
 // links, as the netlink edge reads them and the core compares them. It does no I/O.
 package routing
 
-import "net/netip"
+import (
+	"net/netip"
+	"strconv"
+)
 
 // Rule is a routing-policy rule as the kernel holds it.
 type Rule struct {
@@ -64,4 +67,18 @@ type Inventory struct {
 	Links         []Link
 	DefaultRoutes []Route
 	Rules         []Rule
+}
+
+// TableName renders a table id as ip(8) does: the kernel's reserved tables by name (default 253, main 254, local
+// 255), every other by number.
+func TableName(table uint32) string {
+	switch table {
+	case 253:
+		return "default"
+	case 254:
+		return "main"
+	case 255:
+		return "local"
+	}
+	return strconv.FormatUint(uint64(table), 10)
 }

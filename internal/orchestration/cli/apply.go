@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/spf13/pflag"
+
 	"bufio"
 	"context"
 	"errors"
@@ -45,14 +47,14 @@ func (s *session) end() {
 
 // open locks the root, connects the engine to the host, and undoes a transaction an earlier run left unfinished.
 // ok is false, after saying why, with the status to exit with.
-func open(ctx context.Context, cmd, rootPath string, opts apply.Options, recover bool, stdout, stderr io.Writer) (s *session, status int, ok bool) {
+func open(ctx context.Context, cmd, rootPath string, opts apply.Options, recover bool, progress, stderr io.Writer) (s *session, status int, ok bool) {
 	s = &session{}
 	var err error
 	if s.root, err = rootfs.Open(rootPath); err != nil {
 		eprintf(stderr, "symroute %s: %v; nothing was changed\n", cmd, err)
 		return s, ExitSystem, false
 	}
-	if s.release, ok = lockRoot(ctx, cmd, s.root, lock.DefaultWait, stdout, stderr); !ok {
+	if s.release, ok = lockRoot(ctx, cmd, s.root, lock.DefaultWait, progress, stderr); !ok {
 		return s, ExitSystem, false
 	}
 	deps, closeDeps, err := liveDeps(ctx, s.root, rootPath)
@@ -62,7 +64,7 @@ func open(ctx context.Context, cmd, rootPath string, opts apply.Options, recover
 	}
 	s.close = closeDeps
 	opts.Root = s.root
-	opts.Log = lineWriter{stdout}
+	opts.Log = lineWriter{progress}
 	if s.engine, err = apply.New(opts, deps); err != nil {
 		eprintf(stderr, "symroute %s: %v\n", cmd, err)
 		return s, ExitSystem, false
@@ -116,85 +118,124 @@ func signalContext(cmd string, stderr io.Writer) (context.Context, func()) {
 	return ctx, func() { signal.Stop(sigs); close(done); cancel() }
 }
 
-func applyCmd(args []string, stdout, stderr io.Writer) int {
-	var c common
-	var timeout time.Duration
-	var noRollback, force bool
-	fs := newFlags("apply", stderr, &c, "/")
-	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd and for verification before rolling back")
-	fs.BoolVar(&noRollback, "no-rollback", false, "keep the new state when verification fails")
-	fs.BoolVar(&force, "force", false, "apply even when an established connection uses an address the change removes")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	l, files, status, ok := loadAndGenerate(c, stderr)
+var applyCommand = &command{
+	name:    "apply",
+	args:    "[FILE]",
+	arg:     files,
+	summary: "generate, reload networkd over D-Bus, apply sysctls, verify; roll back if verification fails",
+	long: "One recorded transaction: says what the change removes and refuses when an established TCP connection " +
+		"uses it (unless --force), writes the files, has systemd-networkd take them up (restarting it when the " +
+		"networkd.conf.d drop-in changes), applies symroute's sysctl keys, waits for the links and verifies. When " +
+		"anything fails, or on SIGINT, SIGTERM or SIGHUP, it carries out the exact inverse and exits 1.",
+	examples: []example{
+		{"Apply " + DefaultDescription, "symroute apply"},
+		{"Give a slow host longer to take the change up", "symroute apply --timeout 2m"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		var timeout time.Duration
+		var noRollback, force bool
+		descriptionFlags(fs, &c, "/")
+		quietFlag(fs, &c.quiet)
+		fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd and for verification before rolling back")
+		describeValue(fs, "timeout", "DURATION", nothing)
+		fs.BoolVar(&noRollback, "no-rollback", false, "keep the new state when verification fails")
+		fs.BoolVar(&force, "force", false, "apply even when an established connection uses an address the change removes")
+		return readsDescription(&c, func(in input) int { return applyRun(c, timeout, noRollback, force, in) })
+	},
+}
+
+func applyRun(c common, timeout time.Duration, noRollback, force bool, in input) int {
+	stdout, stderr := in.stdout, in.stderr
+	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
 	}
 	ctx, stop := signalContext("apply", stderr)
 	defer stop()
-	s, status, ok := open(ctx, "apply", c.root, apply.Options{Timeout: timeout, NoRollback: noRollback, Force: force, Strict: c.strict}, true, stdout, stderr)
+	progress := progressTo(stdout, c.quiet)
+	s, status, ok := open(ctx, "apply", c.root, apply.Options{Timeout: timeout, NoRollback: noRollback, Force: force, Strict: c.strict}, true, progress, stderr)
 	defer s.end()
 	if !ok {
 		return status
 	}
 	out, err := s.engine.Apply(ctx, apply.Request{Plan: l.plan, Files: files, Description: l.source, Op: record.OpApply})
-	return outcome("apply", c.config, timeout, out, err, stdout, stderr)
+	return outcome("apply", c.shown(), timeout, out, err, stdout, progressTo(stderr, c.quiet), stderr)
 }
 
-// outcome prints an apply's or a try's outcome and returns the exit status.
-func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err error, stdout, stderr io.Writer) int {
+// outcome prints an apply's or a try's outcome and returns the exit status; verification's notes go to notes.
+func outcome(cmd, config string, timeout time.Duration, out apply.Outcome, err error, stdout, notes, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, apply.ErrRefused):
 		eprintf(stderr, "symroute %s: %v\n", cmd, err)
 		return ExitFailed
 	case out.Interrupted:
-		eprintf(stderr, "symroute %s: interrupted; %s\n", cmd, rolledBack(out))
+		eprintf(stderr, "symroute %s: interrupted; %s\n", cmd, rolledBack(cmd, out))
 		return ExitFailed
 	case err != nil:
 		eprintf(stderr, "symroute %s: %v\n", cmd, err)
 		if out.RolledBack {
-			eprintf(stderr, "symroute %s: %s\n", cmd, rolledBack(out))
+			eprintf(stderr, "symroute %s: %s\n", cmd, rolledBack(cmd, out))
 		}
 		return ExitSystem
 	}
-	printResult(stdout, stderr, config, out.Result)
+	printResult(stdout, notes, config, out.Result)
 	if out.Verified {
 		return ExitOK
 	}
 	if out.RolledBack {
-		eprintf(stderr, "symroute %s: verification failed within %v; %s\n", cmd, timeout, rolledBack(out))
+		eprintf(stderr, "symroute %s: verification failed within %v; %s\n", cmd, timeout, rolledBack(cmd, out))
 	} else {
 		eprintf(stderr, "symroute %s: verification failed within %v\n", cmd, timeout)
 	}
 	return ExitFailed
 }
 
-func rolledBack(out apply.Outcome) string {
+// rolledBack says what became of the host after cmd (apply, try or remove) did not finish.
+func rolledBack(cmd string, out apply.Outcome) string {
 	switch {
 	case out.Kept:
 		return "the new state is kept, as --no-rollback asks"
 	case !out.RolledBack:
 		return "nothing was changed"
 	case !out.PreviousChecked:
-		return "the previous files and values are restored"
+		return fmt.Sprintf("rolled back: symroute's files and sysctl values are as they were before the %s", cmd)
 	case out.PreviousBack:
-		return "the previous state is restored and verified: every rule, and every route on symroute's links and in its tables, is as before"
+		return fmt.Sprintf("rolled back and checked: symroute's files, its sysctl values, every rule, and every route on its links and in its tables are as they were before the %s", cmd)
 	default:
-		return "the previous files and values are restored, but the routing differs from before (another program may have changed it meanwhile):\n  " + strings.Join(out.PreviousDiff, "\n  ")
+		return fmt.Sprintf("rolled back: symroute's files and sysctl values are as they were before the %s, but the routing differs from before (another program may have changed it meanwhile):\n  %s",
+			cmd, strings.Join(out.PreviousDiff, "\n  "))
 	}
 }
 
-func tryCmd(args []string, stdout, stderr io.Writer) int {
-	var c common
-	var window, wait time.Duration
-	fs := newFlags("try", stderr, &c, "/")
-	fs.DurationVar(&window, "timeout", 120*time.Second, "how long to wait for confirmation before rolling back")
-	fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for networkd and for verification")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	l, files, status, ok := loadAndGenerate(c, stderr)
+var tryCommand = &command{
+	name:    "try",
+	args:    "[FILE]",
+	arg:     files,
+	summary: "apply, then roll back unless confirmed within --timeout (default 120s)",
+	long: "Applies as apply does, going ahead over connections apply would refuse to cut, and keeps the change only " +
+		"when confirmed: press Enter in its session, or run symroute confirm from another one, the proof that you " +
+		"can still reach the host. Otherwise the change is rolled back: at the deadline, at once when try dies " +
+		"before the change verified or its terminal closes, and at the next boot through symroute-recover.service.",
+	examples: []example{
+		{"Try a change over SSH, and confirm it from a second session", "symroute try --timeout 5m"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		var window, wait time.Duration
+		descriptionFlags(fs, &c, "/")
+		quietFlag(fs, &c.quiet)
+		fs.DurationVar(&window, "timeout", 120*time.Second, "how long to wait for confirmation before rolling back")
+		describeValue(fs, "timeout", "DURATION", nothing)
+		fs.DurationVar(&wait, "wait", 30*time.Second, "how long to wait for networkd and for verification")
+		describeValue(fs, "wait", "DURATION", nothing)
+		return readsDescription(&c, func(in input) int { return tryRun(c, window, wait, in) })
+	},
+}
+
+func tryRun(c common, window, wait time.Duration, in input) int {
+	stdout, stderr := in.stdout, in.stderr
+	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
 	}
@@ -202,7 +243,8 @@ func tryCmd(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	// try goes ahead over the connections apply would refuse to cut: that is what it is for. It names them, and
 	// rolls back unless confirmed from a session that still works.
-	s, status, ok := open(ctx, "try", c.root, apply.Options{Timeout: wait, Force: true, Strict: c.strict}, true, stdout, stderr)
+	progress := progressTo(stdout, c.quiet)
+	s, status, ok := open(ctx, "try", c.root, apply.Options{Timeout: wait, Force: true, Strict: c.strict}, true, progress, stderr)
 	if !ok {
 		s.end()
 		return status
@@ -220,9 +262,9 @@ func tryCmd(args []string, stdout, stderr io.Writer) int {
 		// The run undid itself (or nothing changed); its watcher finds no try pending and ends.
 		s.end()
 		stopProcess(watcher)
-		return outcome("try", c.config, wait, out, err, stdout, stderr)
+		return outcome("try", c.shown(), wait, out, err, stdout, progressTo(stderr, c.quiet), stderr)
 	}
-	printResult(stdout, stderr, c.config, out.Result)
+	printResult(stdout, progressTo(stderr, c.quiet), c.shown(), out.Result)
 	id := s.engine.Record().Pending.ID
 	// Let confirm, and the watcher, take the lock.
 	s.end()
@@ -236,12 +278,12 @@ func tryCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "run symroute confirm from another shell.\n")
 	}
 	fmt.Fprintf(stdout, "Otherwise it is rolled back at %s; at once if this session is closed.\n", deadline.Format(time.TimeOnly))
-	return awaitConfirmation(ctx, c.root, id, interactive, stdout, stderr)
+	return awaitConfirmation(ctx, c.root, id, interactive, progress, stdout, stderr)
 }
 
 // awaitConfirmation waits until the try is confirmed (Enter here, or symroute confirm elsewhere) or rolled back
 // (by its watcher at the deadline, or here on a signal).
-func awaitConfirmation(ctx context.Context, rootPath, id string, interactive bool, stdout, stderr io.Writer) int {
+func awaitConfirmation(ctx context.Context, rootPath, id string, interactive bool, progress, stdout, stderr io.Writer) int {
 	enter := make(chan struct{}, 1)
 	if interactive {
 		go func() {
@@ -254,16 +296,20 @@ func awaitConfirmation(ctx context.Context, rootPath, id string, interactive boo
 	for {
 		select {
 		case <-enter:
-			return confirm(rootPath, id, stdout, stderr)
+			if status := confirm(rootPath, id, progress, stderr); status != ExitOK {
+				return status
+			}
+			fmt.Fprintln(stdout, "symroute try: confirmed; the new state is kept")
+			return ExitOK
 		case <-ctx.Done():
-			return rollbackTry(rootPath, id, "interrupted before confirmation", stdout, stderr)
+			return rollbackTry(rootPath, id, "interrupted before confirmation", progress, stderr)
 		case <-tick.C:
 			switch st := tryState(rootPath, id); st {
 			case "confirmed":
 				fmt.Fprintln(stdout, "symroute try: confirmed; the new state is kept")
 				return ExitOK
 			case "rolled back":
-				eprintf(stderr, "symroute try: not confirmed in time; the previous state is restored\n")
+				eprintf(stderr, "symroute try: not confirmed in time; rolled back to the state before the try\n")
 				return ExitFailed
 			}
 		}
@@ -308,18 +354,28 @@ func rollbackTry(rootPath, id, reason string, stdout, stderr io.Writer) int {
 		return ExitSystem
 	}
 	stopProcess(watcher)
-	eprintf(stderr, "symroute try: %s\n", rolledBack(out))
+	eprintf(stderr, "symroute try: %s\n", rolledBack("try", out))
 	return ExitFailed
 }
 
-func confirmCmd(args []string, stdout, stderr io.Writer) int {
-	var root string
-	fs := pflagSet("confirm", stderr)
-	fs.StringVar(&root, "root", "/", "root `directory` of the system")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	return confirm(root, "", stdout, stderr)
+var confirmCommand = &command{
+	name:    "confirm",
+	summary: "keep the change a try made",
+	long:    "Keeps the change the pending symroute try made and stops its watcher. Run it from a session other than the try's: that it works is the proof the change leaves the host reachable.",
+	examples: []example{
+		{"Keep the pending try", "symroute confirm"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var root string
+		rootFlag(fs, &root)
+		return func(in input) int { return confirm(root, "", in.stdout, in.stderr) }
+	},
+}
+
+// rootFlag defines --root for the commands that read no description.
+func rootFlag(fs *pflag.FlagSet, root *string) {
+	fs.StringVar(root, "root", "/", "the root of the system")
+	describeValue(fs, "root", "DIR", directories)
 }
 
 // confirm keeps the pending try (try id, when id is given) and then stops its watcher.
@@ -397,15 +453,19 @@ const watchPoll = time.Second
 // and at once on SIGTERM while the try is still pending (confirm and the run's own rollback settle the try
 // before they stop the watcher; anything else sending SIGTERM, a shutdown or the end of the login session, means
 // nobody is left to confirm). It ends as soon as the try is confirmed or rolled back.
-func watchTry(args []string, stdout, stderr io.Writer) int {
-	var root, id, until string
-	fs := pflagSet(watchCommand, stderr)
-	fs.StringVar(&root, "root", "/", "")
-	fs.StringVar(&id, "id", "", "")
-	fs.StringVar(&until, "deadline", "", "")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var watchTryCommand = &command{
+	name:   watchCommand,
+	hidden: true,
+	setup: func(fs *pflag.FlagSet) runner {
+		var root, id, until string
+		fs.StringVar(&root, "root", "/", "")
+		fs.StringVar(&id, "id", "", "")
+		fs.StringVar(&until, "deadline", "", "")
+		return func(in input) int { return watchTry(root, id, until, in.stdout, in.stderr) }
+	},
+}
+
+func watchTry(root, id, until string, stdout, stderr io.Writer) int {
 	// The deadline comes on the command line too, so it holds while the record cannot be read.
 	deadline, err := time.Parse(time.RFC3339Nano, until)
 	if err != nil {
@@ -472,36 +532,53 @@ func pendingTry(rootPath, id string) (*record.Transaction, bool) {
 	return rec.Pending, true
 }
 
-func removeCmd(args []string, stdout, stderr io.Writer) int {
-	var root string
-	var all, force, offline bool
-	var timeout time.Duration
-	fs := pflagSet("remove", stderr)
-	fs.StringVar(&root, "root", "/", "root `directory` of the system")
-	fs.BoolVar(&all, "all", false, "also delete symroute's own .network files, and with them the addresses they give their links")
-	fs.BoolVar(&force, "force", false, "go ahead although established connections use what the removal takes away")
-	fs.BoolVar(&offline, "offline", false, "change only the files, for an image or a chroot where networkd does not run")
-	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var removeCommand = &command{
+	name:    "remove",
+	summary: "undo what symroute applied; links keep the addresses its files gave them",
+	long: "Undoes what the record says symroute applied: deletes its files, sets each sysctl key it set back to its " +
+		"value from before symroute, removes its rules, and has networkd drop the rest. A link whose addresses come " +
+		"from symroute's own .network file keeps them: the file stays, stripped of the routing, until --all. " +
+		"Refuses to cut an established connection unless --force. --offline changes only the files, for an image or " +
+		"a chroot where networkd does not run.",
+	examples: []example{
+		{"Take symroute's routing away, keeping every link's addresses", "symroute remove"},
+		{"Take symroute's files out of an unpacked image", "symroute remove --offline --root /mnt/image"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var root string
+		var all, force, offline, quiet bool
+		var timeout time.Duration
+		rootFlag(fs, &root)
+		quietFlag(fs, &quiet)
+		fs.BoolVar(&all, "all", false, "also delete symroute's own .network files, and with them the addresses they give their links")
+		fs.BoolVar(&force, "force", false, "go ahead although established connections use what the removal takes away")
+		fs.BoolVar(&offline, "offline", false, "change only the files, for an image or a chroot where networkd does not run")
+		fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
+		describeValue(fs, "timeout", "DURATION", nothing)
+		return func(in input) int {
+			return removeRun(root, all, force, offline, timeout, progressTo(in.stdout, quiet), in.stdout, in.stderr)
+		}
+	},
+}
+
+func removeRun(root string, all, force, offline bool, timeout time.Duration, progress, stdout, stderr io.Writer) int {
 	var rm apply.Removal
 	if offline {
-		code, ok := removeOffline(root, all, &rm, stdout, stderr)
+		code, ok := removeOffline(root, all, &rm, progress, stderr)
 		if !ok {
 			return code
 		}
 	} else {
 		ctx, stop := signalContext("remove", stderr)
 		defer stop()
-		s, status, ok := open(ctx, "remove", root, apply.Options{Timeout: timeout, Force: force}, true, stdout, stderr)
+		s, status, ok := open(ctx, "remove", root, apply.Options{Timeout: timeout, Force: force}, true, progress, stderr)
 		defer s.end()
 		if !ok {
 			return status
 		}
 		out, removal, err := s.engine.Remove(ctx, all)
 		if err != nil {
-			code := outcome("remove", "", timeout, out, err, stdout, stderr)
+			code := outcome("remove", "", timeout, out, err, stdout, progress, stderr)
 			return max(code, ExitFailed)
 		}
 		rm = removal
@@ -522,17 +599,28 @@ func removeCmd(args []string, stdout, stderr io.Writer) int {
 
 // recoverCmd undoes a pending transaction: what every changing command does first, on its own. With --offline
 // (the boot unit, before networkd starts) it puts the files and values back and leaves networkd to read them.
-func recoverCmd(args []string, stdout, stderr io.Writer) int {
-	var root string
-	var offline bool
-	var timeout time.Duration
-	fs := pflagSet("recover", stderr)
-	fs.StringVar(&root, "root", "/", "root `directory` of the system")
-	fs.BoolVar(&offline, "offline", false, "networkd is not running (at boot, before it starts): put the files and values back only")
-	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var recoverCommand = &command{
+	name:    "recover",
+	summary: "undo a change left unfinished or unconfirmed (every command does this first; at boot, a unit)",
+	long: "Undoes a transaction an earlier run left unfinished (killed, or the host lost power) or a try nobody " +
+		"confirmed, as every changing command does first. --offline puts only the files and values back, for the " +
+		"boot unit symroute-recover.service, which runs before networkd starts.",
+	examples: []example{
+		{"Undo what an interrupted apply left", "symroute recover"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var root string
+		var offline bool
+		var timeout time.Duration
+		rootFlag(fs, &root)
+		fs.BoolVar(&offline, "offline", false, "networkd is not running (at boot, before it starts): put the files and values back only")
+		fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for networkd")
+		describeValue(fs, "timeout", "DURATION", nothing)
+		return func(in input) int { return recoverRun(root, offline, timeout, in.stdout, in.stderr) }
+	},
+}
+
+func recoverRun(root string, offline bool, timeout time.Duration, stdout, stderr io.Writer) int {
 	if !offline {
 		ctx, stop := signalContext("recover", stderr)
 		defer stop()
@@ -569,19 +657,19 @@ func recoverCmd(args []string, stdout, stderr io.Writer) int {
 }
 
 // removeOffline takes symroute's files away under root without a networkd, a kernel or sysctls to change.
-func removeOffline(rootPath string, all bool, rm *apply.Removal, stdout, stderr io.Writer) (int, bool) {
+func removeOffline(rootPath string, all bool, rm *apply.Removal, progress, stderr io.Writer) (int, bool) {
 	r, err := rootfs.Open(rootPath)
 	if err != nil {
 		eprintf(stderr, "symroute remove: %v\n", err)
 		return ExitSystem, false
 	}
 	defer r.Close()
-	release, ok := lockRoot(context.Background(), "remove", r, lock.DefaultWait, stdout, stderr)
+	release, ok := lockRoot(context.Background(), "remove", r, lock.DefaultWait, progress, stderr)
 	if !ok {
 		return ExitSystem, false
 	}
 	defer release()
-	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{})
+	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{progress}}, apply.Deps{})
 	if err == nil {
 		*rm, err = e.RemoveFiles(all)
 	}

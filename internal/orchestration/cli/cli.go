@@ -42,130 +42,68 @@ const DefaultDescription = "/etc/symroute/host.yaml"
 // Version is set at build time with -ldflags "-X github.com/symroute/symroute/internal/orchestration/cli.Version=...".
 var Version = "dev"
 
-const usage = `symroute: source-based policy routing for multi-homed hosts, through systemd-networkd
-
-Usage:
-  symroute check [-c FILE] [--root DIR] [--strict]
-  symroute generate [-c FILE] [--root DIR] [--diff] [--strict] [--format files|butane|ignition|cloud-init]
-  symroute apply [-c FILE] [--root DIR] [--timeout DURATION] [--no-rollback] [--force]
-  symroute try [-c FILE] [--root DIR] [--timeout DURATION] [--wait DURATION]
-  symroute confirm [--root DIR]
-  symroute remove [--root DIR] [--all] [--force] [--offline]
-  symroute recover [--root DIR] [--offline]
-  symroute verify [-c FILE] [--root DIR] [-o text|json] [--textfile PATH]
-  symroute discover [--root DIR] [-o FILE]
-  symroute schema
-  symroute reservations
-  symroute --version
-
-Commands:
-  check         validate the description and show the tables and priorities chosen, and why
-  generate      write the networkd, sysctl.d and iproute2 files under --root (default /)
-  apply         generate, reload networkd over D-Bus, apply sysctls, verify; roll back if verification fails
-  try           apply, then roll back unless confirmed within --timeout (default 120s)
-  confirm       keep the change a try made
-  remove        undo what symroute applied; links keep the addresses its files gave them
-  recover       undo a change left unfinished or unconfirmed (every command does this first; at boot, a unit)
-  verify        compare the live rules, routes, rp_filter and networkd state with the description (read-only)
-  discover      print a description of this host as it is now, to start from
-  schema        print the description's JSON Schema
-  reservations  list the tables, priorities and fwmarks other components claim
-
-Exit status: 0 ok, 1 verification or apply failed, 2 invalid description or usage, 3 system error.
-`
-
-// Main runs symroute with args (without the program name) and returns the exit status.
-func Main(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return ExitInvalid
-	}
-	switch args[0] {
-	case "check":
-		return check(args[1:], stdout, stderr)
-	case "generate":
-		return generate(args[1:], stdout, stderr)
-	case "verify":
-		return verify(args[1:], stdout, stderr)
-	case "apply":
-		return applyCmd(args[1:], stdout, stderr)
-	case "try":
-		return tryCmd(args[1:], stdout, stderr)
-	case "confirm":
-		return confirmCmd(args[1:], stdout, stderr)
-	case "remove":
-		return removeCmd(args[1:], stdout, stderr)
-	case "recover":
-		return recoverCmd(args[1:], stdout, stderr)
-	case watchCommand:
-		return watchTry(args[1:], stdout, stderr)
-	case "discover":
-		return discoverCmd(args[1:], stdout, stderr)
-	case "schema":
-		return noFlags("schema", args[1:], stderr, func() { stdout.Write(schemas.HostV1) })
-	case "reservations":
-		return noFlags("reservations", args[1:], stderr, func() { printReservations(stdout) })
-	case "--version", "version":
-		fmt.Fprintf(stdout, "symroute %s\n", Version)
-		return ExitOK
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return ExitOK
-	}
-	eprintf(stderr, "symroute: unknown command %q\n\n%s", args[0], usage)
-	return ExitInvalid
-}
-
-func noFlags(name string, args []string, stderr io.Writer, run func()) int {
-	if len(args) > 0 {
-		eprintf(stderr, "symroute %s takes no arguments\n", name)
-		return ExitInvalid
-	}
-	run()
-	return ExitOK
-}
-
 // common are the flags every description-reading command takes.
 type common struct {
-	config string
+	config string // a path, or "-" for standard input
 	root   string
 	strict bool
+	quiet  bool
+	stdin  io.Reader
+	cmd    string // the command's name, for messages
 }
 
-func pflagSet(name string, stderr io.Writer) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
+// stdinName names standard input in messages, as compilers do.
+const stdinName = "<stdin>"
+
+// shown is how messages name the description.
+func (c common) shown() string {
+	if c.config == "-" {
+		return stdinName
+	}
+	return c.config
 }
 
-func newFlags(name string, stderr io.Writer, c *common, rootDefault string) *pflag.FlagSet {
-	fs := pflagSet(name, stderr)
-	fs.StringVarP(&c.config, "config", "c", DefaultDescription, "host description `file`")
-	fs.StringVar(&c.root, "root", rootDefault, "root `directory` of the system to read .network files from and write to")
+// descriptionFlags defines the flags of every command that reads the description; root is --root's default.
+func descriptionFlags(fs *pflag.FlagSet, c *common, root string) {
+	fs.StringVarP(&c.config, "config", "c", DefaultDescription, "the host description; - reads it from standard input")
+	describeValue(fs, "config", "FILE", files)
+	fs.StringVar(&c.root, "root", root, "the root of the system whose files symroute reads and writes: / on a host, a directory for CI and images")
+	describeValue(fs, "root", "DIR", directories)
 	fs.BoolVar(&c.strict, "strict", false, "treat warnings as errors")
-	return fs
 }
 
-// parseFlags parses args; when the command must not go on, ok is false and status is the exit status (0 after
-// --help, which pflag has printed).
-func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) (status int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == pflag.ErrHelp {
-			return ExitOK, false
+// quietFlag defines --quiet, for the commands that print what they are doing.
+func quietFlag(fs *pflag.FlagSet, quiet *bool) {
+	fs.BoolVarP(quiet, "quiet", "q", false, "print only errors and the final result line")
+}
+
+// progressTo is where a command prints what it is doing: w, or nowhere when quiet.
+func progressTo(w io.Writer, quiet bool) io.Writer {
+	if quiet {
+		return io.Discard
+	}
+	return w
+}
+
+// readsDescription is the runner of a command that reads the description (its entry takes args "[FILE]"): run
+// gets the description named by FILE, by -c, or the default.
+func readsDescription(c *common, run func(in input) int) runner {
+	return func(in input) int {
+		if len(in.args) == 1 {
+			if in.flags.Changed("config") && in.args[0] != c.config {
+				return usageError(in.stderr, in.flags.Name(), "the description is named twice, as -c %s and as %s; name it once", report.Quote(c.config), report.Quote(in.args[0]))
+			}
+			c.config = in.args[0]
 		}
-		eprintf(stderr, "symroute %s: %v\nUsage of symroute %s:\n%s", fs.Name(), err, fs.Name(), fs.FlagUsages())
-		return ExitInvalid, false
+		c.stdin, c.cmd = in.stdin, in.flags.Name()
+		return run(in)
 	}
-	if fs.NArg() > 0 {
-		eprintf(stderr, "symroute %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		return ExitInvalid, false
-	}
-	return ExitOK, true
 }
 
 // loaded is a description that passed validation, with its plan.
 type loaded struct {
 	source string
+	data   []byte // the description's text, to show the lines problems are on
 	plan   *plan.Plan
 	rep    report.Report
 }
@@ -173,15 +111,18 @@ type loaded struct {
 // load reads, validates and plans the description, printing every problem. ok is false when symroute must stop,
 // with the exit status to use.
 func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
-	data, err := rootfs.ReadFile(c.config, description.MaxSize)
+	data, err := readDescription(c)
 	if err != nil {
 		eprintf(stderr, "symroute: cannot read the host description: %s\n", report.Printable(err.Error()))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			eprintf(stderr, "symroute: write one (see `symroute schema`) or name it with -c FILE\n")
+			eprintf(stderr, "symroute: write one (see `symroute schema`) or name it: symroute %s FILE\n", c.cmd)
+			return l, ExitInvalid, false
+		case errors.Is(err, rootfs.ErrTooLarge) && c.config == "-":
+			eprintf(stderr, "symroute: a description is at most %d bytes (1 MiB); check what is piped in\n", description.MaxSize)
 			return l, ExitInvalid, false
 		case errors.Is(err, rootfs.ErrTooLarge):
-			eprintf(stderr, "symroute: a description is at most %d bytes (1 MiB); check that -c names the right file\n", description.MaxSize)
+			eprintf(stderr, "symroute: a description is at most %d bytes (1 MiB); check that the right file is named\n", description.MaxSize)
 			return l, ExitInvalid, false
 		case errors.Is(err, rootfs.ErrNotRegular):
 			eprintf(stderr, "symroute: name a regular file with -c FILE\n")
@@ -189,7 +130,7 @@ func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
 		}
 		return l, ExitSystem, false
 	}
-	l.source = generator.DescriptionLabel(c.config)
+	l.source, l.data = generator.DescriptionLabel(c.config), data
 	host, rep := description.Parse(data)
 	switch {
 	case !rep.HasErrors(false):
@@ -203,35 +144,58 @@ func load(c common, stderr io.Writer) (l loaded, status int, ok bool) {
 	return l, ExitOK, true
 }
 
-// stopOnReport prints the report and says whether it stops the run.
-func stopOnReport(rep report.Report, c common, stderr io.Writer) bool {
-	rep.Write(stderr, c.config, c.strict)
+// readDescription reads the description from its file, or from standard input for "-", at most
+// description.MaxSize bytes either way.
+func readDescription(c common) ([]byte, error) {
+	if c.config != "-" {
+		return rootfs.ReadFile(c.config, description.MaxSize)
+	}
+	data, err := io.ReadAll(io.LimitReader(c.stdin, description.MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("standard input: %w", err)
+	}
+	if len(data) > description.MaxSize {
+		return nil, fmt.Errorf("standard input: %w: more than the %d bytes symroute reads", rootfs.ErrTooLarge, description.MaxSize)
+	}
+	return data, nil
+}
+
+// stopOnReport prints the report (its errors only, when quiet) and says whether it stops the run.
+func stopOnReport(rep report.Report, l loaded, c common, stderr io.Writer) bool {
+	shown := rep
+	if c.quiet && !c.strict {
+		shown = rep.Only(report.Error)
+	}
+	shown.Write(stderr, c.shown(), l.data, c.strict)
 	if rep.HasErrors(c.strict) {
 		errs, warns := rep.Count(report.Error), rep.Count(report.Warning)
 		if c.strict {
 			errs, warns = errs+warns, 0
 		}
-		eprintf(stderr, "symroute: %s: %d error(s), %d warning(s); nothing was written or changed\n", c.config, errs, warns)
+		eprintf(stderr, "symroute: %s: %d error(s), %d warning(s); nothing was written or changed\n", c.shown(), errs, warns)
 		return true
 	}
 	return false
 }
 
-// loadAndGenerate loads the description and renders its files, printing every problem; ok is false when the
-// command must stop, with the exit status to use.
-func loadAndGenerate(c common, stderr io.Writer) (l loaded, files []fileset.File, status int, ok bool) {
+// pipeline is the one way every command that reads the description reads it, so check says exactly what
+// generate, apply, try and verify would: load, validate and plan it, render the files against the root's own
+// (none without a root), and print every problem once, in the order of the file. ok is false when the command
+// must stop, with the exit status to use.
+func pipeline(c common, stderr io.Writer) (l loaded, files []fileset.File, status int, ok bool) {
 	if l, status, ok = load(c, stderr); !ok {
 		return l, nil, status, false
 	}
-	if stopOnReport(l.rep, c, stderr) {
-		return l, nil, ExitInvalid, false
+	if !l.rep.HasErrors(false) {
+		var genRep report.Report
+		var err error
+		if files, genRep, err = generateFiles(l, c); err != nil {
+			eprintf(stderr, "symroute: %v\n", err)
+			return l, nil, ExitSystem, false
+		}
+		l.rep.Merge(genRep)
 	}
-	files, genRep, err := generateFiles(l, c)
-	if err != nil {
-		eprintf(stderr, "symroute: %v\n", err)
-		return l, nil, ExitSystem, false
-	}
-	if stopOnReport(genRep, c, stderr) {
+	if stopOnReport(l.rep, l, c, stderr) {
 		return l, nil, ExitInvalid, false
 	}
 	return l, files, ExitOK, true
@@ -250,58 +214,85 @@ func generateFiles(l loaded, c common) ([]fileset.File, report.Report, error) {
 	return generator.Generate(l.plan, generator.Options{Source: l.source, Root: system})
 }
 
-func check(args []string, stdout, stderr io.Writer) int {
-	var c common
-	fs := newFlags("check", stderr, &c, "")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	l, status, ok := load(c, stderr)
+var checkCommand = &command{
+	name:    "check",
+	args:    "[FILE]",
+	arg:     files,
+	summary: "validate the description and show the tables and priorities chosen, and why",
+	long: "Reads the host description, checks every value and how they fit together, renders the files against " +
+		"--root's (this host's, /, unless told otherwise) as generate and apply do, and prints the table and rule " +
+		"priority each interface gets, and why: what check accepts, generate and apply accept on the same root. " +
+		"Every problem is reported at once, with its line, column and path in the description. Nothing is written.",
+	examples: []example{
+		{"Check the description at " + DefaultDescription, "symroute check"},
+		{"Check a description in CI against the files of the image it is for", "symroute check fleet/web/host.yaml --root fleet/web/root"},
+		{"Check a description another tool writes, from standard input", "envsubst < host.yaml.in | symroute check -"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		descriptionFlags(fs, &c, "/")
+		quietFlag(fs, &c.quiet)
+		return readsDescription(&c, func(in input) int { return check(c, in) })
+	},
+}
+
+func check(c common, in input) int {
+	l, _, status, ok := pipeline(c, in.stderr)
 	if !ok {
 		return status
 	}
-	if !l.rep.HasErrors(false) && c.root != "" {
-		_, genRep, err := generateFiles(l, c)
-		if err != nil {
-			eprintf(stderr, "symroute: %v\n", err)
-			return ExitSystem
-		}
-		l.rep.Merge(genRep)
-	}
-	if stopOnReport(l.rep, c, stderr) {
-		return ExitInvalid
-	}
-	explain(stdout, l.plan)
+	explain(progressTo(in.stdout, c.quiet), l.plan)
+	fmt.Fprintf(in.stdout, "symroute check: %s is valid: %d interface(s), %d warning(s)\n", report.Printable(c.shown()), len(l.plan.Interfaces), l.rep.Count(report.Warning))
 	return ExitOK
 }
 
-func generate(args []string, stdout, stderr io.Writer) int {
-	var c common
-	var diff bool
-	var formatName string
-	fs := newFlags("generate", stderr, &c, "/")
-	fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing")
-	fs.StringVar(&formatName, "format", string(generator.FormatFiles), "`format`: files (write under --root), or butane, ignition or cloud-init (print a provisioning document)")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	format, err := generator.ParseFormat(formatName)
-	if err != nil {
-		eprintf(stderr, "symroute generate: %v\n", err)
-		return ExitInvalid
-	}
+var generateCommand = &command{
+	name:    "generate",
+	args:    "[FILE]",
+	arg:     files,
+	summary: "write the networkd, sysctl.d and iproute2 files under --root (default /)",
+	long: "Renders the description and writes symroute's files under --root: only those whose content changed, each " +
+		"atomically, and removes symroute's own files the description no longer needs. It neither reloads networkd " +
+		"nor applies sysctls; apply does. --diff prints the change as a unified diff and writes nothing; it exits 1 " +
+		"when something would change and 0 when nothing would, so it can gate CI. --format " +
+		"butane, ignition or cloud-init prints a provisioning document that writes the same files at first boot; " +
+		"it reads no root's files unless --root is given.",
+	examples: []example{
+		{"Show what would change on this host, writing nothing", "symroute generate --diff"},
+		{"Fail a CI job when a committed root is out of date with its description", "symroute generate fleet/web/host.yaml --root fleet/web/root --diff"},
+		{"Write a host class's files into a directory kept in git", "symroute generate fleet/web/host.yaml --root fleet/web/root"},
+		{"A Butane config for Flatcar", "symroute generate host.yaml --format butane > symroute.bu"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		var diff bool
+		var format string
+		descriptionFlags(fs, &c, "/")
+		quietFlag(fs, &c.quiet)
+		fs.BoolVar(&diff, "diff", false, "print what would change as a unified diff and write nothing; exit 1 when something would change")
+		fs.StringVar(&format, "format", string(generator.FormatFiles), "files (write under --root), or a provisioning document to print: butane, ignition or cloud-init")
+		var formats []string
+		for _, f := range generator.Formats {
+			formats = append(formats, string(f))
+		}
+		describeValue(fs, "format", "FORMAT", words(formats...))
+		return readsDescription(&c, func(in input) int { return generate(c, diff, generator.Format(format), in) })
+	},
+}
+
+func generate(c common, diff bool, format generator.Format, in input) int {
+	stdout, stderr := in.stdout, in.stderr
 	if format != generator.FormatFiles {
 		// A provisioning document describes a machine that does not exist yet: read another root's .network
 		// files only when asked to with --root.
-		if !fs.Changed("root") {
+		if !in.flags.Changed("root") {
 			c.root = ""
 		}
 		if diff {
-			eprintf(stderr, "symroute generate: --diff compares with files under --root; it does not go with --format %s\n", format)
-			return ExitInvalid
+			return usageError(stderr, "generate", "--diff compares with files under --root; it does not go with --format %s", format)
 		}
 	}
-	l, files, status, ok := loadAndGenerate(c, stderr)
+	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
 	}
@@ -329,7 +320,7 @@ func generate(args []string, stdout, stderr io.Writer) int {
 	defer root.Close()
 	if !diff {
 		// The same lock as apply: two runs on one root must not interleave their files.
-		release, ok := lockRoot(context.Background(), "generate", root, lock.DefaultWait, stdout, stderr)
+		release, ok := lockRoot(context.Background(), "generate", root, lock.DefaultWait, progressTo(stdout, c.quiet), stderr)
 		if !ok {
 			return ExitSystem
 		}
@@ -350,7 +341,11 @@ func generate(args []string, stdout, stderr io.Writer) int {
 		return ExitSystem
 	}
 	if diff {
+		// As diff(1) and git diff --exit-code: 1 says something would change, so CI can gate on it.
 		fmt.Fprint(stdout, filesync.Diff(root, changes))
+		if len(changes) > 0 {
+			return ExitFailed
+		}
 		return ExitOK
 	}
 	if err := filesync.Apply(root, changes); err != nil {
@@ -358,7 +353,7 @@ func generate(args []string, stdout, stderr io.Writer) int {
 		return ExitSystem
 	}
 	for _, ch := range changes {
-		fmt.Fprintf(stdout, "%s %s\n", ch.Kind, root.Join(ch.Path))
+		fmt.Fprintf(progressTo(stdout, c.quiet), "%s %s\n", ch.Kind, root.Join(ch.Path))
 	}
 	fmt.Fprintf(stdout, "%d file(s) changed, %d unchanged\n", len(changes), len(files)-countWrites(changes))
 	return ExitOK
@@ -366,9 +361,9 @@ func generate(args []string, stdout, stderr io.Writer) int {
 
 // lockRoot takes the lock every writer of root takes, then removes the temporary files an interrupted run left.
 // ok is false, after saying why, when the command must stop.
-func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Duration, stdout, stderr io.Writer) (release func(), ok bool) {
+func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Duration, progress, stderr io.Writer) (release func(), ok bool) {
 	release, err := lock.Take(ctx, root, wait, func(holder string) {
-		eprintf(stderr, "symroute %s: waiting for %s to finish\n", cmd, holder)
+		eprintf(progress, "symroute %s: waiting for %s to finish\n", cmd, holder)
 	})
 	if err != nil {
 		eprintf(stderr, "symroute %s: %v; nothing was written\n", cmd, err)
@@ -376,7 +371,7 @@ func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Dura
 	}
 	removed, err := filesync.RemoveTemps(root, ownership.IsOwnedName, ownership.Globs)
 	for _, p := range removed {
-		eprintf(stdout, "removed %s, left by an interrupted run\n", root.Join(p))
+		eprintf(progress, "removed %s, left by an interrupted run\n", root.Join(p))
 	}
 	if err != nil {
 		release()
@@ -415,6 +410,36 @@ func explain(w io.Writer, p *plan.Plan) {
 	}
 	k := reservations.Kernel
 	fmt.Fprintf(w, "avoiding kernel: %s\n", k.Summary())
+}
+
+var schemaCommand = &command{
+	name:    "schema",
+	summary: "print the description's JSON Schema",
+	long:    "Prints the JSON Schema of version 1 host descriptions, for editors and CI linters. check is the authority; the schema accepts what check accepts, where JSON Schema can say it.",
+	examples: []example{
+		{"Save the schema for an editor's YAML language server", "symroute schema > host.v1.schema.json"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		return func(in input) int {
+			in.stdout.Write(schemas.HostV1)
+			return ExitOK
+		}
+	},
+}
+
+var reservationsCommand = &command{
+	name:    "reservations",
+	summary: "list the tables, priorities and fwmarks other components claim",
+	long:    "Lists, for the kernel and every component symroute knows (the names cni: takes), the routing tables, rule priorities and fwmarks it claims, whether it deletes entries it did not create, and the sources the claims come from.",
+	examples: []example{
+		{"What Calico claims", "symroute reservations | grep -A6 '^calico:'"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		return func(in input) int {
+			printReservations(in.stdout)
+			return ExitOK
+		}
+	},
 }
 
 func printReservations(w io.Writer) {

@@ -5,18 +5,22 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/symroute/symroute/internal/orchestration/apply"
 	"github.com/symroute/symroute/internal/tools/golden"
 )
 
-func run(args ...string) (int, string, string) {
+func run(args ...string) (int, string, string) { return runWithInput("", args...) }
+
+func runWithInput(stdin string, args ...string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
-	code := Main(args, &stdout, &stderr)
+	code := Main(args, strings.NewReader(stdin), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -35,27 +39,27 @@ const valid = "version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1/24], g
 const withWarning = "version: 1\ncni: [calico]\ninterfaces: [{name: eth0, addresses: [10.0.0.1/24]}]\n"
 
 func TestExitStatuses(t *testing.T) {
-	good, warn := writeDescription(t, valid), writeDescription(t, withWarning)
+	good, warn, empty := writeDescription(t, valid), writeDescription(t, withWarning), t.TempDir()
 	bad := writeDescription(t, "version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1]}]\n")
 	for _, c := range []struct {
 		args []string
 		code int
 		out  string // expected in stdout+stderr
 	}{
-		{[]string{"check", "-c", good}, ExitOK, "table 1000000"},
-		{[]string{"check", "-c", warn}, ExitOK, "warning: cni[0]"},
-		{[]string{"check", "-c", warn, "--strict"}, ExitInvalid, "error: cni[0]"},
-		{[]string{"check", "-c", bad}, ExitInvalid, ":2:39: error: interfaces[0].addresses[0]"},
+		{[]string{"check", "-c", good, "--root", empty}, ExitOK, "table 1000000"},
+		{[]string{"check", "-c", warn, "--root", empty}, ExitOK, "warning: cni[0]"},
+		{[]string{"check", "-c", warn, "--strict", "--root", empty}, ExitInvalid, "error: cni[0]"},
+		{[]string{"check", "-c", bad, "--root", empty}, ExitInvalid, ":2:39: error: interfaces[0].addresses[0]"},
 		{[]string{"check", "-c", filepath.Join(t.TempDir(), "missing.yaml")}, ExitInvalid, "cannot read the host description"},
 		{[]string{"check", "--bogus"}, ExitInvalid, "unknown flag: --bogus"},
-		{[]string{"check", "extra"}, ExitInvalid, `unexpected argument "extra"`},
+		{[]string{"check", "a.yaml", "b.yaml"}, ExitInvalid, `unexpected argument "b.yaml"`},
 		{[]string{"frobnicate"}, ExitInvalid, `unknown command "frobnicate"`},
 		{[]string{}, ExitInvalid, "Usage:"},
-		{[]string{"schema", "x"}, ExitInvalid, "takes no arguments"},
+		{[]string{"schema", "x"}, ExitInvalid, `unexpected argument "x"`},
 		{[]string{"--version"}, ExitOK, "symroute dev"},
 		{[]string{"generate", "--help"}, ExitOK, "--diff"},
 		{[]string{"reservations"}, ExitOK, "calico: tables 1-250"},
-		{[]string{"generate", "-c", good, "--format", "nixos"}, ExitInvalid, "--format takes files, butane, ignition, cloud-init"},
+		{[]string{"generate", "-c", good, "--format", "nixos"}, ExitInvalid, `--format takes files, butane, ignition or cloud-init, not "nixos"`},
 		{[]string{"generate", "-c", good, "--format", "butane", "--diff"}, ExitInvalid, "does not go with --format butane"},
 		{[]string{"generate", "-c", good, "--format", "butane"}, ExitOK, "variant: flatcar"},
 		{[]string{"generate", "-c", good, "--format", "cloud-init"}, ExitOK, "#cloud-config"},
@@ -63,6 +67,197 @@ func TestExitStatuses(t *testing.T) {
 		code, stdout, stderr := run(c.args...)
 		if code != c.code || !strings.Contains(stdout+stderr, c.out) {
 			t.Errorf("symroute %s: exit %d, want %d; want %q in:\n%s%s", strings.Join(c.args, " "), code, c.code, c.out, stdout, stderr)
+		}
+	}
+}
+
+// TestHelp: help goes to stdout with exit 0, the same through help COMMAND, --help and -h, and carries the
+// command's usage, options and examples; a mistake gets a short message and where to read more, on stderr, exit 2.
+func TestHelp(t *testing.T) {
+	for _, cmd := range visible() {
+		code, want, stderr := run("help", cmd.name)
+		if code != ExitOK || stderr != "" || !strings.Contains(want, "Usage:\n  symroute "+cmd.name) || !strings.Contains(want, "Options:\n") {
+			t.Errorf("help %s: exit %d:\n%s%s", cmd.name, code, want, stderr)
+		}
+		if len(cmd.examples) > 0 && !strings.Contains(want, "Examples:\n  # "+cmd.examples[0].what+"\n  "+cmd.examples[0].command+"\n") {
+			t.Errorf("help %s lacks its first example:\n%s", cmd.name, want)
+		}
+		for _, flag := range []string{"--help", "-h"} {
+			if code, got, stderr := run(cmd.name, flag); code != ExitOK || got != want || stderr != "" {
+				t.Errorf("%s %s: exit %d, differs from help %s:\n%s%s", cmd.name, flag, code, cmd.name, got, stderr)
+			}
+		}
+	}
+	for _, args := range [][]string{{"help"}, {"--help"}, {"-h"}} {
+		if code, stdout, stderr := run(args...); code != ExitOK || stderr != "" || !strings.Contains(stdout, "  reservations  list the tables") {
+			t.Errorf("%v: exit %d:\n%s%s", args, code, stdout, stderr)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", "--bogus"}, "symroute check: unknown flag: --bogus\nSee 'symroute help check'.\n"},
+		{[]string{"verify", "-o", "xml"}, "symroute verify: -o takes text or json, not \"xml\"\nSee 'symroute help verify'.\n"},
+		{[]string{"discover", "-o", "host.yaml"}, "symroute discover: -o takes yaml, not \"host.yaml\"\nSee 'symroute help discover'.\n"},
+		{[]string{"chekc"}, "symroute: unknown command \"chekc\"; did you mean check?\nSee 'symroute help' for the commands.\n"},
+		{[]string{"help", "frobnicate"}, "symroute help: no command \"frobnicate\"; the commands are check, generate, apply, try, confirm, remove, recover, verify, discover, schema, reservations, help, version\nSee 'symroute help help'.\n"},
+		{[]string{"--root", "/"}, "symroute: unknown option \"--root\"; options come after the command\nSee 'symroute help' for the commands.\n"},
+	} {
+		code, stdout, stderr := run(c.args...)
+		if code != ExitInvalid || stdout != "" || stderr != c.want {
+			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s\nwant:\n%s", c.args, code, stdout, stderr, c.want)
+		}
+	}
+}
+
+// TestDescriptionArgument: FILE, -c FILE and - (standard input) name the same description; naming two is a
+// usage error, and standard input is capped like a file.
+func TestDescriptionArgument(t *testing.T) {
+	good, root := writeDescription(t, valid), t.TempDir()
+	_, want, _ := runWithInput("", "check", "-c", good, "--root", root)
+	if !strings.Contains(want, "table 1000000") {
+		t.Fatalf("check -c: %s", want)
+	}
+	for _, c := range []struct {
+		stdin string
+		args  []string
+	}{
+		{"", []string{"check", good, "--root", root}},
+		{"", []string{"check", "--root", root, good}},
+		{"", []string{"check", "-c", good, good, "--root", root}},
+		{valid, []string{"check", "-", "--root", root}},
+		{valid, []string{"check", "-c", "-", "--root", root}},
+	} {
+		// The plan alike; the result line names the description as given.
+		if code, stdout, stderr := runWithInput(c.stdin, c.args...); code != ExitOK || withoutResult(stdout) != withoutResult(want) {
+			t.Errorf("%v: exit %d:\n%s%s", c.args, code, stdout, stderr)
+		}
+	}
+	other := writeDescription(t, valid)
+	code, stdout, stderr := run("check", "-c", good, other)
+	if code != ExitInvalid || stdout != "" || !strings.Contains(stderr, "the description is named twice") || !strings.Contains(stderr, "See 'symroute help check'") {
+		t.Errorf("two descriptions: exit %d:\n%s%s", code, stdout, stderr)
+	}
+	code, _, stderr = runWithInput("version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1]}]\n", "check", "-", "--root", root)
+	if code != ExitInvalid || !strings.HasPrefix(stderr, "<stdin>:2:39: error: interfaces[0].addresses[0]") {
+		t.Errorf("an invalid description on stdin: exit %d:\n%s", code, stderr)
+	}
+	huge := "version: 1\n#" + strings.Repeat("x", 1<<20) + "\n"
+	code, _, stderr = runWithInput(huge, "generate", "-", "--root", root)
+	if code != ExitInvalid || !strings.Contains(stderr, "standard input: too large: more than the 1048576 bytes") || !strings.Contains(stderr, "check what is piped in") {
+		t.Errorf("more than 1 MiB on stdin: exit %d:\n%s", code, stderr)
+	}
+	if tree, err := golden.ReadTree(root); err != nil || len(tree) != 0 {
+		t.Errorf("wrote %d files (%v)", len(tree), err)
+	}
+}
+
+// TestQuiet: with -q a command prints its errors and its final result line, nothing of its progress and no
+// warning (the result line counts them); --strict makes the warnings errors again, and they are printed.
+func TestQuiet(t *testing.T) {
+	good, warn, root := writeDescription(t, valid), writeDescription(t, withWarning), t.TempDir()
+	bad := writeDescription(t, "version: 1\ncni: [calico]\ninterfaces: [{name: eth0, addresses: [10.0.0.1]}]\n")
+	for _, c := range []struct {
+		args           []string
+		code           int
+		stdout, stderr string // stdout exactly; stderr as a pattern
+	}{
+		{[]string{"check", "-q", good, "--root", root}, ExitOK, "symroute check: " + good + " is valid: 1 interface(s), 0 warning(s)\n", "^$"},
+		{[]string{"check", "--quiet", warn, "--root", root}, ExitOK, "symroute check: " + warn + " is valid: 1 interface(s), 1 warning(s)\n", "^$"},
+		{[]string{"check", "-q", "--strict", warn, "--root", root}, ExitInvalid, "", `^\S+:2:7: error: cni\[0\]: .*\n  2 \| cni: \[calico\]\n    \|       \^\nsymroute: \S+: 1 error\(s\), 0 warning\(s\); nothing was written or changed\n$`},
+		{[]string{"check", "-q", bad, "--root", root}, ExitInvalid, "", `^\S+:3:39: error: interfaces\[0\].addresses\[0\]: .*\n  3 \| .*\n    \| {39}\^\nsymroute: \S+: 1 error\(s\), 1 warning\(s\); nothing was written or changed\n$`},
+		{[]string{"generate", "-q", good, "--root", root}, ExitOK, "3 file(s) changed, 0 unchanged\n", "^$"},
+		{[]string{"generate", "-q", good, "--root", root}, ExitOK, "0 file(s) changed, 3 unchanged\n", "^$"},
+		{[]string{"remove", "-q", "--offline", "--all", "--root", root}, ExitOK, "symroute remove: done\n", "^$"},
+	} {
+		code, stdout, stderr := run(c.args...)
+		if code != c.code || stdout != c.stdout || !regexp.MustCompile(c.stderr).MatchString(stderr) {
+			t.Errorf("%v: exit %d, want %d; stdout:\n%s\nwant:\n%s\nstderr:\n%s\nwant: %s", c.args, code, c.code, stdout, c.stdout, stderr, c.stderr)
+		}
+	}
+	// Without -q, the same commands say what they do.
+	if _, stdout, _ := run("check", good, "--root", root); !strings.Contains(stdout, "table 1000000") {
+		t.Errorf("check without -q:\n%s", stdout)
+	}
+	if _, stdout, _ := run("generate", good, "--root", root); !strings.Contains(stdout, "create "+root) {
+		t.Errorf("generate without -q:\n%s", stdout)
+	}
+}
+
+// withoutResult drops check's last line, the result, which names the description.
+func withoutResult(checkOutput string) string {
+	lines := strings.Split(strings.TrimSuffix(checkOutput, "\n"), "\n")
+	return strings.Join(lines[:len(lines)-1], "\n")
+}
+
+// TestTextfileErrorNamesThePathOnce: a metrics file that cannot be written is named once, in the error.
+func TestTextfileErrorNamesThePathOnce(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "taken.prom"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{filepath.Join(dir, "missing", "symroute.prom"), filepath.Join(dir, "taken.prom")} {
+		var stderr bytes.Buffer
+		if writeMetrics(path, nil, &stderr) {
+			t.Fatalf("%s: written", path)
+		}
+		msg := stderr.String()
+		if !strings.HasPrefix(msg, "symroute verify: --textfile: cannot write the metrics: ") || strings.Count(msg, filepath.Dir(path)) != 1 {
+			t.Errorf("%s:\n%s", path, msg)
+		}
+	}
+}
+
+// TestRolledBackSaysWhatIsBack: the words after a failed apply, try or remove name the command whose state is
+// back, and say what was checked.
+func TestRolledBackSaysWhatIsBack(t *testing.T) {
+	for _, c := range []struct {
+		cmd  string
+		out  apply.Outcome
+		want string
+	}{
+		{"apply", apply.Outcome{}, "nothing was changed"},
+		{"apply", apply.Outcome{Kept: true}, "the new state is kept, as --no-rollback asks"},
+		{"remove", apply.Outcome{RolledBack: true}, "rolled back: symroute's files and sysctl values are as they were before the remove"},
+		{"try", apply.Outcome{RolledBack: true, PreviousChecked: true, PreviousBack: true}, "rolled back and checked: symroute's files, its sysctl values, every rule, and every route on its links and in its tables are as they were before the try"},
+		{"apply", apply.Outcome{RolledBack: true, PreviousChecked: true, PreviousDiff: []string{"+ rule 5: from all lookup 7"}}, "rolled back: symroute's files and sysctl values are as they were before the apply, but the routing differs from before (another program may have changed it meanwhile):\n  + rule 5: from all lookup 7"},
+	} {
+		if got := rolledBack(c.cmd, c.out); got != c.want {
+			t.Errorf("%s %+v:\n%s\nwant:\n%s", c.cmd, c.out, got, c.want)
+		}
+	}
+}
+
+// TestCheckSaysWhatGenerateWould: check, generate, apply, try and verify read the description through one
+// pipeline with one default root, so on the same root check refuses what generate refuses, with the same words,
+// and passes what generate writes.
+func TestCheckSaysWhatGenerateWould(t *testing.T) {
+	for _, cmd := range []*command{checkCommand, generateCommand, applyCommand, tryCommand, verifyCommand} {
+		fs, _ := cmd.flagSet()
+		if root := fs.Lookup("root"); root == nil || root.DefValue != "/" {
+			t.Errorf("%s: --root does not default to /", cmd.name)
+		}
+	}
+	root := t.TempDir()
+	netplan := filepath.Join(root, "run/systemd/network/10-netplan-eth0.network")
+	os.MkdirAll(filepath.Dir(netplan), 0o755)
+	if err := os.WriteFile(netplan, []byte("[Match]\nName=eth0\n\n[Network]\nDHCP=yes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		desc string
+		code int
+	}{
+		{"version: 1\ninterfaces: [{name: eth1, mode: drop-in, addresses: [10.0.1.1/24]}]\n", ExitInvalid}, // no file to extend
+		{"version: 1\ninterfaces: [{name: eth0, addresses: [10.0.0.1/24]}]\n", ExitInvalid},                // netplan's file sorts first
+		{"version: 1\ninterfaces: [{name: eth0, mode: drop-in, addresses: [10.0.0.1/24]}]\n", ExitOK},
+	} {
+		desc := writeDescription(t, c.desc)
+		checkCode, _, checkErr := run("check", desc, "--root", root)
+		genCode, _, genErr := run("generate", desc, "--root", root, "--diff")
+		if checkCode != c.code || checkErr != genErr || (c.code == ExitOK) != (genCode != ExitInvalid) {
+			t.Errorf("%q: check exit %d, generate exit %d (want check %d, the same verdict):\ncheck:\n%s\ngenerate:\n%s", c.desc, checkCode, genCode, c.code, checkErr, genErr)
 		}
 	}
 }
@@ -78,7 +273,7 @@ func TestSchemaIsJSON(t *testing.T) {
 func TestGenerateDiffWritesNothing(t *testing.T) {
 	desc, root := writeDescription(t, valid), t.TempDir()
 	code, stdout, stderr := run("generate", "-c", desc, "--root", root, "--diff")
-	if code != ExitOK || !strings.Contains(stdout, "+++ "+filepath.Join(root, "etc/systemd/network/10-symroute-eth0.network")) || !strings.Contains(stdout, "+From=10.0.0.1/32") {
+	if code != ExitFailed || !strings.Contains(stdout, "+++ "+filepath.Join(root, "etc/systemd/network/10-symroute-eth0.network")) || !strings.Contains(stdout, "+From=10.0.0.1/32") {
 		t.Fatalf("diff: exit %d\n%s%s", code, stdout, stderr)
 	}
 	if tree, _ := golden.ReadTree(root); len(tree) != 0 {

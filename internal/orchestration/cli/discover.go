@@ -1,25 +1,40 @@
 package cli
 
 import (
-	"fmt"
+	"github.com/spf13/pflag"
+
 	"io"
 
 	"github.com/symroute/symroute/internal/core/networkfiles"
 	"github.com/symroute/symroute/internal/core/ownership"
-	"github.com/symroute/symroute/internal/edges/filesync"
 	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/orchestration/discover"
 )
 
-func discoverCmd(args []string, stdout, stderr io.Writer) int {
-	var root, output string
-	fs := pflagSet("discover", stderr)
-	fs.StringVar(&root, "root", "/", "root `directory` whose .network files tell which links another file configures")
-	fs.StringVarP(&output, "output", "o", "", "write the description to `file` instead of standard output")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
+var discoverCommand = &command{
+	name:    "discover",
+	summary: "print a description of this host as it is now, to start from",
+	long: "Reads this host's links, addresses, default routes and rules, and the root's .network files, and prints a " +
+		"description to start from: each interface with its addresses and gateways, drop-in mode where another " +
+		"file configures the link, and a cni: guess from the links and rules other components made. Review it, " +
+		"add cluster_cidrs, check it, then apply it. It prints to standard output only: write it to a file with " +
+		"the shell's redirection.",
+	examples: []example{
+		{"Start a description from the host as it is", "symroute discover > host.yaml"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var root, output string
+		fs.StringVar(&root, "root", "/", "the root whose .network files tell which links another file configures")
+		describeValue(fs, "root", "DIR", directories)
+		// -o is the output format in every command; YAML is the one a description has.
+		fs.StringVarP(&output, "output", "o", "yaml", "output format")
+		describeValue(fs, "output", "FORMAT", words("yaml"))
+		return func(in input) int { return discoverRun(root, in.stdout, in.stderr) }
+	},
+}
+
+func discoverRun(root string, stdout, stderr io.Writer) int {
 	reader, err := kernel.NewReader(nil)
 	if err != nil {
 		eprintf(stderr, "symroute discover: %v\n", err)
@@ -41,15 +56,6 @@ func discoverCmd(args []string, stdout, stderr io.Writer) int {
 		eprintf(stderr, "symroute discover: %v\n", err)
 		return ExitSystem
 	}
-	doc := discover.Describe(inv, files)
-	if output == "" {
-		stdout.Write(doc)
-		return ExitOK
-	}
-	if err := filesync.WriteFile(output, doc, 0o644); err != nil {
-		eprintf(stderr, "symroute discover: %v\n", err)
-		return ExitSystem
-	}
-	fmt.Fprintf(stdout, "wrote %s; review it, then run symroute check -c %s\n", output, output)
+	stdout.Write(discover.Describe(inv, files))
 	return ExitOK
 }

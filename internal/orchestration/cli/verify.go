@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/spf13/pflag"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,20 +27,34 @@ import (
 // busTimeout bounds how long verify waits for networkd on D-Bus before skipping the network-file check.
 const busTimeout = 3 * time.Second
 
-func verify(args []string, stdout, stderr io.Writer) int {
-	var c common
-	var output, textfile string
-	fs := newFlags("verify", stderr, &c, "/")
-	fs.StringVarP(&output, "output", "o", "text", "output `format`: text or json")
-	fs.StringVar(&textfile, "textfile", "", "also write Prometheus metrics to `file` (node_exporter's textfile collector)")
-	if status, ok := parseFlags(fs, args, stderr); !ok {
-		return status
-	}
-	if output != "text" && output != "json" {
-		eprintf(stderr, "symroute verify: -o takes text or json, not %q\n", output)
-		return ExitInvalid
-	}
-	l, files, status, ok := loadAndGenerate(c, stderr)
+var verifyCommand = &command{
+	name:    "verify",
+	args:    "[FILE]",
+	arg:     files,
+	summary: "compare the live rules, routes, rp_filter and networkd state with the description (read-only)",
+	long: "Read-only. Compares the rules, symroute's tables, the kernel's answer for a reply from every managed " +
+		"address, the effective rp_filter and the .network file networkd applied to each link with the description. " +
+		"Exits 0 when everything holds, 1 on drift, 3 when the state cannot be read. -o json prints the same for " +
+		"machines; --textfile also writes Prometheus metrics for node_exporter's textfile collector.",
+	examples: []example{
+		{"Do replies leave where requests came in, right now?", "symroute verify"},
+		{"The findings for a script", "symroute verify -o json | jq '.findings[].message'"},
+		{"Metrics for node_exporter", "symroute verify --textfile /var/lib/node_exporter/textfile/symroute.prom"},
+	},
+	setup: func(fs *pflag.FlagSet) runner {
+		var c common
+		var output, textfile string
+		descriptionFlags(fs, &c, "/")
+		fs.StringVarP(&output, "output", "o", "text", "output format")
+		describeValue(fs, "output", "FORMAT", words("text", "json"))
+		fs.StringVar(&textfile, "textfile", "", "also write Prometheus metrics to this file")
+		describeValue(fs, "textfile", "FILE", files)
+		return readsDescription(&c, func(in input) int { return verify(c, output, textfile, in.stdout, in.stderr) })
+	},
+}
+
+func verify(c common, output, textfile string, stdout, stderr io.Writer) int {
+	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
 	}
@@ -65,7 +81,7 @@ func verify(args []string, stdout, stderr io.Writer) int {
 			drift.Result
 		}{res.OK(), res})
 	} else {
-		printResult(stdout, stderr, c.config, res)
+		printResult(stdout, stderr, c.shown(), res)
 	}
 	if !writeMetrics(textfile, &res, stderr) {
 		return ExitSystem
@@ -202,7 +218,8 @@ func writeMetrics(path string, res *drift.Result, stderr io.Writer) bool {
 		}
 	}
 	if err := filesync.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		eprintf(stderr, "symroute verify: write %s: %v\n", path, err)
+		// The error names the file (or the directory that is missing).
+		eprintf(stderr, "symroute verify: --textfile: cannot write the metrics: %v\n", err)
 		return false
 	}
 	return true

@@ -8,7 +8,8 @@ import (
 )
 
 // TestApplyFixesAsymmetricReplies: before apply the LAN client cannot use the host's first-NIC address through
-// the stateful gateway; after apply it can, verify passes, and a second apply changes nothing.
+// the stateful gateway; after apply it can, verify passes, and a second apply changes nothing (a third, with -q,
+// prints its result line alone).
 func TestApplyFixesAsymmetricReplies(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
@@ -39,6 +40,12 @@ func TestApplyFixesAsymmetricReplies(t *testing.T) {
 		}
 	}
 	s.expectClient(true, "after the second apply")
+
+	// With -q, the result line alone.
+	out = s.mustSymroute(0, "apply", "-q", "-c", desc)
+	if lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n"); len(lines) != 1 || !strings.HasPrefix(lines[0], "symroute verify: ok") {
+		t.Errorf("apply -q printed more than its result line:\n%s", out)
+	}
 }
 
 // TestApplyUnderStrictRPFilter: with strict rp_filter the request is dropped on arrival before apply; after

@@ -43,8 +43,8 @@ func TestDiscoverRoundTrips(t *testing.T) {
 	}
 	out := filepath.Join(root, "discovered.yaml")
 	bin := symrouteBinary(t)
-	if _, err := ns.Try(bin, "discover", "--root", root, "-o", out); err != nil {
-		t.Fatal(err)
+	if got, err := ns.Try("sh", "-c", `"$0" discover --root "$1" > "$2"`, bin, root, out); err != nil {
+		t.Fatalf("discover: %v\n%s", err, got)
 	}
 	data, err := os.ReadFile(out)
 	if err != nil {

@@ -92,8 +92,10 @@ func TestDebPackage(t *testing.T) {
 			t.Errorf("not installed: %v", err)
 		}
 	}
-	if out, err := root.Run(nil, nil, "symroute --version && dpkg-query -W -f='${Status}' symroute"); err != nil || !strings.HasPrefix(out, "symroute ") || !strings.HasSuffix(out, "install ok installed") {
-		t.Errorf("installed: %v %s", err, out)
+	// The binary reports the package's version, as dpkg knows it.
+	out, err = root.Run(nil, nil, "symroute --version && dpkg-query -W -f='${Version}\n${Status}' symroute")
+	if lines := strings.Split(out, "\n"); err != nil || len(lines) != 3 || lines[0] != "symroute "+lines[1] || lines[2] != "install ok installed" {
+		t.Errorf("installed: %v %q", err, out)
 	}
 	// The boot-time recovery is enabled with the package and disabled before it goes.
 	recoverLink := "/etc/systemd/system/sysinit.target.wants/symroute-recover.service"
