@@ -147,6 +147,7 @@ var applyCommand = &command{
 
 func applyRun(c common, timeout time.Duration, noRollback, force bool, in input) int {
 	stdout, stderr := in.stdout, in.stderr
+	c.host, c.askNetworkd = true, true
 	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status
@@ -235,6 +236,7 @@ var tryCommand = &command{
 
 func tryRun(c common, window, wait time.Duration, in input) int {
 	stdout, stderr := in.stdout, in.stderr
+	c.host, c.askNetworkd = true, true
 	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status

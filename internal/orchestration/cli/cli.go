@@ -50,6 +50,17 @@ type common struct {
 	quiet  bool
 	stdin  io.Reader
 	cmd    string // the command's name, for messages
+	// host says the command runs against this host, not a root for another machine: the running links' MACs,
+	// kind and driver decide the .network file matching, and, with askNetworkd, networkd's own answer for the
+	// file each link takes now is held against symroute's choice.
+	host, askNetworkd bool
+}
+
+// onHost is the view of the running host every command takes whose root is the running system's.
+func (c *common) onHost() {
+	if c.root == "/" {
+		c.host, c.askNetworkd = true, true
+	}
 }
 
 // stdinName names standard input in messages, as compilers do.
@@ -211,7 +222,17 @@ func generateFiles(l loaded, c common) ([]fileset.File, report.Report, error) {
 		defer root.Close()
 		system = root.ReadFS()
 	}
-	return generator.Generate(l.plan, generator.Options{Source: l.source, Root: system})
+	opts := generator.Options{Source: l.source, Root: system}
+	if c.host {
+		opts.Links = liveLinks(l.plan)
+	}
+	files, rep, err := generator.Generate(l.plan, opts)
+	if err == nil && c.askNetworkd && !rep.HasErrors(false) {
+		if applied := appliedNow(); applied != nil {
+			generator.CheckApplied(l.plan, files, applied, &rep)
+		}
+	}
+	return files, rep, err
 }
 
 var checkCommand = &command{
@@ -237,6 +258,7 @@ var checkCommand = &command{
 }
 
 func check(c common, in input) int {
+	c.onHost()
 	l, _, status, ok := pipeline(c, in.stderr)
 	if !ok {
 		return status
@@ -292,6 +314,7 @@ func generate(c common, diff bool, format generator.Format, in input) int {
 			return usageError(stderr, "generate", "--diff compares with files under --root; it does not go with --format %s", format)
 		}
 	}
+	c.onHost()
 	l, files, status, ok := pipeline(c, stderr)
 	if !ok {
 		return status

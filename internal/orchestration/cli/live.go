@@ -13,6 +13,8 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/confdirs"
+	"github.com/symroute/symroute/internal/core/networkfiles"
+	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/networkd"
@@ -131,4 +133,43 @@ func waitGone(p *record.Process, limit time.Duration) {
 	for deadline := time.Now().Add(limit); p != nil && alive(*p) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// liveLinks reads what networkd's [Match] sees on each described interface's running link; a link that is not
+// there, or a kernel that cannot be asked, leaves the interface to what the description says.
+func liveLinks(p *plan.Plan) map[string]networkfiles.Link {
+	reader, err := kernel.NewReader(nil)
+	if err != nil {
+		return nil
+	}
+	out := map[string]networkfiles.Link{}
+	for _, ifc := range p.Interfaces {
+		if l, ok, err := reader.LinkFacts(ifc.Name); err == nil && ok {
+			out[ifc.Name] = l
+		}
+	}
+	return out
+}
+
+// appliedNow asks networkd which .network file it applies to each link now; nil when networkd does not answer
+// within busTimeout (not running, or not on this bus): nothing to compare then.
+func appliedNow() map[string]string {
+	ctx, cancel := context.WithTimeout(context.Background(), busTimeout)
+	defer cancel()
+	client, err := networkd.Dial(ctx, "")
+	if err != nil {
+		return nil
+	}
+	defer client.Close()
+	links, err := client.DescribeLinks(ctx)
+	if err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, l := range links {
+		if l.NetworkFile != "" {
+			out[l.Name] = l.NetworkFile
+		}
+	}
+	return out
 }
