@@ -20,6 +20,7 @@ import (
 	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/tools/golden"
+	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
 // validCases renders every valid golden case's files, as generate does.
@@ -169,10 +170,7 @@ func TestButaneOutputValidates(t *testing.T) {
 }
 
 func TestCloudInitOutputValidates(t *testing.T) {
-	cloudInit, err := exec.LookPath("cloud-init")
-	if err != nil {
-		t.Skip("cloud-init is not installed here (make deps installs it as root): cannot run its schema check")
-	}
+	cloudInit := testenv.Program(t, "cloud-init", "cloud-init")
 	for name, files := range validCases(t) {
 		t.Run(name, func(t *testing.T) {
 			doc := encode(t, files, generator.FormatCloudInit)
