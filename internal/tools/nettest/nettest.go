@@ -8,7 +8,7 @@
 package nettest
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -167,11 +167,30 @@ func StartBus(t T) *Bus {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, sock)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// dbus-daemon prints its address once it listens: reading that line is the wait, with no polling.
+	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile", "--print-address=1")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = w, logs
 	start(t, cmd, "dbus-daemon")
-	waitFor(t, 10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }, func() string { return "dbus-daemon socket: " + logs.String() })
+	w.Close()
+	listening := make(chan error, 1)
+	go func() {
+		_, err := bufio.NewReader(r).ReadString('\n')
+		listening <- err
+	}()
+	select {
+	case err := <-listening:
+		if err != nil {
+			t.Fatalf("dbus-daemon did not start: %v: %s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second): // bounds a hang only
+		t.Fatalf("dbus-daemon printed no address within 10 s: %s", logs.String())
+	}
 	return &Bus{Address: "unix:path=" + sock}
 }
 
