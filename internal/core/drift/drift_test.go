@@ -5,11 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/routing"
 	_ "github.com/symroute/symroute/internal/tools/golden"
+	"github.com/symroute/symroute/internal/tools/plantest"
 )
 
 const twoNIC = `version: 1
@@ -25,18 +25,7 @@ interfaces:
     rp_filter: strict
 `
 
-func testPlan(t *testing.T) *plan.Plan {
-	t.Helper()
-	h, rep := description.Parse([]byte(twoNIC))
-	if rep.HasErrors(false) {
-		t.Fatal(rep.Entries)
-	}
-	p, rep := plan.Build(h)
-	if rep.HasErrors(false) {
-		t.Fatal(rep.Entries)
-	}
-	return p
-}
+func testPlan(t *testing.T) *plan.Plan { return plantest.Build(t, twoNIC) }
 
 var pfx = netip.MustParsePrefix
 var addr = netip.MustParseAddr
