@@ -209,11 +209,7 @@ func compareSets(t *testing.T, what string, want, got map[string]bool) {
 
 func copyTree(t *testing.T, from, to string) {
 	t.Helper()
-	tree, err := golden.ReadTree(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p, data := range tree {
+	for p, data := range golden.ReadTreeOrFail(t, from) {
 		dst := filepath.Join(to, p)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
