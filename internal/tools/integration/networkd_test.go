@@ -52,8 +52,8 @@ func TestNetworkdAcceptsGoldenFiles(t *testing.T) {
 			matchByMAC := slices.ContainsFunc(p.Interfaces, func(i plan.Interface) bool { return i.PermanentMAC != nil })
 			if matchByMAC {
 				// veth links have no permanent MAC, so networkd cannot match them here; it must still load the
-				// files without complaint.
-				time.Sleep(2 * time.Second)
+				// files without complaint. It answers on the bus only once it has loaded them.
+				nd.WaitReady(t)
 			} else {
 				nd.WaitConfigured(t, ns, 20*time.Second, names...)
 			}
