@@ -20,7 +20,7 @@ build:
 demo: build deps
 	@$(GO) run ./internal/tools/demo --symroute ./symroute --example $(DEMO)
 
-# Debian packages the tests and the demo use (systemd-networkd, D-Bus, iproute2, nftables).
+# Debian packages the tests and the demo use (systemd-networkd, D-Bus, iproute2, nftables; .ci/install-deps lists them).
 deps:
 	@./.ci/install-deps
 
