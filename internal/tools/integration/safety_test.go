@@ -141,7 +141,7 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 	stop := s.Client.Hold(t, hostA+":"+echoPort)
 	defer stop()
 	// The echo server's socket is dual-stack: ss shows the address v4-mapped.
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.Host.Exec("ss", "-tnH", "state", "established"), hostA+"]:"+echoPort); {
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.Host.Exec("ss", "-tnH", "state", "established"), hostA+"]:"+echoPort); {
 		if time.Now().After(deadline) {
 			t.Fatal("the session never got established")
 		}
@@ -194,7 +194,7 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 	if err := cmd.Wait(); err != nil || !strings.Contains(rest, "confirmed") {
 		t.Fatalf("try after confirm: %v\n%s", err, rest)
 	}
-	waitGone(t, watcher.PID, 10*time.Second)
+	waitGone(t, watcher.PID, 30*time.Second)
 	s.mustSymroute(0, "verify", "-c", moved)
 	if got := s.Host.IP("-o", "-4", "addr", "show", "dev", "eth-a"); !strings.Contains(got, "192.168.1.11/24") {
 		t.Fatalf("the confirmed change is gone: %s", got)
