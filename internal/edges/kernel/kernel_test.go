@@ -13,12 +13,14 @@ import (
 	"github.com/symroute/symroute/internal/core/routing"
 	_ "github.com/symroute/symroute/internal/tools/golden"
 	"github.com/symroute/symroute/internal/tools/nettest"
+	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
 // namespace makes a throwaway network namespace with a veth and a few tables, and a Reader into it.
 func namespace(t *testing.T) (*Reader, func(args ...string)) {
 	t.Helper()
-	nettest.Require(t)
+	testenv.Root(t, "to create a network namespace")
+	testenv.Program(t, "ip", "iproute2")
 	name := "symroute-kernel-" + nettest.RunID(t)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
