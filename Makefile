@@ -22,7 +22,7 @@ build:
 demo: build deps
 	@$(GO) run ./internal/tools/demo --symroute ./symroute --example $(DEMO)
 
-# Debian packages the tests and the demo use (systemd-networkd, D-Bus, iproute2, nftables).
+# Debian packages the tests and the demo use (systemd-networkd, D-Bus, iproute2, nftables; .ci/install-deps lists them).
 deps:
 	@./.ci/install-deps
 
@@ -38,8 +38,10 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
+# The namespace scenarios spend their time waiting on networkd, not on the CPU: run more of them at once than
+# there are cores.
 test: vet deps
-	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -parallel 6 ./...
 	@$(MAKE) -s fuzz FUZZTIME=$(TEST_FUZZTIME)
 
 # Fuzz the description parser and the whole check-and-render pipeline, seeded from golden/. make test runs each

@@ -2,9 +2,13 @@ package generator_test
 
 import (
 	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
+	"encoding/hex"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +16,6 @@ import (
 	"testing"
 
 	ign "github.com/coreos/ignition/v2/config/v3_3"
-	igntypes "github.com/coreos/ignition/v2/config/v3_3/types"
 	"go.yaml.in/yaml/v4"
 
 	"github.com/symroute/symroute/generator"
@@ -20,6 +23,7 @@ import (
 	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/tools/golden"
+	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
 // validCases renders every valid golden case's files, as generate does.
@@ -85,7 +89,8 @@ type written = map[string]struct {
 }
 
 // ignitionFiles validates an Ignition config with the Ignition config library, the code ignition-validate
-// runs, and returns the files it writes.
+// runs, and returns the files it writes: each source a base64 data URL, gzip-compressed where the config says so
+// (as Butane writes them).
 func ignitionFiles(t *testing.T, doc []byte) written {
 	t.Helper()
 	cfg, rep, err := ign.Parse(doc)
@@ -94,10 +99,18 @@ func ignitionFiles(t *testing.T, doc []byte) written {
 	}
 	out := written{}
 	for _, f := range cfg.Storage.Files {
-		src := *f.Contents.Source
-		data, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(src, "data:;base64,"))
-		if err != nil || !strings.HasPrefix(src, "data:;base64,") {
-			t.Fatalf("%s: source %q: %v", f.Path, src, err)
+		data := dataURL(t, f.Path, *f.Contents.Source)
+		if c := f.Contents.Compression; c != nil && *c != "" {
+			if *c != "gzip" {
+				t.Fatalf("%s: compression %q", f.Path, *c)
+			}
+			z, err := gzip.NewReader(bytes.NewReader(data))
+			if err == nil {
+				data, err = io.ReadAll(z)
+			}
+			if err != nil {
+				t.Fatalf("%s: gzip: %v", f.Path, err)
+			}
 		}
 		if f.Overwrite == nil || !*f.Overwrite {
 			t.Errorf("%s is not overwritten on reprovisioning", f.Path)
@@ -108,6 +121,28 @@ func ignitionFiles(t *testing.T, doc []byte) written {
 		}{*f.Mode, data}
 	}
 	return out
+}
+
+// dataURL decodes a data URL without a media type, base64 or percent-encoded, the two forms Ignition configs
+// carry.
+func dataURL(t *testing.T, path, src string) []byte {
+	t.Helper()
+	if b64, ok := strings.CutPrefix(src, "data:;base64,"); ok {
+		data, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			t.Fatalf("%s: source %q: %v", path, src, err)
+		}
+		return data
+	}
+	if raw, ok := strings.CutPrefix(src, "data:,"); ok {
+		data, err := url.PathUnescape(raw)
+		if err != nil {
+			t.Fatalf("%s: source %q: %v", path, src, err)
+		}
+		return []byte(data)
+	}
+	t.Fatalf("%s: source %q is not a data URL", path, src)
+	return nil
 }
 
 func TestIgnitionOutputValidates(t *testing.T) {
@@ -134,10 +169,10 @@ type butaneDoc struct {
 	} `yaml:"storage"`
 }
 
-// TestButaneOutputValidates: the Butane module is not served by the module proxy, so the Butane document is
-// translated here as Butane translates storage.files (inline contents become a data URL) into the Ignition
-// library's types for the spec flatcar 1.0.0 targets, and the result is validated by that library.
-func TestButaneOutputValidates(t *testing.T) {
+// TestButaneCarriesEveryFile: every valid case's Butane document, read back as YAML with no unknown key, names
+// Flatcar's variant and carries exactly generate's files, bytes and modes. What Butane makes of such a document
+// is TestRealButaneTranslatesTheDocument's.
+func TestButaneCarriesEveryFile(t *testing.T) {
 	for name, files := range validCases(t) {
 		t.Run(name, func(t *testing.T) {
 			var doc butaneDoc
@@ -146,33 +181,62 @@ func TestButaneOutputValidates(t *testing.T) {
 			if err := dec.Decode(&doc); err != nil {
 				t.Fatal(err)
 			}
-			if doc.Variant != "flatcar" || doc.Version != "1.0.0" {
+			if doc.Variant != generator.ButaneVariant || doc.Version != generator.ButaneVersion {
 				t.Fatalf("variant %q version %q", doc.Variant, doc.Version)
 			}
-			var cfg igntypes.Config
-			cfg.Ignition.Version = "3.3.0"
+			got := written{}
 			for _, f := range doc.Storage.Files {
-				mode, overwrite := f.Mode, f.Overwrite
-				source := "data:;base64," + base64.StdEncoding.EncodeToString([]byte(f.Contents.Inline))
-				var file igntypes.File
-				file.Path, file.Overwrite = f.Path, &overwrite
-				file.Mode, file.Contents.Source = &mode, &source
-				cfg.Storage.Files = append(cfg.Storage.Files, file)
+				if !f.Overwrite {
+					t.Errorf("%s is not overwritten on reprovisioning", f.Path)
+				}
+				got[f.Path] = struct {
+					mode int
+					data []byte
+				}{f.Mode, []byte(f.Contents.Inline)}
 			}
-			raw, err := json.Marshal(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameFiles(t, "butane", files, ignitionFiles(t, raw))
+			sameFiles(t, "butane", files, got)
 		})
 	}
 }
 
-func TestCloudInitOutputValidates(t *testing.T) {
-	cloudInit, err := exec.LookPath("cloud-init")
+// butaneFixture holds files whose bytes a YAML encoder can get wrong: an indented first line, no final newline,
+// trailing blank lines, YAML's own markers, quotes, a tab, a backslash and UTF-8; an empty file; other modes; and
+// one large enough that Butane compresses it.
+var butaneFixture = []fileset.File{
+	{Path: "etc/sysctl.d/90-symroute.conf", Mode: 0o644, Data: []byte(strings.Repeat("# eth-a: loose\nnet.ipv4.conf.eth-a.rp_filter = 2\n", 16))},
+	{Path: "etc/systemd/network/10-symroute-bond0.100.network", Mode: 0o644, Data: []byte("# Generated by symroute from input.yaml.\n\n[Match]\nName=bond0.100\n\n[Network]\nAddress=192.168.1.10/24\n\n[RoutingPolicyRule]\nFrom=192.168.1.10/32\nTable=1000000\nPriority=20010\n")},
+	{Path: "etc/symroute-fixture/indented", Mode: 0o600, Data: []byte("  starts with spaces\n\tthen a tab\n")},
+	{Path: "etc/symroute-fixture/no-final-newline", Mode: 0o644, Data: []byte("key: value # not a comment")},
+	{Path: "etc/symroute-fixture/trailing-blank-lines", Mode: 0o644, Data: []byte("x\n\n\n")},
+	{Path: "etc/symroute-fixture/markers", Mode: 0o755, Data: []byte("---\n...\n- item\n'single' \"double\" back\\slash\nété ✓\n")},
+	{Path: "etc/symroute-fixture/empty", Mode: 0o644, Data: []byte{}},
+}
+
+// TestRealButaneTranslatesTheDocument: golden/butane/butane.ign is what the real Butane made of butane.yaml, the
+// fixture's Butane document, with --strict (no warning). The Ignition config library validates it, and the files
+// it writes are the fixture's, byte for byte. butane.sha256 names the document Butane translated: when the
+// encoder changes the document, the test fails until Butane translates it again (golden/butane/README.md).
+func TestRealButaneTranslatesTheDocument(t *testing.T) {
+	const dir = "../golden/butane"
+	doc := encode(t, butaneFixture, generator.FormatButane)
+	golden.File(t, filepath.Join(dir, "butane.yaml"), doc)
+	sum := sha256.Sum256(doc)
+	recorded, err := os.ReadFile(filepath.Join(dir, "butane.sha256"))
 	if err != nil {
-		t.Skip("cloud-init is not installed here (make deps installs it as root): cannot run its schema check")
+		t.Fatal(err)
 	}
+	if want := hex.EncodeToString(sum[:]) + "  butane.yaml\n"; string(recorded) != want {
+		t.Fatalf("butane.yaml is not the document Butane translated into butane.ign (butane.sha256 says %q, the document is %q): translate it again as golden/butane/README.md says", recorded, want)
+	}
+	ign, err := os.ReadFile(filepath.Join(dir, "butane.ign"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameFiles(t, "Butane's translation", butaneFixture, ignitionFiles(t, ign))
+}
+
+func TestCloudInitOutputValidates(t *testing.T) {
+	cloudInit := testenv.Program(t, "cloud-init", "cloud-init")
 	for name, files := range validCases(t) {
 		t.Run(name, func(t *testing.T) {
 			doc := encode(t, files, generator.FormatCloudInit)

@@ -49,14 +49,20 @@ type Options struct {
 
 // linkOf is what symroute knows of the interface's link: the running link's facts when given, the description's
 // otherwise.
-func linkOf(ifc plan.Interface, live map[string]networkfiles.Link) networkfiles.Link {
+func linkOf(p *plan.Plan, ifc plan.Interface, live map[string]networkfiles.Link) networkfiles.Link {
 	if l, ok := live[ifc.Name]; ok {
 		if l.PermanentMAC == nil {
 			l.PermanentMAC = ifc.PermanentMAC
 		}
 		return l
 	}
-	return networkfiles.Link{Name: ifc.Name, PermanentMAC: ifc.PermanentMAC}
+	l := networkfiles.Link{Name: ifc.Name, PermanentMAC: ifc.PermanentMAC}
+	for _, other := range p.Interfaces {
+		if other.Name != ifc.Name && other.PermanentMAC != nil {
+			l.OthersPermanentMACs = append(l.OthersPermanentMACs, other.PermanentMAC)
+		}
+	}
+	return l
 }
 
 // Generate renders p. The report holds problems the user fixes in the description (a drop-in with no file to
@@ -75,7 +81,7 @@ func Generate(p *plan.Plan, opts Options) ([]fileset.File, report.Report, error)
 	for _, ifc := range p.Interfaces {
 		view := ifaceView{Interface: ifc, Source: opts.Source}
 		ip := report.Path{"interfaces", ifc.Position}
-		link := linkOf(ifc, opts.Links)
+		link := linkOf(p, ifc, opts.Links)
 		choice := networkfiles.Choose(existing, link)
 		first, found := choice.File, choice.Found
 		switch ifc.Mode {

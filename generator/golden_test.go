@@ -29,13 +29,13 @@ func TestGolden(t *testing.T) {
 			t.Chdir(dir)
 			root := t.TempDir()
 			copyTree(t, "root", root)
-			before := readTree(t, root)
+			before := golden.ReadTreeOrFail(t, root)
 
 			code, stdout, stderr := run("check", "-c", "input.yaml", "--root", root)
 			golden.File(t, "check.txt", []byte(fmt.Sprintf("exit status %d\n--- stdout\n%s--- stderr\n%s", code, stdout, stderr)))
 
 			code, stdout, stderr = run("generate", "-c", "input.yaml", "--root", root)
-			after := readTree(t, root)
+			after := golden.ReadTreeOrFail(t, root)
 			for p, data := range before {
 				if !bytes.Equal(after[p], data) {
 					t.Errorf("generate changed or removed %s, which is not symroute's", p)
@@ -77,18 +77,9 @@ func run(args ...string) (int, string, string) {
 	return code, stdout.String(), stderr.String()
 }
 
-func readTree(t *testing.T, dir string) map[string][]byte {
-	t.Helper()
-	tree, err := golden.ReadTree(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tree
-}
-
 func copyTree(t *testing.T, from, to string) {
 	t.Helper()
-	for p, data := range readTree(t, from) {
+	for p, data := range golden.ReadTreeOrFail(t, from) {
 		dst := filepath.Join(to, p)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)

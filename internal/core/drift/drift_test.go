@@ -5,11 +5,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/routing"
 	_ "github.com/symroute/symroute/internal/tools/golden"
+	"github.com/symroute/symroute/internal/tools/plantest"
 )
 
 const twoNIC = `version: 1
@@ -25,18 +25,7 @@ interfaces:
     rp_filter: strict
 `
 
-func testPlan(t *testing.T) *plan.Plan {
-	t.Helper()
-	h, rep := description.Parse([]byte(twoNIC))
-	if rep.HasErrors(false) {
-		t.Fatal(rep.Entries)
-	}
-	p, rep := plan.Build(h)
-	if rep.HasErrors(false) {
-		t.Fatal(rep.Entries)
-	}
-	return p
-}
+func testPlan(t *testing.T) *plan.Plan { return plantest.Build(t, twoNIC) }
 
 var pfx = netip.MustParsePrefix
 var addr = netip.MustParseAddr
@@ -81,42 +70,54 @@ func TestHealthyHostHasNoFindings(t *testing.T) {
 	}
 }
 
+// driftCase breaks one thing in a healthy snapshot and names the one finding that must follow.
+type driftCase struct {
+	name   string
+	break_ func(*Snapshot)
+	// recorded is the record's applied state, when the case needs one.
+	recorded *record.State
+	kind     Kind
+	text     string
+	line     int
+}
+
+var driftCases = []driftCase{
+	{name: "rule deleted", break_: func(s *Snapshot) { s.Rules = s.Rules[1:] }, kind: RuleMissing, text: "rule 20000: from all to 10.244.0.0/16 lookup main is missing", line: 3},
+	{name: "foreign rule at our priority", break_: func(s *Snapshot) {
+		s.Rules = append(s.Rules, routing.Rule{Priority: 20010, From: pfx("192.168.1.99/32"), Table: 7})
+	}, kind: RuleForeign, text: "rule 20010: from 192.168.1.99 lookup 7 takes priority 20010, which symroute uses for eth-a's rules"},
+	{name: "recorded rule no longer planned", break_: func(s *Snapshot) {
+		s.Rules = append(s.Rules, routing.Rule{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002, Protocol: 4, Action: routing.ActionLookup})
+	}, recorded: &record.State{Rules: []record.Rule{{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002}}},
+		kind: RuleStale, text: "rule 20030: from 10.9.0.1 lookup 1000002 is symroute's but no longer in the plan"},
+	{name: "table flushed", break_: func(s *Snapshot) { s.Routes[1000001] = nil }, kind: TableEmpty, text: "table 1000001 (symroute-eth-b) is empty", line: 8},
+	{name: "route deleted", break_: func(s *Snapshot) { s.Routes[1000000] = s.Routes[1000000][:1] }, kind: RouteMissing, text: "route default via 192.168.1.1 table 1000000 is missing", line: 5},
+	{name: "route on the wrong link", break_: func(s *Snapshot) { s.Routes[1000000][1].LinkIndex = 3 }, kind: RouteMissing, text: "route default via 192.168.1.1 table 1000000 leaves by link 3, not eth-a", line: 5},
+	{name: "route added by someone", break_: func(s *Snapshot) {
+		s.Routes[1000000] = append(s.Routes[1000000], routing.Route{Destination: pfx("203.0.113.0/24"), Gateway: addr("192.168.1.1"), LinkIndex: 2})
+	}, kind: RouteUnexpected, text: "route 203.0.113.0/24 via 192.168.1.1 table 1000000 is in symroute's table but not in the plan"},
+	{name: "link gone", break_: func(s *Snapshot) {
+		delete(s.Links, "eth-b")
+		delete(s.RPFilter, "eth-b")
+		delete(s.NetworkFiles, "eth-b")
+		s.Probes = s.Probes[:len(s.Probes)/2]
+	}, kind: LinkMissing, text: "link eth-b does not exist", line: 8},
+	{name: "asymmetric answer", break_: func(s *Snapshot) { s.Probes[0].Answer = routing.Answer{LinkIndex: 3, Table: 254} }, kind: ProbeWrong, text: "would leave by eth-b through table main, not by eth-a through symroute-eth-a (1000000)", line: 6},
+	{name: "no route at all", break_: func(s *Snapshot) { s.Probes[1].Err = "network is unreachable" }, kind: ProbeWrong, text: "a reply from 192.168.1.10 to 10.0.0.2 (a peer on eth-b's subnet 10.0.0.0/24): the kernel gave no route: network is unreachable", line: 6},
+	{name: "rp_filter outranked by all", break_: func(s *Snapshot) { s.RPFilter["all"] = 2 }, kind: RPFilterWrong, text: "effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict", line: 11},
+	{name: "another file won", break_: func(s *Snapshot) { s.NetworkFiles["eth-a"] = "/run/systemd/network/10-netplan-eth-a.network" }, kind: NetworkFile, text: "networkd configured eth-a with /run/systemd/network/10-netplan-eth-a.network", line: 5},
+	{name: "unmanaged", break_: func(s *Snapshot) { s.NetworkFiles["eth-b"] = "" }, kind: NetworkFile, text: "networkd does not manage eth-b", line: 8},
+	{name: "not configured", break_: func(s *Snapshot) { s.LinkStates = map[string]string{"eth-a": "configuring"} }, kind: LinkNotConfigured, text: "networkd has not configured eth-a: it is configuring", line: 5},
+}
+
 // TestEachDriftIsNamed breaks one thing at a time and expects exactly one finding of the right kind, naming it.
 func TestEachDriftIsNamed(t *testing.T) {
 	p := testPlan(t)
-	files := expected(healthy(p))
-	for _, c := range []struct {
-		name   string
-		break_ func(*Snapshot)
-		kind   Kind
-		text   string
-		line   int
-	}{
-		{"rule deleted", func(s *Snapshot) { s.Rules = s.Rules[1:] }, RuleMissing, "rule 20000: from all to 10.244.0.0/16 lookup main is missing", 3},
-		{"foreign rule at our priority", func(s *Snapshot) {
-			s.Rules = append(s.Rules, routing.Rule{Priority: 20010, From: pfx("192.168.1.99/32"), Table: 7})
-		}, RuleForeign, "rule 20010: from 192.168.1.99 lookup 7 takes priority 20010, which symroute uses for eth-a's rules", 0},
-		{"table flushed", func(s *Snapshot) { s.Routes[1000001] = nil }, TableEmpty, "table 1000001 (symroute-eth-b) is empty", 8},
-		{"route on the wrong link", func(s *Snapshot) { s.Routes[1000000][1].LinkIndex = 3 }, RouteMissing, "route default via 192.168.1.1 table 1000000 leaves by link 3, not eth-a", 5},
-		{"route added by someone", func(s *Snapshot) {
-			s.Routes[1000000] = append(s.Routes[1000000], routing.Route{Destination: pfx("203.0.113.0/24"), Gateway: addr("192.168.1.1"), LinkIndex: 2})
-		}, RouteUnexpected, "route 203.0.113.0/24 via 192.168.1.1 table 1000000 is in symroute's table but not in the plan", 0},
-		{"link gone", func(s *Snapshot) {
-			delete(s.Links, "eth-b")
-			delete(s.RPFilter, "eth-b")
-			delete(s.NetworkFiles, "eth-b")
-			s.Probes = s.Probes[:len(s.Probes)/2]
-		}, LinkMissing, "link eth-b does not exist", 8},
-		{"asymmetric answer", func(s *Snapshot) { s.Probes[0].Answer = routing.Answer{LinkIndex: 3, Table: 254} }, ProbeWrong, "would leave by eth-b through table main, not by eth-a through symroute-eth-a (1000000)", 6},
-		{"rp_filter outranked by all", func(s *Snapshot) { s.RPFilter["all"] = 2 }, RPFilterWrong, "effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict", 11},
-		{"another file won", func(s *Snapshot) { s.NetworkFiles["eth-a"] = "/run/systemd/network/10-netplan-eth-a.network" }, NetworkFile, "networkd configured eth-a with /run/systemd/network/10-netplan-eth-a.network", 5},
-		{"unmanaged", func(s *Snapshot) { s.NetworkFiles["eth-b"] = "" }, NetworkFile, "networkd does not manage eth-b", 8},
-		{"not configured", func(s *Snapshot) { s.LinkStates = map[string]string{"eth-a": "configuring"} }, LinkNotConfigured, "networkd has not configured eth-a: it is configuring", 5},
-	} {
+	for _, c := range driftCases {
 		t.Run(c.name, func(t *testing.T) {
 			s := healthy(p)
 			c.break_(&s)
-			res := Compare(p, s, files)
+			res := Compare(p, s, Expect{NetworkFiles: expected(healthy(p)).NetworkFiles, Recorded: c.recorded})
 			if len(res.Findings) != 1 {
 				t.Fatalf("%d findings, want 1: %+v", len(res.Findings), res.Findings)
 			}
@@ -125,6 +126,23 @@ func TestEachDriftIsNamed(t *testing.T) {
 				t.Errorf("finding %+v\nwant kind %s, line %d, text %q", f, c.kind, c.line, c.text)
 			}
 		})
+	}
+}
+
+// TestEveryKindHasACase: a kind added to Kinds without a case above that produces it fails here.
+func TestEveryKindHasACase(t *testing.T) {
+	covered := map[Kind]bool{}
+	for _, c := range driftCases {
+		covered[c.kind] = true
+	}
+	for _, k := range Kinds {
+		if !covered[k] {
+			t.Errorf("no case of TestEachDriftIsNamed produces %s", k)
+		}
+		delete(covered, k)
+	}
+	for k := range covered {
+		t.Errorf("%s is produced but not listed in Kinds", k)
 	}
 }
 
@@ -160,21 +178,5 @@ func TestProbes(t *testing.T) {
 	want := "192.168.1.10>198.51.100.1 192.168.1.10>10.0.0.2 10.0.0.1>198.51.100.1 10.0.0.1>192.168.1.1"
 	if strings.Join(got, " ") != want {
 		t.Errorf("probes %v, want %s", got, want)
-	}
-}
-
-// TestKernelTablesByName: rules and routes name the kernel's tables as ip(8) does, main rather than 254.
-func TestKernelTablesByName(t *testing.T) {
-	for got, want := range map[string]string{
-		RuleString(20000, netip.Prefix{}, netip.MustParsePrefix("10.244.0.0/16"), 254):   "20000: from all to 10.244.0.0/16 lookup main",
-		RuleString(0, netip.Prefix{}, netip.Prefix{}, 255):                               "0: from all lookup local",
-		RuleString(32767, netip.Prefix{}, netip.Prefix{}, 253):                           "32767: from all lookup default",
-		RuleString(20010, netip.MustParsePrefix("10.0.0.1/32"), netip.Prefix{}, 1000000): "20010: from 10.0.0.1 lookup 1000000",
-		RouteString(netip.Prefix{}, netip.MustParseAddr("10.0.0.254"), 254):              "default via 10.0.0.254 table main",
-		RouteString(netip.MustParsePrefix("10.0.0.0/24"), netip.Addr{}, 1000000):         "10.0.0.0/24 table 1000000",
-	} {
-		if got != want {
-			t.Errorf("got %q, want %q", got, want)
-		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/confdirs"
@@ -34,6 +35,9 @@ type Link struct {
 	Type string
 	// PermanentMAC is the link's permanent hardware address: declared in the description, or read (Live).
 	PermanentMAC net.HardwareAddr
+	// OthersPermanentMACs are permanent addresses other links are known to have (declared for other
+	// interfaces): a permanent address is one device's, so this link has none of them.
+	OthersPermanentMACs []net.HardwareAddr
 	// Live says the facts below were read from the running link. Offline, a condition on them cannot be decided.
 	Live bool
 	// Kind is the link's netlink kind (vlan, bond, veth...; empty for a physical device) and MAC its current
@@ -270,7 +274,7 @@ func (f File) Match(l Link) (Verdict, []string) {
 		check("Kind", m.kinds, l.Kind, l.Live, true) &&
 		check("Driver", m.drivers, l.Driver, l.DriverKnown, true) &&
 		check("MACAddress", m.macs, mac(l.MAC), l.Live, false) &&
-		check("PermanentMACAddress", m.permMACs, mac(l.PermanentMAC), l.Live || l.PermanentMAC != nil, false) &&
+		check("PermanentMACAddress", m.permMACs, mac(l.PermanentMAC), l.Live || l.PermanentMAC != nil || others(m.permMACs, l.OthersPermanentMACs), false) &&
 		(len(m.wlan.items) == 0 || l.kind() == "wlan")
 	switch {
 	case !ok:
@@ -283,6 +287,20 @@ func (f File) Match(l Link) (Verdict, []string) {
 		return Maybe, unknown
 	}
 	return Yes, nil
+}
+
+// others reports whether every address a (not inverted) list names belongs to another link: then the list
+// decides "no" for this one without its own address.
+func others(ls list, theirs []net.HardwareAddr) bool {
+	if ls.invert || len(ls.items) == 0 {
+		return false
+	}
+	for _, it := range ls.items {
+		if !slices.ContainsFunc(theirs, func(a net.HardwareAddr) bool { return strings.EqualFold(a.String(), normalizeMAC(it)) }) {
+			return false
+		}
+	}
+	return true
 }
 
 // Choice is the file networkd would apply to a link: the first that matches for certain, and the files before it

@@ -104,6 +104,7 @@ func TestMACMatching(t *testing.T) {
 	}{
 		{"declared permanent MAC", Link{Name: "ens5", PermanentMAC: mac("02:00:00:00:00:0a")}, "10-netplan-a.network", ""},
 		{"offline, nothing declared", Link{Name: "eth0"}, "30-eth.network", "/run/systemd/network/10-netplan-a.network (PermanentMACAddress=02:00:00:00:00:0A), /run/systemd/network/20-not-b.network (MACAddress=!02:00:00:00:00:0b)"},
+		{"offline, another interface declares the MAC", Link{Name: "eth0", OthersPermanentMACs: []net.HardwareAddr{mac("02:00:00:00:00:0a")}}, "30-eth.network", "/run/systemd/network/20-not-b.network (MACAddress=!02:00:00:00:00:0b)"},
 		{"live, the permanent MAC read", Link{Name: "eth0", Live: true, PermanentMAC: mac("02:00:00:00:00:0a"), MAC: mac("02:00:00:00:00:0b")}, "10-netplan-a.network", ""},
 		{"live, another MAC", Link{Name: "eth0", Live: true, PermanentMAC: mac("02:00:00:00:00:0c"), MAC: mac("02:00:00:00:00:0c")}, "20-not-b.network", ""},
 		{"live, no permanent MAC (veth)", Link{Name: "eth0", Live: true, MAC: mac("02:00:00:00:00:0b")}, "30-eth.network", ""},

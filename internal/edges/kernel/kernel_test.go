@@ -14,12 +14,14 @@ import (
 	"github.com/symroute/symroute/internal/core/routing"
 	_ "github.com/symroute/symroute/internal/tools/golden"
 	"github.com/symroute/symroute/internal/tools/nettest"
+	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
 // namespace makes a throwaway network namespace with a veth and a few tables, and a Reader into it.
 func namespace(t *testing.T) (*Reader, func(args ...string)) {
 	t.Helper()
-	nettest.Require(t)
+	testenv.Root(t, "to create a network namespace")
+	testenv.Program(t, "ip", "iproute2")
 	name := "symroute-kernel-" + nettest.RunID(t)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
@@ -40,6 +42,7 @@ func namespace(t *testing.T) (*Reader, func(args ...string)) {
 	ip("route", "add", "192.168.1.0/24", "dev", "eth-a", "table", "1000000")
 	ip("-6", "route", "add", "default", "via", "2001:db8::1", "table", "1000000")
 	ip("route", "add", "10.99.0.0/16", "via", "192.168.1.1", "table", "77")
+	ip("-6", "route", "add", "2001:db8:9::/64", "dev", "eth-a", "table", "1000009") // a table of IPv6 routes only
 	ip("rule", "add", "pref", "20010", "from", "192.168.1.10", "lookup", "1000000", "proto", "static")
 	ip("-6", "rule", "add", "pref", "20010", "from", "2001:db8::10", "lookup", "1000000")
 	ip("rule", "add", "pref", "9", "fwmark", "0x200/0xf00", "lookup", "2004")
@@ -63,8 +66,9 @@ func namespace(t *testing.T) (*Reader, func(args ...string)) {
 }
 
 // TestRoutesByTable: a table's routes, both families, as the kernel filters them; a table that does not exist
-// is empty, not an error; and the same answer from a kernel that refuses strict checking, where the dump covers
-// every table and the filter runs in user space.
+// is empty, not an error, and so is a table's family it has no route in; and the same answers from a kernel that
+// refuses strict checking, where the dump covers every table and the filter runs in user space. This kernel
+// takes strict checking, and it is off again after each dump: the rule dump fails under it.
 func TestRoutesByTable(t *testing.T) {
 	r, _ := namespace(t)
 	for _, noStrict := range []bool{false, true} {
@@ -73,17 +77,30 @@ func TestRoutesByTable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got []string
-		for _, rt := range routes {
-			got = append(got, rt.Destination.String()+" via "+rt.Gateway.String())
+		if r.StrictCheck() == noStrict {
+			t.Fatalf("strict checking %v, want %v", r.StrictCheck(), !noStrict)
 		}
-		if strings.Join(got, "; ") != "invalid Prefix via 192.168.1.1; 192.168.1.0/24 via invalid IP; invalid Prefix via 2001:db8::1" {
+		if got := routeList(routes); got != "invalid Prefix via 192.168.1.1; 192.168.1.0/24 via invalid IP; invalid Prefix via 2001:db8::1" {
 			t.Errorf("strict=%v: routes of table 1000000: %v", !noStrict, got)
 		}
 		if routes, err := r.Routes(424242); err != nil || len(routes) != 0 {
 			t.Errorf("strict=%v: a missing table: %v %v", !noStrict, routes, err)
 		}
+		if routes, err := r.Routes(1000009); err != nil || routeList(routes) != "2001:db8:9::/64 via invalid IP" {
+			t.Errorf("strict=%v: a table of IPv6 routes only: %v %v", !noStrict, routeList(routes), err)
+		}
+		if rules, err := r.Rules(); err != nil || len(rules) == 0 {
+			t.Errorf("strict=%v: rules after a route dump: %d, %v", !noStrict, len(rules), err)
+		}
 	}
+}
+
+func routeList(routes []routing.Route) string {
+	var out []string
+	for _, rt := range routes {
+		out = append(out, rt.Destination.String()+" via "+rt.Gateway.String())
+	}
+	return strings.Join(out, "; ")
 }
 
 // TestRules reads every rule of both families with its protocol and whether it matches on more than addresses.
@@ -118,13 +135,24 @@ func TestRules(t *testing.T) {
 // TestRouteGetAndLinks: route lookups go through the rules, and links and addresses are named.
 func TestRouteGetAndLinks(t *testing.T) {
 	r, _ := namespace(t)
-	ans, err := r.RouteGet(netip.MustParseAddr("192.168.1.10"), netip.MustParseAddr("198.51.100.1"))
-	if err != nil || ans.Table != 1000000 || ans.Gateway.String() != "192.168.1.1" {
-		t.Errorf("route get: %+v %v", ans, err)
-	}
 	index, ok, err := r.LinkIndex("eth-a")
 	if err != nil || !ok {
 		t.Fatal(ok, err)
+	}
+	ans, err := r.RouteGet(netip.MustParseAddr("192.168.1.10"), netip.MustParseAddr("198.51.100.1"))
+	if err != nil || ans != (routing.Answer{LinkIndex: index, Table: 1000000, Gateway: netip.MustParseAddr("192.168.1.1")}) {
+		t.Errorf("route get: %+v %v", ans, err)
+	}
+	ans, err = r.RouteGet(netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("2001:db8:ffff::1"))
+	if err != nil || ans != (routing.Answer{LinkIndex: index, Table: 1000000, Gateway: netip.MustParseAddr("2001:db8::1")}) {
+		t.Errorf("IPv6 route get: %+v %v", ans, err)
+	}
+	// A lookup the kernel refuses (the source is no address of this host) is an error, not an empty answer.
+	if ans, err := r.RouteGet(netip.MustParseAddr("192.168.1.99"), netip.MustParseAddr("198.51.100.1")); err == nil {
+		t.Errorf("route get without a route: %+v", ans)
+	}
+	if name, err := r.LinkName(index); err != nil || name != "eth-a" {
+		t.Errorf("link %d: %q %v", index, name, err)
 	}
 	if _, ok, err := r.LinkIndex("no-such"); ok || err != nil {
 		t.Errorf("a missing link: %v %v", ok, err)
@@ -155,7 +183,7 @@ func TestRouteGetAndLinks(t *testing.T) {
 			got = append(got, fmt.Sprintf("%d:%v", rt.Table, rt.Destination))
 		}
 		slices.Sort(got)
-		if want := "1000000:192.168.1.0/24 1000000:invalid Prefix 1000000:invalid Prefix 254:192.168.1.0/24 254:2001:db8::/64 254:fe80::/64 77:10.99.0.0/16"; strings.Join(got, " ") != want {
+		if want := "1000000:192.168.1.0/24 1000000:invalid Prefix 1000000:invalid Prefix 1000009:2001:db8:9::/64 254:192.168.1.0/24 254:2001:db8::/64 254:fe80::/64 77:10.99.0.0/16"; strings.Join(got, " ") != want {
 			t.Errorf("strict=%v: routes on eth-a: %v\nwant %s", !noStrict, got, want)
 		}
 	}

@@ -276,7 +276,7 @@ func TestGenerateDiffWritesNothing(t *testing.T) {
 	if code != ExitFailed || !strings.Contains(stdout, "+++ "+filepath.Join(root, "etc/systemd/network/10-symroute-eth0.network")) || !strings.Contains(stdout, "+From=10.0.0.1/32") {
 		t.Fatalf("diff: exit %d\n%s%s", code, stdout, stderr)
 	}
-	if tree, _ := golden.ReadTree(root); len(tree) != 0 {
+	if tree := golden.ReadTreeOrFail(t, root); len(tree) != 0 {
 		t.Errorf("--diff wrote %d files", len(tree))
 	}
 	if code, _, _ := run("generate", "-c", desc, "--root", root); code != ExitOK {
@@ -293,7 +293,7 @@ func TestGenerateStrictWritesNothing(t *testing.T) {
 	if code != ExitInvalid || !strings.Contains(stderr, "nothing was written") {
 		t.Fatalf("exit %d:\n%s", code, stderr)
 	}
-	if tree, _ := golden.ReadTree(root); len(tree) != 0 {
+	if tree := golden.ReadTreeOrFail(t, root); len(tree) != 0 {
 		t.Errorf("wrote %d files", len(tree))
 	}
 }
@@ -358,10 +358,7 @@ func TestHeaderNamesTheDescriptionSafely(t *testing.T) {
 		if code, stdout, stderr := run("generate", "-c", filepath.Join(base, p), "--root", root); code != ExitOK {
 			t.Fatalf("generate -c %q: exit %d\n%s%s", p, code, stdout, stderr)
 		}
-		tree, err := golden.ReadTree(root)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tree := golden.ReadTreeOrFail(t, root)
 		trees[p] = tree
 		for name, data := range tree {
 			if strings.Contains(string(data), "DNS=") {
@@ -394,7 +391,7 @@ func TestConcurrentGenerateDoesNotMix(t *testing.T) {
 		if code, _, stderr := run("generate", "-c", desc, "--root", root); code != ExitOK {
 			t.Fatal(stderr)
 		}
-		want[i], _ = golden.ReadTree(root)
+		want[i] = golden.ReadTreeOrFail(t, root)
 	}
 	root := t.TempDir()
 	var wg sync.WaitGroup
@@ -408,7 +405,7 @@ func TestConcurrentGenerateDoesNotMix(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	got, _ := golden.ReadTree(root)
+	got := golden.ReadTreeOrFail(t, root)
 	if !sameTree(got, want[0]) && !sameTree(got, want[1]) {
 		t.Errorf("the root holds a mix of both descriptions' files: %v", keysOf(got))
 	}

@@ -100,6 +100,17 @@ func ReadTree(dir string) (map[string][]byte, error) {
 	return out, err
 }
 
+// ReadTreeOrFail is ReadTree for a test: a tree that cannot be read fails it, since it would compare equal to an
+// empty one.
+func ReadTreeOrFail(t testing.TB, dir string) map[string][]byte {
+	t.Helper()
+	tree, err := ReadTree(dir)
+	if err != nil {
+		t.Fatalf("read %s: %v", dir, err)
+	}
+	return tree
+}
+
 func sortedKeys(m map[string][]byte) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -117,7 +117,9 @@ func TestApplyRollsBack(t *testing.T) {
 	before := s.tree("etc")
 
 	bad := s.describe("typo.yaml", twoNICDescription("loose")+"  - name: eth-c\n    addresses: [10.9.0.1/24]\n    gateway: 10.9.0.254\n")
-	out := s.mustSymroute(1, "apply", "-c", bad, "--timeout", "3s")
+	// A missing link fails verification at once, so --timeout only bounds the waits for networkd, the
+	// rollback's included: generous, so a slow machine cannot fail the rollback.
+	out := s.mustSymroute(1, "apply", "-c", bad, "--timeout", "120s")
 	for _, want := range []string{"eth-c: no such link", "link eth-c does not exist", "removed /etc/systemd/network/10-symroute-eth-c.network, which the run created", "previous state verified"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("apply output lacks %q:\n%s", want, out)
@@ -141,7 +143,7 @@ func TestApplyRollsBack(t *testing.T) {
 	s.expectClient(true, "after the rollback")
 
 	// With --no-rollback the new files stay, and apply still says it failed.
-	out = s.mustSymroute(1, "apply", "-c", bad, "--timeout", "2s", "--no-rollback")
+	out = s.mustSymroute(1, "apply", "-c", bad, "--timeout", "120s", "--no-rollback")
 	if !strings.Contains(out, "keeping the new state although it failed (--no-rollback)") || strings.Count(out, "sysctl: systemd-sysctl applied") != 1 {
 		t.Errorf("--no-rollback output:\n%s", out)
 	}

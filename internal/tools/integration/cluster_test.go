@@ -64,7 +64,7 @@ func TestFelixFlushingItsTablesLeavesSymrouteAlone(t *testing.T) {
 	// Show the loop bites: a route and rule an admin put in table 1 are gone within moments.
 	s.Host.IP("route", "add", "203.0.113.0/24", "via", "192.168.1.1", "table", "1")
 	s.Host.IP("rule", "add", "pref", "1000", "from", "198.51.100.0/24", "table", "1")
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for strings.Contains(s.Host.IP("route", "show", "table", "1"), "203.0.113.0") || strings.Contains(s.Host.IP("rule"), "198.51.100.0") {
 		if time.Now().After(deadline) {
 			t.Fatal("the flushing loop did not clear table 1")

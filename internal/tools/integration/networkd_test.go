@@ -57,7 +57,11 @@ func TestNetworkdAcceptsGoldenFiles(t *testing.T) {
 			}
 			bus := nettest.StartBus(t)
 			nd := nettest.StartNetworkd(t, ns, bus, root)
-			nd.WaitConfigured(t, ns, 20*time.Second, checked...)
+			// networkd answers on the bus only once it has loaded the files.
+			nd.WaitReady(t)
+			if len(checked) > 0 {
+				nd.WaitConfigured(t, ns, 20*time.Second, checked...)
+			}
 			if w := nd.ConfigWarnings(); len(w) > 0 {
 				t.Fatalf("networkd complained about the generated files:\n%s", strings.Join(w, "\n"))
 			}
@@ -219,11 +223,7 @@ func compareSets(t *testing.T, what string, want, got map[string]bool) {
 
 func copyTree(t *testing.T, from, to string) {
 	t.Helper()
-	tree, err := golden.ReadTree(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for p, data := range tree {
+	for p, data := range golden.ReadTreeOrFail(t, from) {
 		dst := filepath.Join(to, p)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/symroute/symroute/internal/tools/nettest"
+	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
 var (
@@ -65,9 +66,7 @@ var installed = []string{
 // units go with the package.
 func TestDebPackage(t *testing.T) {
 	nettest.Require(t)
-	if _, err := exec.LookPath("dpkg"); err != nil {
-		t.Skip("dpkg is not on this machine")
-	}
+	testenv.Program(t, "dpkg", "dpkg")
 	deb, _ := buildPackages(t)
 	hostStatus, _ := os.ReadFile("/var/lib/dpkg/status")
 	t.Cleanup(func() {
@@ -144,9 +143,7 @@ func TestDebPackage(t *testing.T) {
 
 // TestRpmPackage checks the .rpm's file list and scripts with Debian's rpm tool.
 func TestRpmPackage(t *testing.T) {
-	if _, err := exec.LookPath("rpm"); err != nil {
-		t.Skip("rpm is not on this machine (make deps installs it as root)")
-	}
+	testenv.Program(t, "rpm", "rpm")
 	_, rpm := buildPackages(t)
 	out, err := run(t, nil, "rpm", "-qpl", rpm)
 	if err != nil {

@@ -141,7 +141,7 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 	stop := s.Client.Hold(t, hostA+":"+echoPort)
 	defer stop()
 	// The echo server's socket is dual-stack: ss shows the address v4-mapped.
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.Host.Exec("ss", "-tnH", "state", "established"), hostA+"]:"+echoPort); {
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(s.Host.Exec("ss", "-tnH", "state", "established"), hostA+"]:"+echoPort); {
 		if time.Now().After(deadline) {
 			t.Fatal("the session never got established")
 		}
@@ -160,8 +160,10 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 		t.Fatal("the refused apply changed the files")
 	}
 
-	// try, never confirmed; the process that ran it is killed (the session cut off) before the deadline.
-	cmd, lines := s.background("try", "-c", moved, "--timeout", "4s")
+	// try, never confirmed; the process that ran it is killed (the session cut off) before the deadline. The
+	// try verifies in about 0.1 s here: its deadline must leave it ample time on a slow machine, since the
+	// watcher rolls back at the deadline whatever state the try is in.
+	cmd, lines := s.background("try", "-c", moved, "--timeout", "8s")
 	waitLine(t, lines, "Otherwise it is rolled back", 30*time.Second)
 	if got := s.Host.IP("-o", "-4", "addr", "show", "dev", "eth-a"); !strings.Contains(got, "192.168.1.11/24") {
 		t.Fatalf("try did not move the address: %s", got)
@@ -192,7 +194,7 @@ func TestAddressChangeUnderAnOpenSession(t *testing.T) {
 	if err := cmd.Wait(); err != nil || !strings.Contains(rest, "confirmed") {
 		t.Fatalf("try after confirm: %v\n%s", err, rest)
 	}
-	waitGone(t, watcher.PID, 10*time.Second)
+	waitGone(t, watcher.PID, 30*time.Second)
 	s.mustSymroute(0, "verify", "-c", moved)
 	if got := s.Host.IP("-o", "-4", "addr", "show", "dev", "eth-a"); !strings.Contains(got, "192.168.1.11/24") {
 		t.Fatalf("the confirmed change is gone: %s", got)
@@ -213,10 +215,14 @@ func TestSIGTERMMidApplyRollsBack(t *testing.T) {
 	syscall.Kill(networkd, syscall.SIGSTOP)
 	cmd, lines := s.background("apply", "-c", more, "--timeout", "60s")
 	seen := waitLine(t, lines, "update /etc/systemd/network/10-symroute-eth-a.network", 30*time.Second)
-	time.Sleep(500 * time.Millisecond) // the reload is sent; networkd does not answer
+	// Most likely the reload is sent by now, and networkd does not answer it; a SIGTERM before the reload
+	// interrupts the run all the same, so this pause steers the scenario and decides nothing.
+	time.Sleep(500 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGTERM)
-	time.Sleep(200 * time.Millisecond)
-	syscall.Kill(networkd, syscall.SIGCONT) // the rollback's own reload needs networkd
+	// The run turns to its rollback while networkd is still stopped (the signal, not networkd, ended its wait)
+	// and puts the files back; networkd resumes on the files as they were, the rollback's reload waiting.
+	seen += waitLine(t, lines, "put back /etc/systemd/network/10-symroute-eth-a.network as it was", 30*time.Second)
+	syscall.Kill(networkd, syscall.SIGCONT)
 	rest := seen + drain(lines)
 	err := cmd.Wait()
 	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(rest, "interrupted") || !strings.Contains(rest, "rolling back") {

@@ -8,7 +8,7 @@
 package nettest
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -22,6 +22,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
 // T is what the harness needs from its caller: testing.TB in tests, a small adapter in the demo.
@@ -30,7 +32,6 @@ type T interface {
 	Fatalf(format string, args ...any)
 	Errorf(format string, args ...any)
 	Logf(format string, args ...any)
-	Skip(args ...any)
 	Skipf(format string, args ...any)
 	Fatal(args ...any)
 	Cleanup(func())
@@ -40,17 +41,13 @@ type T interface {
 // NetworkdBinary is Debian's path to systemd-networkd.
 const NetworkdBinary = "/lib/systemd/systemd-networkd"
 
-// Require skips the test when the machine cannot run networkd in a namespace, saying what is missing. It does
-// not skip for anything .ci/run installs.
+// Require skips the test when the machine cannot run networkd in a namespace, saying what is missing, or fails
+// it where every test must run (testenv.RequireVar). .ci/install-deps installs every program it needs.
 func Require(t T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces and run systemd-networkd")
-	}
-	for _, bin := range []string{NetworkdBinary, "dbus-daemon", "ip", "unshare"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s, which this machine lacks: %v", bin, err)
-		}
+	testenv.Root(t, "to create network namespaces and run systemd-networkd")
+	for _, p := range [][2]string{{NetworkdBinary, "systemd"}, {"dbus-daemon", "dbus"}, {"ip", "iproute2"}, {"unshare", "util-linux"}} {
+		testenv.Program(t, p[0], p[1])
 	}
 }
 
@@ -170,11 +167,30 @@ func StartBus(t T) *Bus {
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(busConfig, sock)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	// dbus-daemon prints its address once it listens: reading that line is the wait, with no polling.
+	cmd := exec.Command("dbus-daemon", "--config-file="+conf, "--nofork", "--nopidfile", "--print-address=1")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = w, logs
 	start(t, cmd, "dbus-daemon")
-	waitFor(t, 10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil }, func() string { return "dbus-daemon socket: " + logs.String() })
+	w.Close()
+	listening := make(chan error, 1)
+	go func() {
+		_, err := bufio.NewReader(r).ReadString('\n')
+		listening <- err
+	}()
+	select {
+	case err := <-listening:
+		if err != nil {
+			t.Fatalf("dbus-daemon did not start: %v: %s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second): // bounds a hang only
+		t.Fatalf("dbus-daemon printed no address within 10 s: %s", logs.String())
+	}
 	return &Bus{Address: "unix:path=" + sock}
 }
 

@@ -48,7 +48,6 @@ func (p *Program) Errorf(f string, a ...any) {
 }
 func (p *Program) Fatalf(f string, a ...any) { p.Errorf(f, a...); panic(unwind{}) }
 func (p *Program) Fatal(a ...any)            { p.Fatalf("%s", fmt.Sprint(a...)) }
-func (p *Program) Skip(a ...any)             { p.Fatalf("cannot run here: %s", fmt.Sprint(a...)) }
 func (p *Program) Skipf(f string, a ...any)  { p.Fatalf("cannot run here: "+f, a...) }
 func (p *Program) Cleanup(f func())          { p.cleanups = append(p.cleanups, f) }
 func (p *Program) Failed() bool              { return p.failed }
