@@ -8,8 +8,11 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"text/template"
 	"unicode/utf8"
 
@@ -114,14 +117,13 @@ func Generate(p *plan.Plan, opts Options) ([]fileset.File, report.Report, error)
 		}
 		g.render(ownership.NetworkdConfPath, "networkd.conf.tmpl", struct{ Source, Components string }{opts.Source, strings.Join(names, ", ")})
 	}
-	if g.err != nil {
-		return nil, r, g.err
+	renderErr, checkErr := g.renderAll()
+	if renderErr != nil {
+		return nil, r, renderErr
 	}
-	for _, f := range g.files {
-		if err := checkFile(f); err != nil {
-			r.Add(report.Error, nil, p.Host.Pos(nil), "refusing to write %s: %v. A value in the description got past symroute's validation; nothing was written. Please report this with the description", "/"+f.Path, err)
-			return nil, r, nil
-		}
+	if checkErr != nil {
+		r.Add(report.Error, nil, p.Host.Pos(nil), "refusing to write %v. A value in the description got past symroute's validation; nothing was written. Please report this with the description", checkErr)
+		return nil, r, nil
 	}
 	sort.Slice(g.files, func(i, j int) bool { return g.files[i].Path < g.files[j].Path })
 	return g.files, r, nil
@@ -172,21 +174,66 @@ type gen struct {
 	tmpl   *template.Template
 	source string
 	files  []fileset.File
-	err    error
+	// todo holds, for each file, the template and data render was given; renderAll fills in the bytes.
+	todo []rendering
 }
 
-// render executes a template into a file. Templates fail only on a programming error, which is returned as
-// one; a file is never half rendered.
+type rendering struct {
+	tmpl string
+	data any
+}
+
+// render adds a file whose bytes renderAll will render from a template, so the caller can set the file's other
+// fields through last now.
 func (g *gen) render(p, name string, data any) {
-	if g.err != nil {
-		return
+	g.files = append(g.files, fileset.File{Path: p, Mode: 0o644})
+	g.todo = append(g.todo, rendering{name, withSource(data, g.source)})
+}
+
+// renderAll executes every file's template and checks the result against its format, on every core: a host with
+// hundreds of interfaces has hundreds of independent files. Templates fail only on a programming error, returned
+// as renderErr; checkErr is the first file, in order, that the second wall refuses. A file is never half
+// rendered.
+func (g *gen) renderAll() (renderErr, checkErr error) {
+	renderErrs := make([]error, len(g.files))
+	checkErrs := make([]error, len(g.files))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(g.files)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(g.files); i = int(next.Add(1)) - 1 {
+				renderErrs[i], checkErrs[i] = g.renderOne(i)
+			}
+		}()
 	}
+	wg.Wait()
+	return firstOf(renderErrs), firstOf(checkErrs)
+}
+
+// renderOne renders file i and checks it.
+func (g *gen) renderOne(i int) (renderErr, checkErr error) {
+	f, todo := &g.files[i], g.todo[i]
 	var b bytes.Buffer
-	if err := g.tmpl.ExecuteTemplate(&b, name, withSource(data, g.source)); err != nil {
-		g.err = fmt.Errorf("render %s: %w", p, err)
-		return
+	if err := g.tmpl.ExecuteTemplate(&b, todo.tmpl, todo.data); err != nil {
+		return fmt.Errorf("render %s: %w", f.Path, err), nil
 	}
-	g.files = append(g.files, fileset.File{Path: p, Mode: 0o644, Data: tidy(b.Bytes())})
+	f.Data = tidy(b.Bytes())
+	if err := checkFile(*f); err != nil {
+		return nil, fmt.Errorf("/%s: %w", f.Path, err)
+	}
+	return nil, nil
+}
+
+// firstOf returns the first non-nil error in errs, or nil.
+func firstOf(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // withSource gives the plan-level templates the header's source label.
@@ -200,13 +247,8 @@ func withSource(data any, source string) any {
 	return data
 }
 
-// last returns the file rendered last; only called right after a successful render.
-func (g *gen) last() *fileset.File {
-	if g.err != nil {
-		return &fileset.File{}
-	}
-	return &g.files[len(g.files)-1]
-}
+// last returns the file added last.
+func (g *gen) last() *fileset.File { return &g.files[len(g.files)-1] }
 
 var blankRuns = regexp.MustCompile(`\n{3,}`)
 
