@@ -1,7 +1,9 @@
 package generator
 
 import (
+	"bytes"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"text/template"
@@ -31,6 +33,21 @@ Name={{.}}
 		}
 		if got := string(g.files[63].Data); got != "[Match]\nName=eth63\n" {
 			t.Fatalf("file 63 = %q", got)
+		}
+	}
+}
+
+// TestTidyCollapsesBlankRuns: tidy does what collapsing every run of three or more newlines to two, and ending
+// the file with exactly one newline, does.
+func TestTidyCollapsesBlankRuns(t *testing.T) {
+	runs := regexp.MustCompile(`\n{3,}`)
+	for _, in := range []string{
+		"", "\n", "\n\n\n\n", "a", "a\n", "a\n\n", "a\n\n\nb", "\n\n\na\n\n\n\n\nb\n\nc\n\n\n",
+		"[Match]\nName=x\n\n\n\n[Network]\nAddress=10.0.0.1/24\n\n\n",
+	} {
+		want := string(bytes.TrimRight(runs.ReplaceAll([]byte(in), []byte("\n\n")), "\n")) + "\n"
+		if got := string(tidy([]byte(in))); got != want {
+			t.Errorf("tidy(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
