@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # Times `symroute generate` against `netplan generate` on equivalent descriptions: N interfaces with 8 addresses
 # each, every interface with its own table (subnet and gateway) and one source rule per address. Both run in the
-# same hyperfine invocation, which prints the ratios; peak memory comes from GNU time.
+# same hyperfine invocation; the summary gives medians and each median's ratio to netplan's C generator. Peak
+# memory comes from GNU time.
+#
+# "Every file written" is measured two ways: every file on disk differs from the one symroute wants, as after a
+# change to every interface (netplan's generator likewise replaces all its files on every run), and an empty
+# root, as for a new host class in a fleet's CI.
 #
 #   bench/generate.sh            # N = 1, 16, 256
 #   bench/generate.sh 64         # other sizes
+#   TMPDIR=/var/tmp bench/generate.sh   # another file system
 #
 # Needs: apt-get install -y netplan.io hyperfine time
 set -euo pipefail
@@ -54,19 +60,39 @@ describe() {
 
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
+# summarize prints each command's median and mean, and its median over the C generator's, from hyperfine's JSON.
+summarize() {
+  python3 - "$1" <<'PY'
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+c = next(r["median"] for r in results if r["command"].startswith("netplan's C generator"))
+for r in results:
+    print(f"  {r['command']:<45} median {r['median'] * 1000:7.1f} ms  mean {r['mean'] * 1000:7.1f} ms  "
+          f"median / C generator {r['median'] / c:5.2f}")
+PY
+}
+
 for n in "${sizes[@]}"; do
   dir=$work/$n
   describe "$n" "$dir"
+  mkdir -p "$dir/root" # generate reads --root before it would create it
+  ./symroute generate -c "$dir/host.yaml" --root "$dir/root" >/dev/null
   echo
   echo "## $n interface(s), 8 addresses each"
-  hyperfine -N --warmup 3 --min-runs 20 --style basic \
-    --prepare "rm -rf $dir/root" \
-    -n "symroute generate (writes every file)" "./symroute generate -c $dir/host.yaml --root $dir/root" \
+  hyperfine -N --warmup 3 --min-runs 20 --style basic --export-json "$work/written.json" \
+    --prepare "find $dir/root/etc -type f -name *symroute* -exec truncate -s -1 {} +" \
+    -n "symroute generate (replaces every file)" "./symroute generate -c $dir/host.yaml --root $dir/root" \
+    --prepare "sh -c 'rm -rf $dir/root && mkdir $dir/root'" \
+    -n "symroute generate (into an empty root)" "./symroute generate -c $dir/host.yaml --root $dir/root" \
+    --prepare true -n "netplan generate" "netplan generate --root-dir $dir/np" \
+    --prepare true -n "netplan's C generator alone" "/usr/libexec/netplan/generate --root-dir $dir/np"
+  ./symroute generate -c "$dir/host.yaml" --root "$dir/root" >/dev/null
+  hyperfine -N --warmup 3 --min-runs 20 --style basic --export-json "$work/unchanged.json" \
+    -n "symroute generate (nothing changed)" "./symroute generate -c $dir/host.yaml --root $dir/root" \
     -n "netplan generate" "netplan generate --root-dir $dir/np" \
     -n "netplan's C generator alone" "/usr/libexec/netplan/generate --root-dir $dir/np"
-  ./symroute generate -c "$dir/host.yaml" --root "$dir/root" >/dev/null
-  hyperfine -N --warmup 3 --min-runs 20 --style basic \
-    -n "symroute generate (nothing changed)" "./symroute generate -c $dir/host.yaml --root $dir/root" \
-    -n "netplan generate" "netplan generate --root-dir $dir/np"
+  echo "summary, $n interface(s):"
+  summarize "$work/written.json"
+  summarize "$work/unchanged.json" | head -1
   echo "peak RSS (KiB): symroute $(rss ./symroute generate -c "$dir/host.yaml" --root "$dir/root"), netplan generate $(rss netplan generate --root-dir "$dir/np"), netplan's C generator $(rss /usr/libexec/netplan/generate --root-dir "$dir/np")"
 done

@@ -71,15 +71,17 @@ func checkFile(f fileset.File) error {
 	if !utf8.Valid(f.Data) {
 		return fmt.Errorf("%s is not valid UTF-8", f.Path)
 	}
-	for i, line := range strings.Split(strings.TrimSuffix(string(f.Data), "\n"), "\n") {
+	lineNo := 0
+	for line := range strings.SplitSeq(strings.TrimSuffix(string(f.Data), "\n"), "\n") {
+		lineNo++
 		if bad := controlByte(line); bad >= 0 {
-			return fmt.Errorf("%s line %d holds the control byte 0x%02x", f.Path, i+1, line[bad])
+			return fmt.Errorf("%s line %d holds the control byte 0x%02x", f.Path, lineNo, line[bad])
 		}
 		if line == "" || strings.HasPrefix(line, "# ") || line == "#" {
 			continue
 		}
 		if why := check(line); why != "" {
-			return fmt.Errorf("%s line %d %q: %s", f.Path, i+1, line, why)
+			return fmt.Errorf("%s line %d %q: %s", f.Path, lineNo, line, why)
 		}
 	}
 	return nil

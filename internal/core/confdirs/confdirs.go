@@ -22,7 +22,11 @@ type File struct {
 // List returns the files ending in suffix under dirs (relative to root, highest precedence first), in the order
 // systemd applies them.
 func List(root fs.FS, dirs []string, suffix string) ([]File, error) {
-	byName := map[string]string{}
+	type entry struct {
+		path string
+		typ  fs.FileMode
+	}
+	byName := map[string]entry{}
 	for _, dir := range dirs {
 		entries, err := fs.ReadDir(root, dir)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -36,20 +40,27 @@ func List(root fs.FS, dirs []string, suffix string) ([]File, error) {
 				continue // systemd skips hidden files, symroute's temporaries among them
 			}
 			if _, masked := byName[e.Name()]; !masked && strings.HasSuffix(e.Name(), suffix) {
-				byName[e.Name()] = path.Join(dir, e.Name())
+				byName[e.Name()] = entry{path.Join(dir, e.Name()), e.Type()}
 			}
 		}
 	}
 	files := make([]File, 0, len(byName))
-	for name, p := range byName {
-		if target, err := fs.ReadLink(root, p); err == nil && target == "/dev/null" {
-			continue // masked
+	for name, e := range byName {
+		// The listing already tells a regular file from anything else: only a link costs a look at its target.
+		if !e.typ.IsRegular() && (e.typ&fs.ModeSymlink == 0 || !linksToAFile(root, e.path)) {
+			continue // a directory, socket, FIFO, mask or dangling link: nothing systemd reads as a file
 		}
-		if info, err := fs.Stat(root, p); err != nil || !info.Mode().IsRegular() {
-			continue // a directory, socket, FIFO or dangling link: nothing systemd can read as a file
-		}
-		files = append(files, File{Name: name, Path: p})
+		files = append(files, File{Name: name, Path: e.path})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	return files, nil
+}
+
+// linksToAFile says whether the link p leads to a regular file, and is not a link to /dev/null (a mask).
+func linksToAFile(root fs.FS, p string) bool {
+	if target, err := fs.ReadLink(root, p); err == nil && target == "/dev/null" {
+		return false
+	}
+	info, err := fs.Stat(root, p)
+	return err == nil && info.Mode().IsRegular()
 }

@@ -10,8 +10,10 @@ import (
 	"io/fs"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	gosync "sync"
 
 	udiff "github.com/aymanbagabas/go-udiff"
 
@@ -51,7 +53,7 @@ const maxOwnedFile = rootfs.MaxFileSize
 func Compute(root *rootfs.Root, want []fileset.File, owned Owned, globs []string) ([]Change, error) {
 	var changes []Change
 	wanted := map[string]bool{}
-	dirs := dirCache{root: root, open: map[string]*rootfs.Dir{}}
+	dirs := newDirCache(root)
 	defer dirs.close()
 	for _, f := range want {
 		wanted[f.Path] = true
@@ -112,17 +114,29 @@ func Compute(root *rootfs.Root, want []fileset.File, owned Owned, globs []string
 	return changes, nil
 }
 
-// dirCache opens each directory once per operation.
+// dirCache opens each directory once per operation, and looks for a missing one once: a new root has hundreds of
+// files to create in the same few missing directories.
 type dirCache struct {
-	root *rootfs.Root
-	open map[string]*rootfs.Dir
+	root    *rootfs.Root
+	open    map[string]*rootfs.Dir
+	missing map[string]error
+}
+
+func newDirCache(root *rootfs.Root) dirCache {
+	return dirCache{root: root, open: map[string]*rootfs.Dir{}, missing: map[string]error{}}
 }
 
 func (c dirCache) get(rel string, create bool) (*rootfs.Dir, error) {
 	if d, ok := c.open[rel]; ok {
 		return d, nil
 	}
+	if err, ok := c.missing[rel]; ok && !create {
+		return nil, err
+	}
 	d, err := c.root.OpenDir(rel, create)
+	if errors.Is(err, fs.ErrNotExist) && !create {
+		c.missing[rel] = err
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -200,22 +214,24 @@ func (c dirCache) walk(pattern string, found func(d *rootfs.Dir, e fs.DirEntry))
 
 // Apply carries out changes under root in three steps: every new content is written to a temporary file beside
 // its target and synced; then the temporaries are renamed over their targets and stale files removed; then each
-// directory touched is synced once. A reader sees the old or the new file, never part of one, and a failure while
-// staging replaces nothing. Every step is relative to a directory opened without links, so nothing is written or
-// removed outside the directories symroute owns files in.
+// directory touched is synced once. A reader sees the old or the new file, never part of one; nothing is renamed
+// before every temporary is on disk, so a failure or a power cut while staging replaces nothing. Every step is
+// relative to a directory opened without links, so nothing is written or removed outside the directories
+// symroute owns files in.
 func Apply(root *rootfs.Root, changes []Change) error {
 	type staged struct {
-		dir       *rootfs.Dir
-		tmp, name string
+		tmp  *rootfs.Temp
+		name string
 	}
 	var stage []staged
-	dirs := dirCache{root: root, open: map[string]*rootfs.Dir{}}
+	dirs := newDirCache(root)
 	defer dirs.close()
 	defer func() {
 		for _, s := range stage {
-			s.dir.Remove(s.tmp)
+			s.tmp.Discard()
 		}
 	}()
+	var unsynced []*rootfs.Temp
 	for _, c := range changes {
 		if c.Kind == Remove {
 			continue
@@ -225,20 +241,32 @@ func Apply(root *rootfs.Root, changes []Change) error {
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", c.Kind, root.Join(c.Path), err)
 		}
-		tmp, err := d.WriteTemp(name, c.New, c.Mode)
+		t, err := d.CreateTemp(name, c.New, c.Mode)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", c.Kind, root.Join(c.Path), err)
 		}
-		stage = append(stage, staged{d, tmp, name})
+		stage = append(stage, staged{t, name})
+		if unsynced = append(unsynced, t); len(unsynced) == maxOpenTemps {
+			if err := syncAll(unsynced); err != nil {
+				return err
+			}
+			unsynced = unsynced[:0]
+		}
 	}
-	touched := map[*rootfs.Dir]bool{}
+	if err := syncAll(unsynced); err != nil {
+		return err
+	}
+	var touched []*rootfs.Dir
 	for len(stage) > 0 {
 		s := stage[0]
-		if err := s.dir.Rename(s.tmp, s.name); err != nil {
+		trace("rename", s.tmp.Dir.Rel, s.name)
+		if err := s.tmp.Dir.Rename(s.tmp.Name, s.name); err != nil {
 			return err
 		}
 		stage = stage[1:]
-		touched[s.dir] = true
+		if !slices.Contains(touched, s.tmp.Dir) {
+			touched = append(touched, s.tmp.Dir)
+		}
 	}
 	for _, c := range changes {
 		if c.Kind != Remove {
@@ -255,21 +283,71 @@ func Apply(root *rootfs.Root, changes []Change) error {
 		if err := d.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		touched[d] = true
+		if !slices.Contains(touched, d) {
+			touched = append(touched, d)
+		}
 	}
-	for d := range touched {
-		if err := d.Sync(); err != nil {
+	return concurrently(touched, (*rootfs.Dir).Sync)
+}
+
+// maxOpenTemps bounds the temporaries open at once: a description of thousands of interfaces must not run out of
+// descriptors. Each batch is synced before the next is written. Tests make it small.
+var maxOpenTemps = 512
+
+// syncWorkers is how many files or directories are synced at once. The waits for the disk overlap, so a few in
+// flight finish sooner than one after another; more than a few gained nothing on ext4 over virtio.
+const syncWorkers = 4
+
+// syncAll syncs and closes every temporary in temps and returns the first error.
+func syncAll(temps []*rootfs.Temp) error {
+	return concurrently(temps, func(t *rootfs.Temp) error {
+		err := t.Sync()
+		if cerr := t.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			trace("synced", t.Dir.Rel, t.Name)
+		}
+		return err
+	})
+}
+
+// concurrently calls do for every item, syncWorkers at a time, and returns the first error.
+func concurrently[T any](items []T, do func(T) error) error {
+	next := make(chan T)
+	errs := make(chan error, len(items))
+	var wg gosync.WaitGroup
+	for range min(syncWorkers, len(items)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for item := range next {
+				errs <- do(item)
+			}
+		}()
+	}
+	for _, item := range items {
+		next <- item
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// trace reports each temporary synced and each file renamed into place; tests set it to check the order.
+var trace = func(event, dir, name string) {}
+
 // RemoveTemps removes the temporary files an interrupted run left beside symroute's files, in every directory
 // the globs look in, and returns their paths. Call it only under the lock every writer takes: another run's
 // temporaries would be in use.
 func RemoveTemps(root *rootfs.Root, owned func(name string) bool, globs []string) ([]string, error) {
-	dirs := dirCache{root: root, open: map[string]*rootfs.Dir{}}
+	dirs := newDirCache(root)
 	defer dirs.close()
 	var removed []string
 	for _, g := range globs {

@@ -111,39 +111,81 @@ func (d *Dir) List() ([]fs.DirEntry, error) {
 	return entries, nil
 }
 
-// TempSuffix marks the temporary files WriteTemp makes: "." + target name + TempSuffix + random hex. A run that
+// TempSuffix marks the temporary files CreateTemp makes: "." + target name + TempSuffix + random hex. A run that
 // dies between writing and renaming leaves them; RemoveTemps removes them.
 const TempSuffix = ".tmp-"
 
-// WriteTemp writes data to a new temporary file beside target, with mode, synced to disk, and returns its name.
-func (d *Dir) WriteTemp(target string, data []byte, mode fs.FileMode) (string, error) {
+// Temp is a temporary file beside its target: written, but on disk only once Sync has returned.
+type Temp struct {
+	Dir  *Dir
+	Name string
+	f    *os.File
+}
+
+// CreateTemp writes data to a new temporary file beside target, with mode, and starts writing it to disk without
+// waiting: the kernel writes many files out together faster than one after another. Sync waits for it; Close
+// releases it.
+func (d *Dir) CreateTemp(target string, data []byte, mode fs.FileMode) (*Temp, error) {
 	var suffix [6]byte
 	if _, err := rand.Read(suffix[:]); err != nil {
-		return "", err
+		return nil, err
 	}
 	name := "." + target + TempSuffix + hex.EncodeToString(suffix[:])
 	fd, err := unix.Openat(d.fd(), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
 	if err != nil {
-		return "", &fs.PathError{Op: "create", Path: d.Path(name), Err: err}
+		return nil, &fs.PathError{Op: "create", Path: d.Path(name), Err: err}
 	}
-	f := os.NewFile(uintptr(fd), d.Path(name))
+	t := &Temp{Dir: d, Name: name, f: os.NewFile(uintptr(fd), d.Path(name))}
 	err = func() error {
-		if _, err := f.Write(data); err != nil {
+		if _, err := t.f.Write(data); err != nil {
 			return err
 		}
-		if err := f.Chmod(mode.Perm()); err != nil { // the umask may have narrowed the mode given to open
+		if err := t.f.Chmod(mode.Perm()); err != nil { // the umask may have narrowed the mode given to open
 			return err
 		}
-		return f.Sync()
+		// Only a hint: Sync is what waits for the data, and reports any error writing it.
+		unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+		return nil
 	}()
-	if cerr := f.Close(); err == nil {
+	if err != nil {
+		t.Discard()
+		return nil, fmt.Errorf("write %s: %w", d.Path(name), err)
+	}
+	return t, nil
+}
+
+// Sync waits until the file's data and metadata are on disk.
+func (t *Temp) Sync() error {
+	if err := t.f.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", t.Dir.Path(t.Name), err)
+	}
+	return nil
+}
+
+// Close releases the file's descriptor; the file stays.
+func (t *Temp) Close() error { return t.f.Close() }
+
+// Discard removes the file, closing it if still open.
+func (t *Temp) Discard() {
+	t.f.Close()
+	unix.Unlinkat(t.Dir.fd(), t.Name, 0)
+}
+
+// WriteTemp writes data to a new temporary file beside target, with mode, synced to disk, and returns its name.
+func (d *Dir) WriteTemp(target string, data []byte, mode fs.FileMode) (string, error) {
+	t, err := d.CreateTemp(target, data, mode)
+	if err != nil {
+		return "", err
+	}
+	err = t.Sync()
+	if cerr := t.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		unix.Unlinkat(d.fd(), name, 0)
-		return "", fmt.Errorf("write %s: %w", d.Path(name), err)
+		t.Discard()
+		return "", err
 	}
-	return name, nil
+	return t.Name, nil
 }
 
 // Rename moves from to to within the directory, replacing to (a link there is replaced, not followed).

@@ -15,6 +15,7 @@
 package rootfs
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -232,11 +233,14 @@ func readRegular(file *os.File, shown string, max int64) ([]byte, error) {
 	if info.Size() > max {
 		return nil, &fs.PathError{Op: "read", Path: shown, Err: fmt.Errorf("%w: %d bytes, more than the %d symroute reads", ErrTooLarge, info.Size(), max)}
 	}
-	// The size can change while reading; the limit holds whatever it becomes.
-	data, err := io.ReadAll(io.LimitReader(file, max+1))
-	if err != nil {
+	// The size can change while reading; the limit holds whatever it becomes. Room for the size fstat gave reads
+	// an unchanged file in one call and sees its end in the next; growing from a small buffer takes several.
+	var b bytes.Buffer
+	b.Grow(int(info.Size()) + bytes.MinRead)
+	if _, err := b.ReadFrom(io.LimitReader(file, max+1)); err != nil {
 		return nil, &fs.PathError{Op: "read", Path: shown, Err: err}
 	}
+	data := b.Bytes()
 	if int64(len(data)) > max {
 		return nil, &fs.PathError{Op: "read", Path: shown, Err: fmt.Errorf("%w: it grew past the %d bytes symroute reads", ErrTooLarge, max)}
 	}
