@@ -167,7 +167,7 @@ func TestVersionWrittenWrong(t *testing.T) {
 		}},
 		{"interfaces: [{name: eth0, addresses: [10.0.0.1/24], bogus: 1}]\n", []string{
 			`1:1 version: is missing; start the description with "version: 1"`,
-			`1:53 interfaces[0].bogus: unknown key "bogus"; the keys allowed here are addresses, default_route, gateway, gateway6, match, mode, name, priority, rp_filter, table`,
+			`1:53 interfaces[0].bogus: unknown key "bogus"; the keys allowed here are addresses, default_route, gateway, gateway6, match, mode, name, priority, rp_filter, table, track_connections`,
 		}},
 		{"version: '2'\ninterfaces: whatever\n", []string{
 			`1:10 version: "2" is in quotes, so YAML reads it as text, not a number: write version: 2, without quotes`,

@@ -94,6 +94,11 @@ func Parse(data []byte) (*Host, report.Report) {
 				h.RPFilterAll = &v
 			}
 		}},
+		{"mark_mask", func(n *yaml.Node, p report.Path) {
+			if v, ok := d.uint32Value(n, p, 1, maxUint32); ok {
+				h.MarkMask = &v
+			}
+		}},
 		{"interfaces", func(n *yaml.Node, p report.Path) {
 			d.sequence(n, p, func(n *yaml.Node, p report.Path) {
 				h.Interfaces = append(h.Interfaces, d.iface(n, p))
@@ -369,6 +374,7 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 			}
 		}},
 		{"rp_filter", func(n *yaml.Node, p report.Path) { i.RPFilter, _ = d.rpFilter(n, p) }},
+		{"track_connections", func(n *yaml.Node, p report.Path) { i.TrackConnections, _ = d.boolValue(n, p) }},
 	})
 	if n.Kind == yaml.MappingNode {
 		if _, ok := d.pos[p.Key("name").String()]; !ok {

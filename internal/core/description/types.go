@@ -54,7 +54,9 @@ type Host struct {
 	Priorities   reservations.Range
 	// RPFilterAll, when set, is written to net.ipv4.conf.all.rp_filter.
 	RPFilterAll *RPFilter
-	Interfaces  []Interface
+	// MarkMask pins the fwmark bits track_connections uses; nil means allocate them clear of the components'.
+	MarkMask   *uint32
+	Interfaces []Interface
 
 	// positions maps a path's string form to where it stands in the YAML, for problems found after parsing.
 	positions map[string]report.Pos
@@ -73,6 +75,9 @@ type Interface struct {
 	Table    *uint32
 	Priority *uint32
 	RPFilter RPFilter
+	// TrackConnections: every connection that arrives on the interface is answered through it, whatever its
+	// address, by marking the connection in conntrack and routing its replies by that mark.
+	TrackConnections bool
 }
 
 // Pos returns where path stands in the description, or the nearest enclosing node that has a position.

@@ -3,6 +3,7 @@ package description
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/report"
@@ -64,12 +65,17 @@ func validate(h *Host, d *decoder) {
 				errorf(p.Key("default_route"), "needs a gateway (or gateway6) on this interface to route through")
 			}
 		}
+		if ifc.TrackConnections && !ifc.Gateway.IsValid() && !ifc.Gateway6.IsValid() && !d.broken(p.Key("gateway")) && !d.broken(p.Key("gateway6")) {
+			errorf(p.Key("track_connections"), "needs a gateway (or gateway6) on this interface: replies to clients beyond its subnet leave through that gateway")
+		}
 		// The kernel applies max(conf.all, conf.<if>) with off=0 < strict=1 < loose=2.
 		if h.RPFilterAll != nil && ifc.RPFilter < *h.RPFilterAll {
 			warnf(p.Key("rp_filter"), "%s cannot take effect: the kernel uses the larger of conf.all (%s) and the interface's value, where off < strict < loose; lower rp_filter_all or accept the larger value",
 				ifc.RPFilter, *h.RPFilterAll)
 		}
 	}
+
+	checkMarkMask(h, d, errorf, warnf)
 
 	subnets := indexSubnets(h)
 	overlaps := capped{warnf: warnf, what: "overlapping subnets"}
@@ -303,5 +309,22 @@ func checkOverlaps(h *Host, x subnetIndex, c *capped) {
 				}
 			}
 		}
+	}
+}
+
+// checkMarkMask refuses a pinned mark_mask that is not one run of bits (the interfaces' marks are numbers counted
+// within it), and warns when nothing uses it.
+func checkMarkMask(h *Host, d *decoder, errorf, warnf func(report.Path, string, ...any)) {
+	if h.MarkMask == nil {
+		return
+	}
+	p := report.Path{"mark_mask"}
+	m := *h.MarkMask
+	if low := m & -m; (m+low)&m != 0 {
+		errorf(p, "0x%x is not one run of bits; give contiguous bits, like 0x3000, so each tracked interface's mark is a number within them", m)
+		return
+	}
+	if !slices.ContainsFunc(h.Interfaces, func(i Interface) bool { return i.TrackConnections }) {
+		warnf(p, "has no effect: no interface sets track_connections")
 	}
 }

@@ -9,6 +9,9 @@ type File struct {
 	Path string
 	Mode fs.FileMode
 	Data []byte
+	// Link, when set, makes the file a symbolic link to that absolute path, with no Data: the links
+	// `systemctl enable` makes.
+	Link string
 	// For a .network file or drop-in: the interface it configures, and the absolute path of the .network file
 	// networkd should report applying to that link, which verify checks.
 	Interface, Configures string

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"math/bits"
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/description"
@@ -119,7 +120,10 @@ func (a *allocator) checkCollisions(p *Plan) {
 					a.errorf(pp, "priority %d is taken: %s. %s", ifc.Priority, claims,
 						ways(append([]string{"Pick a priority outside it", fmt.Sprintf("remove priority: to let symroute allocate one from priority_range %s", a.h.Priorities)}, moves...)...))
 				}
-				if len(p.ClusterRules) > 0 && ifc.Priority <= p.ClusterPriority {
+				if p.MarkMask != 0 && ifc.Priority <= p.ClusterPriority+markTableOffset {
+					a.errorf(pp, "priority %d is not after the track_connections rules at %d and %d; a reply must find its connection's mark before its source address, so pin a priority above %d",
+						ifc.Priority, p.ClusterPriority+markMainOffset, p.ClusterPriority+markTableOffset, p.ClusterPriority+markTableOffset)
+				} else if len(p.ClusterRules) > 0 && ifc.Priority <= p.ClusterPriority {
 					a.errorf(pp, "priority %d is not after the cluster_cidrs rules at %d; those must come first so replies to pods keep using main, so pin a priority above %d",
 						ifc.Priority, p.ClusterPriority, p.ClusterPriority)
 				}
@@ -148,4 +152,66 @@ func label(p *Plan, i int) string {
 		return name
 	}
 	return fmt.Sprintf("interfaces[%d]", i)
+}
+
+// marks chooses the fwmark bits of track_connections and gives each tracked interface its value within them, by
+// its place among the tracked interfaces (1, 2, 3...; 0 is "not tracked"), so appending one renumbers no other.
+// The field is as narrow as the count allows, clear of every declared component's marks, or pinned by mark_mask.
+func (a *allocator) marks(p *Plan) {
+	var tracked []int
+	for i, ifc := range p.Interfaces {
+		if ifc.TrackConnections {
+			tracked = append(tracked, i)
+		}
+	}
+	if len(tracked) == 0 {
+		return
+	}
+	width := bits.Len(uint(len(tracked)))
+	if pinned := a.h.MarkMask; pinned != nil {
+		mp := report.Path{"mark_mask"}
+		ok := true
+		if cs := reservations.MarkConflicts(a.h.Components, *pinned); len(cs) > 0 {
+			var claims []string
+			for _, c := range cs {
+				claims = append(claims, c.Describe())
+			}
+			way := "Pick bits none of them uses"
+			if free, found := reservations.FreeMarkMask(a.h.Components, width); found {
+				way = fmt.Sprintf("Pick bits none of them uses (0x%x is free), or remove mark_mask: to let symroute choose", free)
+			}
+			a.errorf(mp, "0x%x shares bits with marks others set or compare: %s. %s", *pinned, strings.Join(claims, "; "), way)
+			ok = false
+		}
+		if n := bits.OnesCount32(*pinned); n < width {
+			a.errorf(mp, "0x%x has %d bit(s), which number at most %d tracked interfaces; %d interfaces track connections, so give %d contiguous bits",
+				*pinned, n, 1<<n-1, len(tracked), width)
+			ok = false
+		}
+		if !ok {
+			return
+		}
+		p.MarkMask, p.MarkWhy = *pinned, "pinned by mark_mask"
+	} else {
+		m, found := reservations.FreeMarkMask(a.h.Components, width)
+		if !found {
+			var claims []string
+			for _, c := range reservations.MarkConflicts(a.h.Components, 0xffffffff) {
+				claims = append(claims, c.Describe())
+			}
+			a.errorf(report.Path{"interfaces", tracked[0], "track_connections"}, "no %d contiguous fwmark bits are free of the declared components' marks: %s. Pin mark_mask: to bits the node leaves unused, or track connections on fewer interfaces",
+				width, strings.Join(claims, "; "))
+			return
+		}
+		p.MarkMask, p.MarkWhy = m, fmt.Sprintf("the first %d bit(s) from bit 12 up that no declared component uses", width)
+	}
+	if end := uint64(a.h.Priorities.Min) + markTableOffset; end > uint64(a.h.Priorities.Max) {
+		a.errorf(report.Path{"priority_range"}, "%s leaves no room for the track_connections rules at min + %d and min + %d; widen priority_range", a.h.Priorities, markMainOffset, markTableOffset)
+		return
+	}
+	low := bits.TrailingZeros32(p.MarkMask)
+	for k, i := range tracked {
+		p.Interfaces[i].Mark = uint32(k+1) << low
+		markRules(p, &p.Interfaces[i], i)
+	}
 }

@@ -23,17 +23,26 @@ const PriorityStep = 10
 // TablePrefix names symroute's tables in rt_tables.d, so `ip rule` shows symroute-eth1 rather than a number.
 const TablePrefix = "symroute-"
 
-// Rule is one routing-policy rule: exactly one of From and To is set.
+// Rule is one routing-policy rule: it selects by From, by To, or by Mark (within Mask, and by Iif when set).
 type Rule struct {
 	Priority uint32
 	From, To netip.Prefix
-	Table    uint32
+	// Mark and Mask select the packets whose fwmark carries Mark in the bits of Mask; Iif narrows them to those
+	// that arrived on that link.
+	Mark, Mask uint32
+	Iif        string
+	// Family is 4, 6, or 0 for both; only a mark rule, which has no address to tell, sets it.
+	Family int
+	Table  uint32
 	// Origin is where the rule comes from in the description, so drift can be reported against a YAML line.
 	Origin report.Path
 }
 
-// Is6 reports whether the rule is an IPv6 rule.
+// Is6 reports whether the rule is an IPv6 rule (for a mark rule: an IPv6-only one).
 func (r Rule) Is6() bool {
+	if r.Mask != 0 {
+		return r.Family == 6
+	}
 	if r.From.IsValid() {
 		return r.From.Addr().Is6()
 	}
@@ -70,6 +79,10 @@ type Interface struct {
 	TableRoutes []Route
 	MainRoutes  []Route
 	Rules       []Rule
+	// Mark is the value within the plan's MarkMask that the interface's tracked connections carry (0 when it
+	// does not track them); MarkRules route their packets.
+	Mark      uint32
+	MarkRules []Rule
 }
 
 // Sysctl is one kernel parameter to set, with the reason shown in the generated file.
@@ -86,7 +99,34 @@ type Plan struct {
 	Sysctls         []Sysctl
 	// KeepForeign: a component is declared, so networkd must leave other programs' rules and routes alone.
 	KeepForeign bool
+	// MarkMask holds the fwmark and conntrack mark bits of track_connections, and MarkWhy how they were chosen;
+	// 0 when no interface tracks connections.
+	MarkMask uint32
+	MarkWhy  string
 }
+
+// Tracked returns the interfaces that track connections.
+func (p *Plan) Tracked() []Interface {
+	var out []Interface
+	for _, ifc := range p.Interfaces {
+		if ifc.Mark != 0 {
+			out = append(out, ifc)
+		}
+	}
+	return out
+}
+
+// The mark rules' priorities, right after the cluster rules at priority_range.min and ahead of every source
+// rule (from min + 10): a reply to a pod must still find the cluster rule first, and a reply from one of the
+// host's own addresses on a connection that came in elsewhere must find its mark before its source.
+const (
+	// markMainOffset: a tracked connection's packet that arrived on its own interface (the request) is routed by
+	// main, to the pod or local address it is for, and not straight back out.
+	markMainOffset = 1
+	// markTableOffset: every other packet of the connection (the replies, and rp_filter's reverse lookup of the
+	// request) uses the interface's table.
+	markTableOffset = 2
+)
 
 // CheckRanges reports where h's table_range and priority_range overlap the kernel's or a declared component's
 // claims. Build does it too; it is exported for a description with other errors, whose plan cannot be built but
@@ -131,9 +171,27 @@ func Build(h *description.Host) (*Plan, report.Report) {
 		}
 		p.Interfaces = append(p.Interfaces, pi)
 	}
+	a.marks(p)
 	a.checkCollisions(p)
 	p.Sysctls = sysctls(h)
 	return p, r
+}
+
+// markRules routes the packets of connections tracked on ifc: in the families it has a gateway for.
+func markRules(p *Plan, ifc *Interface, i int) {
+	family := 0
+	switch v4, v6 := ifc.Gateway.IsValid(), ifc.Gateway6.IsValid(); {
+	case v4 && !v6:
+		family = 4
+	case v6 && !v4:
+		family = 6
+	}
+	origin := report.Path{"interfaces", i, "track_connections"}
+	base := p.Host.Priorities.Min
+	ifc.MarkRules = []Rule{
+		{Priority: base + markMainOffset, Mark: ifc.Mark, Mask: p.MarkMask, Iif: ifc.Name, Family: family, Table: MainTable, Origin: origin},
+		{Priority: base + markTableOffset, Mark: ifc.Mark, Mask: p.MarkMask, Family: family, Table: ifc.Table, Origin: origin},
+	}
 }
 
 // tableRoutes are the routes of an interface's table: each distinct subnet on-link, then the default route via
@@ -171,6 +229,13 @@ func sysctls(h *description.Host) []Sysctl {
 	}
 	for _, ifc := range h.Interfaces {
 		out = append(out, Sysctl{Key: ifname.SysctlKey(ifc.Name, "rp_filter"), Value: fmt.Sprint(int(ifc.RPFilter)), Why: ifc.Name + ": " + ifc.RPFilter.String()})
+	}
+	// rp_filter ignores marks unless src_valid_mark is on: a tracked request, checked against the interface's
+	// table through its mark, would otherwise be checked against main and dropped under strict filtering.
+	for _, ifc := range h.Interfaces {
+		if ifc.TrackConnections {
+			out = append(out, Sysctl{Key: ifname.SysctlKey(ifc.Name, "src_valid_mark"), Value: "1", Why: ifc.Name + ": track_connections"})
+		}
 	}
 	return out
 }

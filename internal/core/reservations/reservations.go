@@ -113,6 +113,9 @@ var Components = []Component{
 			{0, 0xffff00ff, "security identity"},
 			{0, 0x0f00, "magic nibble (proxy, IPsec, overlay)"},
 			{0x80, 0x80, "ENI NodePort"},
+			{0x1000, 0x1000, "WireGuard (0x1e00 with the magic nibble), 0x1d00"},
+			{0x4000, 0x4000, "honours kube-proxy's masquerade bit"},
+			{0x8000, 0x8000, "honours kube-proxy's drop bit"},
 		},
 		FlushesForeign: true,
 		Sources: []string{
@@ -321,6 +324,68 @@ func conflicts(comps []*Component, r Range, claims func(*Component) []Claim) []C
 		}
 	}
 	return out
+}
+
+// MarkConflict is a declared component's mark claim that a mask shares bits with.
+type MarkConflict struct {
+	Component *Component
+	Mark      Mark
+}
+
+// Describe renders the conflict as a sentence fragment naming the component, its mark and its use.
+func (c MarkConflict) Describe() string {
+	return fmt.Sprintf("%s uses fwmark %s (%s)", c.Component.Name, FormatMark(c.Mark), c.Mark.Use)
+}
+
+// MarkConflicts returns the mark claims of comps that share a bit with mask. A component that sets or compares
+// the whole mark (mask 0xffffffff) conflicts with every mask: one more bit set on its packets and its rule, which
+// compares all 32 bits, no longer matches them.
+func MarkConflicts(comps []*Component, mask uint32) []MarkConflict {
+	var out []MarkConflict
+	for _, c := range comps {
+		for _, m := range c.Marks {
+			if m.Mask&mask != 0 {
+				out = append(out, MarkConflict{c, m})
+			}
+		}
+	}
+	return out
+}
+
+// MarkSearch is the order in which symroute looks for free fwmark bits, by the lowest bit of the field: from bit
+// 12 up, then below it. Bits 12 and 13 are left alone by the common components (only kube-router's DSR marks, which
+// take every bit below 14, and Cilium's bit 12 touch them); below them sit Cilium's and Antrea's nibbles and AWS's
+// 0x80, above them kube-proxy's 0x4000 and 0x8000, Calico's 0xffff0000 and Tailscale's 0xff0000.
+var MarkSearch = func() []int {
+	var order []int
+	for b := 12; b < 32; b++ {
+		order = append(order, b)
+	}
+	for b := 11; b >= 0; b-- {
+		order = append(order, b)
+	}
+	return order
+}()
+
+// FreeMarkMask returns the first field of width contiguous bits, in MarkSearch order, that no claim of comps
+// touches; ok is false when there is none.
+func FreeMarkMask(comps []*Component, width int) (mask uint32, ok bool) {
+	if width < 1 || width > 32 {
+		return 0, false
+	}
+	field := uint32(1)<<width - 1
+	if width == 32 {
+		field = 0xffffffff
+	}
+	for _, low := range MarkSearch {
+		if low+width > 32 {
+			continue
+		}
+		if m := field << low; len(MarkConflicts(comps, m)) == 0 {
+			return m, true
+		}
+	}
+	return 0, false
 }
 
 // FormatMark renders a mark as value/mask in hex, or /mask alone when the whole field is claimed.

@@ -66,3 +66,41 @@ func TestConflicts(t *testing.T) {
 		t.Error("251 is free with calico alone")
 	}
 }
+
+// TestFreeMarkMask: the allocated field avoids every declared claim, and there is none when the declared
+// components leave no room (Cilium takes nearly every bit; a whole-mark user takes all of them).
+func TestFreeMarkMask(t *testing.T) {
+	comps := func(names ...string) []*Component {
+		var out []*Component
+		for _, n := range names {
+			c, ok := Lookup(n)
+			if !ok {
+				t.Fatalf("no component %s", n)
+			}
+			out = append(out, &c)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		names []string
+		width int
+		want  uint32
+	}{
+		{nil, 1, 0x1000},
+		{nil, 2, 0x3000},
+		{[]string{"kube-proxy", "calico"}, 2, 0x3000},
+		{[]string{"kube-proxy", "calico"}, 3, 0x3800},
+		{[]string{"kube-proxy", "calico", "tailscale", "aws-vpc-cni"}, 1, 0x1000},
+		{[]string{"cilium"}, 1, 0x2000},
+		{[]string{"cilium"}, 2, 0},
+		{[]string{"wg-quick"}, 1, 0},
+	} {
+		got, ok := FreeMarkMask(comps(c.names...), c.width)
+		if got != c.want || ok != (c.want != 0) {
+			t.Errorf("%v, %d bits: got %#x, %v; want %#x", c.names, c.width, got, ok, c.want)
+		}
+		if ok && len(MarkConflicts(comps(c.names...), got)) > 0 {
+			t.Errorf("%v: %#x conflicts", c.names, got)
+		}
+	}
+}
