@@ -162,6 +162,9 @@ func Generate(p *plan.Plan, opts Options) ([]fileset.File, report.Report, error)
 		}
 		g.render(ownership.NetworkdConfPath, "networkd.conf.tmpl", struct{ Source, Components string }{opts.Source, strings.Join(names, ", ")})
 	}
+	if p.MarkMask != 0 {
+		g.connmark(p, opts.Root, &r)
+	}
 	renderErr, checkErr := g.renderAll()
 	if renderErr != nil {
 		return nil, r, renderErr
@@ -170,11 +173,59 @@ func Generate(p *plan.Plan, opts Options) ([]fileset.File, report.Report, error)
 		r.Add(report.Error, nil, p.Host.Pos(nil), "refusing to write %v. A value in the description got past symroute's validation; nothing was written. Please report this with the description", checkErr)
 		return nil, r, nil
 	}
+	g.files = append(g.files, g.links...)
 	sort.Slice(g.files, func(i, j int) bool { return g.files[i].Path < g.files[j].Path })
 	return g.files, r, nil
 }
 
-var tmpl = template.Must(template.New("").Option("missingkey=error").ParseFS(templates.FS, "*.tmpl"))
+var tmpl = template.Must(template.New("").Option("missingkey=error").Funcs(template.FuncMap{
+	"hex": func(v uint32) string { return fmt.Sprintf("0x%08x", v) },
+	"family": func(f int) string {
+		switch f {
+		case 4:
+			return "ipv4"
+		case 6:
+			return "ipv6"
+		}
+		return "both"
+	},
+}).ParseFS(templates.FS, "*.tmpl"))
+
+// NFT is where the connmark unit finds nft: /usr/sbin on Debian, Fedora and Flatcar alike.
+const NFT = "/usr/sbin/nft"
+
+// connmarkView is what the nftables and unit templates see.
+type connmarkView struct {
+	Source     string
+	Mask, Keep uint32
+	Tracked    []trackedView
+	// Loader is the unit's command: nft loading the ruleset file.
+	Loader string
+}
+
+type trackedView struct {
+	Name string
+	Mark uint32
+}
+
+// connmark renders the nftables table that marks tracked connections, the unit that loads it at boot, and the
+// link that enables the unit.
+func (g *gen) connmark(p *plan.Plan, root fs.FS, r *report.Report) {
+	view := connmarkView{Source: g.source, Mask: p.MarkMask, Keep: ^p.MarkMask, Loader: NFT + " -f /" + ownership.ConnmarkRulesetPath}
+	for _, ifc := range p.Tracked() {
+		view.Tracked = append(view.Tracked, trackedView{ifc.Name, ifc.Mark})
+	}
+	g.render(ownership.ConnmarkRulesetPath, "connmark.nft.tmpl", view)
+	g.render(ownership.ConnmarkUnitPath, "connmark.service.tmpl", view)
+	g.links = append(g.links, fileset.File{Path: ownership.ConnmarkWantsLink, Mode: fs.ModeSymlink | 0o777, Link: "/" + ownership.ConnmarkUnitPath})
+	if root != nil {
+		if _, err := fs.Stat(root, strings.TrimPrefix(NFT, "/")); err != nil {
+			first := p.Tracked()[0].Position
+			at := report.Path{"interfaces", first, "track_connections"}
+			r.Add(report.Warning, at, p.Host.Pos(at), "%s is not on this root, and %s runs it at boot to load the connection marks; install nftables (the package that ships nft)", NFT, ownership.ConnmarkUnit)
+		}
+	}
+}
 
 // ifaceView is what the .network and drop-in templates see. It copies the fields they use rather than embedding
 // plan.Interface: text/template looks a field up by name at every use, and a promoted field costs a search of
@@ -185,14 +236,14 @@ type ifaceView struct {
 	Addresses                       []netip.Prefix
 	Table                           uint32
 	TableRoutes, MainRoutes         []plan.Route
-	Rules                           []plan.Rule
+	Rules, MarkRules                []plan.Rule
 }
 
 func newIfaceView(ifc plan.Interface, source string) ifaceView {
 	return ifaceView{
 		Name: ifc.Name, TableName: ifc.TableName, Source: source,
 		PermanentMAC: ifc.PermanentMAC, Addresses: ifc.Addresses, Table: ifc.Table,
-		TableRoutes: ifc.TableRoutes, MainRoutes: ifc.MainRoutes, Rules: ifc.Rules,
+		TableRoutes: ifc.TableRoutes, MainRoutes: ifc.MainRoutes, Rules: ifc.Rules, MarkRules: ifc.MarkRules,
 	}
 }
 
@@ -263,6 +314,8 @@ type gen struct {
 	files  []fileset.File
 	// todo holds, for each file, the template and data render was given; renderAll fills in the bytes.
 	todo []rendering
+	// links are the symbolic links to write, which have no bytes to render.
+	links []fileset.File
 }
 
 type rendering struct {

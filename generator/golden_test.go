@@ -84,6 +84,12 @@ func copyTree(t *testing.T, from, to string) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
 		}
+		if target, ok := bytes.CutPrefix(data, []byte(golden.LinkPrefix)); ok {
+			if err := os.Symlink(string(target), dst); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		if err := os.WriteFile(dst, data, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -42,15 +43,66 @@ var networkdKeys = map[string]map[string]func(string) bool{
 		"Table":       isTable,
 	},
 	"RoutingPolicyRule": {
-		"From":     isPrefix,
-		"To":       isPrefix,
-		"Table":    isTable,
-		"Priority": isUint32,
+		"From":              isPrefix,
+		"To":                isPrefix,
+		"IncomingInterface": ifname.Valid,
+		"FirewallMark":      isMarkSelector,
+		"Table":             isTable,
+		"Priority":          isUint32,
+		"Family":            isOneOf("ipv4", "ipv6", "both"),
 	},
 }
 
+// unitKeys are the keys of symroute's connmark unit, each with the one value symroute writes: the unit runs a
+// command as root at boot, so nothing in it may vary.
+var unitKeys = map[string]map[string]func(string) bool{
+	"Unit": {
+		"Description":         isWord("symroute connection marks"),
+		"Documentation":       isWord("man:symroute(8)"),
+		"DefaultDependencies": isWord("no"),
+		"Wants":               isWord("network-pre.target"),
+		"Before":              isWord("network-pre.target shutdown.target"),
+		"Conflicts":           isWord("shutdown.target"),
+	},
+	"Service": {
+		"Type":            isWord("oneshot"),
+		"RemainAfterExit": isWord("yes"),
+		"ExecStart":       isWord(NFT + " -f /" + ownership.ConnmarkRulesetPath),
+	},
+	"Install": {
+		"WantedBy": isWord("sysinit.target"),
+	},
+}
+
+// nftLines are the lines symroute's nftables file holds: fixed ones, and the per-interface rules with a name
+// (checked apart) and marks in hex.
+var nftLines = []*regexp.Regexp{
+	regexp.MustCompile(`^table inet ` + ownership.NFTTable + `$`),
+	regexp.MustCompile(`^delete table inet ` + ownership.NFTTable + `$`),
+	regexp.MustCompile(`^table inet ` + ownership.NFTTable + ` \{$`),
+	regexp.MustCompile(`^    chain (prerouting|output) \{$`),
+	regexp.MustCompile(`^        type filter hook prerouting priority dstnat \+ 10; policy accept;$`),
+	regexp.MustCompile(`^        type route hook output priority mangle; policy accept;$`),
+	regexp.MustCompile(`^        iifname "([^"]*)" ct state new ct direction original (fib daddr type local|ct status dnat) ct mark set ct mark and 0x[0-9a-f]{8} or 0x[0-9a-f]{8}$`),
+	regexp.MustCompile(`^        (ct direction reply )?ct mark and 0x[0-9a-f]{8} == 0x[0-9a-f]{8} meta mark set meta mark and 0x[0-9a-f]{8} or 0x[0-9a-f]{8}$`),
+	regexp.MustCompile(`^    \}$`),
+	regexp.MustCompile(`^\}$`),
+}
+
+func nftLineOK(line string) string {
+	for _, re := range nftLines {
+		if m := re.FindStringSubmatch(line); m != nil {
+			if strings.HasPrefix(line, "        iifname") && !ifname.Valid(m[1]) {
+				return "not an interface name in iifname"
+			}
+			return ""
+		}
+	}
+	return "not a line of symroute's nftables table"
+}
+
 var (
-	sysctlLine   = regexp.MustCompile(`^(net[./]ipv4[./]conf[./])(.+)([./])(rp_filter) = ([0-9])$`)
+	sysctlLine   = regexp.MustCompile(`^(net[./]ipv4[./]conf[./])(.+)([./])(rp_filter|src_valid_mark) = ([0-9])$`)
 	rtTablesLine = regexp.MustCompile(`^([0-9]+) ` + regexp.QuoteMeta(plan.TablePrefix) + `(.+)$`)
 )
 
@@ -65,6 +117,11 @@ func checkFile(f fileset.File) error {
 		check = sysctlLineOK
 	case f.Path == ownership.RTTablesPath:
 		check = rtTablesLineOK
+	case f.Path == ownership.ConnmarkRulesetPath:
+		check = nftLineOK
+	case f.Path == ownership.ConnmarkUnitPath:
+		section := ""
+		check = func(line string) string { return iniLine(unitKeys, line, &section) }
 	default:
 		return fmt.Errorf("no grammar for %s", f.Path)
 	}
@@ -96,10 +153,13 @@ func controlByte(s string) int {
 	return -1
 }
 
-func networkdLine(line string, section *string) string {
+func networkdLine(line string, section *string) string { return iniLine(networkdKeys, line, section) }
+
+// iniLine checks one line of a systemd INI file against the sections and keys symroute writes there.
+func iniLine(keys map[string]map[string]func(string) bool, line string, section *string) string {
 	if name, ok := strings.CutPrefix(line, "["); ok {
 		name, ok = strings.CutSuffix(name, "]")
-		if _, known := networkdKeys[name]; !ok || !known {
+		if _, known := keys[name]; !ok || !known {
 			return "not a section symroute writes"
 		}
 		*section = name
@@ -109,7 +169,7 @@ func networkdLine(line string, section *string) string {
 	if !ok || !word(key) {
 		return "neither a section, a comment nor Key=Value"
 	}
-	valid, ok := networkdKeys[*section][key]
+	valid, ok := keys[*section][key]
 	switch {
 	case *section == "":
 		return "a key before any section"
@@ -134,7 +194,7 @@ func word(s string) bool {
 func sysctlLineOK(line string) string {
 	m := sysctlLine.FindStringSubmatch(line)
 	if m == nil {
-		return "not an rp_filter assignment"
+		return "not an rp_filter or src_valid_mark assignment"
 	}
 	key, name := m[1]+m[2]+m[3]+m[4], m[2]
 	if key == "net.ipv4.conf.all.rp_filter" {
@@ -159,6 +219,19 @@ func rtTablesLineOK(line string) string {
 }
 
 func isWord(w string) func(string) bool { return func(s string) bool { return s == w } }
+
+func isOneOf(words ...string) func(string) bool {
+	return func(s string) bool { return slices.Contains(words, s) }
+}
+
+// isMarkSelector accepts value/mask as symroute writes them: two 32-bit hex numbers, the value within the mask.
+func isMarkSelector(s string) bool {
+	v, m, ok := strings.Cut(s, "/")
+	value, err1 := strconv.ParseUint(strings.TrimPrefix(v, "0x"), 16, 32)
+	mask, err2 := strconv.ParseUint(strings.TrimPrefix(m, "0x"), 16, 32)
+	return ok && err1 == nil && err2 == nil && len(v) == 10 && len(m) == 10 && strings.HasPrefix(v, "0x") && strings.HasPrefix(m, "0x") &&
+		value != 0 && value&^mask == 0
+}
 
 func isUint32(s string) bool {
 	_, err := strconv.ParseUint(s, 10, 32)

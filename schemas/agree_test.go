@@ -21,9 +21,10 @@ import (
 // plan refuses, components' claims and ranges, and what only the root's files make wrong, are beyond it too, as
 // is YAML that does not load.)
 var beyondSchema = map[string]string{
-	"invalid-addresses": "an address's meaning: host bits, broadcast, prefix length, duplicates across interfaces",
-	"invalid-gateways":  "a gateway inside one of its interface's subnets",
-	"invalid-ranges":    "a range's min above its max",
+	"invalid-addresses":                "an address's meaning: host bits, broadcast, prefix length, duplicates across interfaces",
+	"invalid-gateways":                 "a gateway inside one of its interface's subnets",
+	"invalid-ranges":                   "a range's min above its max",
+	"invalid-track-connections-values": "a mask of contiguous bits, and a gateway where track_connections is set",
 }
 
 func compiled(t *testing.T) *jsonschema.Schema {

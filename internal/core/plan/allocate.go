@@ -3,6 +3,7 @@ package plan
 import (
 	"fmt"
 	"math/bits"
+	"slices"
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/description"
@@ -94,6 +95,7 @@ func (a *allocator) priority(i int) (uint32, string) {
 func (a *allocator) checkCollisions(p *Plan) {
 	tables := map[uint32]int{}
 	prios := map[uint32]int{}
+	tracks := slices.ContainsFunc(p.Interfaces, func(i Interface) bool { return i.TrackConnections })
 	for i, ifc := range p.Interfaces {
 		if ifc.Table != 0 {
 			tp := report.Path{"interfaces", i, "table"}
@@ -120,7 +122,7 @@ func (a *allocator) checkCollisions(p *Plan) {
 					a.errorf(pp, "priority %d is taken: %s. %s", ifc.Priority, claims,
 						ways(append([]string{"Pick a priority outside it", fmt.Sprintf("remove priority: to let symroute allocate one from priority_range %s", a.h.Priorities)}, moves...)...))
 				}
-				if p.MarkMask != 0 && ifc.Priority <= p.ClusterPriority+markTableOffset {
+				if tracks && ifc.Priority <= p.ClusterPriority+markTableOffset {
 					a.errorf(pp, "priority %d is not after the track_connections rules at %d and %d; a reply must find its connection's mark before its source address, so pin a priority above %d",
 						ifc.Priority, p.ClusterPriority+markMainOffset, p.ClusterPriority+markTableOffset, p.ClusterPriority+markTableOffset)
 				} else if len(p.ClusterRules) > 0 && ifc.Priority <= p.ClusterPriority {

@@ -428,6 +428,15 @@ func explain(w io.Writer, p *plan.Plan) {
 		fmt.Fprintf(w, "%s (%s): table %d %s (%s); rules at priority %d (%s)\n",
 			ifc.Name, ifc.Mode, ifc.Table, ifc.TableName, ifc.TableWhy, ifc.Priority, ifc.PriorityWhy)
 	}
+	if tracked := p.Tracked(); len(tracked) > 0 {
+		var marks []string
+		for _, ifc := range tracked {
+			marks = append(marks, fmt.Sprintf("%s 0x%x", ifc.Name, ifc.Mark))
+		}
+		rules := tracked[0].MarkRules
+		fmt.Fprintf(w, "track_connections: fwmark bits 0x%x (%s): %s; mark rules at priority %d (to main, from the interface itself) and %d (to the interface's table)\n",
+			p.MarkMask, p.MarkWhy, strings.Join(marks, ", "), rules[0].Priority, rules[1].Priority)
+	}
 	for _, c := range p.Host.Components {
 		fmt.Fprintf(w, "avoiding %s: %s\n", c.Name, c.Summary())
 	}
