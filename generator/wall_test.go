@@ -40,7 +40,7 @@ func TestWallRefusesWhatValidationMustCatch(t *testing.T) {
 		{"sysctl", ownership.SysctlPath, "net.ipv4.conf.eth0.rp_filter = 2\nnet/ipv4/conf/eth0.100/rp_filter = 1\nnet.ipv4.conf.all.rp_filter = 2\n", ""},
 		{"sysctl glob", ownership.SysctlPath, "net.ipv4.conf.eth*.rp_filter = 2\n", "not the key of one interface"},
 		{"sysctl dotted name in dot form", ownership.SysctlPath, "net.ipv4.conf.eth0.100.rp_filter = 2\n", "not the key of one interface"},
-		{"sysctl other key", ownership.SysctlPath, "net.ipv4.ip_forward = 1\n", "not an rp_filter assignment"},
+		{"sysctl other key", ownership.SysctlPath, "net.ipv4.ip_forward = 1\n", "not an rp_filter or src_valid_mark assignment"},
 		{"sysctl split by =", ownership.SysctlPath, "net.ipv4.conf.a=b.rp_filter = 2\n", "not the key of one interface"},
 		{"rt_tables", ownership.RTTablesPath, "1000000 symroute-eth0\n", ""},
 		{"rt_tables two words", ownership.RTTablesPath, "1000000 symroute-eth0 x\n", "not a table id"},

@@ -137,45 +137,44 @@ func RuleString(prio uint32, from, to netip.Prefix, table uint32) string {
 	return record.Rule{Priority: prio, From: from, To: to, Table: table}.String()
 }
 
-type ruleKey struct {
-	prio, table uint32
-	from, to    netip.Prefix
-}
+type ruleKey = record.Rule
 
 func (c *comparer) rules() {
 	ours := map[uint32]string{}
-	want := map[ruleKey]plan.Rule{}
-	owner := map[ruleKey]string{}
+	want := map[ruleKey]plan.KernelRule{}
 	for _, r := range c.p.ClusterRules {
 		ours[r.Priority] = "the cluster_cidrs rules"
-		want[ruleKey{r.Priority, r.Table, r.From, r.To}] = r
 	}
 	for _, ifc := range c.p.Interfaces {
 		ours[ifc.Priority] = ifc.Name + "'s rules"
-		for _, r := range ifc.Rules {
-			k := ruleKey{r.Priority, r.Table, r.From, r.To}
-			want[k], owner[k] = r, ifc.Name
+		for _, r := range ifc.MarkRules {
+			ours[r.Priority] = "the track_connections rules"
 		}
+	}
+	for _, r := range c.p.KernelRules() {
+		want[r.Rule] = r
 	}
 	got := map[ruleKey]bool{}
 	for _, kr := range c.snap.Rules {
-		k := ruleKey{kr.Priority, kr.Table, kr.From, kr.To}
+		k := ownership.RuleOf(kr)
 		_, atOurs := ours[kr.Priority]
 		inRange := c.p.Host.Priorities.Contains(kr.Priority)
 		if !atOurs && !inRange {
 			continue
 		}
-		got[k] = true
 		if _, planned := want[k]; planned {
+			got[k] = true
 			continue
 		}
-		rule := RuleString(kr.Priority, kr.From, kr.To, kr.Table)
+		rule := k.String()
 		switch {
 		case ownership.OwnsRule(c.recorded, kr):
 			c.add(RuleStale, "", nil, "rule %s is symroute's but no longer in the plan; the next apply deletes it", rule)
-		case atOurs:
+		case atOurs && c.sharesOurs(kr):
 			c.add(RuleForeign, "", nil, "rule %s takes priority %d, which symroute uses for %s, and comes before or after them at random; it is not symroute's, so move it to a free priority (a gap of priority_range, or outside it)",
 				rule, kr.Priority, ours[kr.Priority])
+		case atOurs:
+			c.res.Notes = append(c.res.Notes, fmt.Sprintf("rule %s shares priority %d with %s but selects traffic none of them does; it is not symroute's, and symroute leaves it alone", rule, kr.Priority, ours[kr.Priority]))
 		default:
 			c.res.Notes = append(c.res.Notes, fmt.Sprintf("rule %s sits in priority_range %s between symroute's rules; it is not symroute's, and symroute leaves it alone", rule, c.p.Host.Priorities))
 		}
@@ -189,19 +188,35 @@ func (c *comparer) rules() {
 		c.res.Checked.Rules++
 		if !got[k] {
 			r := want[k]
-			c.add(RuleMissing, owner[k], r.Origin, "rule %s is missing", RuleString(r.Priority, r.From, r.To, r.Table))
+			c.add(RuleMissing, r.Interface, r.Origin, "rule %s is missing", k.String())
 		}
 	}
 }
 
+// sharesOurs reports whether a foreign rule at one of symroute's priorities can take traffic one of symroute's
+// rules there takes: the kernel orders rules of one priority by when they were added, so such a rule wins or
+// loses at random. Rules that select disjoint marks, or different input interfaces, never compete.
+func (c *comparer) sharesOurs(kr routing.Rule) bool {
+	for _, r := range c.p.KernelRules() {
+		if r.Priority != kr.Priority {
+			continue
+		}
+		if r.Mark != 0 && kr.Mark != 0 && (r.Mark&kr.Mask&r.Mask) != (kr.Mark&kr.Mask&r.Mask) {
+			continue // both select by mark, and no packet carries both marks
+		}
+		if r.Iif != "" && kr.Iif != "" && r.Iif != kr.Iif {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
 func ruleLess(a, b ruleKey) bool {
-	if a.prio != b.prio {
-		return a.prio < b.prio
+	if a.Priority != b.Priority {
+		return a.Priority < b.Priority
 	}
-	if a.from != b.from {
-		return a.from.String() < b.from.String()
-	}
-	return a.to.String() < b.to.String()
+	return a.String() < b.String()
 }
 
 // RouteString renders a route as `ip route` would.

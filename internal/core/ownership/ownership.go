@@ -121,14 +121,38 @@ func LinkOf(p string, versions ...[]byte) (string, bool) {
 const StaticProtocol = 4
 
 // RuleShape reports whether a kernel rule has the shape of a rule networkd makes from symroute's files: a plain
-// lookup, by networkd, selecting on addresses only. Anything else is never symroute's, whatever its numbers.
+// lookup, by networkd, selecting on addresses, a mark and an input interface only. Anything else is never
+// symroute's, whatever its numbers.
 func RuleShape(r routing.Rule) bool {
 	return r.Protocol == StaticProtocol && r.Action == routing.ActionLookup && !r.Narrowed
 }
 
 // RuleOf is a kernel rule as the record lists rules.
 func RuleOf(r routing.Rule) record.Rule {
-	return record.Rule{Priority: r.Priority, From: r.From, To: r.To, Table: r.Table}
+	rr := record.Rule{Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Iif: r.Iif, Table: r.Table}
+	if r.Mark != 0 {
+		rr.Mask, rr.Family = r.Mask, 4
+		if r.Family == routing.FamilyV6 {
+			rr.Family = 6
+		}
+	}
+	return rr
+}
+
+// DeleteTakes reports whether the kernel, asked to delete ours, would take kr: it deletes the first rule that
+// agrees on every selector the request carries, and a selector the request leaves out matches any value. So a
+// request for "from X" also takes a rule "from X iif eth0" that comes first; the caller checks that the first rule
+// it takes is ours.
+func DeleteTakes(kr routing.Rule, ours record.Rule) bool {
+	family := routing.FamilyV4
+	if ours.Family == 6 || ours.From.IsValid() && ours.From.Addr().Is6() || ours.To.IsValid() && ours.To.Addr().Is6() {
+		family = routing.FamilyV6
+	}
+	return kr.Family == family && kr.Priority == ours.Priority && kr.Table == ours.Table &&
+		kr.Protocol == StaticProtocol && kr.Action == routing.ActionLookup &&
+		(!ours.From.IsValid() || kr.From == ours.From) && (!ours.To.IsValid() || kr.To == ours.To) &&
+		(ours.Mark == 0 || kr.Mark == ours.Mark) && (ours.Mask == 0 || kr.Mask == ours.Mask) &&
+		(ours.Iif == "" || kr.Iif == ours.Iif)
 }
 
 // OwnsRule reports whether a kernel rule is symroute's: shaped like one and listed in the applied state.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/ifname"
+	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/report"
 )
 
@@ -235,6 +236,45 @@ func sysctls(h *description.Host) []Sysctl {
 	for _, ifc := range h.Interfaces {
 		if ifc.TrackConnections {
 			out = append(out, Sysctl{Key: ifname.SysctlKey(ifc.Name, "src_valid_mark"), Value: "1", Why: ifc.Name + ": track_connections"})
+		}
+	}
+	return out
+}
+
+// KernelRule is one rule as networkd puts it into the kernel, with where the plan got it.
+type KernelRule struct {
+	record.Rule
+	Origin report.Path
+	// Interface names the interface the rule belongs to; "" for the cluster rules.
+	Interface string
+}
+
+// KernelRules lists every rule the plan makes, as the kernel holds them: a mark rule for both families is two.
+func (p *Plan) KernelRules() []KernelRule {
+	var out []KernelRule
+	add := func(r Rule, ifc string) {
+		kr := record.Rule{Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Iif: r.Iif, Table: r.Table}
+		if r.Mask == 0 {
+			out = append(out, KernelRule{kr, r.Origin, ifc})
+			return
+		}
+		kr.Mask = r.Mask
+		for _, f := range []int{4, 6} {
+			if r.Family == 0 || r.Family == f {
+				kr.Family = f
+				out = append(out, KernelRule{kr, r.Origin, ifc})
+			}
+		}
+	}
+	for _, r := range p.ClusterRules {
+		add(r, "")
+	}
+	for _, ifc := range p.Interfaces {
+		for _, r := range ifc.MarkRules {
+			add(r, ifc.Name)
+		}
+		for _, r := range ifc.Rules {
+			add(r, ifc.Name)
 		}
 	}
 	return out

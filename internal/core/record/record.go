@@ -59,11 +59,16 @@ type File struct {
 	Mode   uint32 `json:"mode"`
 }
 
-// Rule is one routing-policy rule networkd made from symroute's files.
+// Rule is one routing-policy rule networkd made from symroute's files. A mark rule has no address to tell its
+// family by, so it carries one (4 or 6): networkd makes one rule per family.
 type Rule struct {
 	Priority uint32       `json:"priority"`
 	From     netip.Prefix `json:"from,omitzero"`
 	To       netip.Prefix `json:"to,omitzero"`
+	Mark     uint32       `json:"mark,omitzero"`
+	Mask     uint32       `json:"mask,omitzero"`
+	Iif      string       `json:"iif,omitzero"`
+	Family   int          `json:"family,omitzero"`
 	Table    uint32       `json:"table"`
 }
 
@@ -169,7 +174,17 @@ func (r Rule) String() string {
 	if r.To.IsValid() {
 		sel += " to " + hostOrPrefix(r.To)
 	}
-	return fmt.Sprintf("%d: %s lookup %s", r.Priority, sel, routing.TableName(r.Table))
+	if r.Mark != 0 {
+		sel += fmt.Sprintf(" fwmark %#x/%#x", r.Mark, r.Mask)
+	}
+	if r.Iif != "" {
+		sel += " iif " + r.Iif
+	}
+	family := ""
+	if r.Family == 6 {
+		family = " (IPv6)"
+	}
+	return fmt.Sprintf("%d: %s lookup %s%s", r.Priority, sel, routing.TableName(r.Table), family)
 }
 
 func hostOrPrefix(p netip.Prefix) string {

@@ -16,13 +16,19 @@ type Rule struct {
 	Protocol uint8
 	// Action is the rule's type: FR_ACT_TO_TBL (1, a lookup) for every rule symroute makes.
 	Action uint8
-	// Narrowed says the rule matches on more than source and destination (an input or output interface, a
-	// firewall mark, a uid range, a protocol or port, a TOS, or "not"): it takes only part of the traffic its
-	// addresses select.
-	Narrowed bool
-	// Mark and Mask are its fwmark match, when it has one.
+	// Mark and Mask are its fwmark match, and Iif its input interface, when it has them.
 	Mark, Mask uint32
+	Iif        string
+	// Narrowed says the rule selects on more than addresses, a mark and an input interface (an output interface,
+	// a uid range, a protocol or port, a TOS, or "not"): symroute makes no such rule.
+	Narrowed bool
 }
+
+// The address families of rules and routes, as netlink numbers them (AF_INET, AF_INET6).
+const (
+	FamilyV4 = 2
+	FamilyV6 = 10
+)
 
 // ActionLookup is FR_ACT_TO_TBL: look the packet up in Table.
 const ActionLookup = 1

@@ -95,8 +95,8 @@ func (r *Reader) Rules() ([]routing.Rule, error) {
 			if nr.Mask != nil {
 				r.Mask = *nr.Mask
 			}
-			r.Narrowed = nr.IifName != "" || nr.OifName != "" || nr.Mark != 0 || nr.UIDRange != nil || nr.IPProto != 0 ||
-				nr.Dport != nil || nr.Sport != nil || nr.Tos != 0 || nr.Invert
+			r.Iif = nr.IifName
+			r.Narrowed = nr.OifName != "" || nr.UIDRange != nil || nr.IPProto != 0 || nr.Dport != nil || nr.Sport != nil || nr.Tos != 0 || nr.Invert
 			out = append(out, r)
 		}
 	}
@@ -274,6 +274,12 @@ func (r *Reader) DeleteRule(rule routing.Rule) error {
 	nr.Dst = ipNet(rule.To)
 	nr.Protocol = rule.Protocol
 	nr.Type = rule.Action
+	nr.IifName = rule.Iif
+	if rule.Mark != 0 {
+		nr.Mark = rule.Mark
+		mask := rule.Mask
+		nr.Mask = &mask
+	}
 	if err := r.h.RuleDel(nr); err != nil && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("delete rule %d: %w", rule.Priority, err)
 	}

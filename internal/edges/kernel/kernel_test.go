@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/routing"
 	_ "github.com/symroute/symroute/internal/tools/golden"
 	"github.com/symroute/symroute/internal/tools/nettest"
@@ -48,6 +49,8 @@ func namespace(t *testing.T) (*Reader, func(args ...string)) {
 	ip("rule", "add", "pref", "9", "fwmark", "0x200/0xf00", "lookup", "2004")
 	ip("rule", "add", "pref", "11", "from", "10.66.0.0/16", "blackhole")
 	ip("rule", "add", "pref", "12", "from", "10.67.0.0/16", "goto", "20010")
+	ip("rule", "add", "pref", "13", "oif", "eth-a", "lookup", "77")
+	ip("rule", "add", "pref", "14", "fwmark", "0x1000/0x3000", "iif", "eth-a", "lookup", "main", "proto", "static")
 	ns, err := netns.GetFromName(name)
 	if err != nil {
 		t.Fatal(err)
@@ -113,8 +116,14 @@ func TestRules(t *testing.T) {
 	found := map[string]routing.Rule{}
 	for _, rule := range rules {
 		found[fmt.Sprintf("%s family %d", rule.From, rule.Family)] = rule
-		if rule.Priority == 9 && (!rule.Narrowed || rule.Mark != 0x200 || rule.Mask != 0xf00 || rule.Table != 2004) {
+		if rule.Priority == 9 && (rule.Narrowed || rule.Mark != 0x200 || rule.Mask != 0xf00 || rule.Table != 2004) {
 			t.Errorf("the fwmark rule: %+v", rule)
+		}
+		if rule.Priority == 13 && !rule.Narrowed {
+			t.Errorf("the oif rule does not read as narrowed beyond what symroute selects on: %+v", rule)
+		}
+		if rule.Priority == 14 && (rule.Narrowed || rule.Iif != "eth-a" || rule.Mark != 0x1000 || rule.Mask != 0x3000 || rule.Table != 254) {
+			t.Errorf("the fwmark and iif rule: %+v", rule)
 		}
 	}
 	v4 := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix("192.168.1.10/32"), netlink.FAMILY_V4)]
@@ -210,13 +219,13 @@ func TestDeleteRuleHitsTheFirstMatch(t *testing.T) {
 		return out
 	}
 	rules := at20020()
-	if len(rules) != 2 || !rules[0].Narrowed || rules[1].Narrowed {
+	if len(rules) != 2 || rules[0].Iif != "eth-a" || rules[1].Iif != "" {
 		t.Fatalf("rules at 20020, in the kernel's order: %+v", rules)
 	}
 	if err := r.DeleteRule(rules[1]); err != nil {
 		t.Fatal(err)
 	}
-	if left := at20020(); len(left) != 1 || left[0].Narrowed {
+	if left := at20020(); len(left) != 1 || left[0].Iif != "" {
 		t.Fatalf("the delete of the plain rule did not hit the narrowed one first: %+v", left)
 	}
 	if err := r.DeleteRule(rules[1]); err != nil {
@@ -224,6 +233,55 @@ func TestDeleteRuleHitsTheFirstMatch(t *testing.T) {
 	}
 	if left := at20020(); len(left) != 0 {
 		t.Fatalf("left: %+v", left)
+	}
+}
+
+// TestDeleteTakesPredictsTheKernel holds ownership.DeleteTakes, which the engine trusts to know which rule a
+// delete takes, to the kernel's own choice: for source rules and mark rules, with an input interface on the
+// first rule or on neither, the rule DeleteTakes names first is the one that goes.
+func TestDeleteTakesPredictsTheKernel(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		rules  [][]string
+		target int
+	}{
+		{"a narrower source rule first", [][]string{{"from", "10.0.0.1", "iif", "eth-a"}, {"from", "10.0.0.1"}}, 1},
+		{"a narrower mark rule first", [][]string{{"fwmark", "0x1000/0x3000", "iif", "eth-a"}, {"fwmark", "0x1000/0x3000"}}, 1},
+		{"another mark first", [][]string{{"fwmark", "0x2000/0x3000"}, {"fwmark", "0x1000/0x3000"}}, 1},
+		{"the mark rule with an interface, behind a plain one", [][]string{{"fwmark", "0x1000/0x3000"}, {"fwmark", "0x1000/0x3000", "iif", "eth-a"}}, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r, ip := namespace(t)
+			for _, sel := range c.rules {
+				ip(append(append([]string{"rule", "add", "pref", "20002"}, sel...), "lookup", "1000001", "proto", "static")...)
+			}
+			at := func() []routing.Rule {
+				rules, err := r.Rules()
+				if err != nil {
+					t.Fatal(err)
+				}
+				return slices.DeleteFunc(rules, func(rule routing.Rule) bool { return rule.Priority != 20002 })
+			}
+			before := at()
+			if len(before) != len(c.rules) {
+				t.Fatalf("rules: %+v", before)
+			}
+			ours := ownership.RuleOf(before[c.target])
+			predicted := slices.IndexFunc(before, func(kr routing.Rule) bool { return ownership.DeleteTakes(kr, ours) })
+			if err := r.DeleteRule(before[c.target]); err != nil {
+				t.Fatal(err)
+			}
+			after := at()
+			gone := -1
+			for i, b := range before {
+				if !slices.Contains(after, b) {
+					gone = i
+				}
+			}
+			if len(after) != len(before)-1 || gone != predicted {
+				t.Errorf("the kernel deleted rule %d, DeleteTakes predicted %d; before %+v", gone, predicted, before)
+			}
+		})
 	}
 }
 

@@ -693,8 +693,8 @@ func TestAnyOrderConverges(t *testing.T) {
 			t.Fatalf("step %d: err %v, findings %+v\n%s\n%s", i, err, out.Result.Findings, desc, h.log.String()[max(0, h.log.Len()-3000):])
 		}
 		want := map[string]bool{}
-		for _, r := range allRules(req.Plan) {
-			want[record.Rule{Priority: r.Priority, From: r.From, To: r.To, Table: r.Table}.String()] = true
+		for _, r := range req.Plan.KernelRules() {
+			want[r.String()] = true
 		}
 		for _, r := range h.os.rules {
 			if r.Protocol == 4 && !want[ownership.RuleOf(r).String()] {

@@ -533,8 +533,8 @@ func targetState(req Request) record.State {
 	for _, f := range req.Files {
 		t.Files = append(t.Files, record.File{Path: f.Path, SHA256: record.Hash(f.Data), Mode: uint32(f.Mode.Perm())})
 	}
-	for _, r := range allRules(req.Plan) {
-		t.Rules = append(t.Rules, record.Rule{Priority: r.Priority, From: r.From, To: r.To, Table: r.Table})
+	for _, r := range req.Plan.KernelRules() {
+		t.Rules = append(t.Rules, r.Rule)
 	}
 	for _, ifc := range req.Plan.Interfaces {
 		t.Tables = append(t.Tables, ifc.Table)
@@ -543,14 +543,6 @@ func targetState(req Request) record.State {
 		}
 	}
 	return t
-}
-
-func allRules(p *plan.Plan) []plan.Rule {
-	rules := append([]plan.Rule(nil), p.ClusterRules...)
-	for _, ifc := range p.Interfaces {
-		rules = append(rules, ifc.Rules...)
-	}
-	return rules
 }
 
 // managedLinks are the links networkd configures from symroute's files: every interface, and lo when it carries

@@ -3,7 +3,6 @@ package apply
 import (
 	"slices"
 
-	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/routing"
@@ -65,16 +64,18 @@ func (e *Engine) deleteRules(rules []record.Rule) error {
 		return err
 	}
 	for _, r := range rules {
-		i := slices.IndexFunc(now, func(kr routing.Rule) bool {
-			return ownership.RuleOf(kr) == r && kr.Protocol == ownership.StaticProtocol && kr.Action == routing.ActionLookup
-		})
+		// The rule the kernel would delete: the first that agrees on every selector the request carries.
+		i := slices.IndexFunc(now, func(kr routing.Rule) bool { return ownership.DeleteTakes(kr, r) })
 		if i < 0 {
 			continue // networkd took it away already
 		}
 		kr := now[i]
-		line := drift.RuleString(r.Priority, r.From, r.To, r.Table)
-		if !ownership.RuleShape(kr) {
-			e.logf("note: left symroute's stale rule %s: a rule of another program with the same priority, addresses and table, which also selects on an interface, mark or port, comes first, and the kernel would delete that one instead. Delete it by hand with ip rule del and every selector", line)
+		line := r.String()
+		if !ownership.RuleShape(kr) || ownership.RuleOf(kr) != r {
+			if !slices.ContainsFunc(now[i+1:], func(kr routing.Rule) bool { return ownership.RuleShape(kr) && ownership.RuleOf(kr) == r }) {
+				continue // networkd took it away already; the rule found is another's
+			}
+			e.logf("note: left symroute's stale rule %s: a rule of another program with the same priority and table, which also selects on an interface, mark or port, comes first, and the kernel would delete that one instead. Delete it by hand with ip rule del and every selector", line)
 			continue
 		}
 		if err := e.deps.Kernel.DeleteRule(kr); err != nil {
