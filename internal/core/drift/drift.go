@@ -27,8 +27,10 @@ type Snapshot struct {
 	Routes map[uint32][]routing.Route
 	// Links maps link names to indexes.
 	Links map[string]int
-	// RPFilter holds net.ipv4.conf.all.rp_filter under "all" and each interface's value under its name.
-	RPFilter map[string]int
+	// RPFilter holds net.ipv4.conf.all.rp_filter under "all" and each interface's value under its name;
+	// SrcValidMark likewise src_valid_mark, for the interfaces that track connections.
+	RPFilter     map[string]int
+	SrcValidMark map[string]int
 	// NetworkFiles maps a link name to the .network file networkd applied to it, and LinkStates to its
 	// administrative state; both nil when networkd did not answer, so the checks are skipped rather than failed.
 	NetworkFiles map[string]string
@@ -49,6 +51,8 @@ const (
 	TableEmpty      Kind = "table_empty"
 	ProbeWrong      Kind = "probe_wrong_path"
 	RPFilterWrong   Kind = "rp_filter"
+	// SrcValidMarkOff: rp_filter ignores a tracked connection's mark on the interface.
+	SrcValidMarkOff Kind = "src_valid_mark"
 	NetworkFile     Kind = "network_file"
 	LinkMissing     Kind = "link_missing"
 	// RuleStale is a rule the record says symroute made that the plan no longer has; apply deletes it.
@@ -108,6 +112,7 @@ func Compare(p *plan.Plan, snap Snapshot, expect Expect) Result {
 	c.routes()
 	c.probes()
 	c.rpFilter()
+	c.srcValidMark()
 	c.networkFiles(expect.NetworkFiles)
 	c.res.Notes = append(c.res.Notes, snap.Notes...)
 	for _, ifc := range p.Interfaces {
@@ -351,6 +356,21 @@ func (c *comparer) rpFilter() {
 		if effective != want {
 			c.add(RPFilterWrong, ifc.Name, report.Path{"interfaces", ifc.Position, "rp_filter"}, "effective rp_filter of %s is %s (the larger of all=%d and %s=%d), want %s",
 				ifc.Name, description.RPFilter(effective), all, ifc.Name, v, description.RPFilter(want))
+		}
+	}
+}
+
+// srcValidMark checks that rp_filter sees the marks of tracked connections: the kernel takes all OR interface.
+func (c *comparer) srcValidMark() {
+	for _, ifc := range c.p.Tracked() {
+		v, ok := c.snap.SrcValidMark[ifc.Name]
+		if !ok {
+			continue // the link is missing, reported above, or nothing was read
+		}
+		c.res.Checked.Sysctls++
+		if v == 0 && c.snap.SrcValidMark["all"] == 0 {
+			c.add(SrcValidMarkOff, ifc.Name, report.Path{"interfaces", ifc.Position, "track_connections"},
+				"src_valid_mark is off on %s (all=0, %s=0): rp_filter ignores tracked connections' marks there, so under strict filtering it drops their requests", ifc.Name, ifc.Name)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package drift
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -178,5 +179,61 @@ func TestProbes(t *testing.T) {
 	want := "192.168.1.10>198.51.100.1 192.168.1.10>10.0.0.2 10.0.0.1>198.51.100.1 10.0.0.1>192.168.1.1"
 	if strings.Join(got, " ") != want {
 		t.Errorf("probes %v, want %s", got, want)
+	}
+}
+
+// tracked is twoNIC with eth-b tracking connections.
+const tracked = twoNIC + `    track_connections: true
+`
+
+// healthyTracked is healthy plus the mark rules of both families and src_valid_mark on eth-b.
+func healthyTracked(p *plan.Plan) Snapshot {
+	s := healthy(p)
+	for _, r := range p.KernelRules() {
+		if r.Mark == 0 {
+			continue
+		}
+		fam := routing.FamilyV4
+		if r.Family == 6 {
+			fam = routing.FamilyV6
+		}
+		s.Rules = append(s.Rules, routing.Rule{Family: fam, Priority: r.Priority, Mark: r.Mark, Mask: r.Mask, Iif: r.Iif, Table: r.Table, Protocol: 4, Action: routing.ActionLookup})
+	}
+	s.SrcValidMark = map[string]int{"all": 0, "eth-b": 1}
+	return s
+}
+
+// TestTrackedConnectionsDrift: the mark rules and src_valid_mark are checked like the rest, reported at the
+// track_connections line; a foreign rule that selects another mark at a mark priority is only a note.
+func TestTrackedConnectionsDrift(t *testing.T) {
+	p := plantest.Build(t, tracked)
+	if res := Compare(p, healthyTracked(p), expected(healthyTracked(p))); !res.OK() || res.Checked.Rules != 3+2 || res.Checked.Sysctls != 3 {
+		t.Fatalf("healthy tracked host: findings %+v, checked %+v", res.Findings, res.Checked)
+	}
+	for _, c := range []driftCase{
+		{name: "mark rule deleted", break_: func(s *Snapshot) {
+			s.Rules = slices.DeleteFunc(s.Rules, func(r routing.Rule) bool { return r.Iif == "eth-b" })
+		}, kind: RuleMissing, text: "rule 20001: from all fwmark 0x1000/0x1000 iif eth-b lookup main is missing", line: 12},
+		{name: "src_valid_mark off", break_: func(s *Snapshot) { s.SrcValidMark["eth-b"] = 0 }, kind: SrcValidMarkOff, text: "src_valid_mark is off on eth-b", line: 12},
+		{name: "a foreign rule with the same mark at a mark priority", break_: func(s *Snapshot) {
+			s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: 20002, Mark: 0x1000, Mask: 0x1000, Table: 7, Protocol: 3, Action: routing.ActionLookup})
+		}, kind: RuleForeign, text: "rule 20002: from all fwmark 0x1000/0x1000 lookup 7 takes priority 20002"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := healthyTracked(p)
+			c.break_(&s)
+			res := Compare(p, s, expected(s))
+			if len(res.Findings) != 1 {
+				t.Fatalf("%d findings, want 1: %+v", len(res.Findings), res.Findings)
+			}
+			if f := res.Findings[0]; f.Kind != c.kind || !strings.Contains(f.Message, c.text) || f.Line != c.line {
+				t.Errorf("got %s %q at line %d, want %s %q at line %d", f.Kind, f.Message, f.Line, c.kind, c.text, c.line)
+			}
+		})
+	}
+	s := healthyTracked(p)
+	s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: 20002, Mark: 0x2000, Mask: 0x3000, Table: 7, Protocol: 3, Action: routing.ActionLookup})
+	if res := Compare(p, s, expected(s)); !res.OK() || !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "selects traffic none of them does") }) {
+		t.Errorf("a rule of another mark at 20002: findings %+v, notes %q", res.Findings, res.Notes)
 	}
 }

@@ -96,6 +96,20 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 			snap.RPFilter[ifc.Name] = v
 		}
 	}
+	if len(p.Tracked()) > 0 {
+		snap.SrcValidMark = map[string]int{}
+		if v, err := readInt(src.Sysctl, "net.ipv4.conf.all.src_valid_mark"); err == nil {
+			snap.SrcValidMark["all"] = v
+		}
+		for _, ifc := range p.Tracked() {
+			if _, linked := snap.Links[ifc.Name]; !linked {
+				continue
+			}
+			if v, err := readInt(src.Sysctl, ifname.SysctlKey(ifc.Name, "src_valid_mark")); err == nil {
+				snap.SrcValidMark[ifc.Name] = v
+			}
+		}
+	}
 
 	if src.Networkd != nil {
 		files, states, err := describe(ctx, src, expect, snap.Links)
