@@ -45,14 +45,29 @@ func ReadEffects(data []byte) Effects {
 	section := ""
 	var rule record.Rule
 	var route RouteEffect
+	family := ""
 	flush := func() {
 		switch section {
 		case "RoutingPolicyRule":
-			e.Rules = append(e.Rules, rule)
+			if rule.Mark == 0 {
+				e.Rules = append(e.Rules, rule)
+				break
+			}
+			// A mark rule has no address to tell its family by: networkd makes one per family it names.
+			for _, f := range []struct {
+				n    int
+				name string
+			}{{4, "ipv4"}, {6, "ipv6"}} {
+				if family == f.name || family == "both" || family == "" && f.n == 4 { // networkd's default is IPv4
+					r := rule
+					r.Family = f.n
+					e.Rules = append(e.Rules, r)
+				}
+			}
 		case "Route":
 			e.Routes = append(e.Routes, route)
 		}
-		rule, route = record.Rule{}, RouteEffect{Table: 254}
+		rule, route, family = record.Rule{}, RouteEffect{Table: 254}, ""
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		if name, ok := strings.CutPrefix(line, "["); ok {
@@ -84,6 +99,15 @@ func ReadEffects(data []byte) Effects {
 		case "RoutingPolicyRule.Priority":
 			p, _ := strconv.ParseUint(value, 10, 32)
 			rule.Priority = uint32(p)
+		case "RoutingPolicyRule.FirewallMark":
+			v, m, _ := strings.Cut(value, "/")
+			mark, _ := strconv.ParseUint(v, 0, 32)
+			mask, _ := strconv.ParseUint(m, 0, 32)
+			rule.Mark, rule.Mask = uint32(mark), uint32(mask)
+		case "RoutingPolicyRule.IncomingInterface":
+			rule.Iif = value
+		case "RoutingPolicyRule.Family":
+			family = value
 		}
 	}
 	flush()

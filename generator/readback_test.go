@@ -2,8 +2,11 @@ package generator
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/symroute/symroute/internal/tools/plantest"
 
 	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/ownership"
@@ -88,5 +91,45 @@ func TestReleased(t *testing.T) {
 	}
 	if err := checkFile(fileset.File{Path: ownership.OwnNetworkPath("eth-a"), Data: out}); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestReadEffectsOfMarkRules reads back the rules of a tracked interface's file exactly as the plan lists them
+// for the kernel: each mark rule once per family, with its mark, mask and input interface.
+func TestReadEffectsOfMarkRules(t *testing.T) {
+	p := plantest.Build(t, `version: 1
+interfaces:
+  - name: eth-b
+    addresses: [10.0.0.1/24, fd00:b::1/64]
+    gateway: 10.0.0.254
+    gateway6: fd00:b::fe
+    track_connections: true
+  - name: eth-c
+    addresses: [10.1.0.1/24]
+    gateway: 10.1.0.254
+    track_connections: true
+`)
+	files, rep, err := Generate(p, Options{Source: "host.yaml"})
+	if err != nil || rep.HasErrors(false) {
+		t.Fatal(err, rep.Entries)
+	}
+	for _, f := range files {
+		if f.Interface == "" {
+			continue
+		}
+		var want, got []string
+		for _, r := range p.KernelRules() {
+			if r.Interface == f.Interface {
+				want = append(want, r.String())
+			}
+		}
+		for _, r := range ReadEffects(f.Data).Rules {
+			got = append(got, r.String())
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: read back %q, the plan has %q", f.Path, got, want)
+		}
 	}
 }

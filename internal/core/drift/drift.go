@@ -31,6 +31,8 @@ type Snapshot struct {
 	// SrcValidMark likewise src_valid_mark, for the interfaces that track connections.
 	RPFilter     map[string]int
 	SrcValidMark map[string]int
+	// Connmark is the nftables table of track_connections as the kernel holds it; nil when it was not read.
+	Connmark *Connmark
 	// NetworkFiles maps a link name to the .network file networkd applied to it, and LinkStates to its
 	// administrative state; both nil when networkd did not answer, so the checks are skipped rather than failed.
 	NetworkFiles map[string]string
@@ -38,6 +40,14 @@ type Snapshot struct {
 	Probes       []ProbeResult
 	// Notes say what could not be read, such as networkd not answering.
 	Notes []string
+}
+
+// Connmark is what the kernel holds of table inet symroute: whether it exists, the hash of what it holds, and
+// the running kernel's release.
+type Connmark struct {
+	Present bool
+	Hash    string
+	Kernel  string
 }
 
 // Kind classifies a finding; the names are stable, for -o json and metrics.
@@ -53,6 +63,11 @@ const (
 	RPFilterWrong   Kind = "rp_filter"
 	// SrcValidMarkOff: rp_filter ignores a tracked connection's mark on the interface.
 	SrcValidMarkOff Kind = "src_valid_mark"
+	// ConnmarkMissing, ConnmarkAltered, ConnmarkStale: the nftables table of track_connections is gone, is not
+	// what symroute loaded, or is still there though no interface tracks connections.
+	ConnmarkMissing Kind = "connmark_missing"
+	ConnmarkAltered Kind = "connmark_altered"
+	ConnmarkStale   Kind = "connmark_stale"
 	NetworkFile     Kind = "network_file"
 	LinkMissing     Kind = "link_missing"
 	// RuleStale is a rule the record says symroute made that the plan no longer has; apply deletes it.
@@ -95,6 +110,8 @@ type Result struct {
 		Links    int  `json:"links"`
 		Sysctls  int  `json:"sysctls"`
 		Networkd bool `json:"networkd"`
+		// Connmark says the nftables table of track_connections was looked at.
+		Connmark bool `json:"connmark,omitempty"`
 	} `json:"checked"`
 	// Notes say what could not be checked and why.
 	Notes []string `json:"notes,omitempty"`
@@ -113,6 +130,7 @@ func Compare(p *plan.Plan, snap Snapshot, expect Expect) Result {
 	c.probes()
 	c.rpFilter()
 	c.srcValidMark()
+	c.connmark()
 	c.networkFiles(expect.NetworkFiles)
 	c.res.Notes = append(c.res.Notes, snap.Notes...)
 	for _, ifc := range p.Interfaces {
@@ -372,6 +390,39 @@ func (c *comparer) srcValidMark() {
 			c.add(SrcValidMarkOff, ifc.Name, report.Path{"interfaces", ifc.Position, "track_connections"},
 				"src_valid_mark is off on %s (all=0, %s=0): rp_filter ignores tracked connections' marks there, so under strict filtering it drops their requests", ifc.Name, ifc.Name)
 		}
+	}
+}
+
+// connmark checks the nftables table of track_connections against what the record says symroute loaded. Without
+// a record (a host set up by Ignition or generate) the table's presence is all that can be checked; after a
+// kernel upgrade the same table may read differently, so it is not compared then.
+func (c *comparer) connmark() {
+	live := c.snap.Connmark
+	if live == nil {
+		return
+	}
+	tracked := c.p.Tracked()
+	recorded := ""
+	if c.recorded != nil {
+		recorded = c.recorded.Connmark
+	}
+	if len(tracked) == 0 {
+		if live.Present && recorded != "" {
+			c.add(ConnmarkStale, "", nil, "nftables table inet symroute is still loaded, though no interface tracks connections; the next apply deletes it")
+		}
+		return
+	}
+	at := report.Path{"interfaces", tracked[0].Position, "track_connections"}
+	c.res.Checked.Connmark = true
+	switch {
+	case !live.Present:
+		c.add(ConnmarkMissing, "", at, "nftables table inet symroute is missing, so no connection is marked and replies to tracked connections leave by the routes of their addresses; apply loads it again (its unit, %s, loads it at boot)", "symroute-connmark.service")
+	case recorded == "":
+		c.res.Notes = append(c.res.Notes, "nftables table inet symroute is loaded; its content was not compared, since no apply has recorded it")
+	case c.recorded.ConnmarkKernel != live.Kernel:
+		c.res.Notes = append(c.res.Notes, fmt.Sprintf("nftables table inet symroute was recorded under kernel %s and this is %s, which may describe it differently; its content was not compared (the next apply records it again)", c.recorded.ConnmarkKernel, live.Kernel))
+	case live.Hash != recorded:
+		c.add(ConnmarkAltered, "", at, "nftables table inet symroute is not what symroute loaded: a rule or chain was changed, added or deleted; apply loads it again from /etc/symroute/90-symroute.nft")
 	}
 }
 

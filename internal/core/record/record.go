@@ -50,6 +50,11 @@ type State struct {
 	Links []string `json:"links,omitempty"`
 	// KeepForeign says networkd.conf.d's drop-in is in place: adding or removing it takes a networkd restart.
 	KeepForeign bool `json:"keep_foreign"`
+	// Connmark is the nftables table of track_connections as it was after it was loaded (a hash of what the
+	// kernel holds), and ConnmarkKernel the kernel release that held it: a newer kernel may describe the same
+	// table differently. Both empty when no interface tracks connections.
+	Connmark       string `json:"connmark,omitempty"`
+	ConnmarkKernel string `json:"connmark_kernel,omitempty"`
 }
 
 // File is one file symroute wrote, relative to the root.
@@ -121,6 +126,9 @@ type Transaction struct {
 	Before []string `json:"before,omitempty"`
 	// BeforeOmitted says Before was too large to keep (it counts its lines): an undo cannot check it.
 	BeforeOmitted int `json:"before_omitted,omitempty"`
+	// ConnmarkBefore is the nftables table of track_connections before the transaction ("" when there was none):
+	// an undo loads the previous file back, or deletes the table, until it is that again.
+	ConnmarkBefore string `json:"connmark_before,omitempty"`
 }
 
 // Process names a process across pid reuse and reboots: its pid, its start time in clock ticks since boot, and

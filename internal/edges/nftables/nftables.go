@@ -9,6 +9,8 @@ package nftables
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -216,6 +218,17 @@ func (t Table) Fingerprint() string {
 		}
 	}
 	return b.String()
+}
+
+// Hash reads the table and returns a hash of its fingerprint, short enough for the record; ok is false when the
+// table does not exist.
+func (r *Ruleset) Hash() (string, bool, error) {
+	t, ok, err := r.Read()
+	if err != nil || !ok {
+		return "", ok, err
+	}
+	sum := sha256.Sum256([]byte(t.Fingerprint()))
+	return hex.EncodeToString(sum[:]), true, nil
 }
 
 // readAttempts bounds the reads of a ruleset that keeps changing under them.

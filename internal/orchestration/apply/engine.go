@@ -59,6 +59,9 @@ type Deps struct {
 	Kernel   Kernel
 	Networkd Networkd
 	Sysctl   Sysctl
+	// Connmark is nftables, for track_connections; nil where nftables cannot be reached (a run that needs it
+	// then fails before changing anything).
+	Connmark Connmark
 	// RestartNetworkd restarts systemd-networkd through the systemd manager; an error wrapping
 	// systemd.ErrNoManager says no manager answers.
 	RestartNetworkd func(ctx context.Context) error

@@ -124,6 +124,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if tx.Existing, err = e.existingRules(target.Rules, e.rec.Applied); err != nil {
 		return out, err
 	}
+	if tx.ConnmarkBefore, err = e.connmarkNow(); err != nil {
+		return out, err
+	}
 	if err := e.recordBefore(tx); err != nil {
 		return out, err
 	}
@@ -147,7 +150,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	// From here every failure, and an interruption, is answered with the exact inverse, or, under --no-rollback,
 	// with the rest of the run.
 	var done []phase
-	var sysctlsSet, staleDeleted bool
+	var sysctlsSet, staleDeleted, connmarkDone bool
 	settle := func() error {
 		if e.opts.NoRollback && !out.Interrupted && req.Op == record.OpApply {
 			return e.keep(&target, &out, func() (errs []error) {
@@ -156,6 +159,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 				}
 				if !staleDeleted {
 					errs = append(errs, e.deleteRules(stale))
+				}
+				if !connmarkDone {
+					errs = append(errs, e.takeUpConnmark(ctx, req.Plan, touches(changes, ownership.ConnmarkRulesetPath), &target))
 				}
 				return errs
 			})
@@ -181,6 +187,10 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 		return fail(err)
 	}
 	staleDeleted = true
+	if err := e.takeUpConnmark(ctx, req.Plan, touches(changes, ownership.ConnmarkRulesetPath), &target); err != nil {
+		return fail(err)
+	}
+	connmarkDone = true
 	res, err := e.verifyUntil(ctx, req.Plan, req.Files, &target)
 	out.Result = res
 	if err != nil {
@@ -217,6 +227,10 @@ func (e *Engine) keep(target *record.State, out *Outcome, rest func() []error) e
 // again. Nothing changes that a rollback would have to undo.
 func (e *Engine) converge(ctx context.Context, req Request, target record.State, out Outcome) (Outcome, error) {
 	e.logf("no file changed")
+	// The table is loaded from the file unless it is what the record says: a reboot's load, or the last apply's.
+	if err := e.takeUpConnmark(ctx, req.Plan, false, &target); err != nil {
+		return out, err
+	}
 	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(req.Files), Recorded: e.rec.Applied}
 	res, err := state.Verify(ctx, req.Plan, expect, e.sources())
 	out.Result = res
@@ -249,7 +263,7 @@ func (e *Engine) converge(ctx context.Context, req Request, target record.State,
 // known to be symroute's).
 func (e *Engine) converged(out Outcome, err error, target record.State) (Outcome, error) {
 	out.Verified = err == nil
-	if err == nil && !sameFiles(e.rec.Applied, target) {
+	if err == nil && (!sameFiles(e.rec.Applied, target) || e.rec.Applied.Connmark != target.Connmark || e.rec.Applied.ConnmarkKernel != target.ConnmarkKernel) {
 		e.rec.Applied = &target
 		err = e.save()
 	}
@@ -267,9 +281,12 @@ func (e *Engine) repair(ctx context.Context, p *plan.Plan, res drift.Result) err
 	sysctls, all := false, false
 	drifted := map[string]bool{}
 	for _, f := range res.Findings {
-		if f.Kind == drift.RPFilterWrong {
+		switch f.Kind {
+		case drift.RPFilterWrong, drift.SrcValidMarkOff:
 			sysctls = true
 			continue
+		case drift.ConnmarkMissing, drift.ConnmarkAltered, drift.ConnmarkStale:
+			continue // the table is loaded or deleted by takeUpConnmark, not by networkd
 		}
 		drifted[f.Interface] = true
 		all = all || f.Interface == ""
@@ -502,7 +519,11 @@ func (e *Engine) checkNetworkd(ctx context.Context, keepForeign, restart bool) e
 }
 
 func (e *Engine) sources() state.Sources {
-	return state.Sources{Kernel: e.deps.Kernel, Networkd: e.deps.Networkd, Sysctl: e.deps.Sysctl}
+	src := state.Sources{Kernel: e.deps.Kernel, Networkd: e.deps.Networkd, Sysctl: e.deps.Sysctl}
+	if e.deps.Connmark != nil {
+		src.Connmark = e.deps.Connmark
+	}
+	return src
 }
 
 // verifyUntil verifies until the state matches or the deadline passes: networkd works asynchronously.

@@ -85,7 +85,14 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	if err != nil {
 		return out, rm, err
 	}
-	if len(changes) == 0 && len(restore) == 0 && len(leftover) == 0 {
+	connmark, err := e.connmarkNow()
+	if err != nil {
+		return out, rm, err
+	}
+	if prior.Connmark == "" && !touches(changes, ownership.ConnmarkRulesetPath) {
+		connmark = "" // a table symroute has no record of loading is left alone
+	}
+	if len(changes) == 0 && len(restore) == 0 && len(leftover) == 0 && connmark == "" {
 		e.logf("nothing of symroute's is in place")
 		e.rec.Applied = nil
 		return out, rm, e.save()
@@ -95,6 +102,7 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	tx := &record.Transaction{
 		ID: target.Transaction, Op: record.OpRemove, Process: e.deps.Self, Started: time.Now().UTC(),
 		Undo: undo(changes), SysctlUndo: sysUndo, Restart: restart, ConfFirst: confFirst, Target: target,
+		ConnmarkBefore: connmark,
 	}
 	if err := e.recordBefore(tx); err != nil {
 		return out, rm, err
@@ -134,6 +142,12 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	// Listed again: networkd has removed most of them itself by now.
 	if err := e.deleteRules(leftover); err != nil {
 		return fail(err)
+	}
+	if connmark != "" {
+		if err := e.deps.Connmark.Delete(); err != nil {
+			return fail(fmt.Errorf("delete nftables table inet %s: %w", ownership.NFTTable, err))
+		}
+		e.logf("deleted nftables table inet %s", ownership.NFTTable)
 	}
 	rm.Remaining, err = e.remaining(prior)
 	if err != nil {

@@ -47,6 +47,9 @@ func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []ph
 	if err := e.undoSysctls(tx); err != nil {
 		return err
 	}
+	if err := e.undoConnmark(rctx, tx); err != nil {
+		return err
+	}
 	var keep []record.Rule
 	if e.rec.Applied != nil {
 		keep = e.rec.Applied.Rules

@@ -18,6 +18,7 @@ import (
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/networkd"
+	"github.com/symroute/symroute/internal/edges/nftables"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sockets"
 	"github.com/symroute/symroute/internal/edges/sysctl"
@@ -62,6 +63,7 @@ func liveDeps(ctx context.Context, root *rootfs.Root, rootPath string) (apply.De
 		Kernel:   reader,
 		Networkd: client,
 		Sysctl:   applier,
+		Connmark: &nftables.Ruleset{},
 		RestartNetworkd: func(ctx context.Context) error {
 			return systemd.RestartUnit(ctx, "systemd-networkd.service")
 		},

@@ -18,6 +18,7 @@ import (
 	"github.com/symroute/symroute/internal/edges/filesync"
 	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/networkd"
+	"github.com/symroute/symroute/internal/edges/nftables"
 	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sysctl"
@@ -121,7 +122,7 @@ func liveSources(ctx context.Context) (state.Sources, func(), error) {
 	if err != nil {
 		return state.Sources{}, nil, err
 	}
-	src := state.Sources{Kernel: reader, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}}
+	src := state.Sources{Kernel: reader, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, Connmark: &nftables.Ruleset{}}
 	dctx, cancel := context.WithTimeout(ctx, busTimeout)
 	defer cancel()
 	client, err := networkd.Dial(dctx, "")

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/ifname"
 	"github.com/symroute/symroute/internal/core/plan"
@@ -37,12 +39,19 @@ type Sysctl interface {
 	Read(key string) (value string, exists bool, err error)
 }
 
+// Connmark reads the nftables table of track_connections; *nftables.Ruleset implements it.
+type Connmark interface {
+	Hash() (hash string, ok bool, err error)
+}
+
 // Sources are where the state is read from.
 type Sources struct {
 	Kernel Kernel
 	// Networkd may be nil, or fail: the network-file check is then skipped with a note.
 	Networkd Networkd
 	Sysctl   Sysctl
+	// Connmark may be nil where nothing tracks connections; the table is then not read.
+	Connmark Connmark
 }
 
 // Gather reads the snapshot for p; expect names the links whose networkd state to read (every interface, and lo
@@ -108,6 +117,15 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 			if v, err := readInt(src.Sysctl, ifname.SysctlKey(ifc.Name, "src_valid_mark")); err == nil {
 				snap.SrcValidMark[ifc.Name] = v
 			}
+		}
+	}
+
+	if src.Connmark != nil && (len(p.Tracked()) > 0 || expect.Recorded != nil && expect.Recorded.Connmark != "") {
+		hash, ok, err := src.Connmark.Hash()
+		if err != nil {
+			snap.Notes = append(snap.Notes, fmt.Sprintf("nftables table inet symroute was not checked: %v", err))
+		} else {
+			snap.Connmark = &drift.Connmark{Present: ok, Hash: hash, Kernel: KernelRelease()}
 		}
 	}
 
@@ -188,4 +206,13 @@ func Verify(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 		return drift.Result{}, err
 	}
 	return drift.Compare(p, snap, expect), nil
+}
+
+// KernelRelease is the running kernel's release, as uname -r gives it.
+func KernelRelease() string {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return ""
+	}
+	return unix.ByteSliceToString(u.Release[:])
 }

@@ -1,0 +1,117 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/symroute/symroute/internal/core/ownership"
+	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/orchestration/state"
+)
+
+// Connmark loads, reads and deletes the nftables table of track_connections; *nftables.Ruleset implements it.
+// Load runs the same `nft -f` the unit runs at boot, so an apply proves the boot's file.
+type Connmark interface {
+	state.Connmark
+	Load(ctx context.Context, path string) error
+	Delete() error
+}
+
+// connmarkNow is the hash of the table as the kernel holds it, "" when there is none.
+func (e *Engine) connmarkNow() (string, error) {
+	if e.deps.Connmark == nil {
+		return "", nil
+	}
+	hash, ok, err := e.deps.Connmark.Hash()
+	if err != nil {
+		return "", fmt.Errorf("read nftables table inet %s: %w", ownership.NFTTable, err)
+	}
+	if !ok {
+		return "", nil
+	}
+	return hash, nil
+}
+
+// involvesConnmark says whether a run with target touches the table: it wants one, or the applied state has one.
+func (e *Engine) involvesConnmark(p *plan.Plan) bool {
+	return len(p.Tracked()) > 0 || e.rec.Applied != nil && e.rec.Applied.Connmark != ""
+}
+
+// takeUpConnmark brings the table to what the plan wants, after the files are written: loaded from the file when
+// the file changed or the table is not what the record says, deleted when no interface tracks connections any
+// more and symroute had loaded it. The table's hash goes into target.
+func (e *Engine) takeUpConnmark(ctx context.Context, p *plan.Plan, fileChanged bool, target *record.State) error {
+	if !e.involvesConnmark(p) {
+		return nil
+	}
+	if e.deps.Connmark == nil {
+		return fmt.Errorf("track_connections needs nftables, which this run cannot reach")
+	}
+	now, err := e.connmarkNow()
+	if err != nil {
+		return err
+	}
+	if len(p.Tracked()) == 0 {
+		if now != "" {
+			if err := e.deps.Connmark.Delete(); err != nil {
+				return fmt.Errorf("delete nftables table inet %s: %w", ownership.NFTTable, err)
+			}
+			e.logf("deleted nftables table inet %s: no interface tracks connections", ownership.NFTTable)
+		}
+		return nil
+	}
+	kernel := state.KernelRelease()
+	recorded := ""
+	if a := e.rec.Applied; a != nil && a.ConnmarkKernel == kernel {
+		recorded = a.Connmark
+	}
+	if fileChanged || now == "" || now != recorded {
+		if err := e.loadConnmark(ctx); err != nil {
+			return err
+		}
+		if now, err = e.connmarkNow(); err != nil {
+			return err
+		}
+	}
+	target.Connmark, target.ConnmarkKernel = now, kernel
+	return nil
+}
+
+func (e *Engine) loadConnmark(ctx context.Context) error {
+	file := e.opts.Root.Join(ownership.ConnmarkRulesetPath)
+	if err := e.deps.Connmark.Load(ctx, file); err != nil {
+		return fmt.Errorf("load %s: %w", file, err)
+	}
+	e.logf("loaded nftables table inet %s from /%s", ownership.NFTTable, ownership.ConnmarkRulesetPath)
+	return nil
+}
+
+// undoConnmark puts the table back as it was before tx: the previous file, restored by now, loaded again, or the
+// table deleted where there was none.
+func (e *Engine) undoConnmark(ctx context.Context, tx *record.Transaction) error {
+	if e.deps.Connmark == nil {
+		return nil
+	}
+	now, err := e.connmarkNow()
+	if err != nil || now == tx.ConnmarkBefore {
+		return err
+	}
+	if tx.ConnmarkBefore == "" {
+		if err := e.deps.Connmark.Delete(); err != nil {
+			return fmt.Errorf("delete nftables table inet %s: %w", ownership.NFTTable, err)
+		}
+		e.logf("deleted nftables table inet %s, which the run loaded", ownership.NFTTable)
+		return nil
+	}
+	if err := e.loadConnmark(ctx); err != nil {
+		return err
+	}
+	if now, err = e.connmarkNow(); err != nil {
+		return err
+	}
+	if now != tx.ConnmarkBefore {
+		e.logf("note: nftables table inet %s, loaded again from the previous file, differs from the table before the run (which was not loaded from that file)", ownership.NFTTable)
+	}
+	return nil
+}
