@@ -50,6 +50,16 @@ func Tree(t testing.TB, dir string, got map[string][]byte) {
 			t.Fatal(err)
 		}
 		for p, data := range got {
+			if target, ok := bytes.CutPrefix(data, []byte(LinkPrefix)); ok {
+				dst := filepath.Join(dir, p)
+				if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(string(target), dst); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
 			File(t, filepath.Join(dir, p), data)
 		}
 		return
@@ -75,19 +85,29 @@ func Tree(t testing.TB, dir string, got map[string][]byte) {
 	}
 }
 
-// ReadTree returns every regular file under dir, by slash-separated path relative to dir. A missing dir is an
-// empty tree.
+// LinkPrefix stands for a symbolic link in a tree: the link's content is LinkPrefix followed by its target, so a
+// link and a file never compare equal.
+const LinkPrefix = "symbolic link to "
+
+// ReadTree returns every regular file and symbolic link under dir, by slash-separated path relative to dir. A
+// missing dir is an empty tree.
 func ReadTree(dir string) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !d.Type().IsRegular() {
+		link := d.Type()&fs.ModeSymlink != 0
+		if !d.Type().IsRegular() && !link {
 			return nil
 		}
 		rel, err := filepath.Rel(dir, p)
 		if err != nil {
+			return err
+		}
+		if link {
+			target, err := os.Readlink(p)
+			out[filepath.ToSlash(rel)] = []byte(LinkPrefix + target)
 			return err
 		}
 		data, err := os.ReadFile(p)
