@@ -72,7 +72,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if e.rec.Pending != nil {
 		return out, errors.New("a transaction is pending; recover it first")
 	}
-	changes, err := filesync.Compute(e.opts.Root, req.Files, ownership.IsOwned, ownership.Globs)
+	changes, err := filesync.Compute(e.opts.Root, req.Files, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
 	if err != nil {
 		return out, err
 	}
