@@ -531,7 +531,11 @@ func missingLink(res drift.Result) bool {
 func targetState(req Request) record.State {
 	t := record.State{Description: req.Description, Addresses: map[string][]netip.Prefix{}, KeepForeign: req.Plan.KeepForeign, Links: managedLinks(req.Plan)}
 	for _, f := range req.Files {
-		t.Files = append(t.Files, record.File{Path: f.Path, SHA256: record.Hash(f.Data), Mode: uint32(f.Mode.Perm())})
+		rf := record.File{Path: f.Path, SHA256: record.Hash(f.Data), Mode: uint32(f.Mode.Perm()), Link: f.Link}
+		if f.Link != "" {
+			rf.Mode = 0 // a link has no mode of its own
+		}
+		t.Files = append(t.Files, rf)
 	}
 	for _, r := range allRules(req.Plan) {
 		t.Rules = append(t.Rules, record.Rule{Priority: r.Priority, From: r.From, To: r.To, Table: r.Table})
@@ -582,13 +586,13 @@ func touches(changes []filesync.Change, p string) bool {
 	return slices.ContainsFunc(changes, func(c filesync.Change) bool { return c.Path == p })
 }
 
-// undo records every file a change touches as it was.
+// undo records every file and link a change touches as it was.
 func undo(changes []filesync.Change) []record.FileUndo {
 	var out []record.FileUndo
 	for _, c := range changes {
 		u := record.FileUndo{Path: c.Path}
 		if c.Kind != filesync.Create {
-			u.Existed, u.Data, u.Mode = true, c.Old, uint32(c.OldMode.Perm())
+			u.Existed, u.Data, u.Mode, u.Link = true, c.Old, uint32(c.OldMode.Perm()), c.OldLink
 		}
 		out = append(out, u)
 	}
