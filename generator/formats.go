@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"path"
+	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v4"
@@ -66,6 +69,21 @@ type butaneConfig struct {
 
 type butaneStorage struct {
 	Files []butaneFile `yaml:"files"`
+	Links []nodeLink   `yaml:"links,omitempty"`
+}
+
+// nodeLink is a symbolic link in Butane's and Ignition's storage.links: the same keys in both.
+type nodeLink struct {
+	Path      string `yaml:"path" json:"path"`
+	Target    string `yaml:"target" json:"target"`
+	Hard      bool   `yaml:"hard" json:"hard"`
+	Overwrite bool   `yaml:"overwrite" json:"overwrite"`
+}
+
+// storageLink is f as a symbolic link in storage.links: a symbolic one, replacing whatever is at the path, as
+// overwrite replaces files.
+func storageLink(f fileset.File) nodeLink {
+	return nodeLink{Path: "/" + f.Path, Target: f.Link, Overwrite: true}
 }
 
 type butaneFile struct {
@@ -84,6 +102,10 @@ type butaneContents struct {
 func encodeButane(files []fileset.File, source string) ([]byte, error) {
 	cfg := butaneConfig{Variant: ButaneVariant, Version: ButaneVersion}
 	for _, f := range files {
+		if f.Link != "" {
+			cfg.Storage.Links = append(cfg.Storage.Links, storageLink(f))
+			continue
+		}
 		cfg.Storage.Files = append(cfg.Storage.Files, butaneFile{Path: "/" + f.Path, Mode: int(f.Mode.Perm()), Overwrite: true, Contents: butaneContents{Inline: string(f.Data)}})
 	}
 	return yamlDocument(header(source), cfg)
@@ -95,6 +117,7 @@ type ignitionConfig struct {
 	} `json:"ignition"`
 	Storage struct {
 		Files []ignitionFile `json:"files"`
+		Links []nodeLink     `json:"links,omitempty"`
 	} `json:"storage"`
 }
 
@@ -112,6 +135,10 @@ func encodeIgnition(files []fileset.File) ([]byte, error) {
 	var cfg ignitionConfig
 	cfg.Ignition.Version = IgnitionVersion
 	for _, f := range files {
+		if f.Link != "" {
+			cfg.Storage.Links = append(cfg.Storage.Links, storageLink(f))
+			continue
+		}
 		ig := ignitionFile{Path: "/" + f.Path, Mode: int(f.Mode.Perm()), Overwrite: true}
 		ig.Contents.Source = "data:;base64," + base64.StdEncoding.EncodeToString(f.Data)
 		cfg.Storage.Files = append(cfg.Storage.Files, ig)
@@ -133,11 +160,20 @@ type cloudFile struct {
 }
 
 // encodeCloudInit writes a #cloud-config document. write_files may run after networkd and systemd-sysctl
-// started, so runcmd makes the files take effect the way apply would.
+// started, so runcmd makes the files take effect the way apply would. write_files cannot make a symbolic link:
+// runcmd enables the unit whose link it is, first, which makes the same link.
 func encodeCloudInit(files []fileset.File, source string) ([]byte, error) {
 	var cfg cloudConfig
 	restart := false
 	for _, f := range files {
+		if f.Link != "" {
+			unit, err := enabledUnit(f, files)
+			if err != nil {
+				return nil, err
+			}
+			cfg.RunCmd = append(cfg.RunCmd, []string{"systemctl", "enable", unit})
+			continue
+		}
 		cfg.WriteFiles = append(cfg.WriteFiles, cloudFile{Path: "/" + f.Path, Owner: "root:root", Permissions: fmt.Sprintf("%#o", f.Mode.Perm()), Content: string(f.Data)})
 		restart = restart || TakesRestart(f.Path, nil, f.Data)
 	}
@@ -152,6 +188,24 @@ func encodeCloudInit(files []fileset.File, source string) ([]byte, error) {
 		cfg.RunCmd = append(cfg.RunCmd, append([]string{"/lib/systemd/systemd-sysctl"}, prefixes...))
 	}
 	return yamlDocument("#cloud-config\n"+header(source), cfg)
+}
+
+// unitName is a unit name systemctl takes as one: systemd's characters, not an option, a unit type's suffix.
+var unitName = regexp.MustCompile(`^[A-Za-z0-9:_.@][A-Za-z0-9:_.@-]*\.(service|socket|target|timer|path|mount)$`)
+
+// enabledUnit names the unit whose enablement link f is, for systemctl enable to make it in cloud-init: a link
+// in /etc/systemd/system/<target>.wants/ to the unit of the same name in /etc/systemd/system, a unit among files
+// whose [Install] section wants it by that target, so that enabling it makes exactly that link.
+func enabledUnit(f fileset.File, files []fileset.File) (string, error) {
+	unit, wants := path.Base(f.Path), path.Dir(f.Path)
+	by, ok := strings.CutSuffix(path.Base(wants), ".wants")
+	unitPath := path.Dir(wants) + "/" + unit
+	i := slices.IndexFunc(files, func(u fileset.File) bool { return u.Path == unitPath && u.Link == "" })
+	if !ok || path.Dir(wants) != path.Dir(ownership.ConnmarkUnitPath) || !unitName.MatchString(unit) || f.Link != "/"+unitPath || i < 0 ||
+		!slices.Contains(strings.Split(string(files[i].Data), "\n"), "WantedBy="+by) {
+		return "", fmt.Errorf("cloud-init cannot make the link /%s to %q: write_files makes no links, and it is not the link systemctl enable makes for a unit written with it", f.Path, f.Link)
+	}
+	return unit, nil
 }
 
 // sysctlPrefixes are systemd-sysctl's --prefix arguments for the keys in symroute's sysctl.d file.

@@ -113,7 +113,8 @@ func checkRendered(t *testing.T, f fileset.File) {
 	}
 }
 
-// checkDocument decodes a provisioning document and requires exactly the files' bytes in it.
+// checkDocument decodes a provisioning document and requires exactly the files' bytes in it, and their links
+// (shown as "-> target").
 func checkDocument(t *testing.T, format generator.Format, doc []byte, files []fileset.File) {
 	t.Helper()
 	got := map[string]string{}
@@ -125,6 +126,7 @@ func checkDocument(t *testing.T, format generator.Format, doc []byte, files []fi
 					Path     string
 					Contents struct{ Source string }
 				}
+				Links []struct{ Path, Target string }
 			}
 		}
 		if err := json.Unmarshal(doc, &cfg); err != nil {
@@ -137,6 +139,9 @@ func checkDocument(t *testing.T, format generator.Format, doc []byte, files []fi
 			}
 			got[f.Path] = string(data)
 		}
+		for _, l := range cfg.Storage.Links {
+			got[l.Path] = "-> " + l.Target
+		}
 	default:
 		var cfg struct {
 			Storage struct {
@@ -144,12 +149,14 @@ func checkDocument(t *testing.T, format generator.Format, doc []byte, files []fi
 					Path     string
 					Contents struct{ Inline string }
 				}
+				Links []struct{ Path, Target string }
 			}
 			WriteFiles []struct {
 				Path    string
 				Content string
 			} `yaml:"write_files"`
-			Other map[string]any `yaml:",inline"`
+			RunCmd [][]string     `yaml:"runcmd"`
+			Other  map[string]any `yaml:",inline"`
 		}
 		if err := yaml.Unmarshal(doc, &cfg); err != nil {
 			t.Fatalf("%s: %v", format, err)
@@ -157,11 +164,17 @@ func checkDocument(t *testing.T, format generator.Format, doc []byte, files []fi
 		for _, f := range cfg.Storage.Files {
 			got[f.Path] = f.Contents.Inline
 		}
+		for _, l := range cfg.Storage.Links {
+			got[l.Path] = "-> " + l.Target
+		}
 		for _, f := range cfg.WriteFiles {
 			got[f.Path] = f.Content
 		}
+		for p, target := range enabledLinks(cfg.RunCmd, func(p string) []byte { return []byte(got[p]) }) {
+			got[p] = "-> " + target
+		}
 		for k := range cfg.Other {
-			if k != "variant" && k != "version" && k != "runcmd" {
+			if k != "variant" && k != "version" {
 				t.Fatalf("%s: unexpected top-level key %q", format, k)
 			}
 		}
@@ -170,7 +183,11 @@ func checkDocument(t *testing.T, format generator.Format, doc []byte, files []fi
 		t.Fatalf("%s carries %d files, want %d", format, len(got), len(files))
 	}
 	for _, f := range files {
-		if got["/"+f.Path] != string(f.Data) {
+		want := string(f.Data)
+		if f.Link != "" {
+			want = "-> " + f.Link
+		}
+		if got["/"+f.Path] != want {
 			t.Fatalf("%s: %s differs from the file's bytes", format, f.Path)
 		}
 	}

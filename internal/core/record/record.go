@@ -57,11 +57,12 @@ type State struct {
 	ConnmarkKernel string `json:"connmark_kernel,omitempty"`
 }
 
-// File is one file symroute wrote, relative to the root.
+// File is one file symroute wrote, relative to the root; or, with Link, one symbolic link, to that target.
 type File struct {
 	Path   string `json:"path"`
 	SHA256 string `json:"sha256"`
 	Mode   uint32 `json:"mode"`
+	Link   string `json:"link,omitempty"`
 }
 
 // Rule is one routing-policy rule networkd made from symroute's files. A mark rule has no address to tell its
@@ -139,12 +140,14 @@ type Process struct {
 	BootID string `json:"boot_id,omitempty"`
 }
 
-// FileUndo is a file as it was before a transaction: absent, or these bytes with this mode.
+// FileUndo is a file as it was before a transaction: absent, these bytes with this mode, or a symbolic link to
+// Link. Records from before links have no Link, and read as files.
 type FileUndo struct {
 	Path    string `json:"path"`
 	Existed bool   `json:"existed"`
 	Data    []byte `json:"data,omitempty"`
 	Mode    uint32 `json:"mode,omitempty"`
+	Link    string `json:"link,omitempty"`
 }
 
 // SysctlUndo is a key a transaction sets: its value before, and the value the transaction sets. An undo writes

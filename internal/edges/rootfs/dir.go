@@ -126,11 +126,10 @@ type Temp struct {
 // waiting: the kernel writes many files out together faster than one after another. Sync waits for it; Close
 // releases it.
 func (d *Dir) CreateTemp(target string, data []byte, mode fs.FileMode) (*Temp, error) {
-	var suffix [6]byte
-	if _, err := rand.Read(suffix[:]); err != nil {
+	name, err := tempName(target)
+	if err != nil {
 		return nil, err
 	}
-	name := "." + target + TempSuffix + hex.EncodeToString(suffix[:])
 	fd, err := unix.Openat(d.fd(), name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(mode.Perm()))
 	if err != nil {
 		return nil, &fs.PathError{Op: "create", Path: d.Path(name), Err: err}
@@ -154,8 +153,38 @@ func (d *Dir) CreateTemp(target string, data []byte, mode fs.FileMode) (*Temp, e
 	return t, nil
 }
 
+// tempName is a new temporary name beside target.
+func tempName(target string) (string, error) {
+	var suffix [6]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return "", err
+	}
+	return "." + target + TempSuffix + hex.EncodeToString(suffix[:]), nil
+}
+
+// CreateTempLink makes a symbolic link to linkTarget under a new temporary name beside target, named as
+// CreateTemp names its files. Rename puts it in place, replacing whatever file or link target is, atomically;
+// nothing follows either link. The link holds no data: syncing the directory after the rename makes it durable,
+// and its Sync and Close do nothing.
+func (d *Dir) CreateTempLink(target, linkTarget string) (*Temp, error) {
+	name, err := tempName(target)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Symlinkat(linkTarget, d.fd(), name); err != nil {
+		return nil, &fs.PathError{Op: "symlink", Path: d.Path(name), Err: err}
+	}
+	return &Temp{Dir: d, Name: name}, nil
+}
+
+// ReadLink returns the target of the link name in d, without following it.
+func (d *Dir) ReadLink(name string) (string, error) { return readLinkAt(d.f, name, d.Path(name)) }
+
 // Sync waits until the file's data and metadata are on disk.
 func (t *Temp) Sync() error {
+	if t.f == nil {
+		return nil
+	}
 	if err := t.f.Sync(); err != nil {
 		return fmt.Errorf("write %s: %w", t.Dir.Path(t.Name), err)
 	}
@@ -163,11 +192,16 @@ func (t *Temp) Sync() error {
 }
 
 // Close releases the file's descriptor; the file stays.
-func (t *Temp) Close() error { return t.f.Close() }
+func (t *Temp) Close() error {
+	if t.f == nil {
+		return nil
+	}
+	return t.f.Close()
+}
 
 // Discard removes the file, closing it if still open.
 func (t *Temp) Discard() {
-	t.f.Close()
+	t.Close()
 	unix.Unlinkat(t.Dir.fd(), t.Name, 0)
 }
 
@@ -212,8 +246,8 @@ func (d *Dir) Sync() error {
 	return nil
 }
 
-// RemoveTemps removes the temporary files a killed run left for the targets owned accepts, and returns their
-// names. Only call it while holding the lock every writer takes: another run's temporaries are in use.
+// RemoveTemps removes the temporary files and links a killed run left for the targets owned accepts, and returns
+// their names. Only call it while holding the lock every writer takes: another run's temporaries are in use.
 func (d *Dir) RemoveTemps(owned func(target string) bool) ([]string, error) {
 	entries, err := d.List()
 	if err != nil {
@@ -223,7 +257,7 @@ func (d *Dir) RemoveTemps(owned func(target string) bool) ([]string, error) {
 	for _, e := range entries {
 		name := e.Name()
 		i := strings.LastIndex(name, TempSuffix)
-		if !strings.HasPrefix(name, ".") || i < 0 || !e.Type().IsRegular() || !owned(name[1:i]) {
+		if !strings.HasPrefix(name, ".") || i < 0 || (!e.Type().IsRegular() && e.Type()&fs.ModeSymlink == 0) || !owned(name[1:i]) {
 			continue
 		}
 		if err := d.Remove(name); err != nil {

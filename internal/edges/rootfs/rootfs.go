@@ -290,10 +290,19 @@ func (f readFS) ReadLink(name string) (string, error) {
 		return "", err
 	}
 	defer parent.Close()
+	return readLinkAt(parent, base, f.r.Join(name))
+}
+
+// readLinkAt returns the target of the link name in dir. A target as long as the buffer may have been cut short,
+// and is refused rather than returned so.
+func readLinkAt(dir *os.File, name, shown string) (string, error) {
 	buf := make([]byte, unix.PathMax)
-	n, err := unix.Readlinkat(int(parent.Fd()), base, buf)
+	n, err := unix.Readlinkat(int(dir.Fd()), name, buf)
+	if err == nil && n == len(buf) {
+		err = fmt.Errorf("%w: the link's target is longer than %d bytes", ErrTooLarge, len(buf)-1)
+	}
 	if err != nil {
-		return "", &fs.PathError{Op: "readlink", Path: f.r.Join(name), Err: err}
+		return "", &fs.PathError{Op: "readlink", Path: shown, Err: err}
 	}
 	return string(buf[:n]), nil
 }

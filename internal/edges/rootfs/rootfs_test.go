@@ -164,3 +164,97 @@ func TestWritesRefuseLinks(t *testing.T) {
 		}
 	})
 }
+
+// TestLinksAreMadeBesideTheirTargetAndRenamedIntoPlace: a link is made under CreateTemp's temporary name and
+// renamed over whatever is at the target, a file or another link, without following either; ReadLink reads it
+// back through the directory; a directory at the target stays, and so does the link's own target outside the
+// root.
+func TestLinksAreMadeBesideTheirTargetAndRenamedIntoPlace(t *testing.T) {
+	bothModes(t, func(t *testing.T, fallback bool) {
+		outside := t.TempDir()
+		mkfile(t, outside, "unit", "outside")
+		dir := t.TempDir()
+		mkfile(t, dir, "etc/wants/file.service", "a file")
+		if err := os.Symlink(filepath.Join(outside, "unit"), filepath.Join(dir, "etc/wants/link.service")); err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(dir, "etc/wants/dir.service"), 0o755)
+		d, err := openRoot(t, dir).OpenDir("etc/wants", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		for _, name := range []string{"new.service", "file.service", "link.service"} {
+			tmp, err := d.CreateTempLink(name, "/etc/systemd/system/x.service")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(tmp.Name, "."+name+TempSuffix) {
+				t.Errorf("temporary %q is not named as CreateTemp names them", tmp.Name)
+			}
+			if err := tmp.Sync(); err != nil {
+				t.Error(err)
+			}
+			if err := d.Rename(tmp.Name, name); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := d.ReadLink(name); err != nil || got != "/etc/systemd/system/x.service" {
+				t.Errorf("%s: ReadLink %q, %v", name, got, err)
+			}
+			if got, err := os.Readlink(filepath.Join(dir, "etc/wants", name)); err != nil || got != "/etc/systemd/system/x.service" {
+				t.Errorf("%s on disk: %q, %v", name, got, err)
+			}
+		}
+		if data, err := os.ReadFile(filepath.Join(outside, "unit")); err != nil || string(data) != "outside" {
+			t.Errorf("the replaced link's target changed: %q, %v", data, err)
+		}
+		tmp, err := d.CreateTempLink("dir.service", "/etc/systemd/system/x.service")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Rename(tmp.Name, "dir.service"); !errors.Is(err, syscall.EISDIR) {
+			t.Errorf("a link renamed over a directory: %v, want EISDIR", err)
+		}
+		tmp.Discard()
+		if info, err := os.Lstat(filepath.Join(dir, "etc/wants/dir.service")); err != nil || !info.IsDir() {
+			t.Errorf("the directory at the target: %v, %v", info, err)
+		}
+		if _, err := d.ReadLink("dir.service"); !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("ReadLink of a directory: %v, want EINVAL", err)
+		}
+		entries, _ := os.ReadDir(filepath.Join(dir, "etc/wants"))
+		if len(entries) != 4 {
+			t.Errorf("want the four targets and no temporary, got %v", entries)
+		}
+	})
+}
+
+// TestRemoveTempsRemovesLeftLinks: a temporary link a killed run left is removed, itself, not its target; another
+// program's hidden link stays.
+func TestRemoveTempsRemovesLeftLinks(t *testing.T) {
+	outside := t.TempDir()
+	mkfile(t, outside, "unit", "outside")
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "wants"), 0o755)
+	left := ".mine.service" + TempSuffix + "0a1b2c"
+	for _, name := range []string{left, ".other.service" + TempSuffix + "0a1b2c"} {
+		if err := os.Symlink(filepath.Join(outside, "unit"), filepath.Join(dir, "wants", name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := openRoot(t, dir).OpenDir("wants", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	removed, err := d.RemoveTemps(func(target string) bool { return target == "mine.service" })
+	if err != nil || len(removed) != 1 || removed[0] != left {
+		t.Errorf("removed %v, %v; want %s", removed, err, left)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "wants")); len(entries) != 1 {
+		t.Errorf("left %v, want the other program's link", entries)
+	}
+	if _, err := os.Stat(filepath.Join(outside, "unit")); err != nil {
+		t.Errorf("the link's target is gone: %v", err)
+	}
+}

@@ -580,7 +580,7 @@ func TestFilesWrittenOutsideApplyAreTakenUp(t *testing.T) {
 	ok(t)(h.apply(twoNIC, Options{}))
 	changed := strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1)
 	req := h.request(changed, record.OpApply)
-	changes, err := filesync.Compute(h.root, req.Files, ownership.IsOwned, ownership.Globs)
+	changes, err := filesync.Compute(h.root, req.Files, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
 	if err != nil || len(changes) == 0 {
 		t.Fatalf("changes %v, err %v", changes, err)
 	}
@@ -654,7 +654,7 @@ func TestWaitBelievesNoStaleConfigured(t *testing.T) {
 	req := h.request(strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1), record.OpApply)
 	e := h.engine(Options{Timeout: time.Minute})
 	e.quiet = time.Hour // only networkd's word ends the wait, however slow the machine
-	changes, err := filesync.Compute(h.root, req.Files, ownership.IsOwned, ownership.Globs)
+	changes, err := filesync.Compute(h.root, req.Files, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
 	if err != nil {
 		t.Fatal(err)
 	}

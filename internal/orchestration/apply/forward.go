@@ -72,7 +72,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if e.rec.Pending != nil {
 		return out, errors.New("a transaction is pending; recover it first")
 	}
-	changes, err := filesync.Compute(e.opts.Root, req.Files, ownership.IsOwned, ownership.Globs)
+	changes, err := filesync.Compute(e.opts.Root, req.Files, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
 	if err != nil {
 		return out, err
 	}
@@ -552,7 +552,11 @@ func missingLink(res drift.Result) bool {
 func targetState(req Request) record.State {
 	t := record.State{Description: req.Description, Addresses: map[string][]netip.Prefix{}, KeepForeign: req.Plan.KeepForeign, Links: managedLinks(req.Plan)}
 	for _, f := range req.Files {
-		t.Files = append(t.Files, record.File{Path: f.Path, SHA256: record.Hash(f.Data), Mode: uint32(f.Mode.Perm())})
+		rf := record.File{Path: f.Path, SHA256: record.Hash(f.Data), Mode: uint32(f.Mode.Perm()), Link: f.Link}
+		if f.Link != "" {
+			rf.Mode = 0 // a link has no mode of its own
+		}
+		t.Files = append(t.Files, rf)
 	}
 	for _, r := range req.Plan.KernelRules() {
 		t.Rules = append(t.Rules, r.Rule)
@@ -595,13 +599,13 @@ func touches(changes []filesync.Change, p string) bool {
 	return slices.ContainsFunc(changes, func(c filesync.Change) bool { return c.Path == p })
 }
 
-// undo records every file a change touches as it was.
+// undo records every file and link a change touches as it was.
 func undo(changes []filesync.Change) []record.FileUndo {
 	var out []record.FileUndo
 	for _, c := range changes {
 		u := record.FileUndo{Path: c.Path}
 		if c.Kind != filesync.Create {
-			u.Existed, u.Data, u.Mode = true, c.Old, uint32(c.OldMode.Perm())
+			u.Existed, u.Data, u.Mode, u.Link = true, c.Old, uint32(c.OldMode.Perm()), c.OldLink
 		}
 		out = append(out, u)
 	}

@@ -114,18 +114,18 @@ func (e *Engine) writeFiles(changes []filesync.Change) error {
 	return filesync.Apply(e.opts.Root, changes)
 }
 
-// invert returns the phase that undoes ph: every file as it was, and the same kind of take-up (no restart where
-// the forward run held its restart back).
+// invert returns the phase that undoes ph: every file and link as it was, and the same kind of take-up (no
+// restart where the forward run held its restart back).
 func invert(ph phase) phase {
 	inv := phase{restart: ph.restart}
 	for _, c := range ph.changes {
 		switch c.Kind {
 		case filesync.Create:
-			inv.changes = append(inv.changes, filesync.Change{Kind: filesync.Remove, Path: c.Path, Old: c.New, OldMode: c.Mode})
+			inv.changes = append(inv.changes, filesync.Change{Kind: filesync.Remove, Path: c.Path, Old: c.New, OldMode: c.Mode, OldLink: c.Link})
 		case filesync.Update:
-			inv.changes = append(inv.changes, filesync.Change{Kind: filesync.Update, Path: c.Path, Old: c.New, New: c.Old, Mode: c.OldMode, OldMode: c.Mode})
+			inv.changes = append(inv.changes, filesync.Change{Kind: filesync.Update, Path: c.Path, Old: c.New, New: c.Old, Mode: c.OldMode, OldMode: c.Mode, Link: c.OldLink, OldLink: c.Link})
 		case filesync.Remove:
-			inv.changes = append(inv.changes, filesync.Change{Kind: filesync.Create, Path: c.Path, New: c.Old, Mode: c.OldMode})
+			inv.changes = append(inv.changes, filesync.Change{Kind: filesync.Create, Path: c.Path, New: c.Old, Mode: c.OldMode, Link: c.OldLink})
 		}
 	}
 	return inv
@@ -147,7 +147,7 @@ func undoPhases(tx *record.Transaction, done []phase, known bool) []phase {
 	for _, u := range tx.Undo {
 		c := filesync.Change{Kind: filesync.Remove, Path: u.Path}
 		if u.Existed {
-			c = filesync.Change{Kind: filesync.Update, Path: u.Path, New: u.Data, Mode: modeOf(u.Mode)}
+			c = filesync.Change{Kind: filesync.Update, Path: u.Path, New: u.Data, Mode: modeOf(u.Mode), Link: u.Link}
 		}
 		if u.Path == ownership.NetworkdConfPath {
 			conf.changes = append(conf.changes, c)

@@ -34,7 +34,7 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	if e.rec.Pending != nil {
 		return out, rm, errors.New("a transaction is pending; recover it first")
 	}
-	changes, err := filesync.Compute(e.opts.Root, nil, ownership.IsOwned, ownership.Globs)
+	changes, err := filesync.Compute(e.opts.Root, nil, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
 	if err != nil {
 		return out, rm, err
 	}
@@ -202,7 +202,7 @@ func (e *Engine) RemoveFiles(force bool) (Removal, error) {
 	if err := e.RecoverFiles(); err != nil {
 		return rm, err
 	}
-	changes, err := filesync.Compute(e.opts.Root, nil, ownership.IsOwned, ownership.Globs)
+	changes, err := filesync.Compute(e.opts.Root, nil, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
 	if err != nil {
 		return rm, err
 	}

@@ -30,9 +30,12 @@ func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []ph
 		}
 		_, err := e.runPhase(rctx, ph, nil, out, func() {
 			for _, c := range ph.changes {
-				if c.Kind == filesync.Remove {
+				switch {
+				case c.Kind == filesync.Remove:
 					e.logf("removed /%s, which the run created", c.Path)
-				} else {
+				case c.Link != "":
+					e.logf("put back /%s as it was (a link to %s)", c.Path, c.Link)
+				default:
 					e.logf("put back /%s as it was (mode %04o)", c.Path, c.Mode.Perm())
 				}
 			}

@@ -358,7 +358,7 @@ func generate(c common, diff bool, format generator.Format, in input) int {
 			return ExitFailed
 		}
 	}
-	changes, err := filesync.Compute(root, files, ownership.IsOwned, ownership.Globs)
+	changes, err := filesync.Compute(root, files, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
 	if err != nil {
 		eprintf(stderr, "symroute: %v; nothing was written\n", err)
 		return ExitSystem

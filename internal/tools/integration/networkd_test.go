@@ -113,7 +113,7 @@ func writeGenerated(t *testing.T, p *plan.Plan, root, systemRoot string) []files
 		t.Fatal(err)
 	}
 	defer r.Close()
-	changes, err := filesync.Compute(r, files, ownership.IsOwned, ownership.Globs)
+	changes, err := filesync.Compute(r, files, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
 	if err != nil {
 		t.Fatal(err)
 	}
