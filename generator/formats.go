@@ -161,7 +161,8 @@ type cloudFile struct {
 
 // encodeCloudInit writes a #cloud-config document. write_files may run after networkd and systemd-sysctl
 // started, so runcmd makes the files take effect the way apply would. write_files cannot make a symbolic link:
-// runcmd enables the unit whose link it is, first, which makes the same link.
+// runcmd enables the unit whose link it is, first, which makes the same link, and starts it, as apply loads
+// what it loads.
 func encodeCloudInit(files []fileset.File, source string) ([]byte, error) {
 	var cfg cloudConfig
 	restart := false
@@ -171,7 +172,7 @@ func encodeCloudInit(files []fileset.File, source string) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			cfg.RunCmd = append(cfg.RunCmd, []string{"systemctl", "enable", unit})
+			cfg.RunCmd = append(cfg.RunCmd, []string{"systemctl", "enable", "--now", unit})
 			continue
 		}
 		cfg.WriteFiles = append(cfg.WriteFiles, cloudFile{Path: "/" + f.Path, Owner: "root:root", Permissions: fmt.Sprintf("%#o", f.Mode.Perm()), Content: string(f.Data)})

@@ -322,6 +322,7 @@ func enabledLinks(runcmd [][]string, unit func(path string) []byte) map[string]s
 		if !enable {
 			continue
 		}
+		name = strings.TrimPrefix(name, "--now ") // starting it too makes no other link
 		unitPath := "/etc/systemd/system/" + name
 		for line := range strings.SplitSeq(string(unit(unitPath)), "\n") {
 			if by, ok := strings.CutPrefix(line, "WantedBy="); ok {

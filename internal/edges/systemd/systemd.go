@@ -62,6 +62,23 @@ func RestartUnit(ctx context.Context, name string) error {
 	}
 }
 
+// Reload has the manager read its unit files again (systemctl daemon-reload), so a unit written or removed is
+// known to it now rather than at the next boot. The error wraps ErrNoManager when no manager answered.
+func Reload(ctx context.Context) error {
+	conn, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.ReloadContext(ctx); err != nil {
+		if noManager(err) {
+			return fmt.Errorf("%w: %v", ErrNoManager, err)
+		}
+		return fmt.Errorf("reload the systemd manager: %w", err)
+	}
+	return nil
+}
+
 // Version returns the manager's systemd version, such as 252. systemd-networkd ships in the same package, so it
 // is networkd's version too.
 func Version(ctx context.Context) (int, error) {

@@ -65,6 +65,9 @@ type Deps struct {
 	// RestartNetworkd restarts systemd-networkd through the systemd manager; an error wrapping
 	// systemd.ErrNoManager says no manager answers.
 	RestartNetworkd func(ctx context.Context) error
+	// ReloadManager has systemd read its unit files again, after symroute's unit changed; an error wrapping
+	// systemd.ErrNoManager says no manager answers. Nil where there is no manager to tell.
+	ReloadManager func(ctx context.Context) error
 	// ManagerAvailable reports whether a systemd manager answers, asked before a change that needs a restart.
 	ManagerAvailable func(ctx context.Context) error
 	// NetworkdVersion returns networkd's major version. With thorough false it may give up where the answer

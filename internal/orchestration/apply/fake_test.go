@@ -2,11 +2,15 @@ package apply
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -61,6 +65,7 @@ type fakeOS struct {
 	transcript     []string
 	onReload       func()
 	running        map[record.Process]bool // processes alive, as Deps.Alive sees them (a try's watcher)
+	nft            string                  // table inet symroute, as a hash of the file loaded; "" when absent
 	jobs           sync.WaitGroup
 	last           chan struct{} // the reload job queued last
 }
@@ -115,8 +120,14 @@ func (f *fakeOS) Transcript() string {
 
 func (f *fakeOS) deps() Deps {
 	return Deps{
-		Kernel: fakeKernel{f}, Networkd: fakeNetworkd{f}, Sysctl: fakeSysctl{f},
+		Kernel: fakeKernel{f}, Networkd: fakeNetworkd{f}, Sysctl: fakeSysctl{f}, Connmark: fakeNFT{f},
 		RestartNetworkd: f.restart,
+		ReloadManager: func(context.Context) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.log("systemd: daemon-reload")
+			return nil
+		},
 		ManagerAvailable: func(context.Context) error {
 			if f.noManager {
 				return errors.New("no systemd manager answers on the system bus")
@@ -316,10 +327,10 @@ func (f *fakeOS) add(index int, e generator.Effects) {
 	for _, r := range e.Rules {
 		if !slices.ContainsFunc(f.rules, func(k routing.Rule) bool { return ownership.RuleOf(k) == r }) {
 			fam := 2
-			if r.From.IsValid() && r.From.Addr().Is6() || r.To.IsValid() && r.To.Addr().Is6() {
+			if r.From.IsValid() && r.From.Addr().Is6() || r.To.IsValid() && r.To.Addr().Is6() || r.Family == 6 {
 				fam = 10
 			}
-			f.rules = append(f.rules, routing.Rule{Family: fam, Priority: r.Priority, From: r.From, To: r.To, Table: r.Table, Protocol: 4, Action: 1})
+			f.rules = append(f.rules, routing.Rule{Family: fam, Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Mask: r.Mask, Iif: r.Iif, Table: r.Table, Protocol: 4, Action: 1})
 		}
 	}
 }
@@ -499,6 +510,9 @@ func (k fakeKernel) RouteGet(src, dst netip.Addr) (routing.Answer, error) {
 		if r.Table == 255 || r.From.IsValid() && !r.From.Contains(src) || r.To.IsValid() && !r.To.Contains(dst) {
 			continue
 		}
+		if r.Mark != 0 || r.Iif != "" {
+			continue // a lookup as `ip route get` makes it carries no mark and comes from no interface
+		}
 		best := -1
 		var ans routing.Answer
 		for _, rt := range f.routes {
@@ -579,4 +593,39 @@ func (f *fakeOS) forgetRules() {
 		e.Rules = nil
 		f.applied[index] = e
 	}
+}
+
+// --- nftables ---
+
+// fakeNFT holds table inet symroute as the hash of the file last loaded into it.
+type fakeNFT struct{ f *fakeOS }
+
+func (n fakeNFT) Load(_ context.Context, path string) error {
+	n.f.mu.Lock()
+	defer n.f.mu.Unlock()
+	if err := n.f.injected("nft load"); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(data)
+	n.f.nft = hex.EncodeToString(sum[:])
+	n.f.log("nft: load %s", filepath.Base(path))
+	return nil
+}
+
+func (n fakeNFT) Hash() (string, bool, error) {
+	n.f.mu.Lock()
+	defer n.f.mu.Unlock()
+	return n.f.nft, n.f.nft != "", nil
+}
+
+func (n fakeNFT) Delete() error {
+	n.f.mu.Lock()
+	defer n.f.mu.Unlock()
+	n.f.nft = ""
+	n.f.log("nft: delete table")
+	return nil
 }

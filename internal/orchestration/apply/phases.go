@@ -99,6 +99,9 @@ func (e *Engine) runPhase(ctx context.Context, ph phase, managed []string, out *
 	}
 	written()
 	afterWrite()
+	if touches(ph.changes, ownership.ConnmarkUnitPath) {
+		e.reloadManager(ctx)
+	}
 	return ph.restart, e.takeUp(ctx, changedLinks(ph.changes), ph.restart, managed, out)
 }
 
@@ -225,4 +228,17 @@ func subnetBroadcast(p netip.Prefix) netip.Addr {
 	a := p.Masked().Addr().As4()
 	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | (uint32(1)<<(32-p.Bits()) - 1)
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// reloadManager tells systemd that symroute's unit changed. Nothing depends on it now (the boot reads the unit
+// anyway, and apply loads the table itself), so a manager that does not answer is only noted.
+func (e *Engine) reloadManager(ctx context.Context) {
+	if e.deps.ReloadManager == nil {
+		return
+	}
+	if err := e.deps.ReloadManager(ctx); err != nil {
+		e.logf("note: systemd did not read /%s again (%v); it reads it when it next starts", ownership.ConnmarkUnitPath, err)
+		return
+	}
+	e.logf("systemd read /%s again", ownership.ConnmarkUnitPath)
 }

@@ -60,10 +60,11 @@ func liveDeps(ctx context.Context, root *rootfs.Root, rootPath string) (apply.De
 		self = record.Process{PID: os.Getpid()}
 	}
 	deps := apply.Deps{
-		Kernel:   reader,
-		Networkd: client,
-		Sysctl:   applier,
-		Connmark: &nftables.Ruleset{},
+		Kernel:        reader,
+		Networkd:      client,
+		Sysctl:        applier,
+		Connmark:      &nftables.Ruleset{},
+		ReloadManager: systemd.Reload,
 		RestartNetworkd: func(ctx context.Context) error {
 			return systemd.RestartUnit(ctx, "systemd-networkd.service")
 		},

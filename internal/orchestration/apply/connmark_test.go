@@ -1,0 +1,106 @@
+package apply
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/core/routing"
+	"github.com/symroute/symroute/internal/orchestration/state"
+)
+
+// tracked is twoNIC with eth-b tracking connections.
+const tracked = twoNIC + "    track_connections: true\n"
+
+// TestConnmarkTableFollowsTheDescription: apply loads the table after networkd took the files up and records
+// it; a table deleted or altered by someone is loaded again by the next apply, though no file changed; when no
+// interface tracks connections any more, the table goes; remove deletes it.
+func TestConnmarkTableFollowsTheDescription(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(tracked, Options{}))
+	tr := h.os.Transcript()
+	if h.os.nft == "" || h.record().Applied.Connmark != h.os.nft {
+		t.Fatalf("table %q, recorded %q\n%s", h.os.nft, h.record().Applied.Connmark, tr)
+	}
+	if i, j := strings.Index(tr, "networkd: reload"), strings.Index(tr, "nft: load"); i < 0 || j < i || !strings.Contains(tr, "systemd: daemon-reload") {
+		t.Errorf("want networkd's reload, then the table loaded, and systemd told of the unit:\n%s", tr)
+	}
+	if !strings.Contains(h.rules(), "fwmark 0x1000/0x1000 iif eth-b lookup main") {
+		t.Errorf("rules: %s", h.rules())
+	}
+
+	loaded := h.os.nft
+	for _, change := range []struct {
+		name string
+		do   func()
+		kind drift.Kind
+	}{
+		{"deleted", func() { h.os.nft = "" }, drift.ConnmarkMissing},
+		{"altered", func() { h.os.nft = "someone else's rules" }, drift.ConnmarkAltered},
+	} {
+		change.do()
+		res := h.verify(tracked)
+		if len(res.Findings) != 1 || res.Findings[0].Kind != change.kind || res.Findings[0].Line != 10 {
+			t.Errorf("%s: findings %+v", change.name, res.Findings)
+		}
+		ok(t)(h.apply(tracked, Options{}))
+		if tr := h.os.Transcript(); h.os.nft != loaded || !strings.Contains(tr, "nft: load") || strings.Contains(tr, "networkd") {
+			t.Errorf("%s: table %q, want %q; the apply did:\n%s", change.name, h.os.nft, loaded, tr)
+		}
+	}
+
+	ok(t)(h.apply(twoNIC, Options{}))
+	if h.os.nft != "" || h.record().Applied.Connmark != "" || strings.Contains(h.rules(), "fwmark") {
+		t.Errorf("untracked: table %q, rules %s", h.os.nft, h.rules())
+	}
+	ok(t)(h.apply(tracked, Options{}))
+	if _, _, err := h.engine(Options{}).Remove(context.Background(), true); err != nil || h.os.nft != "" {
+		t.Errorf("remove: err %v, table %q", err, h.os.nft)
+	}
+}
+
+// TestConnmarkRollsBack: a run that changes a loaded table and then fails verification puts the previous table
+// back; a run that loads one where there was none deletes it again.
+func TestConnmarkRollsBack(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b", "eth-c")
+	eth := func(desc string) string {
+		return desc + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n    track_connections: true\n"
+	}
+	ok(t)(h.apply(tracked, Options{}))
+	before := h.os.nft
+	// Another program's rule sends eth-c's replies elsewhere: verification fails once the table is loaded.
+	h.os.rules = append(h.os.rules, kernelRule(100, "10.1.0.1/32", 99, 3))
+	h.os.routes = append(h.os.routes, routing.Route{Family: 2, Gateway: netip.MustParseAddr("192.168.1.1"), Table: 99, LinkIndex: h.os.links["eth-a"]})
+	h.log.Reset()
+	out, err := h.engine(Options{Timeout: 200 * time.Millisecond}).Apply(context.Background(), h.request(eth(tracked), record.OpApply))
+	if err != nil || !out.RolledBack || h.os.nft != before || !strings.Contains(h.log.String(), "verification failed") {
+		t.Fatalf("err %v, rolled back %v, table %q, want the previous %q\n%s", err, out.RolledBack, h.os.nft, before, h.log.String())
+	}
+	if strings.Count(h.log.String(), "loaded nftables table inet symroute from") != 2 {
+		t.Errorf("want the new table loaded, then the previous one again:\n%s", h.log.String())
+	}
+
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.log.Reset()
+	out, err = h.engine(Options{Timeout: 200 * time.Millisecond}).Apply(context.Background(), h.request(eth(twoNIC), record.OpApply))
+	if err != nil || !out.RolledBack || h.os.nft != "" || !strings.Contains(h.log.String(), "deleted nftables table inet symroute, which the run loaded") {
+		t.Fatalf("err %v, rolled back %v, table %q, want none\n%s", err, out.RolledBack, h.os.nft, h.log.String())
+	}
+}
+
+// verify checks the host against desc as symroute verify does, with the record as it stands.
+func (h *host) verify(desc string) drift.Result {
+	h.t.Helper()
+	req := h.request(desc, record.OpApply)
+	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(req.Files), Recorded: h.record().Applied}
+	res, err := state.Verify(context.Background(), req.Plan, expect, h.engine(Options{}).sources())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return res
+}
