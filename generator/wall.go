@@ -58,10 +58,11 @@ var networkdKeys = map[string]map[string]func(string) bool{
 var unitKeys = map[string]map[string]func(string) bool{
 	"Unit": {
 		"Description":         isWord("symroute connection marks"),
-		"Documentation":       isWord("man:symroute(8)"),
 		"DefaultDependencies": isWord("no"),
 		"Wants":               isWord("network-pre.target"),
 		"Before":              isWord("network-pre.target shutdown.target"),
+		"After":               isWord("nftables.service"),
+		"PartOf":              isWord("nftables.service"),
 		"Conflicts":           isWord("shutdown.target"),
 	},
 	"Service": {
