@@ -1,8 +1,8 @@
 package report
 
-// Nearest returns the candidate closest to a mistyped word, for a "did you mean" hint, when it is within two edits
-// ; "" when none is. A word much longer than every candidate cannot be within
-// two edits and is not measured, so the cost stays bounded whatever the word's length.
+// Nearest returns the candidate closest to a mistyped word, for a "did you mean" hint, when it is within two
+// edits; "" when none is. A word much longer than every candidate cannot be within two edits and is not
+// measured, so the cost stays bounded whatever the word's length.
 func Nearest(word string, candidates []string) string {
 	best, bestDist := "", 3
 	for _, c := range candidates {
