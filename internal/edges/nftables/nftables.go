@@ -93,6 +93,20 @@ func (r *Ruleset) Load(ctx context.Context, path string) error {
 	return nil
 }
 
+// Available says whether Load and Read can work here: nft is installed and the kernel answers on netfilter's
+// netlink. apply asks before changing anything, so a host without nftables is refused, not half changed.
+func (r *Ruleset) Available() error {
+	bin, err := r.binary()
+	if err != nil {
+		return err
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return fmt.Errorf("nft cannot run (install nftables): %w", err)
+	}
+	_, _, err = r.Read()
+	return err
+}
+
 func (r *Ruleset) binary() (string, error) {
 	if r.Binary != "" {
 		return r.Binary, nil

@@ -348,3 +348,11 @@ func TestLoadMissingBinary(t *testing.T) {
 		t.Error("no error")
 	}
 }
+
+// TestAvailableNamesWhatIsMissing: without nft, Available says to install nftables before anything is changed.
+func TestAvailableNamesWhatIsMissing(t *testing.T) {
+	r := &Ruleset{Binary: filepath.Join(t.TempDir(), "nft")}
+	if err := r.Available(); err == nil || !strings.Contains(err.Error(), "install nftables") {
+		t.Errorf("err %v", err)
+	}
+}

@@ -14,8 +14,23 @@ import (
 // Load runs the same `nft -f` the unit runs at boot, so an apply proves the boot's file.
 type Connmark interface {
 	state.Connmark
+	Available() error
 	Load(ctx context.Context, path string) error
 	Delete() error
+}
+
+// checkConnmark refuses, before anything changes, a run that needs nftables where it cannot work.
+func (e *Engine) checkConnmark(p *plan.Plan) error {
+	if !e.involvesConnmark(p) {
+		return nil
+	}
+	if e.deps.Connmark == nil {
+		return fmt.Errorf("track_connections needs nftables, which this run cannot reach; nothing was changed")
+	}
+	if err := e.deps.Connmark.Available(); err != nil {
+		return fmt.Errorf("track_connections needs nftables: %w; nothing was changed", err)
+	}
+	return nil
 }
 
 // connmarkNow is the hash of the table as the kernel holds it, "" when there is none.

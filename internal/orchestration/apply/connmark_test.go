@@ -2,6 +2,8 @@ package apply
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -103,4 +105,20 @@ func (h *host) verify(desc string) drift.Result {
 		h.t.Fatal(err)
 	}
 	return res
+}
+
+// TestConnmarkWithoutNftablesChangesNothing: a host where nftables cannot work is refused before any file is
+// written.
+func TestConnmarkWithoutNftablesChangesNothing(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	before := h.files()
+	h.os.fail["nft available"] = errors.New("nft is neither at /usr/sbin/nft nor on PATH (install nftables)")
+	_, err := h.apply(tracked, Options{})
+	if err == nil || !strings.Contains(err.Error(), "install nftables") || !strings.Contains(err.Error(), "nothing was changed") {
+		t.Fatalf("err %v", err)
+	}
+	if fmt.Sprint(h.files()) != fmt.Sprint(before) || h.record().Pending != nil {
+		t.Error("files or the record changed")
+	}
 }

@@ -616,6 +616,12 @@ func (n fakeNFT) Load(_ context.Context, path string) error {
 	return nil
 }
 
+func (n fakeNFT) Available() error {
+	n.f.mu.Lock()
+	defer n.f.mu.Unlock()
+	return n.f.injected("nft available")
+}
+
 func (n fakeNFT) Hash() (string, bool, error) {
 	n.f.mu.Lock()
 	defer n.f.mu.Unlock()

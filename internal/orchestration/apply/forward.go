@@ -95,6 +95,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if err := e.checkNetworkd(ctx, target.KeepForeign, restart); err != nil {
 		return out, err
 	}
+	if err := e.checkConnmark(req.Plan); err != nil {
+		return out, err
+	}
 	if restart && confFirst {
 		// The restart comes first, on the files in place now.
 		hazards, err := e.restartHazards(ctx, managedLinks(req.Plan))
