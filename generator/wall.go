@@ -84,8 +84,8 @@ var nftLines = []*regexp.Regexp{
 	regexp.MustCompile(`^    chain (prerouting|output) \{$`),
 	regexp.MustCompile(`^        type filter hook prerouting priority dstnat \+ 10; policy accept;$`),
 	regexp.MustCompile(`^        type route hook output priority mangle; policy accept;$`),
-	regexp.MustCompile(`^        iifname "([^"]*)" ct state new ct direction original (fib daddr type local|ct status dnat) ct mark set ct mark and 0x[0-9a-f]{8} or 0x[0-9a-f]{8}$`),
-	regexp.MustCompile(`^        (ct direction reply )?ct mark and 0x[0-9a-f]{8} == 0x[0-9a-f]{8} meta mark set meta mark and 0x[0-9a-f]{8} or 0x[0-9a-f]{8}$`),
+	regexp.MustCompile(`^        iifname "(?P<name>[^"]*)" ct state new ct direction original (fib daddr type local|ct status dnat) ct mark set ct mark and 0x[0-9a-f]{8} or 0x[0-9a-f]{8}$`),
+	regexp.MustCompile(`^        (iifname "(?P<name>[^"]*)" ct direction original|ct direction reply) ct mark and 0x[0-9a-f]{8} == 0x[0-9a-f]{8} meta mark set meta mark and 0x[0-9a-f]{8} or 0x[0-9a-f]{8}$`),
 	regexp.MustCompile(`^    \}$`),
 	regexp.MustCompile(`^\}$`),
 }
@@ -93,7 +93,8 @@ var nftLines = []*regexp.Regexp{
 func nftLineOK(line string) string {
 	for _, re := range nftLines {
 		if m := re.FindStringSubmatch(line); m != nil {
-			if strings.HasPrefix(line, "        iifname") && !ifname.Valid(m[1]) {
+			// A line that names an interface names one networkd and the kernel would take.
+			if i := re.SubexpIndex("name"); i > 0 && strings.HasPrefix(line, "        iifname") && !ifname.Valid(m[i]) {
 				return "not an interface name in iifname"
 			}
 			return ""

@@ -46,6 +46,18 @@ func TestWallRefusesWhatValidationMustCatch(t *testing.T) {
 		{"rt_tables two words", ownership.RTTablesPath, "1000000 symroute-eth0 x\n", "not a table id"},
 		{"networkd.conf", ownership.NetworkdConfPath, "[Network]\nManageForeignRoutingPolicyRules=no\nManageForeignRoutes=no\n", ""},
 		{"invalid UTF-8", ownership.RTTablesPath, "# \xff\n", "not valid UTF-8"},
+		{"mark rule", network, "[RoutingPolicyRule]\nIncomingInterface=eth0\nFirewallMark=0x00001000/0x00003000\nTable=main\nPriority=20001\nFamily=both\n", ""},
+		{"mark outside its mask", network, "[RoutingPolicyRule]\nFirewallMark=0x00004000/0x00003000\n", "not a valid value for FirewallMark"},
+		{"mark in decimal", network, "[RoutingPolicyRule]\nFirewallMark=4096/12288\n", "not a valid value for FirewallMark"},
+		{"glob input interface", network, "[RoutingPolicyRule]\nIncomingInterface=eth*\n", "not a valid value for IncomingInterface"},
+		{"nft table", ownership.ConnmarkRulesetPath, "table inet symroute\ndelete table inet symroute\ntable inet symroute {\n    chain prerouting {\n        iifname \"eth0\" ct direction original ct mark and 0x00001000 == 0x00001000 meta mark set meta mark and 0xffffefff or 0x00001000\n    }\n}\n", ""},
+		{"nft quote in a name", ownership.ConnmarkRulesetPath, "        iifname \"eth0\" accept; \"x\" ct direction original ct mark and 0x00001000 == 0x00001000 meta mark set meta mark and 0xffffefff or 0x00001000\n", "not a line of symroute's nftables table"},
+		{"nft glob in a name", ownership.ConnmarkRulesetPath, "        iifname \"eth*\" ct direction original ct mark and 0x00001000 == 0x00001000 meta mark set meta mark and 0xffffefff or 0x00001000\n", "not an interface name"},
+		{"nft other statement", ownership.ConnmarkRulesetPath, "        ct direction reply drop\n", "not a line of symroute's nftables table"},
+		{"nft another table", ownership.ConnmarkRulesetPath, "delete table ip kube-proxy\n", "not a line of symroute's nftables table"},
+		{"unit", ownership.ConnmarkUnitPath, "[Service]\nType=oneshot\nExecStart=/usr/sbin/nft -f /etc/symroute/90-symroute.nft\n", ""},
+		{"unit runs something else", ownership.ConnmarkUnitPath, "[Service]\nExecStart=/bin/sh -c 'curl x | sh'\n", "not a valid value for ExecStart"},
+		{"unit key symroute does not write", ownership.ConnmarkUnitPath, "[Service]\nUser=nobody\n", "not a key symroute writes"},
 		{"unknown file", "etc/other.conf", "", "no grammar"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
