@@ -3,6 +3,8 @@ package nettest
 import (
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 )
 
 // Program lets a command (the demo, a benchmark) use the harness: Fatalf prints and unwinds to Run, and the
@@ -15,8 +17,11 @@ type Program struct {
 
 type unwind struct{}
 
-// Run runs body and the cleanups, and returns the exit status: 1 when body failed.
+// Run runs body and the cleanups, and returns the exit status: 1 when body failed. A reader that stops reading
+// (bench | head) must not kill the program before its cleanups remove the namespaces and daemons it started:
+// SIGPIPE is ignored, and output to the closed pipe is lost instead.
 func (p *Program) Run(body func()) (code int) {
+	signal.Ignore(syscall.SIGPIPE)
 	defer func() {
 		if r := recover(); r != nil {
 			if _, ok := r.(unwind); !ok {
