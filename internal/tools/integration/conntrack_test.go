@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/symroute/symroute/internal/tools/nettest"
 )
@@ -280,4 +281,111 @@ func TestTrackConnectionsStrictRPFilter(t *testing.T) {
 	if code, findings := s.verifyJSON(desc); code != 0 {
 		t.Errorf("verify after the repair exited %d: %v", code, findings)
 	}
+}
+
+// TestTrackConnectionsRebootFromFilesAndRemove: after apply, networkd stopped and symroute's table, rules, routes
+// and sysctl undone (the DNAT'd flow fails again); then the boot's own steps on the files symroute wrote, without
+// symroute: the connmark unit's ExecStart, found through its sysinit.target.wants link, systemd-sysctl on the
+// sysctl.d file, a fresh networkd. The flow works and verify passes. remove --all then takes the table and the
+// mark rules away.
+func TestTrackConnectionsRebootFromFilesAndRemove(t *testing.T) {
+	t.Parallel()
+	s := newLBSite(t)
+	desc := s.describe("host.yaml", trackDescription(true, "loose"))
+	s.mustSymroute(0, "apply", "-c", desc)
+	s.expectFlows("after apply", lb(true))
+
+	s.Networkd.Stop()
+	s.Host.Exec("nft", "delete", "table", "inet", "symroute")
+	for _, family := range []string{"-4", "-6"} {
+		for _, pref := range symroutePriorities(s.Host.IP(family, "rule")) {
+			s.Host.IP(family, "rule", "del", "pref", pref)
+		}
+		for _, table := range []string{"1000000", "1000001"} {
+			s.Host.Try("ip", family, "route", "flush", "table", table)
+		}
+	}
+	s.Host.Exec("sysctl", "-qw", "net.ipv4.conf.eth-b.src_valid_mark=0")
+	s.expectFlows("with symroute's table, rules and sysctl gone", lb(false))
+	// A booting host's links are down and without addresses: networkd brings them up and gives them theirs.
+	for _, l := range []string{"eth-a", "eth-b"} {
+		s.Host.IP("link", "set", l, "down")
+		s.Host.IP("addr", "flush", "dev", l)
+	}
+
+	// The boot: sysinit.target pulls the unit in through its wants link, before network-pre.target.
+	link := filepath.Join(s.Root, "etc/systemd/system/sysinit.target.wants/symroute-connmark.service")
+	target, err := os.Readlink(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join("/etc/systemd/system/sysinit.target.wants", target)
+	}
+	argv := unitExecStart(t, filepath.Join(s.Root, target))
+	for i, arg := range argv {
+		if strings.HasPrefix(arg, "/etc/") {
+			argv[i] = filepath.Join(s.Root, arg)
+		}
+	}
+	s.Host.Exec(argv...)
+	s.Host.Exec("/lib/systemd/systemd-sysctl", filepath.Join(s.Root, "etc/sysctl.d/90-symroute.conf"))
+	s.Networkd = nettest.StartNetworkd(t, s.Host, s.Bus, s.Root)
+	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "lo", "eth-a", "eth-b")
+	s.expectFlows("after the reboot, without symroute", lb(true))
+	s.mustSymroute(0, "verify", "-c", desc)
+
+	out := s.mustSymroute(0, "remove", "--all")
+	if _, err := s.Host.Try("nft", "list", "table", "inet", "symroute"); err == nil {
+		t.Errorf("remove --all left table inet symroute:\n%s", out)
+	}
+	for _, family := range []string{"-4", "-6"} {
+		if rules := s.Host.IP(family, "rule"); strings.Contains(rules, "fwmark") || len(symroutePriorities(rules)) != 0 {
+			t.Errorf("remove --all left rules (%s):\n%s", family, rules)
+		}
+	}
+	if v := strings.TrimSpace(s.Host.Exec("sysctl", "-n", "net.ipv4.conf.eth-b.src_valid_mark")); v != "0" {
+		t.Errorf("remove --all left src_valid_mark at %s, not its value from before symroute (0)", v)
+	}
+	for _, f := range []string{"etc/systemd/system/symroute-connmark.service", strings.TrimPrefix(link, s.Root+"/"), "etc/symroute/90-symroute.nft"} {
+		if _, err := os.Lstat(filepath.Join(s.Root, f)); err == nil {
+			t.Errorf("remove --all left %s", f)
+		}
+	}
+}
+
+// symroutePriorities returns the priorities of the rules in `ip rule` output that fall in symroute's default
+// priority_range, once per rule.
+func symroutePriorities(rules string) []string {
+	var out []string
+	for _, line := range strings.Split(rules, "\n") {
+		pref, _, ok := strings.Cut(line, ":")
+		if n, err := strconv.Atoi(pref); ok && err == nil && n >= 20000 && n <= 29999 {
+			out = append(out, pref)
+		}
+	}
+	return out
+}
+
+// unitExecStart returns the command line of a oneshot unit's single ExecStart=, split as systemd splits one
+// without quotes.
+func unitExecStart(t *testing.T, unit string) []string {
+	t.Helper()
+	data, err := os.ReadFile(unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var argv []string
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "ExecStart="); ok {
+			if argv != nil || strings.ContainsAny(v, `"'\`) {
+				t.Fatalf("%s: want one ExecStart= without quoting:\n%s", unit, data)
+			}
+			argv = strings.Fields(v)
+		}
+	}
+	if len(argv) == 0 {
+		t.Fatalf("%s has no ExecStart=:\n%s", unit, data)
+	}
+	return argv
 }
