@@ -76,19 +76,25 @@ func NewSite(t T, id, root string, handConfigured bool) *Site {
 		s.Host.IP("addr", "add", HostB+"/24", "dev", "eth-b")
 		s.Host.IP("route", "add", "default", "via", "192.168.1.1")
 	}
-	s.Host.Serve(t, "0.0.0.0:"+EchoPort)
+	s.startHost()
+	return s
+}
 
-	s.Bus = StartBus(t)
-	s.Networkd = StartNetworkd(t, s.Host, s.Bus, s.Root)
-	s.Networkd.WaitReady(t)
-	s.Manager = StartManager(t, s.Bus, "252", func(unit string) error {
+// startHost starts what every site's host runs: an echo server on EchoPort, its own bus, networkd on the site's
+// root and a systemd manager that restarts networkd.
+func (s *Site) startHost() {
+	s.t.Helper()
+	s.Host.Serve(s.t, "0.0.0.0:"+EchoPort)
+	s.Bus = StartBus(s.t)
+	s.Networkd = StartNetworkd(s.t, s.Host, s.Bus, s.Root)
+	s.Networkd.WaitReady(s.t)
+	s.Manager = StartManager(s.t, s.Bus, "252", func(unit string) error {
 		if unit != "systemd-networkd.service" {
 			return fmt.Errorf("no unit %s here", unit)
 		}
 		s.RestartNetworkd()
 		return nil
 	})
-	return s
 }
 
 // RestartNetworkd stops networkd and starts it again on the same files, as systemctl restart would.
