@@ -76,13 +76,19 @@ func (x *iptables) load(rules string) {
 	if err := os.WriteFile(file, []byte(rules), 0o644); err != nil {
 		x.s.t.Fatal(err)
 	}
-	x.s.Host.Exec(x.restore, file)
+	x.s.Host.Exec(x.run(x.restore, file)...)
+}
+
+// run is args with the xtables lock in the test's own directory: iptables takes it in /run by default, a file
+// on the machine the test must not create.
+func (x *iptables) run(args ...string) []string {
+	return append([]string{"env", "XTABLES_LOCKFILE=" + filepath.Join(x.dir, "xtables.lock")}, args...)
 }
 
 // rawSave is the variant's iptables-save of the host's namespace, as printed.
 func (x *iptables) rawSave(args ...string) string {
 	x.s.t.Helper()
-	return x.s.Host.Exec(append([]string{x.save}, args...)...)
+	return x.s.Host.Exec(x.run(append([]string{x.save}, args...)...)...)
 }
 
 var (
