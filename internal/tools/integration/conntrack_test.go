@@ -50,7 +50,23 @@ type lbSite struct {
 	routed *nettest.RoutedSite
 }
 
+// newLBSite is the routed site with kube-proxy's nftables table loaded and a VIP served on lo.
 func newLBSite(t *testing.T) *lbSite {
+	t.Helper()
+	s := buildLBSite(t)
+	file := filepath.Join(t.TempDir(), "kubeproxy.nft")
+	if err := os.WriteFile(file, []byte(kubeProxyTable), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.Host.Exec("nft", "-f", file)
+	s.Host.IP("addr", "add", vipLo+"/32", "dev", "lo")
+	s.Host.Serve(t, vipLo+":"+svcPort)
+	return s
+}
+
+// buildLBSite is the routed site with the pod serving the echo port and the service addresses routed to the
+// host, with nothing of kube-proxy's on the host yet.
+func buildLBSite(t *testing.T) *lbSite {
 	t.Helper()
 	nettest.Require(t)
 	root := t.TempDir()
@@ -64,13 +80,6 @@ func newLBSite(t *testing.T) *lbSite {
 	for _, a := range []string{lbAddr, vipB, vipLo, redirAddr} {
 		routed.RouteToHost(a)
 	}
-	file := filepath.Join(t.TempDir(), "kubeproxy.nft")
-	if err := os.WriteFile(file, []byte(kubeProxyTable), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.Host.Exec("nft", "-f", file)
-	s.Host.IP("addr", "add", vipLo+"/32", "dev", "lo")
-	s.Host.Serve(t, vipLo+":"+svcPort)
 	// The path back through ra exists and works: what fails below fails on the reply's way, not for want of a route.
 	if err := s.Client.Echo(hostA+":"+echoPort, ""); err != nil {
 		t.Fatalf("the client cannot reach eth-a's address through ra: %v", err)
