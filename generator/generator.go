@@ -198,22 +198,25 @@ const NFT = "/usr/sbin/nft"
 type connmarkView struct {
 	Source     string
 	Mask, Keep uint32
-	Tracked    []trackedView
+	// Values are the bits of an interface's value; RequestBit flags a request on its own interface.
+	Values, RequestBit uint32
+	Tracked            []trackedView
 	// Loader is the unit's command: nft loading the ruleset file.
 	Loader string
 }
 
 type trackedView struct {
 	Name string
-	Mark uint32
+	// Mark is the interface's value; Request is it with the request bit.
+	Mark, Request uint32
 }
 
 // connmark renders the nftables table that marks tracked connections, the unit that loads it at boot, and the
 // link that enables the unit.
 func (g *gen) connmark(p *plan.Plan, root fs.FS, r *report.Report) {
-	view := connmarkView{Source: g.source, Mask: p.MarkMask, Keep: ^p.MarkMask, Loader: NFT + " -f /" + ownership.ConnmarkRulesetPath}
+	view := connmarkView{Source: g.source, Mask: p.MarkMask, Keep: ^p.MarkMask, Values: p.ValueMask(), RequestBit: p.RequestBit(), Loader: NFT + " -f /" + ownership.ConnmarkRulesetPath}
 	for _, ifc := range p.Tracked() {
-		view.Tracked = append(view.Tracked, trackedView{ifc.Name, ifc.Mark})
+		view.Tracked = append(view.Tracked, trackedView{ifc.Name, ifc.Mark, ifc.Mark | p.RequestBit()})
 	}
 	g.render(ownership.ConnmarkRulesetPath, "connmark.nft.tmpl", view)
 	g.render(ownership.ConnmarkUnitPath, "connmark.service.tmpl", view)

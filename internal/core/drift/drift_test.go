@@ -213,11 +213,11 @@ func TestTrackedConnectionsDrift(t *testing.T) {
 	for _, c := range []driftCase{
 		{name: "mark rule deleted", break_: func(s *Snapshot) {
 			s.Rules = slices.DeleteFunc(s.Rules, func(r routing.Rule) bool { return r.Iif == "eth-b" })
-		}, kind: RuleMissing, text: "rule 20001: from all fwmark 0x1000/0x1000 iif eth-b lookup main is missing", line: 12},
+		}, kind: RuleMissing, text: "rule 20001: from all fwmark 0xa000/0xf000 iif eth-b lookup main is missing", line: 12},
 		{name: "src_valid_mark off", break_: func(s *Snapshot) { s.SrcValidMark["eth-b"] = 0 }, kind: SrcValidMarkOff, text: "src_valid_mark is off on eth-b", line: 12},
 		{name: "a foreign rule with the same mark at a mark priority", break_: func(s *Snapshot) {
-			s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: 20002, Mark: 0x1000, Mask: 0x1000, Table: 7, Protocol: 3, Action: routing.ActionLookup})
-		}, kind: RuleForeign, text: "rule 20002: from all fwmark 0x1000/0x1000 lookup 7 takes priority 20002"},
+			s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: 20002, Mark: 0x2000, Mask: 0x2000, Table: 7, Protocol: 3, Action: routing.ActionLookup})
+		}, kind: RuleForeign, text: "rule 20002: from all fwmark 0x2000/0x2000 lookup 7 takes priority 20002"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := healthyTracked(p)
@@ -232,7 +232,7 @@ func TestTrackedConnectionsDrift(t *testing.T) {
 		})
 	}
 	s := healthyTracked(p)
-	s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: 20002, Mark: 0x2000, Mask: 0x3000, Table: 7, Protocol: 3, Action: routing.ActionLookup})
+	s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: 20002, Mark: 0x1000, Mask: 0x7000, Table: 7, Protocol: 3, Action: routing.ActionLookup})
 	if res := Compare(p, s, expected(s)); !res.OK() || !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "selects traffic none of them does") }) {
 		t.Errorf("a rule of another mark at 20002: findings %+v, notes %q", res.Findings, res.Notes)
 	}

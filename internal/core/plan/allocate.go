@@ -156,9 +156,12 @@ func label(p *Plan, i int) string {
 	return fmt.Sprintf("interfaces[%d]", i)
 }
 
-// marks chooses the fwmark bits of track_connections and gives each tracked interface its value within them, by
-// its place among the tracked interfaces (1, 2, 3...; 0 is "not tracked"), so appending one renumbers no other.
-// The field is as narrow as the count allows, clear of every declared component's marks, or pinned by mark_mask.
+// marks chooses the fwmark bits of track_connections and gives each tracked interface its value within them. The
+// field is MarkBits wide unless mark_mask pins it, clear of every declared component's marks. Its top bit flags a
+// request as it arrives on its own interface (so the rule routing requests by main takes no reply that comes back
+// in there); the bits below hold the interface's value, position + 1 in the description, as tables are allocated,
+// so adding, removing or tracking another interface changes no interface's mark (removing one from the middle
+// renumbers those after it, as for tables).
 func (a *allocator) marks(p *Plan) {
 	var tracked []int
 	for i, ifc := range p.Interfaces {
@@ -169,7 +172,6 @@ func (a *allocator) marks(p *Plan) {
 	if len(tracked) == 0 {
 		return
 	}
-	width := bits.Len(uint(len(tracked)))
 	if pinned := a.h.MarkMask; pinned != nil {
 		mp := report.Path{"mark_mask"}
 		ok := true
@@ -179,15 +181,14 @@ func (a *allocator) marks(p *Plan) {
 				claims = append(claims, c.Describe())
 			}
 			way := "Pick bits none of them uses"
-			if free, found := reservations.FreeMarkMask(a.h.Components, width); found {
+			if free, found := reservations.FreeMarkMask(a.h.Components, MarkBits); found {
 				way = fmt.Sprintf("Pick bits none of them uses (0x%x is free), or remove mark_mask: to let symroute choose", free)
 			}
 			a.errorf(mp, "0x%x shares bits with marks others set or compare: %s. %s", *pinned, strings.Join(claims, "; "), way)
 			ok = false
 		}
-		if n := bits.OnesCount32(*pinned); n < width {
-			a.errorf(mp, "0x%x has %d bit(s), which number at most %d tracked interfaces; %d interfaces track connections, so give %d contiguous bits",
-				*pinned, n, 1<<n-1, len(tracked), width)
+		if bits.OnesCount32(*pinned) < 2 {
+			a.errorf(mp, "0x%x has one bit; track_connections needs at least two: one for the interface's value, one to tell a request from a reply", *pinned)
 			ok = false
 		}
 		if !ok {
@@ -195,25 +196,32 @@ func (a *allocator) marks(p *Plan) {
 		}
 		p.MarkMask, p.MarkWhy = *pinned, "pinned by mark_mask"
 	} else {
-		m, found := reservations.FreeMarkMask(a.h.Components, width)
+		m, found := reservations.FreeMarkMask(a.h.Components, MarkBits)
 		if !found {
 			var claims []string
 			for _, c := range reservations.MarkConflicts(a.h.Components, 0xffffffff) {
 				claims = append(claims, c.Describe())
 			}
-			a.errorf(report.Path{"interfaces", tracked[0], "track_connections"}, "no %d contiguous fwmark bits are free of the declared components' marks: %s. Pin mark_mask: to bits the node leaves unused, or track connections on fewer interfaces",
-				width, strings.Join(claims, "; "))
+			a.errorf(report.Path{"interfaces", tracked[0], "track_connections"}, "no %d contiguous fwmark bits are free of the declared components' marks: %s. Pin mark_mask: to at least two contiguous bits the node leaves unused",
+				MarkBits, strings.Join(claims, "; "))
 			return
 		}
-		p.MarkMask, p.MarkWhy = m, fmt.Sprintf("the first %d bit(s) from bit 12 up that no declared component uses", width)
+		p.MarkMask, p.MarkWhy = m, fmt.Sprintf("the first %d free bits from bit 12 up, then below, that no declared component uses", MarkBits)
 	}
 	if end := uint64(a.h.Priorities.Min) + markTableOffset; end > uint64(a.h.Priorities.Max) {
 		a.errorf(report.Path{"priority_range"}, "%s leaves no room for the track_connections rules at min + %d and min + %d; widen priority_range", a.h.Priorities, markMainOffset, markTableOffset)
 		return
 	}
 	low := bits.TrailingZeros32(p.MarkMask)
-	for k, i := range tracked {
-		p.Interfaces[i].Mark = uint32(k+1) << low
+	most := p.ValueMask() >> low // the largest value below the request bit
+	for _, i := range tracked {
+		v := uint32(i + 1)
+		if v > most {
+			a.errorf(report.Path{"interfaces", i, "track_connections"}, "interfaces[%d] has no value left in fwmark bits 0x%x, which number interfaces 1 to %d by position; pin a wider mark_mask, or move the interface up the list",
+				i, p.MarkMask, most)
+			continue
+		}
+		p.Interfaces[i].Mark = v << low
 		markRules(p, &p.Interfaces[i], i)
 	}
 }

@@ -6,6 +6,7 @@ package plan
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 
 	"github.com/symroute/symroute/internal/core/description"
@@ -101,10 +102,26 @@ type Plan struct {
 	// KeepForeign: a component is declared, so networkd must leave other programs' rules and routes alone.
 	KeepForeign bool
 	// MarkMask holds the fwmark and conntrack mark bits of track_connections, and MarkWhy how they were chosen;
-	// 0 when no interface tracks connections.
+	// 0 when no interface tracks connections. Its top bit is RequestBit: the rest hold the interfaces' values.
 	MarkMask uint32
 	MarkWhy  string
 }
+
+// MarkBits is how wide symroute makes the mark field when mark_mask does not pin it: seven interfaces' values
+// and the request bit. Fixed, so that tracking another interface never moves the field, and with it every mark.
+const MarkBits = 4
+
+// RequestBit is the top bit of the mark field: set on a tracked connection's request as it arrives on its own
+// interface, never on its replies.
+func (p *Plan) RequestBit() uint32 {
+	if p.MarkMask == 0 {
+		return 0
+	}
+	return 1 << (31 - bits.LeadingZeros32(p.MarkMask))
+}
+
+// ValueMask is the field's bits that hold an interface's value.
+func (p *Plan) ValueMask() uint32 { return p.MarkMask &^ p.RequestBit() }
 
 // Tracked returns the interfaces that track connections.
 func (p *Plan) Tracked() []Interface {
@@ -190,8 +207,10 @@ func markRules(p *Plan, ifc *Interface, i int) {
 	origin := report.Path{"interfaces", i, "track_connections"}
 	base := p.Host.Priorities.Min
 	ifc.MarkRules = []Rule{
-		{Priority: base + markMainOffset, Mark: ifc.Mark, Mask: p.MarkMask, Iif: ifc.Name, Family: family, Table: MainTable, Origin: origin},
-		{Priority: base + markTableOffset, Mark: ifc.Mark, Mask: p.MarkMask, Family: family, Table: ifc.Table, Origin: origin},
+		// The request, flagged, as it arrives on the interface: by main, to the pod or address it is for.
+		{Priority: base + markMainOffset, Mark: ifc.Mark | p.RequestBit(), Mask: p.MarkMask, Iif: ifc.Name, Family: family, Table: MainTable, Origin: origin},
+		// Everything else of the connection, flagged or not: its replies, and rp_filter's check of its request.
+		{Priority: base + markTableOffset, Mark: ifc.Mark, Mask: p.ValueMask(), Family: family, Table: ifc.Table, Origin: origin},
 	}
 }
 

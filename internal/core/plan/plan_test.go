@@ -109,3 +109,62 @@ interfaces:
 		t.Errorf("IPv6 rule: %+v", r)
 	}
 }
+
+// trackedHost describes n interfaces, tracking connections on those in tracked.
+func trackedHost(n int, tracked ...int) string {
+	var b strings.Builder
+	b.WriteString("version: 1\ncni: [calico, kube-proxy]\ninterfaces:\n")
+	for i := range n {
+		fmt.Fprintf(&b, "  - name: eth%d\n    addresses: [10.%d.0.1/24]\n    gateway: 10.%d.0.254\n", i, i, i)
+		for _, j := range tracked {
+			if j == i {
+				b.WriteString("    track_connections: true\n")
+			}
+		}
+	}
+	return b.String()
+}
+
+// TestMarksNeverMove: an interface's mark is its position's, in a field of fixed width, so tracking another
+// interface, appending one or no longer tracking one leaves every other mark where it was; established
+// connections keep their return path. The request bit is the field's top bit and no value uses it.
+func TestMarksNeverMove(t *testing.T) {
+	marks := func(src string) (map[string]uint32, uint32) {
+		p := mustPlan(t, src)
+		out := map[string]uint32{}
+		for _, ifc := range p.Tracked() {
+			out[ifc.Name] = ifc.Mark
+			if ifc.Mark&p.RequestBit() != 0 || ifc.Mark&^p.ValueMask() != 0 {
+				t.Errorf("%s: mark %#x outside the value bits %#x", ifc.Name, ifc.Mark, p.ValueMask())
+			}
+		}
+		return out, p.MarkMask
+	}
+	base, mask := marks(trackedHost(3, 1))
+	for _, src := range []string{trackedHost(3, 1, 2), trackedHost(5, 0, 1, 4), trackedHost(7, 1, 6)} {
+		got, m := marks(src)
+		if m != mask || got["eth1"] != base["eth1"] {
+			t.Errorf("eth1's mark moved from %#x in %#x to %#x in %#x:\n%s", base["eth1"], mask, got["eth1"], m, src)
+		}
+	}
+	if mask&0x4000 != 0 || mask&0xffff0000 != 0 {
+		t.Errorf("field %#x takes kube-proxy's or Calico's bits", mask)
+	}
+}
+
+// TestMarkRefusals: a tracked interface past what the field numbers, and a pinned field of one bit.
+func TestMarkRefusals(t *testing.T) {
+	for _, c := range []struct{ src, want string }{
+		{trackedHost(8, 7), "interfaces[7] has no value left in fwmark bits"},
+		{"mark_mask: 0x1000\n" + trackedHost(2, 1), "has one bit; track_connections needs at least two"},
+	} {
+		h, rep := description.Parse([]byte(c.src))
+		if rep.HasErrors(false) {
+			t.Fatalf("parse: %+v", rep.Entries)
+		}
+		_, rep = Build(h)
+		if !rep.HasErrors(false) || !strings.Contains(fmt.Sprint(rep.Entries), c.want) {
+			t.Errorf("want an error containing %q, got %+v", c.want, rep.Entries)
+		}
+	}
+}

@@ -32,7 +32,7 @@ func TestConnmarkTableFollowsTheDescription(t *testing.T) {
 	if i, j := strings.Index(tr, "networkd: reload"), strings.Index(tr, "nft: load"); i < 0 || j < i || !strings.Contains(tr, "systemd: daemon-reload") {
 		t.Errorf("want networkd's reload, then the table loaded, and systemd told of the unit:\n%s", tr)
 	}
-	if !strings.Contains(h.rules(), "fwmark 0x1000/0x1000 iif eth-b lookup main") {
+	if !strings.Contains(h.rules(), "fwmark 0xa000/0xf000 iif eth-b lookup main") {
 		t.Errorf("rules: %s", h.rules())
 	}
 

@@ -228,10 +228,14 @@ func TestTrackConnectionsLoadBalancerDNAT(t *testing.T) {
 	if mask&kubeMark != 0 {
 		t.Fatalf("symroute's mask %#x takes kube-proxy's bit %#x although kube-proxy is declared", mask, kubeMark)
 	}
-	// A request that kept kube-proxy's bit and got symroute's mark is counted here; kube-proxy's counter again.
+	// A request that kept kube-proxy's bit and got symroute's request mark is counted as it is forwarded, before
+	// symroute's forward chain (at mangle) clears its bits; as it leaves for the pod they are gone, and kube-proxy's
+	// bit is not.
 	both := fmt.Sprintf("%#x", mark|kubeMark)
-	s.Host.Exec("nft", "add counter ip kubeproxy both; add rule ip kubeproxy postcount oifname \"cali1\" meta mark & "+
-		fmt.Sprintf("%#x", mask|kubeMark)+" == "+both+" counter name both")
+	s.Host.Exec("nft", "add counter ip kubeproxy both; add chain ip kubeproxy fwdcount { type filter hook forward priority -200; policy accept; }; "+
+		"add rule ip kubeproxy fwdcount oifname \"cali1\" meta mark & "+fmt.Sprintf("%#x", mask|kubeMark)+" == "+both+" counter name both")
+	s.Host.Exec("nft", "add counter ip kubeproxy cleared; add rule ip kubeproxy postcount oifname \"cali1\" meta mark & "+
+		fmt.Sprintf("%#x", mask|kubeMark)+" == "+fmt.Sprintf("%#x", kubeMark)+" counter name cleared")
 	s.Host.Exec("nft", "reset", "counters", "table", "ip", "kubeproxy")
 	// The flows working is the proof (a reply by eth-a dies at ra); ra's counter is not, as it may still count the
 	// SYN-ACKs that the pod and the host retransmit for the connections that failed above.
@@ -240,7 +244,10 @@ func TestTrackConnectionsLoadBalancerDNAT(t *testing.T) {
 		t.Errorf("no DNAT'd request left for the pod with kube-proxy's bit %#x after symroute's chains ran", kubeMark)
 	}
 	if n := s.Host.Counter("ip", "kubeproxy", "both"); n == 0 {
-		t.Errorf("no DNAT'd request left for the pod with both kube-proxy's bit and symroute's mark (%s)", both)
+		t.Errorf("no DNAT'd request was forwarded with both kube-proxy's bit and symroute's request mark (%s)", both)
+	}
+	if n := s.Host.Counter("ip", "kubeproxy", "cleared"); n == 0 {
+		t.Errorf("no DNAT'd request left for the pod with kube-proxy's bit and symroute's bits cleared")
 	}
 	s.mustSymroute(0, "verify", "-c", desc)
 }
