@@ -201,8 +201,8 @@ type connmarkView struct {
 	// Values are the bits of an interface's value; RequestBit flags a request on its own interface.
 	Values, RequestBit uint32
 	Tracked            []trackedView
-	// Loader is the unit's command: nft loading the ruleset file.
-	Loader string
+	// Loader is the unit's command: nft loading the ruleset file, Ruleset.
+	Loader, Ruleset string
 }
 
 type trackedView struct {
@@ -214,7 +214,7 @@ type trackedView struct {
 // connmark renders the nftables table that marks tracked connections, the unit that loads it at boot, and the
 // link that enables the unit.
 func (g *gen) connmark(p *plan.Plan, root fs.FS, r *report.Report) {
-	view := connmarkView{Source: g.source, Mask: p.MarkMask, Keep: ^p.MarkMask, Values: p.ValueMask(), RequestBit: p.RequestBit(), Loader: NFT + " -f /" + ownership.ConnmarkRulesetPath}
+	view := connmarkView{Source: g.source, Mask: p.MarkMask, Keep: ^p.MarkMask, Values: p.ValueMask(), RequestBit: p.RequestBit(), Loader: NFT + " -f /" + ownership.ConnmarkRulesetPath, Ruleset: "/" + ownership.ConnmarkRulesetPath}
 	for _, ifc := range p.Tracked() {
 		view.Tracked = append(view.Tracked, trackedView{ifc.Name, ifc.Mark, ifc.Mark | p.RequestBit()})
 	}

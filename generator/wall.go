@@ -57,18 +57,21 @@ var networkdKeys = map[string]map[string]func(string) bool{
 // command as root at boot, so nothing in it may vary.
 var unitKeys = map[string]map[string]func(string) bool{
 	"Unit": {
-		"Description":         isWord("symroute connection marks"),
-		"DefaultDependencies": isWord("no"),
-		"Wants":               isWord("network-pre.target"),
-		"Before":              isWord("network-pre.target shutdown.target"),
-		"After":               isWord("nftables.service"),
-		"PartOf":              isWord("nftables.service"),
-		"Conflicts":           isWord("shutdown.target"),
+		"Description":          isWord("symroute connection marks"),
+		"DefaultDependencies":  isWord("no"),
+		"Wants":                isWord("network-pre.target"),
+		"Before":               isWord("network-pre.target shutdown.target"),
+		"After":                isWord("nftables.service symroute-recover.service"),
+		"PartOf":               isWord("nftables.service"),
+		"ReloadPropagatedFrom": isWord("nftables.service"),
+		"ConditionPathExists":  isWord("/" + ownership.ConnmarkRulesetPath),
+		"Conflicts":            isWord("shutdown.target"),
 	},
 	"Service": {
 		"Type":            isWord("oneshot"),
 		"RemainAfterExit": isWord("yes"),
 		"ExecStart":       isWord(NFT + " -f /" + ownership.ConnmarkRulesetPath),
+		"ExecReload":      isWord(NFT + " -f /" + ownership.ConnmarkRulesetPath),
 	},
 	"Install": {
 		"WantedBy": isWord("sysinit.target"),

@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"io/fs"
 
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
@@ -30,7 +31,15 @@ func (e *Engine) checkConnmark(p *plan.Plan) error {
 	if err := e.deps.Connmark.Available(); err != nil {
 		return fmt.Errorf("track_connections needs nftables: %w; nothing was changed", err)
 	}
-	return nil
+	// A table of symroute's name that no record and no file of symroute's accounts for is another program's.
+	now, err := e.connmarkNow()
+	if err != nil || now == "" || e.rec.Applied != nil && e.rec.Applied.Connmark != "" {
+		return err
+	}
+	if data, err := fs.ReadFile(e.opts.Root.ReadFS(), ownership.ConnmarkRulesetPath); err == nil && ownership.IsOwned(ownership.ConnmarkRulesetPath, data) {
+		return nil // loaded at boot from symroute's file (Ignition, generate), or by a run whose record was lost
+	}
+	return fmt.Errorf("nftables table inet %s exists, and neither symroute's record nor a file of symroute's accounts for it: it is another program's, which symroute will not replace; rename or delete it (nft delete table inet %s). Nothing was changed", ownership.NFTTable, ownership.NFTTable)
 }
 
 // connmarkNow is the hash of the table as the kernel holds it, "" when there is none.
@@ -88,6 +97,7 @@ func (e *Engine) takeUpConnmark(ctx context.Context, p *plan.Plan, fileChanged b
 		if now, err = e.connmarkNow(); err != nil {
 			return err
 		}
+		e.activateUnit(ctx)
 	}
 	target.Connmark, target.ConnmarkKernel = now, kernel
 	return nil
@@ -119,6 +129,10 @@ func (e *Engine) undoConnmark(ctx context.Context, tx *record.Transaction) error
 		e.logf("deleted nftables table inet %s, which the run loaded", ownership.NFTTable)
 		return nil
 	}
+	if _, err := fs.Stat(e.opts.Root.ReadFS(), ownership.ConnmarkRulesetPath); err != nil {
+		e.logf("note: nftables table inet %s was loaded before the run, but /%s is not there to load it again from; the table is left as the run made it", ownership.NFTTable, ownership.ConnmarkRulesetPath)
+		return nil
+	}
 	if err := e.loadConnmark(ctx); err != nil {
 		return err
 	}
@@ -129,4 +143,16 @@ func (e *Engine) undoConnmark(ctx context.Context, tx *record.Transaction) error
 		e.logf("note: nftables table inet %s, loaded again from the previous file, differs from the table before the run (which was not loaded from that file)", ownership.NFTTable)
 	}
 	return nil
+}
+
+// activateUnit has systemd run the unit too (it loads the same file again), on the running system only: systemd
+// propagates a restart or reload of nftables.service, whose "flush ruleset" drops the table, to an active unit
+// alone. A manager that does not answer is only noted; the table is loaded either way.
+func (e *Engine) activateUnit(ctx context.Context) {
+	if e.deps.RestartConnmark == nil || e.opts.Root.Path != "/" {
+		return
+	}
+	if err := e.deps.RestartConnmark(ctx); err != nil {
+		e.logf("note: %s was not started (%v); it loads the table at the next boot", ownership.ConnmarkUnit, err)
+	}
 }

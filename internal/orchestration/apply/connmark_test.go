@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/routing"
+	"github.com/symroute/symroute/internal/edges/filesync"
 	"github.com/symroute/symroute/internal/orchestration/state"
 )
 
@@ -120,5 +124,72 @@ func TestConnmarkWithoutNftablesChangesNothing(t *testing.T) {
 	}
 	if fmt.Sprint(h.files()) != fmt.Sprint(before) || h.record().Pending != nil {
 		t.Error("files or the record changed")
+	}
+}
+
+// TestConnmarkLeavesAnotherProgramsTable: a table inet symroute that neither the record nor a file of symroute's
+// accounts for is refused before anything changes; one loaded at boot from symroute's own file is taken over.
+func TestConnmarkLeavesAnotherProgramsTable(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	h.os.nft = "someone else's"
+	before := h.files()
+	_, err := h.apply(tracked, Options{})
+	if err == nil || !strings.Contains(err.Error(), "another program's") || h.os.nft != "someone else's" || fmt.Sprint(h.files()) != fmt.Sprint(before) {
+		t.Fatalf("err %v, table %q", err, h.os.nft)
+	}
+	// generate wrote the files, and the unit loaded the table at boot: no record, but symroute's file.
+	req := h.request(tracked, record.OpApply)
+	changes, err := filesync.Compute(h.root, req.Files, ownership.IsOwned, ownership.IsOwnedLink, ownership.Globs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := filesync.Apply(h.root, changes); err != nil {
+		t.Fatal(err)
+	}
+	ok(t)(h.apply(tracked, Options{}))
+	if h.os.nft == "someone else's" || h.record().Applied.Connmark != h.os.nft {
+		t.Errorf("table %q, recorded %q", h.os.nft, h.record().Applied.Connmark)
+	}
+}
+
+// TestConnmarkUndoWithoutItsFileFinishes: an undo whose table cannot be put back (the file it came from is gone)
+// says so and returns without error, so the rollback finishes; and a run whose table nft refuses to load rolls
+// back and leaves no transaction pending for every later run to trip on.
+func TestConnmarkUndoWithoutItsFileFinishes(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b", "eth-c")
+	ok(t)(h.apply(tracked, Options{}))
+	// Another run's undo finds the table, but not its file: generate removed it meanwhile.
+	if err := os.Remove(filepath.Join(h.dir, ownership.ConnmarkRulesetPath)); err != nil {
+		t.Fatal(err)
+	}
+	tx := &record.Transaction{ID: "x", Op: record.OpApply, ConnmarkBefore: "the previous table"}
+	if err := h.engine(Options{}).undoConnmark(context.Background(), tx); err != nil || !strings.Contains(h.log.String(), "is not there to load it again from") {
+		t.Errorf("err %v\n%s", err, h.log.String())
+	}
+	h.os.fail["nft load"] = errors.New("nft: the kernel refused the table")
+	h.os.rules = append(h.os.rules, kernelRule(100, "10.1.0.1/32", 99, 3))
+	h.os.routes = append(h.os.routes, routing.Route{Family: 2, Gateway: netip.MustParseAddr("192.168.1.1"), Table: 99, LinkIndex: h.os.links["eth-a"]})
+	withC := tracked + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n    track_connections: true\n"
+	out, err := h.engine(Options{Timeout: 200 * time.Millisecond}).Apply(context.Background(), h.request(withC, record.OpApply))
+	if !out.RolledBack || h.record().Pending != nil {
+		t.Fatalf("err %v, rolled back %v, pending %v\n%s", err, out.RolledBack, h.record().Pending != nil, h.log.String())
+	}
+}
+
+// TestRecoverAtBootPutsTheTableBack: a try that loaded a table and was never confirmed is undone at boot, before
+// networkd and the unit run: the files go back, and the table with them.
+func TestRecoverAtBootPutsTheTableBack(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	e := h.engine(Options{})
+	out, err := e.Apply(context.Background(), Request{Op: record.OpTry, Plan: h.request(tracked, record.OpTry).Plan, Files: h.request(tracked, record.OpTry).Files, Description: "host.yaml"})
+	if err != nil || !out.Verified || h.os.nft == "" {
+		t.Fatalf("try: err %v, verified %v, table %q", err, out.Verified, h.os.nft)
+	}
+	if err := h.engine(Options{}).RecoverFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if h.os.nft != "" || h.record().Pending != nil {
+		t.Errorf("after recovery: table %q, pending %v", h.os.nft, h.record().Pending != nil)
 	}
 }

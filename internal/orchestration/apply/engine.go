@@ -68,6 +68,9 @@ type Deps struct {
 	// ReloadManager has systemd read its unit files again, after symroute's unit changed; an error wrapping
 	// systemd.ErrNoManager says no manager answers. Nil where there is no manager to tell.
 	ReloadManager func(ctx context.Context) error
+	// RestartConnmark restarts symroute-connmark.service, so that systemd counts it active and restarts it with
+	// nftables.service; nil where there is no manager to ask.
+	RestartConnmark func(ctx context.Context) error
 	// ManagerAvailable reports whether a systemd manager answers, asked before a change that needs a restart.
 	ManagerAvailable func(ctx context.Context) error
 	// NetworkdVersion returns networkd's major version. With thorough false it may give up where the answer
@@ -189,6 +192,11 @@ func (e *Engine) RecoverFiles() error {
 	if e.deps.Sysctl == nil {
 		e.logf("note: offline: the sysctl values stay as they are; systemd-sysctl sets them from the restored files at the next boot")
 	} else if err := e.undoSysctls(tx); err != nil {
+		e.logf("note: %v", err)
+	}
+	// symroute-connmark.service runs after this, and only where the file is: systemd queued it, or not, from the
+	// links it read before the files were put back. The table follows the restored file here, in case it did not.
+	if err := e.undoConnmark(context.Background(), tx); err != nil {
 		e.logf("note: %v", err)
 	}
 	e.rec.Pending = nil

@@ -50,8 +50,10 @@ func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []ph
 	if err := e.undoSysctls(tx); err != nil {
 		return err
 	}
+	// The table's undo comes after the files', so a failure here leaves them restored; it must not stop the
+	// rest of the rollback and keep the transaction pending for every later run.
 	if err := e.undoConnmark(rctx, tx); err != nil {
-		return err
+		e.logf("note: nftables table inet symroute was not put back: %v", err)
 	}
 	var keep []record.Rule
 	if e.rec.Applied != nil {

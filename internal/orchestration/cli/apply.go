@@ -19,6 +19,7 @@ import (
 
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/lock"
+	"github.com/symroute/symroute/internal/edges/nftables"
 	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sysctl"
@@ -644,7 +645,7 @@ func recoverRun(root string, offline bool, timeout time.Duration, stdout, stderr
 		return ExitSystem
 	}
 	defer release()
-	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, Alive: alive})
+	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, Connmark: &nftables.Ruleset{}, Alive: alive})
 	if err == nil {
 		err = e.RecoverFiles()
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/symroute/symroute/internal/core/ownership"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/symroute/symroute/generator"
@@ -65,6 +67,9 @@ func liveDeps(ctx context.Context, root *rootfs.Root, rootPath string) (apply.De
 		Sysctl:        applier,
 		Connmark:      &nftables.Ruleset{},
 		ReloadManager: systemd.Reload,
+		RestartConnmark: func(ctx context.Context) error {
+			return systemd.RestartUnit(ctx, ownership.ConnmarkUnit)
+		},
 		RestartNetworkd: func(ctx context.Context) error {
 			return systemd.RestartUnit(ctx, "systemd-networkd.service")
 		},
