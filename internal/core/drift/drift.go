@@ -328,6 +328,9 @@ func (c *comparer) probes() {
 		c.res.Checked.Probes++
 		ifc := c.p.Interfaces[pr.Position]
 		what := fmt.Sprintf("a reply from %s to %s (%s)", pr.Src, pr.Dst, pr.Why)
+		if pr.Mark != 0 {
+			what = fmt.Sprintf("a reply to %s (%s) on a connection tracked on %s (mark %#x)", pr.Dst, pr.Why, ifc.Name, pr.Mark)
+		}
 		switch {
 		case pr.Err != "":
 			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s: the kernel gave no route: %s", what, pr.Err)

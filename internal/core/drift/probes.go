@@ -18,6 +18,9 @@ type Probe struct {
 	Src, Dst netip.Addr
 	Why      string
 	Origin   report.Path
+	// Mark, when set, makes the probe a reply on a connection the interface tracks, from no particular address:
+	// a pod's, a VIP's, one the description does not list.
+	Mark uint32
 }
 
 // ProbeResult is a probe with the kernel's answer, or the error it gave.
@@ -76,14 +79,28 @@ func Probes(p *plan.Plan) []Probe {
 			}
 			origin := report.Path{"interfaces", i, "addresses", j}
 			if dst, ok := outside[v6]; ok {
-				probes = append(probes, Probe{i, a.Addr(), dst, "beyond every local subnet", origin})
+				probes = append(probes, Probe{Position: i, Src: a.Addr(), Dst: dst, Why: "beyond every local subnet", Origin: origin})
 			}
 			// One peer on another interface's subnet: main has a more specific route to it, through the other
 			// interface, and the probe shows the rule and table answer instead. Rules and table routes are
 			// compared exactly elsewhere, so a peer on every other subnet would prove the same again, at a cost
 			// that grows with the square of the interfaces.
 			if dst, why, ok := peerOnAnother(p, i, a.Addr(), v6, local, cluster, inAny); ok {
-				probes = append(probes, Probe{i, a.Addr(), dst, why, origin})
+				probes = append(probes, Probe{Position: i, Src: a.Addr(), Dst: dst, Why: why, Origin: origin})
+			}
+		}
+	}
+	// A reply on a connection each tracked interface marked, from an address no rule names: a rule of another
+	// program ahead of the mark rules (a lookup of everything, another mark rule) shows here.
+	for _, ifc := range p.Tracked() {
+		origin := report.Path{"interfaces", ifc.Position, "track_connections"}
+		for _, v6 := range []bool{false, true} {
+			gw := ifc.Gateway
+			if v6 {
+				gw = ifc.Gateway6
+			}
+			if dst, ok := outside[v6]; ok && gw.IsValid() {
+				probes = append(probes, Probe{Position: ifc.Position, Dst: dst, Why: "beyond every local subnet", Origin: origin, Mark: ifc.Mark})
 			}
 		}
 	}

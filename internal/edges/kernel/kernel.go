@@ -200,15 +200,24 @@ func prefix(n *net.IPNet) netip.Prefix {
 	return netip.PrefixFrom(a.Unmap(), ones)
 }
 
-// RouteGet asks the kernel which route a packet from src to dst takes, through the policy rules, as
-// `ip route get <dst> from <src>` does.
-func (r *Reader) RouteGet(src, dst netip.Addr) (routing.Answer, error) {
-	routes, err := r.h.RouteGetWithOptions(net.IP(dst.AsSlice()), &netlink.RouteGetOptions{SrcAddr: net.IP(src.AsSlice())})
+// RouteGet asks the kernel which route a packet from src (none when invalid) to dst, carrying mark, takes through
+// the policy rules, as `ip route get <dst> from <src> mark <mark>` does.
+func (r *Reader) RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error) {
+	opts := &netlink.RouteGetOptions{Mark: mark}
+	what := fmt.Sprintf("route get %s", dst)
+	if src.IsValid() {
+		opts.SrcAddr = net.IP(src.AsSlice())
+		what += " from " + src.String()
+	}
+	if mark != 0 {
+		what += fmt.Sprintf(" mark %#x", mark)
+	}
+	routes, err := r.h.RouteGetWithOptions(net.IP(dst.AsSlice()), opts)
 	if err != nil {
-		return routing.Answer{}, fmt.Errorf("route get %s from %s: %w", dst, src, err)
+		return routing.Answer{}, fmt.Errorf("%s: %w", what, err)
 	}
 	if len(routes) == 0 {
-		return routing.Answer{}, fmt.Errorf("route get %s from %s: no answer", dst, src)
+		return routing.Answer{}, fmt.Errorf("%s: no answer", what)
 	}
 	a := routing.Answer{LinkIndex: routes[0].LinkIndex, Table: uint32(routes[0].Table)}
 	if gw, ok := netip.AddrFromSlice(routes[0].Gw); ok {

@@ -51,6 +51,7 @@ func namespace(t *testing.T) (*Reader, func(args ...string)) {
 	ip("rule", "add", "pref", "12", "from", "10.67.0.0/16", "goto", "20010")
 	ip("rule", "add", "pref", "13", "oif", "eth-a", "lookup", "77")
 	ip("rule", "add", "pref", "14", "fwmark", "0x1000/0x3000", "iif", "eth-a", "lookup", "main", "proto", "static")
+	ip("rule", "add", "pref", "15", "fwmark", "0x2000/0x3000", "lookup", "1000000", "proto", "static")
 	ns, err := netns.GetFromName(name)
 	if err != nil {
 		t.Fatal(err)
@@ -148,16 +149,23 @@ func TestRouteGetAndLinks(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
-	ans, err := r.RouteGet(netip.MustParseAddr("192.168.1.10"), netip.MustParseAddr("198.51.100.1"))
+	ans, err := r.RouteGet(netip.MustParseAddr("192.168.1.10"), netip.MustParseAddr("198.51.100.1"), 0)
 	if err != nil || ans != (routing.Answer{LinkIndex: index, Table: 1000000, Gateway: netip.MustParseAddr("192.168.1.1")}) {
 		t.Errorf("route get: %+v %v", ans, err)
 	}
-	ans, err = r.RouteGet(netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("2001:db8:ffff::1"))
+	// A marked lookup from no address takes the mark rule, and an unmarked one does not.
+	if ans, err := r.RouteGet(netip.Addr{}, netip.MustParseAddr("198.51.100.1"), 0x2000); err != nil || ans.Table != 1000000 {
+		t.Errorf("marked lookup: %+v, %v", ans, err)
+	}
+	if ans, err := r.RouteGet(netip.Addr{}, netip.MustParseAddr("10.99.0.1"), 0); err == nil && ans.Table == 1000000 {
+		t.Errorf("unmarked lookup took the mark rule: %+v", ans)
+	}
+	ans, err = r.RouteGet(netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("2001:db8:ffff::1"), 0)
 	if err != nil || ans != (routing.Answer{LinkIndex: index, Table: 1000000, Gateway: netip.MustParseAddr("2001:db8::1")}) {
 		t.Errorf("IPv6 route get: %+v %v", ans, err)
 	}
 	// A lookup the kernel refuses (the source is no address of this host) is an error, not an empty answer.
-	if ans, err := r.RouteGet(netip.MustParseAddr("192.168.1.99"), netip.MustParseAddr("198.51.100.1")); err == nil {
+	if ans, err := r.RouteGet(netip.MustParseAddr("192.168.1.99"), netip.MustParseAddr("198.51.100.1"), 0); err == nil {
 		t.Errorf("route get without a route: %+v", ans)
 	}
 	if name, err := r.LinkName(index); err != nil || name != "eth-a" {

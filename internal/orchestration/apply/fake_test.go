@@ -500,18 +500,18 @@ func (k fakeKernel) DeleteRule(r routing.Rule) error {
 
 // RouteGet walks the rules in priority order and looks the destination up in each rule's table, as the kernel
 // does for a packet the host sends from src.
-func (k fakeKernel) RouteGet(src, dst netip.Addr) (routing.Answer, error) {
+func (k fakeKernel) RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error) {
 	f := k.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	rules := append([]routing.Rule(nil), f.rules...)
 	sort.SliceStable(rules, func(i, j int) bool { return rules[i].Priority < rules[j].Priority })
 	for _, r := range rules {
-		if r.Table == 255 || r.From.IsValid() && !r.From.Contains(src) || r.To.IsValid() && !r.To.Contains(dst) {
+		if r.Table == 255 || r.From.IsValid() && (!src.IsValid() || !r.From.Contains(src)) || r.To.IsValid() && !r.To.Contains(dst) {
 			continue
 		}
-		if r.Mark != 0 || r.Iif != "" {
-			continue // a lookup as `ip route get` makes it carries no mark and comes from no interface
+		if r.Iif != "" || r.Mark != 0 && mark&r.Mask != r.Mark {
+			continue // a lookup as `ip route get` makes it comes from no interface, and carries mark or none
 		}
 		best := -1
 		var ans routing.Answer

@@ -25,7 +25,7 @@ type Kernel interface {
 	Routes(table uint32) ([]routing.Route, error)
 	LinkIndex(name string) (int, bool, error)
 	LinkName(index int) (string, error)
-	RouteGet(src, dst netip.Addr) (routing.Answer, error)
+	RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error)
 }
 
 // Networkd is what state asks networkd; *networkd.Client implements it.
@@ -82,7 +82,7 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 			continue
 		}
 		res := drift.ProbeResult{Probe: pr}
-		if res.Answer, err = src.Kernel.RouteGet(pr.Src, pr.Dst); err != nil {
+		if res.Answer, err = src.Kernel.RouteGet(pr.Src, pr.Dst, pr.Mark); err != nil {
 			res.Err = err.Error()
 		} else if _, known := snap.LinkName(res.Answer.LinkIndex); !known {
 			if name, err := src.Kernel.LinkName(res.Answer.LinkIndex); err == nil {

@@ -75,7 +75,7 @@ func (k *fakeKernel) LinkName(index int) (string, error) {
 	return "", errors.New("no such link")
 }
 
-func (k *fakeKernel) RouteGet(src, dst netip.Addr) (routing.Answer, error) {
+func (k *fakeKernel) RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error) {
 	k.lookups = append(k.lookups, src.String()+">"+dst.String())
 	a, ok := k.answers[src]
 	if !ok {
