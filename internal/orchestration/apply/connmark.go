@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"slices"
+	"strings"
 
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
@@ -155,4 +157,37 @@ func (e *Engine) activateUnit(ctx context.Context) {
 	if err := e.deps.RestartConnmark(ctx); err != nil {
 		e.logf("note: %s was not started (%v); it loads the table at the next boot", ownership.ConnmarkUnit, err)
 	}
+}
+
+// guardMarks refuses, unless forced, a change that moves the mark of an interface that tracks connections before
+// and after it (an interface removed from the middle of the list, a component that claims the field, another
+// mark_mask): connections open now carry the old mark in conntrack, and their replies lose their way back, or
+// take another interface's, until they end. symroute try applies such a change with a way back.
+func (e *Engine) guardMarks(p *plan.Plan) error {
+	if e.rec.Applied == nil {
+		return nil
+	}
+	old := map[string]record.Rule{}
+	for _, r := range e.rec.Applied.Rules {
+		if r.Iif != "" && r.Mark != 0 {
+			old[r.Iif] = r
+		}
+	}
+	var moved []string
+	for _, r := range p.KernelRules() {
+		if r.Iif == "" || r.Mark == 0 {
+			continue
+		}
+		if prev, ok := old[r.Iif]; ok && (prev.Mark != r.Mark || prev.Mask != r.Mask) && !slices.Contains(moved, r.Iif) {
+			moved = append(moved, fmt.Sprintf("%s (%#x/%#x to %#x/%#x)", r.Iif, prev.Mark, prev.Mask, r.Mark, r.Mask))
+		}
+	}
+	if len(moved) == 0 {
+		return nil
+	}
+	if e.opts.Force {
+		e.logf("going ahead: the marks of %s move; their open connections lose their way back until they end", strings.Join(moved, ", "))
+		return nil
+	}
+	return fmt.Errorf("%w: the change moves the connection marks of %s, so connections open through them lose their way back until they end; nothing was changed. Run symroute try, or use --force; pin interfaces' order (or mark_mask) to keep the marks where they are", ErrRefused, strings.Join(moved, ", "))
 }

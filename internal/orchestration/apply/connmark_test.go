@@ -193,3 +193,19 @@ func TestRecoverAtBootPutsTheTableBack(t *testing.T) {
 		t.Errorf("after recovery: table %q, pending %v", h.os.nft, h.record().Pending != nil)
 	}
 }
+
+// TestMovingAMarkIsRefused: removing an interface from the middle of the list moves the marks of those after
+// it; open connections carry the old one, so apply refuses unless forced, and changes nothing.
+func TestMovingAMarkIsRefused(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(tracked, Options{}))
+	before := h.files()
+	// eth-b first: its position, and so its mark, changes.
+	swapped := "version: 1\ninterfaces:\n  - name: eth-b\n    addresses: [10.0.0.1/24]\n    gateway: 10.0.0.254\n    track_connections: true\n" +
+		"  - name: eth-a\n    addresses: [192.168.1.10/24]\n    gateway: 192.168.1.1\n    default_route: true\n"
+	_, err := h.apply(swapped, Options{})
+	if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "moves the connection marks of eth-b") || fmt.Sprint(h.files()) != fmt.Sprint(before) {
+		t.Fatalf("err %v", err)
+	}
+	ok(t)(h.apply(swapped, Options{Force: true}))
+}

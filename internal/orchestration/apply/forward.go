@@ -92,6 +92,11 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if err := e.guard(out.Lost, &out); err != nil {
 		return out, err
 	}
+	if req.Op == record.OpApply {
+		if err := e.guardMarks(req.Plan); err != nil {
+			return out, err
+		}
+	}
 	if err := e.checkNetworkd(ctx, target.KeepForeign, restart); err != nil {
 		return out, err
 	}
