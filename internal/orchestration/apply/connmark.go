@@ -30,8 +30,11 @@ func (e *Engine) checkConnmark(p *plan.Plan) error {
 	if e.deps.Connmark == nil {
 		return fmt.Errorf("track_connections needs nftables, which this run cannot reach; nothing was changed")
 	}
-	if err := e.deps.Connmark.Available(); err != nil {
-		return fmt.Errorf("track_connections needs nftables: %w; nothing was changed", err)
+	// Loading needs nft; deleting the table, when tracking stops, only the kernel's netlink.
+	if len(p.Tracked()) > 0 {
+		if err := e.deps.Connmark.Available(); err != nil {
+			return fmt.Errorf("track_connections needs nftables: %w; nothing was changed", err)
+		}
 	}
 	// A table of symroute's name that no record and no file of symroute's accounts for is another program's.
 	now, err := e.connmarkNow()
