@@ -213,7 +213,7 @@ func TestTrackedConnectionsDrift(t *testing.T) {
 	for _, c := range []driftCase{
 		{name: "mark rule deleted", break_: func(s *Snapshot) {
 			s.Rules = slices.DeleteFunc(s.Rules, func(r routing.Rule) bool { return r.Iif == "eth-b" })
-		}, kind: RuleMissing, text: "rule 20001: from all fwmark 0xa000/0xf000 iif eth-b lookup main is missing", line: 12},
+		}, kind: RuleMissing, text: "rule 20001: from all fwmark 0x2800/0x3c00 iif eth-b lookup main is missing", line: 12},
 		{name: "src_valid_mark off", break_: func(s *Snapshot) { s.SrcValidMark["eth-b"] = 0 }, kind: SrcValidMarkOff, text: "src_valid_mark is off on eth-b", line: 12},
 		{name: "tracked replies taken by another rule", break_: func(s *Snapshot) {
 			for i := range s.Probes {
@@ -221,7 +221,7 @@ func TestTrackedConnectionsDrift(t *testing.T) {
 					s.Probes[i].Answer = routing.Answer{LinkIndex: 2, Table: 52}
 				}
 			}
-		}, kind: ProbeWrong, text: "on a connection tracked on eth-b (mark 0x2000) would leave by eth-a through table 52", line: 12},
+		}, kind: ProbeWrong, text: "on a connection tracked on eth-b (mark 0x800) would leave by eth-a through table 52", line: 12},
 		{name: "a foreign rule with the same mark at a mark priority", break_: func(s *Snapshot) {
 			s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: 20002, Mark: 0x2000, Mask: 0x2000, Table: 7, Protocol: 3, Action: routing.ActionLookup})
 		}, kind: RuleForeign, text: "rule 20002: from all fwmark 0x2000/0x2000 lookup 7 takes priority 20002"},

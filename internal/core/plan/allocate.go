@@ -196,7 +196,13 @@ func (a *allocator) marks(p *Plan) {
 		}
 		p.MarkMask, p.MarkWhy = *pinned, "pinned by mark_mask"
 	} else {
-		m, found := reservations.FreeMarkMask(a.h.Components, MarkBits)
+		avoid := a.h.Components
+		for _, name := range reservations.AlwaysAvoidMarks {
+			if c, ok := reservations.Lookup(name); ok && !slices.ContainsFunc(avoid, func(d *reservations.Component) bool { return d.Name == name }) {
+				avoid = append(avoid[:len(avoid):len(avoid)], &c)
+			}
+		}
+		m, found := reservations.FreeMarkMask(avoid, MarkBits)
 		if !found {
 			var claims []string
 			for _, c := range reservations.MarkConflicts(a.h.Components, 0xffffffff) {
@@ -206,7 +212,7 @@ func (a *allocator) marks(p *Plan) {
 				MarkBits, strings.Join(claims, "; "))
 			return
 		}
-		p.MarkMask, p.MarkWhy = m, fmt.Sprintf("the first %d free bits from bit 12 up, then below, that no declared component uses", MarkBits)
+		p.MarkMask, p.MarkWhy = m, fmt.Sprintf("the first %d bits from bit 12 up, then below, that no declared component, kube-proxy or Calico uses", MarkBits)
 	}
 	if end := uint64(a.h.Priorities.Min) + markTableOffset; end > uint64(a.h.Priorities.Max) {
 		a.errorf(report.Path{"priority_range"}, "%s leaves no room for the track_connections rules at min + %d and min + %d; widen priority_range", a.h.Priorities, markMainOffset, markTableOffset)

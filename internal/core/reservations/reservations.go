@@ -367,6 +367,11 @@ var MarkSearch = func() []int {
 	return order
 }()
 
+// AlwaysAvoidMarks are the components whose marks the default mark field avoids whether or not the description
+// declares them: kube-proxy's 0x4000 and 0x8000 (kubelet's KUBE-FIREWALL drops 0x8000 in INPUT) and Calico's
+// 0xffff0000 are on most Kubernetes nodes, and a description written before the node ran them must not collide.
+var AlwaysAvoidMarks = []string{"kube-proxy", "calico"}
+
 // FreeMarkMask returns the first field of width contiguous bits, in MarkSearch order, that no claim of comps
 // touches; ok is false when there is none.
 func FreeMarkMask(comps []*Component, width int) (mask uint32, ok bool) {

@@ -36,7 +36,7 @@ func TestConnmarkTableFollowsTheDescription(t *testing.T) {
 	if i, j := strings.Index(tr, "networkd: reload"), strings.Index(tr, "nft: load"); i < 0 || j < i || !strings.Contains(tr, "systemd: daemon-reload") {
 		t.Errorf("want networkd's reload, then the table loaded, and systemd told of the unit:\n%s", tr)
 	}
-	if !strings.Contains(h.rules(), "fwmark 0xa000/0xf000 iif eth-b lookup main") {
+	if !strings.Contains(h.rules(), "fwmark 0x2800/0x3c00 iif eth-b lookup main") {
 		t.Errorf("rules: %s", h.rules())
 	}
 
@@ -153,8 +153,8 @@ func TestConnmarkLeavesAnotherProgramsTable(t *testing.T) {
 }
 
 // TestConnmarkUndoWithoutItsFileFinishes: an undo whose table cannot be put back (the file it came from is gone)
-// says so and returns without error, so the rollback finishes; and a run whose table nft refuses to load rolls
-// back and leaves no transaction pending for every later run to trip on.
+// says so and returns without error; and a rollback whose table undo fails (nft refuses the delete) still
+// finishes, leaving no transaction pending for every later run to trip on.
 func TestConnmarkUndoWithoutItsFileFinishes(t *testing.T) {
 	h := newHost(t, "eth-a", "eth-b", "eth-c")
 	ok(t)(h.apply(tracked, Options{}))
@@ -166,31 +166,46 @@ func TestConnmarkUndoWithoutItsFileFinishes(t *testing.T) {
 	if err := h.engine(Options{}).undoConnmark(context.Background(), tx); err != nil || !strings.Contains(h.log.String(), "is not there to load it again from") {
 		t.Errorf("err %v\n%s", err, h.log.String())
 	}
-	h.os.fail["nft load"] = errors.New("nft: the kernel refused the table")
+
+	ok(t)(h.apply(twoNIC, Options{})) // no table now
+	// Another program's rule sends eth-c's replies elsewhere: verification fails after the table is loaded, and
+	// the undo's delete of it fails.
 	h.os.rules = append(h.os.rules, kernelRule(100, "10.1.0.1/32", 99, 3))
 	h.os.routes = append(h.os.routes, routing.Route{Family: 2, Gateway: netip.MustParseAddr("192.168.1.1"), Table: 99, LinkIndex: h.os.links["eth-a"]})
-	withC := tracked + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n    track_connections: true\n"
+	h.os.fail["nft delete"] = errors.New("nft: the kernel refused")
+	withC := twoNIC + "  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n    track_connections: true\n"
+	h.log.Reset()
 	out, err := h.engine(Options{Timeout: 200 * time.Millisecond}).Apply(context.Background(), h.request(withC, record.OpApply))
-	if !out.RolledBack || h.record().Pending != nil {
+	if err != nil || !out.RolledBack || h.record().Pending != nil || !strings.Contains(h.log.String(), "was not put back") {
 		t.Fatalf("err %v, rolled back %v, pending %v\n%s", err, out.RolledBack, h.record().Pending != nil, h.log.String())
 	}
 }
 
-// TestRecoverAtBootPutsTheTableBack: a try that loaded a table and was never confirmed is undone at boot, before
-// networkd and the unit run: the files go back, and the table with them.
+// TestRecoverAtBootPutsTheTableBack: a try that stopped tracking connections, never confirmed, is undone at boot
+// before networkd runs. systemd read no wants link for the unit this boot (the try had removed it), so recovery
+// itself loads the table from the file it puts back.
 func TestRecoverAtBootPutsTheTableBack(t *testing.T) {
 	h := newHost(t, "eth-a", "eth-b")
-	ok(t)(h.apply(twoNIC, Options{}))
-	e := h.engine(Options{})
-	out, err := e.Apply(context.Background(), Request{Op: record.OpTry, Plan: h.request(tracked, record.OpTry).Plan, Files: h.request(tracked, record.OpTry).Files, Description: "host.yaml"})
-	if err != nil || !out.Verified || h.os.nft == "" {
+	ok(t)(h.apply(tracked, Options{}))
+	loaded := h.os.nft
+	out, err := h.engine(Options{}).Apply(context.Background(), h.request(twoNIC, record.OpTry))
+	if err != nil || !out.Verified || h.os.nft != "" {
 		t.Fatalf("try: err %v, verified %v, table %q", err, out.Verified, h.os.nft)
 	}
-	if err := h.engine(Options{}).RecoverFiles(); err != nil {
+	// The boot: the kernel holds no table, and the try is still pending.
+	h.os.nft = ""
+	e, err := New(Options{Root: h.root, Log: &h.log}, h.os.deps())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if h.os.nft != "" || h.record().Pending != nil {
-		t.Errorf("after recovery: table %q, pending %v", h.os.nft, h.record().Pending != nil)
+	if e.Record().Pending == nil {
+		t.Fatal("no pending try to recover")
+	}
+	if err := e.RecoverFiles(); err != nil {
+		t.Fatal(err)
+	}
+	if h.os.nft != loaded || h.record().Pending != nil {
+		t.Errorf("after recovery: table %q, want %q; pending %v\n%s", h.os.nft, loaded, h.record().Pending != nil, h.log.String())
 	}
 }
 

@@ -631,6 +631,9 @@ func (n fakeNFT) Hash() (string, bool, error) {
 func (n fakeNFT) Delete() error {
 	n.f.mu.Lock()
 	defer n.f.mu.Unlock()
+	if err := n.f.injected("nft delete"); err != nil {
+		return err
+	}
 	n.f.nft = ""
 	n.f.log("nft: delete table")
 	return nil
