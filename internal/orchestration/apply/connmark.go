@@ -178,13 +178,21 @@ func (e *Engine) guardMarks(p *plan.Plan) error {
 	}
 	var moved []string
 	for _, r := range p.KernelRules() {
-		if r.Iif == "" || r.Mark == 0 {
+		if r.Iif == "" || r.Mark == 0 || r.Family == 6 { // one line per interface; both families move together
 			continue
 		}
-		if prev, ok := old[r.Iif]; ok && (prev.Mark != r.Mark || prev.Mask != r.Mask) && !slices.Contains(moved, r.Iif) {
+		if prev, ok := old[r.Iif]; ok && (prev.Mark != r.Mark || prev.Mask != r.Mask) {
 			moved = append(moved, fmt.Sprintf("%s (%#x/%#x to %#x/%#x)", r.Iif, prev.Mark, prev.Mask, r.Mark, r.Mask))
 		}
+		// A mark another interface had: that interface's open connections would leave by this one.
+		for name, prev := range old {
+			if name != r.Iif && prev.Mark == r.Mark && prev.Mask == r.Mask {
+				moved = append(moved, fmt.Sprintf("%s (its mark %#x/%#x goes to %s)", name, prev.Mark, prev.Mask, r.Iif))
+			}
+		}
 	}
+	slices.Sort(moved)
+	moved = slices.Compact(moved)
 	if len(moved) == 0 {
 		return nil
 	}

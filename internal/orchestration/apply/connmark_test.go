@@ -223,4 +223,13 @@ func TestMovingAMarkIsRefused(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 	ok(t)(h.apply(swapped, Options{Force: true}))
+
+	// eth-b gives its place, and its mark, to eth-c: eth-b's open connections would leave by eth-c.
+	h2 := newHost(t, "eth-a", "eth-b", "eth-c")
+	ok(t)(h2.apply(tracked, Options{}))
+	taken := "version: 1\ninterfaces:\n  - name: eth-a\n    addresses: [192.168.1.10/24]\n    gateway: 192.168.1.1\n    default_route: true\n" +
+		"  - name: eth-c\n    addresses: [10.1.0.1/24]\n    gateway: 10.1.0.254\n    track_connections: true\n"
+	if _, err := h2.apply(taken, Options{}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "eth-b (its mark 0x2800/0x3c00 goes to eth-c)") {
+		t.Errorf("err %v", err)
+	}
 }
