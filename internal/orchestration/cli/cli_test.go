@@ -477,3 +477,17 @@ func TestDiscoverReadsTheRootSafely(t *testing.T) {
 		t.Fatal("discover did not return")
 	}
 }
+
+// TestShippedExamplesCheck: every description under examples/, which the package ships and the README points to,
+// passes check offline, against an empty root.
+func TestShippedExamplesCheck(t *testing.T) {
+	examples, err := filepath.Glob("../../../examples/*.yaml")
+	if err != nil || len(examples) < 2 {
+		t.Fatalf("examples: %v %v", examples, err)
+	}
+	for _, ex := range examples {
+		if code, _, stderr := run("check", ex, "--root", t.TempDir()); code != ExitOK {
+			t.Errorf("check %s exited %d:\n%s", ex, code, stderr)
+		}
+	}
+}

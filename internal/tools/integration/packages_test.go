@@ -56,6 +56,7 @@ var installed = []string{
 	"/usr/share/bash-completion/completions/symroute",
 	"/usr/share/zsh/vendor-completions/_symroute",
 	"/usr/share/doc/symroute/examples/host.yaml",
+	"/usr/share/doc/symroute/examples/ingress-node.yaml",
 }
 
 // TestDebPackage installs the .deb in a throwaway root (an overlay of this machine's root with a layer of the
