@@ -68,17 +68,10 @@ func newLBSite(t *testing.T) *lbSite {
 // host, with nothing of kube-proxy's on the host yet.
 func buildLBSite(t *testing.T) *lbSite {
 	t.Helper()
-	nettest.Require(t)
-	root := t.TempDir()
-	if err := os.Chmod(root, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	id := nettest.RunID(t)
-	routed := nettest.NewRoutedSite(t, id, root)
-	s := &lbSite{site: &site{Site: routed.Site, t: t, bin: symrouteBinary(t), id: id}, routed: routed}
-	s.addPod().Serve(t, "0.0.0.0:"+echoPort)
+	s, pod := newRoutedLB(t)
+	pod.Serve(t, "0.0.0.0:"+echoPort)
 	for _, a := range []string{lbAddr, vipB, vipLo, redirAddr} {
-		routed.RouteToHost(a)
+		s.routed.RouteToHost(a)
 	}
 	// The path back through ra exists and works: what fails below fails on the reply's way, not for want of a route.
 	if err := s.Client.Echo(hostA+":"+echoPort, ""); err != nil {
