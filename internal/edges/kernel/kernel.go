@@ -111,13 +111,7 @@ func (r *Reader) Rules() ([]routing.Rule, error) {
 // A kernel without strict checking (before 4.20) refuses to turn it on; the dump then covers every table and the
 // netlink library keeps the table's routes in user space: correct, only slower on a large main.
 func (r *Reader) Routes(table uint32) ([]routing.Route, error) {
-	if r.noStrictCheck {
-		// Known refused; the user-space filter below does the work.
-	} else if err := r.h.SetStrictCheck(true); err != nil {
-		r.noStrictCheck = true
-	} else {
-		defer r.h.SetStrictCheck(false)
-	}
+	defer r.strict()()
 	var out []routing.Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		filter := &netlink.Route{Table: int(table)}
@@ -137,14 +131,7 @@ func (r *Reader) Routes(table uint32) ([]routing.Route, error) {
 			if fam == netlink.FAMILY_V6 && nr.Type != unix.RTN_UNICAST {
 				continue // the kernel's local and multicast bookkeeping
 			}
-			rt := routing.Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
-			if a, ok := netip.AddrFromSlice(nr.Gw); ok {
-				rt.Gateway = a.Unmap()
-			}
-			if rt.Destination.IsValid() && rt.Destination.Bits() == 0 {
-				rt.Destination = netip.Prefix{}
-			}
-			out = append(out, rt)
+			out = append(out, routeOf(fam, nr))
 		}
 	}
 	return out, nil
@@ -154,12 +141,7 @@ func (r *Reader) Routes(table uint32) ([]routing.Route, error) {
 // routes a change of the link's configuration can touch, foreign ones included. Under strict checking the kernel
 // filters by link, so the cost follows the link's routes rather than a BGP-fed main table's.
 func (r *Reader) RoutesOn(index int) ([]routing.Route, error) {
-	if r.noStrictCheck {
-	} else if err := r.h.SetStrictCheck(true); err != nil {
-		r.noStrictCheck = true
-	} else {
-		defer r.h.SetStrictCheck(false)
-	}
+	defer r.strict()()
 	var out []routing.Route
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 		routes, err := retry(func() ([]netlink.Route, error) {
@@ -175,17 +157,35 @@ func (r *Reader) RoutesOn(index int) ([]routing.Route, error) {
 			if nr.Table == unix.RT_TABLE_LOCAL || nr.Type != unix.RTN_UNICAST || nr.LinkIndex != index {
 				continue
 			}
-			rt := routing.Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
-			if a, ok := netip.AddrFromSlice(nr.Gw); ok {
-				rt.Gateway = a.Unmap()
-			}
-			if rt.Destination.IsValid() && rt.Destination.Bits() == 0 {
-				rt.Destination = netip.Prefix{}
-			}
-			out = append(out, rt)
+			out = append(out, routeOf(fam, nr))
 		}
 	}
 	return out, nil
+}
+
+// strict turns strict checking on for the dumps that follow, where the kernel has it, and returns what turns it
+// off again. A kernel that refuses it (before 4.20) is remembered, and the callers filter in user space.
+func (r *Reader) strict() (restore func()) {
+	if r.noStrictCheck {
+		return func() {}
+	}
+	if err := r.h.SetStrictCheck(true); err != nil {
+		r.noStrictCheck = true
+		return func() {}
+	}
+	return func() { r.h.SetStrictCheck(false) }
+}
+
+// routeOf is a kernel route as routing holds it: a default route has no destination.
+func routeOf(fam int, nr netlink.Route) routing.Route {
+	rt := routing.Route{Family: fam, Destination: prefix(nr.Dst), Table: uint32(nr.Table), LinkIndex: nr.LinkIndex, Metric: nr.Priority}
+	if a, ok := netip.AddrFromSlice(nr.Gw); ok {
+		rt.Gateway = a.Unmap()
+	}
+	if rt.Destination.IsValid() && rt.Destination.Bits() == 0 {
+		rt.Destination = netip.Prefix{}
+	}
+	return rt
 }
 
 func prefix(n *net.IPNet) netip.Prefix {

@@ -383,22 +383,11 @@ func rootFlag(fs *pflag.FlagSet, root *string) {
 
 // confirm keeps the pending try (try id, when id is given) and then stops its watcher.
 func confirm(rootPath, id string, stdout, stderr io.Writer) int {
-	r, err := rootfs.Open(rootPath)
-	if err != nil {
-		eprintf(stderr, "symroute confirm: %v\n", err)
-		return ExitSystem
-	}
-	defer r.Close()
-	release, ok := lockRoot(context.Background(), "confirm", r, lock.DefaultWait, stdout, stderr)
+	e, done, ok := offlineEngine("confirm", rootPath, apply.Deps{}, stdout, stderr)
 	if !ok {
 		return ExitSystem
 	}
-	defer release()
-	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{})
-	if err != nil {
-		eprintf(stderr, "symroute confirm: %v\n", err)
-		return ExitSystem
-	}
+	defer done()
 	watcher, err := e.Confirm(id)
 	if err != nil {
 		eprintf(stderr, "symroute confirm: %v\n", err)
@@ -634,22 +623,12 @@ func recoverRun(root string, offline bool, timeout time.Duration, stdout, stderr
 		}
 		return status
 	}
-	r, err := rootfs.Open(root)
-	if err != nil {
-		eprintf(stderr, "symroute recover: %v\n", err)
-		return ExitSystem
-	}
-	defer r.Close()
-	release, ok := lockRoot(context.Background(), "recover", r, lock.DefaultWait, stdout, stderr)
+	e, done, ok := offlineEngine("recover", root, apply.Deps{Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, Connmark: &nftables.Ruleset{}, Alive: alive}, stdout, stderr)
 	if !ok {
 		return ExitSystem
 	}
-	defer release()
-	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{stdout}}, apply.Deps{Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, Connmark: &nftables.Ruleset{}, Alive: alive})
-	if err == nil {
-		err = e.RecoverFiles()
-	}
-	if err != nil {
+	defer done()
+	if err := e.RecoverFiles(); err != nil {
 		eprintf(stderr, "symroute recover: %v\n", err)
 		if errors.Is(err, apply.ErrTryPending) {
 			return ExitFailed
@@ -661,24 +640,38 @@ func recoverRun(root string, offline bool, timeout time.Duration, stdout, stderr
 
 // removeOffline takes symroute's files away under root without a networkd, a kernel or sysctls to change.
 func removeOffline(rootPath string, all bool, rm *apply.Removal, progress, stderr io.Writer) (int, bool) {
-	r, err := rootfs.Open(rootPath)
-	if err != nil {
-		eprintf(stderr, "symroute remove: %v\n", err)
-		return ExitSystem, false
-	}
-	defer r.Close()
-	release, ok := lockRoot(context.Background(), "remove", r, lock.DefaultWait, progress, stderr)
+	e, done, ok := offlineEngine("remove", rootPath, apply.Deps{}, progress, stderr)
 	if !ok {
 		return ExitSystem, false
 	}
-	defer release()
-	e, err := apply.New(apply.Options{Root: r, Log: lineWriter{progress}}, apply.Deps{})
-	if err == nil {
-		*rm, err = e.RemoveFiles(all)
-	}
-	if err != nil {
+	defer done()
+	var err error
+	if *rm, err = e.RemoveFiles(all); err != nil {
 		eprintf(stderr, "symroute remove: %v\n", err)
 		return ExitSystem, false
 	}
 	return ExitOK, true
+}
+
+// offlineEngine opens root, takes its lock and loads the record, for the commands that change files but need no
+// networkd: confirm, recover --offline, remove --offline. done releases the lock and the root; ok false means the
+// failure was reported on stderr.
+func offlineEngine(cmd, rootPath string, deps apply.Deps, log, stderr io.Writer) (e *apply.Engine, done func(), ok bool) {
+	r, err := rootfs.Open(rootPath)
+	if err != nil {
+		eprintf(stderr, "symroute %s: %v\n", cmd, err)
+		return nil, nil, false
+	}
+	release, ok := lockRoot(context.Background(), cmd, r, lock.DefaultWait, log, stderr)
+	if !ok {
+		r.Close()
+		return nil, nil, false
+	}
+	done = func() { release(); r.Close() }
+	if e, err = apply.New(apply.Options{Root: r, Log: lineWriter{log}}, deps); err != nil {
+		done()
+		eprintf(stderr, "symroute %s: %v\n", cmd, err)
+		return nil, nil, false
+	}
+	return e, done, true
 }
