@@ -20,27 +20,7 @@ func TestMatchingReadsTheRunningHost(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
 	s.Host.IP("link", "set", "eth-a", "address", "02:00:00:00:0a:01")
-	write := func(p, data string) {
-		t.Helper()
-		full := filepath.Join(s.Root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reload := func() {
-		t.Helper()
-		c, err := networkd.Dial(context.Background(), s.Bus.Address)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Reload(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write, reload := s.writeFile, s.reloadNetworkd
 	write("run/systemd/network/10-netplan-eth-a.network", "[Match]\nMACAddress=02:00:00:00:0a:01\n\n[Network]\nAddress="+hostA+"/24\nGateway=192.168.1.1\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n")
 	reload()
 	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a")
@@ -69,27 +49,7 @@ func TestMatchingReadsTheRunningHost(t *testing.T) {
 func TestChoiceHeldToNetworkdsAnswer(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	write := func(p, data string) {
-		t.Helper()
-		full := filepath.Join(s.Root, p)
-		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	reload := func() {
-		t.Helper()
-		c, err := networkd.Dial(context.Background(), s.Bus.Address)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if err := c.Reload(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write, reload := s.writeFile, s.reloadNetworkd
 	write("etc/systemd/network/50-eth-b.network", "[Match]\nName=eth-b\n\n[Network]\nAddress="+hostB+"/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n")
 	reload()
 	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-b")
@@ -113,5 +73,30 @@ func TestChoiceHeldToNetworkdsAnswer(t *testing.T) {
 	s.mustSymroute(0, "apply", dropIn)
 	if _, err := os.Stat(filepath.Join(s.Root, "etc/systemd/network/05-admin-eth-b.network.d/90-symroute.conf")); err != nil {
 		t.Errorf("after the reload the drop-in did not move to the file networkd applies: %v", err)
+	}
+}
+
+// writeFile writes data at p under the site's root, as another program's file.
+func (s *site) writeFile(p, data string) {
+	s.t.Helper()
+	full := filepath.Join(s.Root, p)
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.WriteFile(full, []byte(data), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// reloadNetworkd has the site's networkd read its files again, over its bus.
+func (s *site) reloadNetworkd() {
+	s.t.Helper()
+	c, err := networkd.Dial(context.Background(), s.Bus.Address)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Reload(context.Background()); err != nil {
+		s.t.Fatal(err)
 	}
 }
