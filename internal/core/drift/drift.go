@@ -174,7 +174,8 @@ func (c *comparer) rules() {
 			ours[r.Priority] = "the track_connections rules"
 		}
 	}
-	for _, r := range c.p.KernelRules() {
+	planned := c.p.KernelRules()
+	for _, r := range planned {
 		want[r.Rule] = r
 	}
 	got := map[ruleKey]bool{}
@@ -193,7 +194,7 @@ func (c *comparer) rules() {
 		switch {
 		case ownership.OwnsRule(c.recorded, kr):
 			c.add(RuleStale, "", nil, "rule %s is symroute's but no longer in the plan; the next apply deletes it", rule)
-		case atOurs && c.sharesOurs(kr):
+		case atOurs && sharesOurs(planned, kr):
 			c.add(RuleForeign, "", nil, "rule %s takes priority %d, which symroute uses for %s, and comes before or after them at random; it is not symroute's, so move it to a free priority (a gap of priority_range, or outside it)",
 				rule, kr.Priority, ours[kr.Priority])
 		case atOurs:
@@ -219,8 +220,8 @@ func (c *comparer) rules() {
 // sharesOurs reports whether a foreign rule at one of symroute's priorities can take traffic one of symroute's
 // rules there takes: the kernel orders rules of one priority by when they were added, so such a rule wins or
 // loses at random. Rules that select disjoint marks, or different input interfaces, never compete.
-func (c *comparer) sharesOurs(kr routing.Rule) bool {
-	for _, r := range c.p.KernelRules() {
+func sharesOurs(planned []plan.KernelRule, kr routing.Rule) bool {
+	for _, r := range planned {
 		if r.Priority != kr.Priority {
 			continue
 		}
