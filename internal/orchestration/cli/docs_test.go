@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/symroute/symroute/internal/tools/golden"
+	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
 // The completions and the man page's generated sections are made here from the command table; go test -update
@@ -46,11 +47,9 @@ func TestManPageFollowsTheTable(t *testing.T) {
 
 // TestManPageIsValid: groff reads the page without a warning, and man formats it.
 func TestManPageIsValid(t *testing.T) {
-	if _, err := exec.LookPath("groff"); err != nil {
-		t.Skip("groff is not installed; the page is checked where it is")
-	}
+	groff := testenv.Program(t, "groff", "groff-base")
 	var stderr bytes.Buffer
-	cmd := exec.Command("groff", "-man", "-Tutf8", "-ww", "-z", manPagePath)
+	cmd := exec.Command(groff, "-man", "-Tutf8", "-ww", "-z", manPagePath)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil || stderr.Len() > 0 {
 		t.Errorf("groff: %v\n%s", err, stderr.String())
@@ -86,9 +85,7 @@ func TestEveryValueFlagSaysWhatItTakes(t *testing.T) {
 // directory, and checks what it offers: files only where a file is expected, the words a flag accepts, nothing
 // for a duration.
 func TestBashCompletionOffers(t *testing.T) {
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("bash is not installed")
-	}
+	testenv.Program(t, "bash", "bash")
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "host.yaml"), nil, 0o644)
 	os.Mkdir(filepath.Join(dir, "imageroot"), 0o755)
