@@ -233,3 +233,43 @@ func TestMovingAMarkIsRefused(t *testing.T) {
 		t.Errorf("err %v", err)
 	}
 }
+
+// TestRemoveUndoLeavesAnotherProgramsTable: a removal that fails is undone, and the undo leaves alone an
+// inet symroute table that symroute never loaded (the removal left it alone too).
+func TestRemoveUndoLeavesAnotherProgramsTable(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.os.nft = "someone else's"
+	h.os.fail["reload"] = errors.New("networkd does not answer")
+	if _, _, err := h.engine(Options{}).Remove(context.Background(), true); err == nil {
+		t.Fatal("the removal did not fail")
+	}
+	if h.os.nft != "someone else's" || h.record().Pending != nil {
+		t.Errorf("table %q, pending %v\n%s", h.os.nft, h.record().Pending != nil, h.log.String())
+	}
+}
+
+// TestPhaseFailingBeforeItsRestartIsUndoneWithoutOne: the drop-in phase fails while writing, before networkd is
+// restarted; its undo restarts nothing either.
+func TestPhaseFailingBeforeItsRestartIsUndoneWithoutOne(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	h.os.Transcript()
+	e := h.engine(Options{})
+	failed := false
+	e.writeHook = func(changes []filesync.Change) error {
+		if !failed {
+			failed = true
+			return errors.New("disk full")
+		}
+		return filesync.Apply(h.root, changes)
+	}
+	withCNI := strings.Replace(twoNIC, "version: 1\n", "version: 1\ncni: [docker]\n", 1)
+	out, err := e.Apply(context.Background(), h.request(withCNI, record.OpApply))
+	if err == nil || !out.RolledBack {
+		t.Fatalf("err %v, rolled back %v", err, out.RolledBack)
+	}
+	if tr := h.os.Transcript(); strings.Contains(tr, "restart") {
+		t.Errorf("the undo restarted networkd, which the run never did:\n%s", tr)
+	}
+}

@@ -63,6 +63,11 @@ func (e *Engine) runPhases(ctx context.Context, tx *record.Transaction, ps []pha
 			}
 		})
 		if err != nil {
+			// A phase that failed before its restart (its writes, or the hazard check) is undone without one:
+			// the inverse of no restart is none.
+			if ph.restart && !restarted {
+				(*done)[len(*done)-1].restart = false
+			}
 			return err
 		}
 		if ph.restart && !restarted {

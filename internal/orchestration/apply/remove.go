@@ -85,14 +85,14 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	if err != nil {
 		return out, rm, err
 	}
-	connmark, err := e.connmarkNow()
+	tableBefore, err := e.connmarkNow()
 	if err != nil {
 		return out, rm, err
 	}
-	if prior.Connmark == "" && !touches(changes, ownership.ConnmarkRulesetPath) {
-		connmark = "" // a table symroute has no record of loading is left alone
-	}
-	if len(changes) == 0 && len(restore) == 0 && len(leftover) == 0 && connmark == "" {
+	// A table symroute has no record of loading, and no file of its describes, is left alone, by the removal and
+	// by its undo (which compares with tableBefore, the table as it is).
+	deleteTable := tableBefore != "" && (prior.Connmark != "" || touches(changes, ownership.ConnmarkRulesetPath))
+	if len(changes) == 0 && len(restore) == 0 && len(leftover) == 0 && !deleteTable {
 		e.logf("nothing of symroute's is in place")
 		e.rec.Applied = nil
 		return out, rm, e.save()
@@ -102,7 +102,7 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	tx := &record.Transaction{
 		ID: target.Transaction, Op: record.OpRemove, Process: e.deps.Self, Started: time.Now().UTC(),
 		Undo: undo(changes), SysctlUndo: sysUndo, Restart: restart, ConfFirst: confFirst, Target: target,
-		ConnmarkBefore: connmark,
+		ConnmarkBefore: tableBefore,
 	}
 	if err := e.recordBefore(tx); err != nil {
 		return out, rm, err
@@ -143,7 +143,7 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	if err := e.deleteRules(leftover); err != nil {
 		return fail(err)
 	}
-	if connmark != "" {
+	if deleteTable {
 		if err := e.deps.Connmark.Delete(); err != nil {
 			return fail(fmt.Errorf("delete nftables table inet %s: %w", ownership.NFTTable, err))
 		}
