@@ -1,0 +1,325 @@
+package integration
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/symroute/symroute/internal/tools/nettest"
+)
+
+// The dynamic-address scenarios: eth-b takes its IPv4 address from DHCP (dnsmasq) and its IPv6 address from
+// rb's router advertisements (radvd), on a LAN whose router rb also reaches a client beyond it; eth-a is static
+// and carries main's default routes through the stateful router ra. See nettest.DynamicSite.
+
+// followerUnit is the unit that keeps a from rule for each of eth-b's current addresses.
+const followerUnit = "symroute-follow-addresses.service"
+
+// followerProtocol is the protocol of the follower's rules.
+const followerProtocol = 83
+
+// dynSite is the dynamic site with the assertions its scenarios share.
+type dynSite struct {
+	*site
+	dyn *nettest.DynamicSite
+}
+
+// newDynSite builds the dynamic site with handMade as eth-b's .network file (a host's own configuration before
+// symroute, in /etc/systemd/network/50-eth-b.network) and networkd running on it.
+func newDynSite(t *testing.T, handMade string) *dynSite {
+	t.Helper()
+	nettest.RequireDynamic(t)
+	root := t.TempDir()
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, "etc/systemd/network")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "50-eth-b.network"), []byte(handMade), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := nettest.RunID(t)
+	dyn := nettest.NewDynamicSite(t, id, root)
+	return &dynSite{site: &site{Site: dyn.Site, t: t, bin: symrouteBinary(t), id: id}, dyn: dyn}
+}
+
+// dynDescription describes the dynamic site's host: eth-a static with main's default routes, eth-b with dhcp4
+// and accept_ra as given and strict rp_filter.
+func dynDescription(dhcp4, acceptRA bool) string {
+	return fmt.Sprintf(`version: 1
+interfaces:
+  - name: eth-a
+    addresses: [%s/24, %s/64]
+    gateway: 192.168.1.1
+    gateway6: %s
+    default_route: true
+  - name: eth-b
+    dhcp4: %t
+    accept_ra: %t
+    rp_filter: strict
+`, hostA, nettest.DynHostA6, nettest.DynGateway6, dhcp4, acceptRA)
+}
+
+// dflow is one TCP connection with data echoed back: from a namespace to addr, from source when it is set.
+type dflow struct {
+	name         string
+	from         *nettest.Netns
+	addr, source string
+	works        bool
+}
+
+func hostPort(addr string) string { return net.JoinHostPort(addr, echoPort) }
+
+// toB is the client, beyond rb, connecting to eth-b's address addr: its reply must leave by eth-b.
+func (s *dynSite) toB(addr string, works bool) dflow {
+	return dflow{"client -> eth-b's " + addr, s.Client, hostPort(addr), "", works}
+}
+
+// fromB is the host connecting to the client from eth-b's address addr: it must leave by eth-b.
+func (s *dynSite) fromB(addr string, works bool) dflow {
+	client := nettest.DynClient
+	if strings.Contains(addr, ":") {
+		client = nettest.DynClient6
+	}
+	return dflow{"host from eth-b's " + addr + " -> client", s.Host, hostPort(client), addr, works}
+}
+
+// toLAN is the host connecting, from no address in particular, to the peer on eth-b's LAN: directly by eth-b.
+func (s *dynSite) toLAN(peer string) dflow {
+	return dflow{"host -> LAN peer " + peer, s.Host, hostPort(peer), "", true}
+}
+
+// expect tries every flow at once and fails the test for each that does not end as expected. It returns how
+// many packets ra dropped meanwhile as INVALID (replies of connections it never saw) and as from a source not of
+// eth-a's subnet.
+func (s *dynSite) expect(when string, flows ...dflow) (invalid, spoofed uint64) {
+	s.t.Helper()
+	inv, spo := s.dyn.GWInvalid(), s.dyn.GWSpoofed()
+	errs := make([]error, len(flows))
+	var wg sync.WaitGroup
+	for i, f := range flows {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f.from.Echo(f.addr, f.source) }()
+	}
+	wg.Wait()
+	for i, f := range flows {
+		switch {
+		case f.works && errs[i] != nil:
+			s.t.Errorf("%s: %s fails: %v", when, f.name, errs[i])
+		case !f.works && errs[i] == nil:
+			s.t.Errorf("%s: %s works, but should fail; the scenario proves nothing", when, f.name)
+		}
+	}
+	if s.t.Failed() {
+		s.t.FailNow()
+	}
+	return s.dyn.GWInvalid() - inv, s.dyn.GWSpoofed() - spo
+}
+
+// follower is what the follower unit's ExecStart= asks for eth-b: its table and priority.
+type follower struct{ table, priority int }
+
+// followerOf reads eth-b's IFACE:TABLE:PRIORITY argument from the generated unit.
+func (s *dynSite) followerOf() follower {
+	s.t.Helper()
+	for _, a := range s.dyn.UnitArgs(followerUnit) {
+		f := strings.Split(a, ":")
+		if len(f) != 3 || f[0] != "eth-b" {
+			continue
+		}
+		table, err1 := strconv.Atoi(f[1])
+		prio, err2 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil {
+			s.t.Fatalf("%s: eth-b's argument %q is not IFACE:TABLE:PRIORITY", followerUnit, a)
+		}
+		return follower{table, prio}
+	}
+	s.t.Fatalf("%s has no argument for eth-b: %v", followerUnit, s.dyn.UnitArgs(followerUnit))
+	return follower{}
+}
+
+func familyOf(addr string) int {
+	if strings.Contains(addr, ":") {
+		return netlink.FAMILY_V6
+	}
+	return netlink.FAMILY_V4
+}
+
+// followed returns the sources of the follower's rules of family: at its priority, to its table, with its
+// protocol. Any other rule at that priority fails the test.
+func (s *dynSite) followed(f follower, family int) []string {
+	s.t.Helper()
+	var srcs []string
+	for _, r := range s.dyn.Rules(family, f.priority) {
+		if r.Table != f.table || r.Protocol != followerProtocol || r.Src == "" {
+			s.t.Fatalf("a rule at the follower's priority %d that is not one of its rules (from <address> lookup %d protocol %d): %+v",
+				f.priority, f.table, followerProtocol, r)
+		}
+		srcs = append(srcs, r.Src)
+	}
+	slices.Sort(srcs)
+	return srcs
+}
+
+// waitFollowed waits up to limit for the follower's rules, both families, to be exactly eth-b's global
+// addresses (tentative ones included, as the kernel lists them), and for want to be among them.
+func (s *dynSite) waitFollowed(f follower, limit time.Duration, want ...string) {
+	s.t.Helper()
+	var rules, addrs []string
+	nettest.Eventually(s.t, limit, func() bool {
+		rules, addrs = nil, nil
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			rules = append(rules, s.followed(f, fam)...)
+		}
+		for _, fam := range []string{"-4", "-6"} {
+			addrs = append(addrs, s.globalAddresses(fam)...)
+		}
+		slices.Sort(rules)
+		slices.Sort(addrs)
+		for _, w := range want {
+			if !slices.Contains(rules, w) {
+				return false
+			}
+		}
+		return slices.Equal(rules, addrs)
+	}, func() string {
+		return fmt.Sprintf("the follower's rules (priority %d, table %d, protocol %d) %v to be eth-b's addresses %v, with %v",
+			f.priority, f.table, followerProtocol, rules, addrs, want)
+	})
+}
+
+// globalAddresses returns eth-b's global addresses of family, tentative ones included, failed ones not.
+func (s *dynSite) globalAddresses(family string) []string {
+	s.t.Helper()
+	var out []string
+	for _, line := range strings.Split(s.Host.IP(family, "-o", "addr", "show", "dev", "eth-b", "scope", "global"), "\n") {
+		if f := strings.Fields(line); len(f) >= 4 && !strings.Contains(line, "dadfailed") {
+			a, _, _ := strings.Cut(f[3], "/")
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// startFollower starts the follower unit as systemd would at boot, unless apply had the manager start it.
+func (s *dynSite) startFollower() {
+	s.t.Helper()
+	if s.Manager.Count(followerUnit) > 0 {
+		return
+	}
+	s.dyn.StartService(followerUnit)
+}
+
+// routeGet returns `ip route get` for dst on the host, from src when set.
+func (s *dynSite) routeGet(dst, src string) string {
+	s.t.Helper()
+	args := []string{"route", "get", dst}
+	if src != "" {
+		args = append(args, "from", src)
+	}
+	return s.Host.IP(args...)
+}
+
+// expectRoute fails the test unless `ip route get dst` leaves by dev.
+func (s *dynSite) expectRoute(dst, dev, why string) {
+	s.t.Helper()
+	if out := s.routeGet(dst, ""); !strings.Contains(out, " dev "+dev+" ") {
+		s.t.Errorf("%s: ip route get %s does not leave by %s:\n%s", why, dst, dev, out)
+	}
+}
+
+// expectTable fails the test unless each line appears at the start of a route of the table (family "-4"/"-6").
+func (s *dynSite) expectTable(family string, table int, lines ...string) {
+	s.t.Helper()
+	out := s.Host.IP(family, "route", "show", "table", strconv.Itoa(table))
+	for _, l := range lines {
+		found := false
+		for _, r := range strings.Split(out, "\n") {
+			found = found || strings.HasPrefix(r, l)
+		}
+		if !found {
+			s.t.Errorf("table %d (%s) has no route %q:\n%s", table, family, l, out)
+		}
+	}
+}
+
+// expectMainDefault fails the test unless main's default route of family goes by eth-a, and by eth-a alone.
+func (s *dynSite) expectMainDefault(family, gateway string) {
+	s.t.Helper()
+	out := s.Host.IP(family, "route", "show", "table", "main", "default")
+	if !strings.Contains(out, "via "+gateway+" dev eth-a") || strings.Contains(out, "eth-b") {
+		s.t.Errorf("main's %s default route is not via %s by eth-a alone:\n%s", family, gateway, out)
+	}
+}
+
+// sysctl reads one of the host's sysctl values.
+func (s *dynSite) sysctl(key string) string {
+	s.t.Helper()
+	return strings.TrimSpace(s.Host.Exec("sysctl", "-n", key))
+}
+
+const handMadeDHCP = "[Match]\nName=eth-b\n\n[Network]\nDHCP=ipv4\n"
+
+// TestDynamicDHCPv4: eth-b takes its address from DHCP. Before symroute, with a hand-made .network file, a request
+// from the client beyond rb to the leased address is answered by main's default route through ra, which drops
+// the reply, and a connection the host opens from the leased address leaves by eth-a and ra drops it too. After
+// apply with dhcp4 (the lease's routes in eth-b's table, the follower's from rule for the leased address,
+// connection tracking) both work, with strict rp_filter; the host's own traffic to the LAN still goes straight
+// out of eth-b and its default stays by eth-a. With the follower stopped and its rule deleted, connections from
+// the leased address fail again.
+func TestDynamicDHCPv4(t *testing.T) {
+	t.Parallel()
+	s := newDynSite(t, handMadeDHCP)
+	lease := nettest.FirstLease
+	s.dyn.WaitLease(lease, 20*time.Second)
+
+	invalid, spoofed := s.expect("before symroute", s.toB(lease, false), s.fromB(lease, false), s.toLAN(nettest.LANPeer))
+	if invalid == 0 || spoofed == 0 {
+		t.Fatalf("before symroute: ra dropped %d invalid and %d spoofed packets; the flows failed elsewhere", invalid, spoofed)
+	}
+
+	desc := s.describe("host.yaml", dynDescription(true, false))
+	s.mustSymroute(0, "apply", "-c", desc)
+	s.startFollower()
+	f := s.followerOf()
+	s.dyn.WaitLease(lease, 20*time.Second)
+	s.waitFollowed(f, 5*time.Second, lease)
+
+	s.expect("after apply", s.toB(lease, true), s.fromB(lease, true), s.toLAN(nettest.LANPeer))
+	s.expectTable("-4", f.table, nettest.LANSubnet+" dev eth-b", "default via "+nettest.LANRouter+" dev eth-b")
+	s.expectRoute("10.2.0.7", "eth-b", "the host's own traffic to its LAN")
+	s.expectRoute(nettest.DynClient, "eth-a", "the host's own traffic elsewhere")
+	s.expectMainDefault("-4", "192.168.1.1")
+	if v := s.sysctl("net.ipv4.conf.eth-b.rp_filter"); v != "1" {
+		t.Errorf("eth-b's rp_filter is %s after apply, want 1 (strict)", v)
+	}
+	s.mustSymroute(0, "verify", "-c", desc)
+
+	// Drift: the follower stopped and its rule gone.
+	s.dyn.StopService(followerUnit)
+	s.Host.IP("rule", "del", "from", lease, "priority", strconv.Itoa(f.priority))
+	s.expect("without the follower's rule", s.toB(lease, true), s.fromB(lease, false))
+	if verifyReportsFollower {
+		if code, out := s.symroute("verify", "-c", desc); code == 0 {
+			t.Errorf("verify exits 0 with the follower stopped and its rule for %s gone:\n%s", lease, out)
+		}
+	}
+	s.dyn.StartService(followerUnit)
+	s.waitFollowed(f, 5*time.Second, lease)
+	s.expect("with the follower started again", s.fromB(lease, true))
+	s.mustSymroute(0, "verify", "-c", desc)
+}
+
+// verifyReportsFollower says that symroute verify reports a missing follower rule as drift.
+const verifyReportsFollower = true
