@@ -323,3 +323,198 @@ func TestDynamicDHCPv4(t *testing.T) {
 
 // verifyReportsFollower says that symroute verify reports a missing follower rule as drift.
 const verifyReportsFollower = true
+
+// applyDynamic applies desc, has the follower run as systemd would after apply, and waits for eth-b's addresses
+// (the lease when dhcp4 is set, an address in FirstPrefix when accept_ra is) and the follower's rules for them.
+// It returns the follower's arguments and the addresses.
+func (s *dynSite) applyDynamic(desc string, dhcp4, acceptRA bool) (f follower, lease, slaac string) {
+	s.t.Helper()
+	s.mustSymroute(0, "apply", "-c", desc)
+	s.startFollower()
+	f = s.followerOf()
+	var want []string
+	if dhcp4 {
+		lease = nettest.FirstLease
+		s.dyn.WaitLease(lease, 20*time.Second)
+		want = append(want, lease)
+	}
+	if acceptRA {
+		slaac = s.dyn.WaitSLAAC(nettest.FirstPrefix, 20*time.Second)
+		want = append(want, slaac)
+	}
+	s.waitFollowed(f, 5*time.Second, want...)
+	return f, lease, slaac
+}
+
+// TestDynamicDHCPv4LeaseMoves: after apply, the DHCP server moves eth-b's lease to another address (and eth-b's
+// carrier bounces, as networkd learns of a move only then or at T2). Without symroute running, the follower's
+// rule follows within seconds: the old address's rule is gone, the new one's is there with its protocol, and the
+// client's requests to the new address and the host's connections from it work; verify still passes.
+func TestDynamicDHCPv4LeaseMoves(t *testing.T) {
+	t.Parallel()
+	s := newDynSite(t, handMadeDHCP)
+	s.dyn.WaitLease(nettest.FirstLease, 20*time.Second)
+	if invalid, _ := s.expect("before symroute", s.toB(nettest.FirstLease, false)); invalid == 0 {
+		t.Fatal("before symroute: ra dropped nothing; the request failed elsewhere")
+	}
+
+	desc := s.describe("host.yaml", dynDescription(true, false))
+	f, old, _ := s.applyDynamic(desc, true, false)
+	s.expect("after apply", s.toB(old, true), s.fromB(old, true))
+
+	const moved = "10.2.0.60"
+	start := s.dyn.MoveLease(moved)
+	s.dyn.WaitLease(moved, 20*time.Second)
+	leased := time.Since(start)
+	s.waitFollowed(f, 5*time.Second, moved)
+	t.Logf("lease moved to %s %.2f s after the carrier went down; the follower's rule followed %.2f s after it",
+		moved, leased.Seconds(), time.Since(start).Seconds()-leased.Seconds())
+	for _, src := range s.followed(f, netlink.FAMILY_V4) {
+		if src == old {
+			t.Errorf("the follower's rule for the old address %s is still there", old)
+		}
+	}
+	s.expect("after the lease moved", s.toB(moved, true), s.fromB(moved, true), s.toLAN(nettest.LANPeer))
+	s.expectTable("-4", f.table, nettest.LANSubnet+" dev eth-b", "default via "+nettest.LANRouter+" dev eth-b")
+	s.mustSymroute(0, "verify", "-c", desc)
+}
+
+const handMadeRA = "[Match]\nName=eth-b\n\n[Network]\nIPv6AcceptRA=yes\n"
+
+// TestDynamicSLAAC: eth-b takes its IPv6 address from rb's router advertisements. Before symroute, with a
+// hand-made .network file, the reply to the client beyond rb and a connection from the SLAAC address leave by
+// eth-a's default and ra drops them. After apply with accept_ra both work: eth-b's table holds the prefix and the
+// default via rb's link-local address, the host reaches its LAN directly and main's default stays by eth-a. When
+// radvd switches to another prefix the follower adds the new address's rule, without symroute, and both the new
+// and the old (still valid) address work.
+func TestDynamicSLAAC(t *testing.T) {
+	t.Parallel()
+	s := newDynSite(t, handMadeRA)
+	a6 := s.dyn.WaitSLAAC(nettest.FirstPrefix, 20*time.Second)
+	invalid, spoofed := s.expect("before symroute", s.toB(a6, false), s.fromB(a6, false), s.toLAN(nettest.LANPeer6))
+	if invalid == 0 || spoofed == 0 {
+		t.Fatalf("before symroute: ra dropped %d invalid and %d spoofed packets; the flows failed elsewhere", invalid, spoofed)
+	}
+
+	desc := s.describe("host.yaml", dynDescription(false, true))
+	f, _, a6 := s.applyDynamic(desc, false, true)
+	s.expect("after apply", s.toB(a6, true), s.fromB(a6, true), s.toLAN(nettest.LANPeer6))
+	rbLL := s.dyn.RouterLinkLocal()
+	s.expectTable("-6", f.table, nettest.FirstPrefix+" dev eth-b", "default via "+rbLL+" dev eth-b")
+	s.expectRoute("fd00:2::7", "eth-b", "the host's own traffic to its LAN")
+	s.expectRoute(nettest.DynClient6, "eth-a", "the host's own traffic elsewhere")
+	s.expectMainDefault("-6", nettest.DynGateway6)
+	s.mustSymroute(0, "verify", "-c", desc)
+
+	const next = "fd00:3::/64"
+	start := time.Now()
+	s.dyn.SwitchPrefix(next)
+	n6 := s.dyn.WaitSLAAC(next, 20*time.Second)
+	usable := time.Since(start)
+	s.waitFollowed(f, 5*time.Second, n6, a6)
+	t.Logf("address %s usable %.2f s after radvd switched to %s; the follower's rule followed %.2f s after it",
+		n6, usable.Seconds(), next, time.Since(start).Seconds()-usable.Seconds())
+	s.expect("after radvd switched prefix", s.toB(n6, true), s.fromB(n6, true), s.toB(a6, true), s.fromB(a6, true))
+	s.expectTable("-6", f.table, next+" dev eth-b", "default via "+rbLL+" dev eth-b")
+	s.mustSymroute(0, "verify", "-c", desc)
+}
+
+// TestDynamicRebootFromFiles: after apply with dhcp4 and accept_ra, the follower and networkd stopped (which
+// releases the lease), symroute's nftables table, rules and tables deleted, its sysctls undone and the links down
+// without addresses; then what the boot runs, on the files symroute wrote and without symroute: the connmark
+// unit's ExecStart=, systemd-sysctl on the sysctl.d file, the follower unit (both found through their
+// sysinit.target.wants links) and networkd. Requests to the lease and the SLAAC address and connections from them
+// work again, and verify passes.
+func TestDynamicRebootFromFiles(t *testing.T) {
+	t.Parallel()
+	s := newDynSite(t, "[Match]\nName=eth-b\n\n[Network]\nDHCP=ipv4\nIPv6AcceptRA=yes\n")
+	s.dyn.WaitLease(nettest.FirstLease, 20*time.Second)
+	a6 := s.dyn.WaitSLAAC(nettest.FirstPrefix, 20*time.Second)
+	if invalid, _ := s.expect("before symroute", s.toB(nettest.FirstLease, false), s.toB(a6, false)); invalid == 0 {
+		t.Fatal("before symroute: ra dropped nothing; the requests failed elsewhere")
+	}
+
+	desc := s.describe("host.yaml", dynDescription(true, true))
+	f, lease, a6 := s.applyDynamic(desc, true, true)
+	all := func(works bool) []dflow {
+		return []dflow{s.toB(lease, works), s.fromB(lease, works), s.toB(a6, works), s.fromB(a6, works)}
+	}
+	s.expect("after apply", append(all(true), s.toLAN(nettest.LANPeer), s.toLAN(nettest.LANPeer6))...)
+	s.mustSymroute(0, "verify", "-c", desc)
+
+	// Shutdown, and what a booting host has not yet: symroute's table, rules, routes and sysctls.
+	s.dyn.StopService(followerUnit)
+	s.Networkd.Stop()
+	s.Host.Exec("nft", "delete", "table", "inet", "symroute")
+	for _, family := range []string{"-4", "-6"} {
+		for _, pref := range symroutePriorities(s.Host.IP(family, "rule")) {
+			s.Host.IP(family, "rule", "del", "pref", pref)
+		}
+		for _, table := range symrouteTables(s.Host.IP(family, "route", "show", "table", "all")) {
+			s.Host.IP(family, "route", "flush", "table", table)
+		}
+	}
+	s.Host.Exec("sysctl", "-qw", "net.ipv4.conf.eth-b.src_valid_mark=0", "net.ipv4.conf.eth-b.rp_filter=0")
+	for _, l := range []string{"eth-a", "eth-b"} {
+		s.Host.IP("link", "set", l, "down")
+		s.Host.IP("addr", "flush", "dev", l)
+	}
+
+	// The boot: sysinit.target pulls both units in through their wants links, before networkd.
+	connmark := s.wantedBySysinit("symroute-connmark.service")
+	argv := unitExecStart(t, connmark)
+	for i, arg := range argv {
+		if strings.HasPrefix(arg, "/etc/") {
+			argv[i] = filepath.Join(s.Root, arg)
+		}
+	}
+	s.Host.Exec(argv...)
+	s.Host.Exec("/lib/systemd/systemd-sysctl", filepath.Join(s.Root, "etc/sysctl.d/90-symroute.conf"))
+	s.wantedBySysinit(followerUnit)
+	s.dyn.StartService(followerUnit)
+	s.Networkd = nettest.StartNetworkd(t, s.Host, s.Bus, s.Root)
+	s.dyn.WaitLease(lease, 20*time.Second)
+	if got := s.dyn.WaitSLAAC(nettest.FirstPrefix, 20*time.Second); got != a6 {
+		t.Fatalf("after the reboot eth-b's SLAAC address is %s, not %s as before", got, a6)
+	}
+	s.waitFollowed(f, 5*time.Second, lease, a6)
+	if v := s.sysctl("net.ipv4.conf.eth-b.src_valid_mark"); v != "1" {
+		t.Errorf("after the reboot eth-b's src_valid_mark is %s, want 1", v)
+	}
+	s.expect("after the reboot, without symroute", append(all(true), s.toLAN(nettest.LANPeer), s.toLAN(nettest.LANPeer6))...)
+	s.expectTable("-4", f.table, nettest.LANSubnet+" dev eth-b", "default via "+nettest.LANRouter+" dev eth-b")
+	s.expectTable("-6", f.table, nettest.FirstPrefix+" dev eth-b", "default via "+s.dyn.RouterLinkLocal()+" dev eth-b")
+	s.expectMainDefault("-4", "192.168.1.1")
+	s.expectMainDefault("-6", nettest.DynGateway6)
+	s.mustSymroute(0, "verify", "-c", desc)
+}
+
+// wantedBySysinit returns the unit file that the root's sysinit.target.wants link for unit points to, and fails
+// the test when there is no such link: the boot would not start the unit.
+func (s *dynSite) wantedBySysinit(unit string) string {
+	s.t.Helper()
+	link := filepath.Join(s.Root, "etc/systemd/system/sysinit.target.wants", unit)
+	target, err := os.Readlink(link)
+	if err != nil {
+		s.t.Fatalf("the boot would not start %s: %v", unit, err)
+	}
+	if !filepath.IsAbs(target) {
+		target = filepath.Join("/etc/systemd/system/sysinit.target.wants", target)
+	}
+	return filepath.Join(s.Root, target)
+}
+
+// symrouteTables returns the tables of `ip route show table all` output that fall in symroute's default
+// table_range, once each.
+func symrouteTables(routes string) []string {
+	var out []string
+	for _, line := range strings.Split(routes, "\n") {
+		f := strings.Fields(line)
+		for i := 0; i+1 < len(f); i++ {
+			if n, err := strconv.Atoi(f[i+1]); f[i] == "table" && err == nil && n >= 1000000 && n <= 1009999 && !slices.Contains(out, f[i+1]) {
+				out = append(out, f[i+1])
+			}
+		}
+	}
+	return out
+}

@@ -261,20 +261,23 @@ func (s *DynamicSite) startRadvd(prefix string) {
 // MoveLease has the DHCP server lease eth-b addr from now on, forgetting the old lease, and bounces eth-b's
 // carrier (its LAN port down for half a second): networkd asks again for its old address when the carrier comes
 // back, the authoritative server refuses it, and eth-b takes addr. Without the bounce networkd would only learn of
-// the change when the lease runs out (T2).
-func (s *DynamicSite) MoveLease(addr string) {
+// the change when the lease runs out (T2). It returns when the carrier went down.
+func (s *DynamicSite) MoveLease(addr string) time.Time {
 	s.t.Helper()
 	s.dhcp.stop()
 	s.startDHCP(addr)
-	s.BounceCarrier()
+	return s.BounceCarrier()
 }
 
-// BounceCarrier takes eth-b's carrier away for half a second (its peer's end, in lan, down and up).
-func (s *DynamicSite) BounceCarrier() {
+// BounceCarrier takes eth-b's carrier away for half a second (its peer's end, in lan, down and up), and returns
+// when it went down.
+func (s *DynamicSite) BounceCarrier() time.Time {
 	s.t.Helper()
 	s.LAN.IP("link", "set", "lan-h", "down")
+	down := time.Now()
 	time.Sleep(500 * time.Millisecond)
 	s.LAN.IP("link", "set", "lan-h", "up")
+	return down
 }
 
 // SwitchPrefix has rb take an address in prefix (a /64, its ::1) and radvd advertise prefix instead of the
