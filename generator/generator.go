@@ -165,6 +165,7 @@ func Generate(p *plan.Plan, opts Options) ([]fileset.File, report.Report, error)
 	if p.MarkMask != 0 {
 		g.connmark(p, opts.Root, &r)
 	}
+	g.follow(p)
 	renderErr, checkErr := g.renderAll()
 	if renderErr != nil {
 		return nil, r, renderErr
@@ -230,6 +231,46 @@ func (g *gen) connmark(p *plan.Plan, root fs.FS, r *report.Report) {
 	}
 }
 
+// Bash runs the follower's script; /bin/bash is bash on Debian, Fedora and Flatcar alike.
+const Bash = "/bin/bash"
+
+// followView is what the follower's unit sees.
+type followView struct {
+	Source, Names, Script, Command string
+}
+
+// follow renders the follower of the dynamic interfaces' addresses: its script, the unit that runs it, and the
+// link that enables the unit.
+func (g *gen) follow(p *plan.Plan) {
+	var names, args []string
+	for _, ifc := range p.Interfaces {
+		if ifc.Dynamic() {
+			names = append(names, ifc.Name)
+			args = append(args, FollowArg(ifc))
+		}
+	}
+	if len(names) == 0 {
+		return
+	}
+	view := followView{Source: g.source, Names: strings.Join(names, ", "), Script: "/" + ownership.FollowScriptPath,
+		Command: unitEscape(strings.Join(append([]string{Bash, "/" + ownership.FollowScriptPath}, args...), " "))}
+	g.render(ownership.FollowScriptPath, "follow-addresses.tmpl", view)
+	g.render(ownership.FollowUnitPath, "follow.service.tmpl", view)
+	g.links = append(g.links, fileset.File{Path: ownership.FollowWantsLink, Mode: fs.ModeSymlink | 0o777, Link: "/" + ownership.FollowUnitPath})
+}
+
+// FollowArg is the follower's argument for a dynamic interface: NAME:TABLE:PRIORITY. An interface name holds no
+// colon, so the split is unambiguous.
+func FollowArg(ifc plan.Interface) string {
+	return fmt.Sprintf("%s:%d:%d", ifc.Name, ifc.Table, ifc.Priority)
+}
+
+// unitEscape writes s for a unit file's command line, where systemd expands $ and % themselves: an interface name
+// may hold a $.
+func unitEscape(s string) string {
+	return strings.NewReplacer("$", "$$", "%", "%%").Replace(s)
+}
+
 // ifaceView is what the .network and drop-in templates see. It copies the fields they use rather than embedding
 // plan.Interface: text/template looks a field up by name at every use, and a promoted field costs a search of
 // every embedded struct, which was a third of the rendering's allocations.
@@ -237,16 +278,18 @@ type ifaceView struct {
 	Name, TableName, Source, Target string
 	PermanentMAC                    net.HardwareAddr
 	Addresses                       []netip.Prefix
-	Table                           uint32
+	Table, Priority                 uint32
 	TableRoutes, MainRoutes         []plan.Route
-	Rules, MarkRules                []plan.Rule
+	Rules, MarkRules, LeaseRules    []plan.Rule
+	DHCP4, AcceptRA                 bool
 }
 
 func newIfaceView(ifc plan.Interface, source string) ifaceView {
 	return ifaceView{
 		Name: ifc.Name, TableName: ifc.TableName, Source: source,
-		PermanentMAC: ifc.PermanentMAC, Addresses: ifc.Addresses, Table: ifc.Table,
+		PermanentMAC: ifc.PermanentMAC, Addresses: ifc.Addresses, Table: ifc.Table, Priority: ifc.Priority,
 		TableRoutes: ifc.TableRoutes, MainRoutes: ifc.MainRoutes, Rules: ifc.Rules, MarkRules: ifc.MarkRules,
+		LeaseRules: ifc.LeaseRules, DHCP4: ifc.DHCP4, AcceptRA: ifc.AcceptRA,
 	}
 }
 

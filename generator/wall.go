@@ -31,7 +31,8 @@ var networkdKeys = map[string]map[string]func(string) bool{
 		"PermanentMACAddress": isMAC,
 	},
 	"Network": {
-		"IPv6AcceptRA":                    isWord("no"),
+		"IPv6AcceptRA":                    isOneOf("no", "yes"),
+		"DHCP":                            isWord("ipv4"),
 		"Address":                         isPrefix,
 		"ManageForeignRoutingPolicyRules": isWord("no"),
 		"ManageForeignRoutes":             isWord("no"),
@@ -42,14 +43,21 @@ var networkdKeys = map[string]map[string]func(string) bool{
 		"Scope":       isWord("link"),
 		"Table":       isTable,
 	},
+	"DHCPv4": {
+		"RouteTable": isUint32,
+	},
+	"IPv6AcceptRA": {
+		"RouteTable": isUint32,
+	},
 	"RoutingPolicyRule": {
-		"From":              isPrefix,
-		"To":                isPrefix,
-		"IncomingInterface": ifname.Valid,
-		"FirewallMark":      isMarkSelector,
-		"Table":             isTable,
-		"Priority":          isUint32,
-		"Family":            isOneOf("ipv4", "ipv6", "both"),
+		"SuppressPrefixLength": isWord("0"),
+		"From":                 isPrefix,
+		"To":                   isPrefix,
+		"IncomingInterface":    ifname.Valid,
+		"FirewallMark":         isMarkSelector,
+		"Table":                isTable,
+		"Priority":             isUint32,
+		"Family":               isOneOf("ipv4", "ipv6", "both"),
 	},
 }
 
@@ -76,6 +84,70 @@ var unitKeys = map[string]map[string]func(string) bool{
 	"Install": {
 		"WantedBy": isWord("sysinit.target"),
 	},
+}
+
+// followUnitKeys are the keys of the follower's unit: fixed values but the command's interface arguments.
+var followUnitKeys = map[string]map[string]func(string) bool{
+	"Unit": {
+		"Description":         isWord("symroute address follower"),
+		"DefaultDependencies": isWord("no"),
+		"Wants":               isWord("network-pre.target"),
+		"Before":              isWord("network-pre.target systemd-networkd.service shutdown.target"),
+		"After":               isWord("symroute-recover.service"),
+		"Conflicts":           isWord("shutdown.target"),
+		"ConditionPathExists": isWord("/" + ownership.FollowScriptPath),
+	},
+	"Service": {
+		"Type":       isWord("simple"),
+		"ExecStart":  isFollowCommand,
+		"Restart":    isWord("always"),
+		"RestartSec": isWord("1"),
+	},
+	"Install": {
+		"WantedBy": isWord("sysinit.target"),
+	},
+}
+
+// isFollowCommand accepts bash running the follower's script with NAME:TABLE:PRIORITY arguments, each name one
+// the kernel takes, written with systemd's $ and % escaped.
+func isFollowCommand(s string) bool {
+	words := strings.Split(s, " ")
+	if len(words) < 3 || words[0] != Bash || words[1] != "/"+ownership.FollowScriptPath {
+		return false
+	}
+	for _, w := range words[2:] {
+		name, rest, ok := strings.Cut(w, ":")
+		table, prio, ok2 := strings.Cut(rest, ":")
+		unescaped := strings.NewReplacer("$$", "$", "%%", "%").Replace(name)
+		if !ok || !ok2 || !isUint32(table) || !isUint32(prio) || !ifname.Valid(unescaped) || unitEscape(unescaped) != name {
+			return false
+		}
+	}
+	return true
+}
+
+// followScriptBody is the follower's script below its header: it takes nothing from the description, so the
+// rendered file must be exactly it.
+var followScriptBody = func() string {
+	var b strings.Builder
+	if err := tmpl.ExecuteTemplate(&b, "follow-addresses.tmpl", followView{}); err != nil {
+		panic(err)
+	}
+	return strings.SplitN(b.String(), "\n\n", 2)[1]
+}()
+
+// checkFollowScript refuses a script that is not the header and then followScriptBody.
+func checkFollowScript(data []byte) error {
+	head, body, ok := strings.Cut(string(data), "\n\n")
+	if !ok || body != followScriptBody || !strings.HasPrefix(head, ownership.HeaderPrefix) {
+		return fmt.Errorf("/%s is not symroute's follower script", ownership.FollowScriptPath)
+	}
+	for line := range strings.SplitSeq(head, "\n") {
+		if !strings.HasPrefix(line, "# ") || controlByte(line) >= 0 {
+			return fmt.Errorf("/%s has a header line that is not a comment: %q", ownership.FollowScriptPath, line)
+		}
+	}
+	return nil
 }
 
 // nftLines are the lines symroute's nftables file holds: fixed ones, and the per-interface rules with a name
@@ -131,6 +203,11 @@ func checkFile(f fileset.File) error {
 	case f.Path == ownership.ConnmarkUnitPath:
 		section := ""
 		check = func(line string) string { return iniLine(unitKeys, line, &section) }
+	case f.Path == ownership.FollowUnitPath:
+		section := ""
+		check = func(line string) string { return iniLine(followUnitKeys, line, &section) }
+	case f.Path == ownership.FollowScriptPath:
+		return checkFollowScript(f.Data)
 	default:
 		return fmt.Errorf("no grammar for %s", f.Path)
 	}

@@ -146,7 +146,7 @@ interfaces:
 		`interfaces[0].adresses: unknown key "adresses" (did you mean addresses`,
 		`interfaces[0].mode: must be own (symroute writes the link's .network file) or drop-in (another .network file configures the link), not "dropin" (did you mean drop-in`,
 		`interfaces[0].rp_filter: must be strict, loose or off, not "stric" (did you mean strict`,
-		`interfaces[0].addresses: is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24]`,
+		`interfaces[0].addresses: is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24], or set dhcp4: true or accept_ra: true when they come from DHCP or router advertisements`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -167,7 +167,7 @@ func TestVersionWrittenWrong(t *testing.T) {
 		}},
 		{"interfaces: [{name: eth0, addresses: [10.0.0.1/24], bogus: 1}]\n", []string{
 			`1:1 version: is missing; start the description with "version: 1"`,
-			`1:53 interfaces[0].bogus: unknown key "bogus"; the keys allowed here are addresses, default_route, gateway, gateway6, match, mode, name, priority, rp_filter, table, track_connections`,
+			`1:53 interfaces[0].bogus: unknown key "bogus"; the keys allowed here are accept_ra, addresses, default_route, dhcp4, gateway, gateway6, match, mode, name, priority, rp_filter, table, track_connections`,
 		}},
 		{"version: '2'\ninterfaces: whatever\n", []string{
 			`1:10 version: "2" is in quotes, so YAML reads it as text, not a number: write version: 2, without quotes`,

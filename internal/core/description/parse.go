@@ -375,13 +375,22 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 		}},
 		{"rp_filter", func(n *yaml.Node, p report.Path) { i.RPFilter, _ = d.rpFilter(n, p) }},
 		{"track_connections", func(n *yaml.Node, p report.Path) { i.TrackConnections, _ = d.boolValue(n, p) }},
+		{"dhcp4", func(n *yaml.Node, p report.Path) { i.DHCP4, _ = d.boolValue(n, p) }},
+		{"accept_ra", func(n *yaml.Node, p report.Path) { i.AcceptRA, _ = d.boolValue(n, p) }},
 	})
 	if n.Kind == yaml.MappingNode {
 		if _, ok := d.pos[p.Key("name").String()]; !ok {
 			d.errorf(n, p.Key("name"), "is missing; every interface needs the kernel name of its link, e.g. name: eth0")
 		}
-		if _, ok := d.pos[p.Key("addresses").String()]; !ok {
-			d.errorf(n, p.Key("addresses"), "is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24]")
+		if _, ok := d.pos[p.Key("addresses").String()]; !ok && !i.Dynamic() {
+			d.errorf(n, p.Key("addresses"), "is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24], or set dhcp4: true or accept_ra: true when they come from DHCP or router advertisements")
+		}
+		// An address that changes can only be answered by connection: tracking is what makes it work.
+		if i.Dynamic() {
+			if at, set := d.pos[p.Key("track_connections").String()]; set && !i.TrackConnections && !d.broken(p.Key("track_connections")) {
+				d.errorAt(p.Key("track_connections"), at, "cannot be false with dhcp4 or accept_ra: requests to an address that a lease or an advertisement hands out are answered by their connection's mark; remove track_connections: false")
+			}
+			i.TrackConnections = true
 		}
 	}
 	return i

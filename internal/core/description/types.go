@@ -78,7 +78,14 @@ type Interface struct {
 	// TrackConnections: every connection that arrives on the interface is answered through it, whatever its
 	// address, by marking the connection in conntrack and routing its replies by that mark.
 	TrackConnections bool
+	// DHCP4 and AcceptRA: the interface's addresses and gateways come from a DHCPv4 lease or router
+	// advertisements. Their routes go into the interface's table, its connections are tracked, and a follower
+	// unit keeps a "from" rule for each address it has at the moment.
+	DHCP4, AcceptRA bool
 }
+
+// Dynamic reports whether the interface takes addresses from DHCPv4 or router advertisements.
+func (i Interface) Dynamic() bool { return i.DHCP4 || i.AcceptRA }
 
 // Pos returns where path stands in the description, or the nearest enclosing node that has a position.
 func (h *Host) Pos(path report.Path) report.Pos {

@@ -42,7 +42,7 @@ func validate(h *Host, d *decoder) {
 				macs[m] = i
 			}
 		}
-		if _, ok := h.positions[p.Key("addresses").String()]; ok && len(ifc.Addresses) == 0 && !d.broken(p.Key("addresses")) {
+		if _, ok := h.positions[p.Key("addresses").String()]; ok && len(ifc.Addresses) == 0 && !d.broken(p.Key("addresses")) && !ifc.Dynamic() {
 			errorf(p.Key("addresses"), "is empty; list the interface's addresses, since its rules are \"from <address>\"")
 		}
 		for j, a := range ifc.Addresses {
@@ -53,8 +53,13 @@ func validate(h *Host, d *decoder) {
 			}
 			addrs[a.Addr()] = ap
 		}
-		checkGateway(h, d, p, ifc, false, errorf)
-		checkGateway(h, d, p, ifc, true, errorf)
+		// With dhcp4 or accept_ra, checkDynamic refuses the family's gateway whatever it is.
+		if !ifc.DHCP4 {
+			checkGateway(h, d, p, ifc, false, errorf)
+		}
+		if !ifc.AcceptRA {
+			checkGateway(h, d, p, ifc, true, errorf)
+		}
 		if ifc.DefaultRoute {
 			if defaultRoute >= 0 {
 				errorf(p.Key("default_route"), "interfaces[%d] already carries the main table's default route; set default_route: true on one interface only", defaultRoute)
@@ -65,7 +70,8 @@ func validate(h *Host, d *decoder) {
 				errorf(p.Key("default_route"), "needs a gateway (or gateway6) on this interface to route through")
 			}
 		}
-		if ifc.TrackConnections && !ifc.Gateway.IsValid() && !ifc.Gateway6.IsValid() && !d.broken(p.Key("gateway")) && !d.broken(p.Key("gateway6")) {
+		checkDynamic(h, p, ifc, errorf)
+		if ifc.TrackConnections && !ifc.Dynamic() && !ifc.Gateway.IsValid() && !ifc.Gateway6.IsValid() && !d.broken(p.Key("gateway")) && !d.broken(p.Key("gateway6")) {
 			errorf(p.Key("track_connections"), "needs a gateway (or gateway6) on this interface: replies to clients beyond its subnet leave through that gateway")
 		}
 		// The kernel applies max(conf.all, conf.<if>) with off=0 < strict=1 < loose=2.
@@ -215,6 +221,27 @@ func checkGateway(h *Host, d *decoder, p report.Path, ifc Interface, v6 bool, er
 	}
 	errorf(gp, "%s is outside every %s subnet of this interface (%s); the kernel cannot reach it on this link, so use an address inside one of them or add its subnet to addresses",
 		gw, family, strings.Join(subnets, ", "))
+}
+
+// checkDynamic refuses what cannot go with addresses that a DHCPv4 lease or router advertisements hand out.
+func checkDynamic(h *Host, p report.Path, ifc Interface, errorf func(report.Path, string, ...any)) {
+	if !ifc.Dynamic() {
+		return
+	}
+	key := "dhcp4"
+	if !ifc.DHCP4 {
+		key = "accept_ra"
+	}
+	if ifc.DefaultRoute {
+		errorf(p.Key("default_route"), "cannot go with %s: the %s's routes go into the interface's own table, not main. Leave the interface that carries main's default route to its own configuration (do not list it), or give it static addresses and a gateway",
+			key, map[string]string{"dhcp4": "lease", "accept_ra": "advertisement"}[key])
+	}
+	if ifc.DHCP4 && ifc.Gateway.IsValid() {
+		errorf(p.Key("gateway"), "cannot go with dhcp4: the router the DHCP lease names is the gateway; remove gateway")
+	}
+	if ifc.AcceptRA && ifc.Gateway6.IsValid() {
+		errorf(p.Key("gateway6"), "cannot go with accept_ra: the router that advertises is the gateway; remove gateway6")
+	}
 }
 
 // site is where a subnet appears: the interface, and its first address in that subnet.

@@ -41,6 +41,16 @@ const (
 	ConnmarkUnit      = "symroute-connmark.service"
 	ConnmarkUnitPath  = "etc/systemd/system/" + ConnmarkUnit
 	ConnmarkWantsLink = "etc/systemd/system/sysinit.target.wants/" + ConnmarkUnit
+	// FollowScriptPath keeps a dynamic interface's "from <address>" rules equal to the addresses it has, run by
+	// FollowUnit (with bash, so it needs no mode) from before networkd starts; FollowWantsLink enables it.
+	FollowScriptPath = "etc/symroute/90-symroute-follow-addresses"
+	FollowUnit       = "symroute-follow-addresses.service"
+	FollowUnitPath   = "etc/systemd/system/" + FollowUnit
+	FollowWantsLink  = "etc/systemd/system/sysinit.target.wants/" + FollowUnit
+	// FollowProtocol is the protocol of the rules the follower makes, which tells them from every other rule: the
+	// follower adds and deletes only rules with it. The kernel and iproute2 assign no meaning to 83 (their list
+	// stops at 4, then names 8-18, 42, 99 and 186-192 for routing daemons); 83 is "S" in ASCII.
+	FollowProtocol = 83
 	// NFTTable is the nftables table symroute owns, family inet: one table for IPv4 and IPv6.
 	NFTTable = "symroute"
 	// HeaderPrefix starts every generated file.
@@ -59,6 +69,9 @@ var Globs = []string{
 	path.Dir(ConnmarkRulesetPath) + "/*.nft",
 	ConnmarkUnitPath,
 	ConnmarkWantsLink,
+	FollowScriptPath,
+	FollowUnitPath,
+	FollowWantsLink,
 }
 
 var ownedName = regexp.MustCompile(`^[0-9]{2}-symroute([-.]|$)`)
@@ -71,11 +84,13 @@ func IsOwned(p string, data []byte) bool {
 
 // IsOwnedName reports whether a file name follows symroute's pattern (NN-symroute..., or its unit's name). The
 // name alone decides only for symroute's temporary files, which have no header until they are complete.
-func IsOwnedName(name string) bool { return ownedName.MatchString(name) || name == ConnmarkUnit }
+func IsOwnedName(name string) bool {
+	return ownedName.MatchString(name) || name == ConnmarkUnit || name == FollowUnit
+}
 
 // IsOwnedLink reports whether a symbolic link is symroute's: the enablement link of its unit, pointing at it.
 func IsOwnedLink(p, target string) bool {
-	return p == ConnmarkWantsLink && target == "/"+ConnmarkUnitPath
+	return p == ConnmarkWantsLink && target == "/"+ConnmarkUnitPath || p == FollowWantsLink && target == "/"+FollowUnitPath
 }
 
 // OwnNetworkPath is where symroute writes the .network file of an interface in own mode.
@@ -129,8 +144,9 @@ func RuleShape(r routing.Rule) bool {
 
 // RuleOf is a kernel rule as the record lists rules.
 func RuleOf(r routing.Rule) record.Rule {
-	rr := record.Rule{Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Iif: r.Iif, Table: r.Table}
-	if r.Mark != 0 {
+	rr := record.Rule{Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Iif: r.Iif, Table: r.Table, SuppressDefault: r.SuppressDefault}
+	// A rule without addresses says its family only in the record's Family.
+	if r.Mark != 0 || r.SuppressDefault {
 		rr.Mask, rr.Family = r.Mask, 4
 		if r.Family == routing.FamilyV6 {
 			rr.Family = 6
@@ -152,7 +168,7 @@ func DeleteTakes(kr routing.Rule, ours record.Rule) bool {
 		kr.Protocol == StaticProtocol && kr.Action == routing.ActionLookup &&
 		(!ours.From.IsValid() || kr.From == ours.From) && (!ours.To.IsValid() || kr.To == ours.To) &&
 		(ours.Mark == 0 || kr.Mark == ours.Mark) && (ours.Mask == 0 || kr.Mask == ours.Mask) &&
-		(ours.Iif == "" || kr.Iif == ours.Iif)
+		(ours.Iif == "" || kr.Iif == ours.Iif) && (!ours.SuppressDefault || kr.SuppressDefault)
 }
 
 // OwnsRule reports whether a kernel rule is symroute's: shaped like one and listed in the applied state.

@@ -138,6 +138,27 @@ func (a *allocator) checkCollisions(p *Plan) {
 			}
 		}
 	}
+	a.checkLeaseRules(p, prios)
+}
+
+// checkLeaseRules refuses a dynamic interface's lease rule (at its priority + leaseOffset) that leaves
+// priority_range or lands on another interface's source rules, where it would take their place in the order.
+func (a *allocator) checkLeaseRules(p *Plan, prios map[uint32]int) {
+	for i, ifc := range p.Interfaces {
+		for _, r := range ifc.LeaseRules {
+			at := report.Path{"interfaces", i, "priority"}
+			if ifc.Interface.Priority == nil {
+				at = r.Origin
+			}
+			if r.Priority > a.h.Priorities.Max {
+				a.errorf(at, "the rule that gives the host the routes of %s's lease sits at its priority + %d = %d, outside priority_range %s; widen priority_range or pin a lower priority",
+					label(p, i), leaseOffset, r.Priority, a.h.Priorities)
+			} else if j, taken := prios[r.Priority]; taken {
+				a.errorf(at, "the rule that gives the host the routes of %s's lease sits at its priority + %d = %d, which is %s's rule priority; pin priorities at least %d apart",
+					label(p, i), leaseOffset, r.Priority, label(p, j), PriorityStep)
+			}
+		}
+	}
 }
 
 // pinnedSide picks which of two colliding interfaces to report: i when its value is pinned, else j (whose value

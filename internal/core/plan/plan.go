@@ -33,7 +33,9 @@ type Rule struct {
 	// that arrived on that link.
 	Mark, Mask uint32
 	Iif        string
-	// Family is 4, 6, or 0 for both; only a mark rule, which has no address to tell, sets it.
+	// SuppressDefault is suppress_prefixlength 0: the lookup takes Table's routes but its default route.
+	SuppressDefault bool
+	// Family is 4, 6, or 0 for both; only a rule without addresses (a mark or suppress rule) sets it.
 	Family int
 	Table  uint32
 	// Origin is where the rule comes from in the description, so drift can be reported against a YAML line.
@@ -42,7 +44,7 @@ type Rule struct {
 
 // Is6 reports whether the rule is an IPv6 rule (for a mark rule: an IPv6-only one).
 func (r Rule) Is6() bool {
-	if r.Mask != 0 {
+	if !r.From.IsValid() && !r.To.IsValid() {
 		return r.Family == 6
 	}
 	if r.From.IsValid() {
@@ -85,6 +87,9 @@ type Interface struct {
 	// does not track them); MarkRules route their packets.
 	Mark      uint32
 	MarkRules []Rule
+	// LeaseRules serve a dynamic interface (dhcp4, accept_ra), whose lease and advertisement routes networkd puts
+	// into its table rather than main: the host's own traffic to those destinations looks them up there.
+	LeaseRules []Rule
 }
 
 // Sysctl is one kernel parameter to set, with the reason shown in the generated file.
@@ -144,6 +149,9 @@ const (
 	// markTableOffset: every other packet of the connection (the replies, and rp_filter's reverse lookup of the
 	// request) uses the interface's table.
 	markTableOffset = 2
+	// leaseOffset: after a dynamic interface's source rules, so an address's own table still comes first, and
+	// before the next interface's at PriorityStep.
+	leaseOffset = 5
 )
 
 // CheckRanges reports where h's table_range and priority_range overlap the kernel's or a declared component's
@@ -179,6 +187,9 @@ func Build(h *description.Host) (*Plan, report.Report) {
 				}
 			}
 		}
+		if ifc.Dynamic() {
+			pi.LeaseRules = []Rule{leaseRule(ifc, pi, i)}
+		}
 		for j, addr := range ifc.Addresses {
 			pi.Rules = append(pi.Rules, Rule{
 				Priority: pi.Priority,
@@ -195,15 +206,32 @@ func Build(h *description.Host) (*Plan, report.Report) {
 	return p, r
 }
 
-// markRules routes the packets of connections tracked on ifc: in the families it has a gateway for.
-func markRules(p *Plan, ifc *Interface, i int) {
-	family := 0
-	switch v4, v6 := ifc.Gateway.IsValid(), ifc.Gateway6.IsValid(); {
-	case v4 && !v6:
-		family = 4
-	case v6 && !v4:
-		family = 6
+// leaseRule gives the host's own traffic the routes networkd put into a dynamic interface's table instead of
+// main (the lease's subnet above all, so the host still reaches its LAN directly), but not the table's default
+// route, which is for replies and for traffic from the interface's addresses only.
+func leaseRule(ifc description.Interface, pi Interface, i int) Rule {
+	key := "dhcp4"
+	if !ifc.DHCP4 {
+		key = "accept_ra"
 	}
+	return Rule{Priority: pi.Priority + leaseOffset, SuppressDefault: true, Family: family(ifc.DHCP4, ifc.AcceptRA), Table: pi.Table, Origin: report.Path{"interfaces", i, key}}
+}
+
+// family is a rule's family for the address families it serves: 4, 6, or 0 for both.
+func family(v4, v6 bool) int {
+	switch {
+	case v4 && !v6:
+		return 4
+	case v6 && !v4:
+		return 6
+	}
+	return 0
+}
+
+// markRules routes the packets of connections tracked on ifc: in the families it has a gateway for, from the
+// description or from a lease or an advertisement.
+func markRules(p *Plan, ifc *Interface, i int) {
+	family := family(ifc.Gateway.IsValid() || ifc.DHCP4, ifc.Gateway6.IsValid() || ifc.AcceptRA)
 	origin := report.Path{"interfaces", i, "track_connections"}
 	base := p.Host.Priorities.Min
 	ifc.MarkRules = []Rule{
@@ -272,8 +300,8 @@ type KernelRule struct {
 func (p *Plan) KernelRules() []KernelRule {
 	var out []KernelRule
 	add := func(r Rule, ifc string) {
-		kr := record.Rule{Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Iif: r.Iif, Table: r.Table}
-		if r.Mask == 0 {
+		kr := record.Rule{Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Iif: r.Iif, Table: r.Table, SuppressDefault: r.SuppressDefault}
+		if r.Mask == 0 && !r.SuppressDefault {
 			out = append(out, KernelRule{kr, r.Origin, ifc})
 			return
 		}
@@ -293,6 +321,9 @@ func (p *Plan) KernelRules() []KernelRule {
 			add(r, ifc.Name)
 		}
 		for _, r := range ifc.Rules {
+			add(r, ifc.Name)
+		}
+		for _, r := range ifc.LeaseRules {
 			add(r, ifc.Name)
 		}
 	}

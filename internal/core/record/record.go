@@ -76,6 +76,8 @@ type Rule struct {
 	Iif      string       `json:"iif,omitzero"`
 	Family   int          `json:"family,omitzero"`
 	Table    uint32       `json:"table"`
+	// SuppressDefault: suppress_prefixlength 0, the lookup takes the table's routes but its default route.
+	SuppressDefault bool `json:"suppress_default,omitzero"`
 }
 
 // Sysctl is one key symroute set: its value, and the value it had before symroute first set it, which remove
@@ -191,11 +193,15 @@ func (r Rule) String() string {
 	if r.Iif != "" {
 		sel += " iif " + r.Iif
 	}
+	suppress := ""
+	if r.SuppressDefault {
+		suppress = " suppress_prefixlength 0"
+	}
 	family := ""
 	if r.Family == 6 {
 		family = " (IPv6)"
 	}
-	return fmt.Sprintf("%d: %s lookup %s%s", r.Priority, sel, routing.TableName(r.Table), family)
+	return fmt.Sprintf("%d: %s lookup %s%s%s", r.Priority, sel, routing.TableName(r.Table), suppress, family)
 }
 
 func hostOrPrefix(p netip.Prefix) string {

@@ -19,6 +19,9 @@ type Rule struct {
 	// Mark and Mask are its fwmark match, and Iif its input interface, when it has them.
 	Mark, Mask uint32
 	Iif        string
+	// SuppressDefault is suppress_prefixlength 0: a lookup whose answer is a default route is ignored, so only the
+	// table's more specific routes apply.
+	SuppressDefault bool
 	// Narrowed says the rule selects on more than addresses, a mark and an input interface (an output interface,
 	// a uid range, a protocol or port, a TOS, or "not"): symroute makes no such rule.
 	Narrowed bool

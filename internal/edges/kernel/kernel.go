@@ -96,7 +96,9 @@ func (r *Reader) Rules() ([]routing.Rule, error) {
 				r.Mask = *nr.Mask
 			}
 			r.Iif = nr.IifName
-			r.Narrowed = nr.OifName != "" || nr.UIDRange != nil || nr.IPProto != 0 || nr.Dport != nil || nr.Sport != nil || nr.Tos != 0 || nr.Invert
+			r.SuppressDefault = nr.SuppressPrefixlen == 0
+			r.Narrowed = nr.OifName != "" || nr.UIDRange != nil || nr.IPProto != 0 || nr.Dport != nil || nr.Sport != nil || nr.Tos != 0 || nr.Invert ||
+				nr.SuppressPrefixlen > 0 || nr.SuppressIfgroup >= 0
 			out = append(out, r)
 		}
 	}
@@ -284,6 +286,9 @@ func (r *Reader) DeleteRule(rule routing.Rule) error {
 	nr.Protocol = rule.Protocol
 	nr.Type = rule.Action
 	nr.IifName = rule.Iif
+	if rule.SuppressDefault {
+		nr.SuppressPrefixlen = 0
+	}
 	if rule.Mark != 0 {
 		nr.Mark = rule.Mark
 		mask := rule.Mask
