@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,7 @@ import (
 	"github.com/symroute/symroute/internal/core/networkfiles"
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/templates"
 )
@@ -263,6 +265,26 @@ func (g *gen) follow(p *plan.Plan) {
 // colon, so the split is unambiguous.
 func FollowArg(ifc plan.Interface) string {
 	return fmt.Sprintf("%s:%d:%d", ifc.Name, ifc.Table, ifc.Priority)
+}
+
+// FollowSlotsOf reads the slots back from the follower unit's command, for a removal with no record of them.
+func FollowSlotsOf(unit []byte) []record.FollowSlot {
+	var out []record.FollowSlot
+	for _, line := range strings.Split(string(unit), "\n") {
+		cmd, ok := strings.CutPrefix(line, "ExecStart=")
+		if !ok || !isFollowCommand(cmd) {
+			continue
+		}
+		for _, w := range strings.Split(cmd, " ")[2:] {
+			name, rest, _ := strings.Cut(w, ":")
+			table, prio, _ := strings.Cut(rest, ":")
+			t, _ := strconv.ParseUint(table, 10, 32)
+			p, _ := strconv.ParseUint(prio, 10, 32)
+			name = strings.NewReplacer("$$", "$", "%%", "%").Replace(name)
+			out = append(out, record.FollowSlot{Interface: name, Table: uint32(t), Priority: uint32(p)})
+		}
+	}
+	return out
 }
 
 // unitEscape writes s for a unit file's command line, where systemd expands $ and % themselves: an interface name

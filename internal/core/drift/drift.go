@@ -7,6 +7,7 @@ package drift
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -38,6 +39,8 @@ type Snapshot struct {
 	NetworkFiles map[string]string
 	LinkStates   map[string]string
 	Probes       []ProbeResult
+	// Followed holds the global addresses each dynamic interface has now, by name.
+	Followed map[string][]netip.Addr
 	// Notes say what could not be read, such as networkd not answering.
 	Notes []string
 }
@@ -179,7 +182,22 @@ func (c *comparer) rules() {
 		want[r.Rule] = r
 	}
 	got := map[ruleKey]bool{}
+	slots := c.p.FollowSlots()
+	followed := map[record.FollowSlot]map[netip.Addr]bool{}
 	for _, kr := range c.snap.Rules {
+		if i := slices.IndexFunc(slots, func(s record.FollowSlot) bool { return ownership.FollowerRule(s, kr) }); i >= 0 {
+			s := slots[i]
+			if !slices.Contains(c.snap.Followed[s.Interface], kr.From.Addr()) {
+				c.add(RuleStale, s.Interface, nil, "rule %d: from %s lookup %s is the follower's, for an address %s no longer has; %s deletes it: is it running?",
+					s.Priority, kr.From.Addr(), routing.TableName(s.Table), s.Interface, ownership.FollowUnit)
+				continue
+			}
+			if followed[s] == nil {
+				followed[s] = map[netip.Addr]bool{}
+			}
+			followed[s][kr.From.Addr()] = true
+			continue
+		}
 		k := ownership.RuleOf(kr)
 		_, atOurs := ours[kr.Priority]
 		inRange := c.p.Host.Priorities.Contains(kr.Priority)
@@ -201,6 +219,16 @@ func (c *comparer) rules() {
 			c.res.Notes = append(c.res.Notes, fmt.Sprintf("rule %s shares priority %d with %s but selects traffic none of them does; it is not symroute's, and symroute leaves it alone", rule, kr.Priority, ours[kr.Priority]))
 		default:
 			c.res.Notes = append(c.res.Notes, fmt.Sprintf("rule %s sits in priority_range %s between symroute's rules; it is not symroute's, and symroute leaves it alone", rule, c.p.Host.Priorities))
+		}
+	}
+	for _, s := range slots {
+		ifc := c.p.Interfaces[slices.IndexFunc(c.p.Interfaces, func(i plan.Interface) bool { return i.Name == s.Interface })]
+		for _, a := range c.snap.Followed[s.Interface] {
+			c.res.Checked.Rules++
+			if !followed[s][a] {
+				c.add(RuleMissing, s.Interface, dynamicOrigin(ifc), "rule %d: from %s lookup %s, for %s's address %s, is missing; %s keeps it: is it running? (apply puts it back)",
+					s.Priority, a, routing.TableName(s.Table), s.Interface, a, ownership.FollowUnit)
+			}
 		}
 	}
 	keys := make([]ruleKey, 0, len(want))
@@ -291,10 +319,38 @@ func (c *comparer) routes() {
 				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s leaves by link %d, not %s", RouteString(r.Destination, r.Gateway, r.Table), lr.LinkIndex, ifc.Name)
 			}
 		}
+		if ifc.Dynamic() {
+			c.leaseRoutes(ifc, index, live)
+		}
 		for _, r := range live {
+			// A lease's or an advertisement's routes are networkd's to put in the table, whatever they are.
+			if ifc.Dynamic() && r.LinkIndex == index {
+				continue
+			}
 			if !want[routeKey{r.Destination, r.Gateway}] {
 				c.add(RouteUnexpected, ifc.Name, nil, "route %s is in symroute's table but not in the plan", RouteString(r.Destination, r.Gateway, ifc.Table))
 			}
+		}
+	}
+}
+
+// leaseRoutes checks that a dynamic interface's table has a default route in each family whose address the
+// interface has from its lease or advertisements: without it, replies to clients beyond the subnet have no way out.
+func (c *comparer) leaseRoutes(ifc plan.Interface, index int, live []routing.Route) {
+	for _, v6 := range []bool{false, true} {
+		if !servesFamily(ifc, v6) || !slices.ContainsFunc(c.snap.Followed[ifc.Name], func(a netip.Addr) bool { return a.Is6() == v6 }) {
+			continue
+		}
+		c.res.Checked.Routes++
+		if !slices.ContainsFunc(live, func(r routing.Route) bool {
+			return !r.Destination.IsValid() && r.Gateway.Is6() == v6 && r.LinkIndex == index
+		}) {
+			from := "lease"
+			if v6 {
+				from = "router advertisements"
+			}
+			c.add(RouteMissing, ifc.Name, dynamicOrigin(ifc), "table %d (%s) has no %s default route through %s from its %s; replies to clients beyond its subnet have no way out",
+				ifc.Table, ifc.TableName, map[bool]string{false: "IPv4", true: "IPv6"}[v6], ifc.Name, from)
 		}
 	}
 }

@@ -50,7 +50,7 @@ func healthy(p *plan.Plan) Snapshot {
 			s.Routes[ifc.Table] = append(s.Routes[ifc.Table], routing.Route{Destination: r.Destination, Gateway: r.Gateway, Table: r.Table, LinkIndex: s.Links[ifc.Name]})
 		}
 	}
-	for _, pr := range Probes(p) {
+	for _, pr := range Probes(p, nil) {
 		ifc := p.Interfaces[pr.Position]
 		s.Probes = append(s.Probes, ProbeResult{Probe: pr, Answer: routing.Answer{LinkIndex: s.Links[ifc.Name], Table: ifc.Table}})
 	}
@@ -173,7 +173,7 @@ func TestRulesInTheRange(t *testing.T) {
 func TestProbes(t *testing.T) {
 	p := testPlan(t)
 	var got []string
-	for _, pr := range Probes(p) {
+	for _, pr := range Probes(p, nil) {
 		got = append(got, pr.Src.String()+">"+pr.Dst.String())
 	}
 	want := "192.168.1.10>198.51.100.1 192.168.1.10>10.0.0.2 10.0.0.1>198.51.100.1 10.0.0.1>192.168.1.1"

@@ -39,7 +39,7 @@ var outsideCandidates = []netip.Addr{
 
 // Probes lists the questions for every managed address whose interface has a gateway in its family (without one,
 // the table has no way out and traffic beyond the subnets is main's to route).
-func Probes(p *plan.Plan) []Probe {
+func Probes(p *plan.Plan, followed map[string][]netip.Addr) []Probe {
 	local := map[netip.Addr]bool{}
 	var subnets, cluster []netip.Prefix
 	for _, ifc := range p.Interfaces {
@@ -89,6 +89,13 @@ func Probes(p *plan.Plan) []Probe {
 				probes = append(probes, Probe{Position: i, Src: a.Addr(), Dst: dst, Why: why, Origin: origin})
 			}
 		}
+		// The addresses a dynamic interface has now, from its lease or advertisements: through the gateway the
+		// lease or advertisement gave, to the same destination beyond every subnet.
+		for _, a := range followed[ifc.Name] {
+			if dst, ok := outside[a.Is6()]; ok && servesFamily(ifc, a.Is6()) && !local[a] {
+				probes = append(probes, Probe{Position: i, Src: a, Dst: dst, Why: "beyond every local subnet, from its address now", Origin: dynamicOrigin(ifc)})
+			}
+		}
 	}
 	// A reply on a connection each tracked interface marked, from an address no rule names: a rule of another
 	// program ahead of the mark rules (a lookup of everything, another mark rule) shows here.
@@ -99,7 +106,7 @@ func Probes(p *plan.Plan) []Probe {
 			if v6 {
 				gw = ifc.Gateway6
 			}
-			if dst, ok := outside[v6]; ok && gw.IsValid() {
+			if dst, ok := outside[v6]; ok && (gw.IsValid() || servesFamily(ifc, v6)) {
 				probes = append(probes, Probe{Position: ifc.Position, Dst: dst, Why: "beyond every local subnet", Origin: origin, Mark: ifc.Mark})
 			}
 		}
@@ -140,4 +147,20 @@ func hostIn(s netip.Prefix, local map[netip.Addr]bool) (netip.Addr, bool) {
 		a = a.Next()
 	}
 	return netip.Addr{}, false
+}
+
+// servesFamily says whether a lease (IPv4) or advertisements (IPv6) give the interface a gateway of the family.
+func servesFamily(ifc plan.Interface, v6 bool) bool {
+	if v6 {
+		return ifc.AcceptRA
+	}
+	return ifc.DHCP4
+}
+
+// dynamicOrigin is where the description makes an interface dynamic: dhcp4, else accept_ra.
+func dynamicOrigin(ifc plan.Interface) report.Path {
+	if ifc.DHCP4 {
+		return report.Path{"interfaces", ifc.Position, "dhcp4"}
+	}
+	return report.Path{"interfaces", ifc.Position, "accept_ra"}
 }

@@ -171,6 +171,14 @@ func DeleteTakes(kr routing.Rule, ours record.Rule) bool {
 		(ours.Iif == "" || kr.Iif == ours.Iif) && (!ours.SuppressDefault || kr.SuppressDefault)
 }
 
+// FollowerRule reports whether a kernel rule is one the follower keeps at slot: a plain lookup of the slot's
+// table at its priority, from one address, with the follower's protocol and no other selector.
+func FollowerRule(slot record.FollowSlot, r routing.Rule) bool {
+	return r.Protocol == FollowProtocol && r.Action == routing.ActionLookup && !r.Narrowed && !r.SuppressDefault &&
+		r.Priority == slot.Priority && r.Table == slot.Table && r.From.IsValid() && r.From.IsSingleIP() &&
+		!r.To.IsValid() && r.Mark == 0 && r.Iif == ""
+}
+
 // OwnsRule reports whether a kernel rule is symroute's: shaped like one and listed in the applied state.
 func OwnsRule(applied *record.State, r routing.Rule) bool {
 	return applied != nil && RuleShape(r) && slices.Contains(applied.Rules, RuleOf(r))

@@ -288,6 +288,18 @@ func sysctls(h *description.Host) []Sysctl {
 	return out
 }
 
+// FollowSlots are where the follower keeps the dynamic interfaces' "from <address>" rules: at each one's
+// priority, to its table, beside the rules of its static addresses.
+func (p *Plan) FollowSlots() []record.FollowSlot {
+	var out []record.FollowSlot
+	for _, ifc := range p.Interfaces {
+		if ifc.Dynamic() {
+			out = append(out, record.FollowSlot{Interface: ifc.Name, Table: ifc.Table, Priority: ifc.Priority})
+		}
+	}
+	return out
+}
+
 // KernelRule is one rule as networkd puts it into the kernel, with where the plan got it.
 type KernelRule struct {
 	record.Rule

@@ -55,6 +55,16 @@ type State struct {
 	// table differently. Both empty when no interface tracks connections.
 	Connmark       string `json:"connmark,omitempty"`
 	ConnmarkKernel string `json:"connmark_kernel,omitempty"`
+	// Follow are the places where the follower keeps the dynamic interfaces' "from <address>" rules: the rules
+	// there with its protocol are symroute's, whatever their addresses.
+	Follow []FollowSlot `json:"follow,omitempty"`
+}
+
+// FollowSlot is where the follower keeps one interface's rules: at Priority, to Table.
+type FollowSlot struct {
+	Interface string `json:"interface"`
+	Table     uint32 `json:"table"`
+	Priority  uint32 `json:"priority"`
 }
 
 // File is one file symroute wrote, relative to the root; or, with Link, one symbolic link, to that target.

@@ -300,6 +300,21 @@ func (r *Reader) DeleteRule(rule routing.Rule) error {
 	return nil
 }
 
+// AddRule adds a "from <address> lookup <table>" rule with the given priority and protocol: the follower's
+// rules, which apply puts in place as the follower would, so that what it verifies does not wait on the unit.
+func (r *Reader) AddRule(rule routing.Rule) error {
+	nr := netlink.NewRule()
+	nr.Family = rule.Family
+	nr.Priority = int(rule.Priority)
+	nr.Table = int(rule.Table)
+	nr.Src = ipNet(rule.From)
+	nr.Protocol = rule.Protocol
+	if err := r.h.RuleAdd(nr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add rule %d from %s: %w", rule.Priority, rule.From, err)
+	}
+	return nil
+}
+
 func ipNet(p netip.Prefix) *net.IPNet {
 	if !p.IsValid() {
 		return nil

@@ -36,6 +36,32 @@ func noManager(err error) bool {
 	return false
 }
 
+// StopUnit stops name and waits for the job to finish; a unit systemd does not know is already stopped. The
+// error wraps ErrNoManager when no manager answered.
+func StopUnit(ctx context.Context, name string) error {
+	conn, err := connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	done := make(chan string, 1)
+	if _, err := conn.StopUnitContext(ctx, name, "replace", done); err != nil {
+		if noManager(err) {
+			return fmt.Errorf("%w: %v", ErrNoManager, err)
+		}
+		return fmt.Errorf("stop %s: %w", name, err)
+	}
+	select {
+	case result := <-done:
+		if result != "done" {
+			return fmt.Errorf("stop %s: the job ended %q; see journalctl -u %s", name, result, name)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop %s: %w", name, ctx.Err())
+	}
+}
+
 // RestartUnit restarts name and waits for the job to finish. The error wraps ErrNoManager when no manager
 // answered, and names the job's result when it ran and failed.
 func RestartUnit(ctx context.Context, name string) error {

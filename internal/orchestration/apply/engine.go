@@ -36,6 +36,7 @@ type Kernel interface {
 	RoutesOn(index int) ([]routing.Route, error)
 	Addresses(index int) ([]routing.Address, error)
 	DeleteRule(routing.Rule) error
+	AddRule(routing.Rule) error
 }
 
 // Networkd is what the engine asks of systemd-networkd; *networkd.Client implements it.
@@ -71,6 +72,9 @@ type Deps struct {
 	// RestartConnmark restarts symroute-connmark.service, so that systemd counts it active and restarts it with
 	// nftables.service; nil where there is no manager to ask.
 	RestartConnmark func(ctx context.Context) error
+	// Unit asks systemd to "restart" or "stop" a unit of symroute's and waits for the job; nil where there is no
+	// manager to ask.
+	Unit func(ctx context.Context, name, action string) error
 	// ManagerAvailable reports whether a systemd manager answers, asked before a change that needs a restart.
 	ManagerAvailable func(ctx context.Context) error
 	// NetworkdVersion returns networkd's major version. With thorough false it may give up where the answer

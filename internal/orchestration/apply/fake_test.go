@@ -498,6 +498,23 @@ func (k fakeKernel) DeleteRule(r routing.Rule) error {
 	return nil
 }
 
+func (k fakeKernel) AddRule(r routing.Rule) error {
+	f := k.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.log("kernel: add rule %s protocol %d", ownership.RuleOf(r), r.Protocol)
+	if err := f.injected("add-rule"); err != nil {
+		return err
+	}
+	for _, x := range f.rules {
+		if x == r {
+			return nil // EEXIST, which the real reader ignores
+		}
+	}
+	f.rules = append(f.rules, r)
+	return nil
+}
+
 // RouteGet walks the rules in priority order and looks the destination up in each rule's table, as the kernel
 // does for a packet the host sends from src.
 func (k fakeKernel) RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error) {
@@ -532,7 +549,7 @@ func (k fakeKernel) RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, 
 				best, ans = bits, routing.Answer{LinkIndex: rt.LinkIndex, Table: rt.Table, Gateway: rt.Gateway}
 			}
 		}
-		if best >= 0 {
+		if best > 0 || best == 0 && !r.SuppressDefault {
 			return ans, nil
 		}
 	}

@@ -158,7 +158,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	// From here every failure, and an interruption, is answered with the exact inverse, or, under --no-rollback,
 	// with the rest of the run.
 	var done []phase
-	var sysctlsSet, staleDeleted, connmarkDone bool
+	var sysctlsSet, staleDeleted, connmarkDone, followDone bool
 	settle := func() error {
 		if e.opts.NoRollback && !out.Interrupted && req.Op == record.OpApply {
 			return e.keep(&target, &out, func() (errs []error) {
@@ -170,6 +170,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 				}
 				if !connmarkDone {
 					errs = append(errs, e.takeUpConnmark(ctx, req.Plan, touches(changes, ownership.ConnmarkRulesetPath), &target))
+				}
+				if !followDone {
+					errs = append(errs, e.takeUpFollower(ctx, req.Plan, followerChanged(changes), &target))
 				}
 				return errs
 			})
@@ -199,6 +202,10 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 		return fail(err)
 	}
 	connmarkDone = true
+	if err := e.takeUpFollower(ctx, req.Plan, followerChanged(changes), &target); err != nil {
+		return fail(err)
+	}
+	followDone = true
 	res, err := e.verifyUntil(ctx, req.Plan, req.Files, &target)
 	out.Result = res
 	if err != nil {
@@ -239,6 +246,9 @@ func (e *Engine) converge(ctx context.Context, req Request, target record.State,
 	if err := e.takeUpConnmark(ctx, req.Plan, false, &target); err != nil {
 		return out, err
 	}
+	if err := e.takeUpFollower(ctx, req.Plan, false, &target); err != nil {
+		return out, err
+	}
 	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(req.Files), Recorded: e.rec.Applied}
 	res, err := state.Verify(ctx, req.Plan, expect, e.sources())
 	out.Result = res
@@ -271,7 +281,8 @@ func (e *Engine) converge(ctx context.Context, req Request, target record.State,
 // known to be symroute's).
 func (e *Engine) converged(out Outcome, err error, target record.State) (Outcome, error) {
 	out.Verified = err == nil
-	if err == nil && (!sameFiles(e.rec.Applied, target) || e.rec.Applied.Connmark != target.Connmark || e.rec.Applied.ConnmarkKernel != target.ConnmarkKernel) {
+	if err == nil && (!sameFiles(e.rec.Applied, target) || e.rec.Applied.Connmark != target.Connmark || e.rec.Applied.ConnmarkKernel != target.ConnmarkKernel ||
+		!slices.Equal(e.rec.Applied.Follow, target.Follow)) {
 		e.rec.Applied = &target
 		err = e.save()
 	}
@@ -569,6 +580,7 @@ func targetState(req Request) record.State {
 	for _, r := range req.Plan.KernelRules() {
 		t.Rules = append(t.Rules, r.Rule)
 	}
+	t.Follow = req.Plan.FollowSlots()
 	for _, ifc := range req.Plan.Interfaces {
 		t.Tables = append(t.Tables, ifc.Table)
 		if ifc.Mode == description.ModeOwn {
@@ -576,6 +588,11 @@ func targetState(req Request) record.State {
 		}
 	}
 	return t
+}
+
+// followerChanged says whether the follower's unit or script changes, so the running one must start again.
+func followerChanged(changes []filesync.Change) bool {
+	return touches(changes, ownership.FollowUnitPath) || touches(changes, ownership.FollowScriptPath)
 }
 
 // managedLinks are the links networkd configures from symroute's files: every interface, and lo when it carries

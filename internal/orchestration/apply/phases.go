@@ -104,7 +104,7 @@ func (e *Engine) runPhase(ctx context.Context, ph phase, managed []string, out *
 	}
 	written()
 	afterWrite()
-	if touches(ph.changes, ownership.ConnmarkUnitPath) {
+	if touches(ph.changes, ownership.ConnmarkUnitPath) || touches(ph.changes, ownership.FollowUnitPath) {
 		e.reloadManager(ctx)
 	}
 	return ph.restart, e.takeUp(ctx, changedLinks(ph.changes), ph.restart, managed, out)
@@ -242,8 +242,8 @@ func (e *Engine) reloadManager(ctx context.Context) {
 		return
 	}
 	if err := e.deps.ReloadManager(ctx); err != nil {
-		e.logf("note: systemd did not read /%s again (%v); it reads it when it next starts", ownership.ConnmarkUnitPath, err)
+		e.logf("note: systemd did not read symroute's units again (%v); it reads them when it next starts", err)
 		return
 	}
-	e.logf("systemd read /%s again", ownership.ConnmarkUnitPath)
+	e.logf("systemd read symroute's units again")
 }

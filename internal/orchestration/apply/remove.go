@@ -92,7 +92,16 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	// A table symroute has no record of loading, and no file of its describes, is left alone, by the removal and
 	// by its undo (which compares with tableBefore, the table as it is).
 	deleteTable := tableBefore != "" && (prior.Connmark != "" || touches(changes, ownership.ConnmarkRulesetPath))
-	if len(changes) == 0 && len(restore) == 0 && len(leftover) == 0 && !deleteTable {
+	followed := prior.Follow
+	if len(followed) == 0 {
+		// Files that generate or Ignition wrote, with no record: the unit's command names the slots.
+		for _, c := range changes {
+			if c.Path == ownership.FollowUnitPath {
+				followed = generator.FollowSlotsOf(c.Old)
+			}
+		}
+	}
+	if len(changes) == 0 && len(restore) == 0 && len(leftover) == 0 && !deleteTable && len(followed) == 0 {
 		e.logf("nothing of symroute's is in place")
 		e.rec.Applied = nil
 		return out, rm, e.save()
@@ -148,6 +157,9 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 			return fail(fmt.Errorf("delete nftables table inet %s: %w", ownership.NFTTable, err))
 		}
 		e.logf("deleted nftables table inet %s", ownership.NFTTable)
+	}
+	if err := e.follow(ctx, followed, nil, false); err != nil {
+		return fail(err)
 	}
 	rm.Remaining, err = e.remaining(prior)
 	if err != nil {

@@ -55,6 +55,9 @@ func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []ph
 	if err := e.undoConnmark(rctx, tx); err != nil {
 		e.logf("note: nftables table inet symroute was not put back: %v", err)
 	}
+	if err := e.undoFollower(rctx, tx); err != nil {
+		e.logf("note: the follower's rules were not put back: %v", err)
+	}
 	var keep []record.Rule
 	if e.rec.Applied != nil {
 		keep = e.rec.Applied.Rules

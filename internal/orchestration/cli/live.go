@@ -70,6 +70,12 @@ func liveDeps(ctx context.Context, root *rootfs.Root, rootPath string) (apply.De
 		RestartConnmark: func(ctx context.Context) error {
 			return systemd.RestartUnit(ctx, ownership.ConnmarkUnit)
 		},
+		Unit: func(ctx context.Context, name, action string) error {
+			if action == "stop" {
+				return systemd.StopUnit(ctx, name)
+			}
+			return systemd.RestartUnit(ctx, name)
+		},
 		RestartNetworkd: func(ctx context.Context) error {
 			return systemd.RestartUnit(ctx, "systemd-networkd.service")
 		},

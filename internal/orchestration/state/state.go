@@ -26,6 +26,7 @@ type Kernel interface {
 	LinkIndex(name string) (int, bool, error)
 	LinkName(index int) (string, error)
 	RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error)
+	Addresses(index int) ([]routing.Address, error)
 }
 
 // Networkd is what state asks networkd; *networkd.Client implements it.
@@ -77,7 +78,19 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 		}
 	}
 
-	for _, pr := range drift.Probes(p) {
+	for _, ifc := range p.Interfaces {
+		if !ifc.Dynamic() {
+			continue
+		}
+		if snap.Followed == nil {
+			snap.Followed = map[string][]netip.Addr{}
+		}
+		if snap.Followed[ifc.Name], err = FollowedAddresses(src.Kernel, ifc.Name); err != nil {
+			return snap, err
+		}
+	}
+
+	for _, pr := range drift.Probes(p, snap.Followed) {
 		if _, linked := snap.Links[p.Interfaces[pr.Position].Name]; !linked {
 			continue
 		}
@@ -144,6 +157,26 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 		snap.Notes = append(snap.Notes, "which .network file networkd applied was not checked: no system bus")
 	}
 	return snap, nil
+}
+
+// FollowedAddresses are the global addresses the link named name has now, as the follower reads them (`ip
+// address show scope global`): none when the link does not exist.
+func FollowedAddresses(k Kernel, name string) ([]netip.Addr, error) {
+	index, ok, err := k.LinkIndex(name)
+	if err != nil || !ok {
+		return nil, err
+	}
+	addrs, err := k.Addresses(index)
+	if err != nil {
+		return nil, fmt.Errorf("read %s's addresses: %w", name, err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if a.Prefix.Addr().IsGlobalUnicast() {
+			out = append(out, a.Prefix.Addr())
+		}
+	}
+	return out, nil
 }
 
 // describe reads, for every link expect names, the .network file networkd applied and its state: in one call

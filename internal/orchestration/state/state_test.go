@@ -45,7 +45,9 @@ type fakeKernel struct {
 	links  map[string]int
 	// answers holds the route lookup's answer by source address; an address without one gets errNoRoute.
 	answers map[netip.Addr]routing.Answer
-	// fail makes a method fail: "Rules", "Routes", "LinkIndex".
+	// addresses holds each link's addresses, by index.
+	addresses map[int][]routing.Address
+	// fail makes a method fail: "Rules", "Routes", "LinkIndex", "Addresses".
 	fail map[string]error
 
 	tablesRead []uint32
@@ -64,6 +66,10 @@ func (k *fakeKernel) Routes(table uint32) ([]routing.Route, error) {
 func (k *fakeKernel) LinkIndex(name string) (int, bool, error) {
 	i, ok := k.links[name]
 	return i, ok, k.fail["LinkIndex"]
+}
+
+func (k *fakeKernel) Addresses(index int) ([]routing.Address, error) {
+	return k.addresses[index], k.fail["Addresses"]
 }
 
 func (k *fakeKernel) LinkName(index int) (string, error) {
@@ -197,7 +203,7 @@ func TestGatherReadsEverySourceOnce(t *testing.T) {
 		t.Errorf("tables read: %v", h.kernel.tablesRead)
 	}
 	var want []string
-	for _, pr := range drift.Probes(p) {
+	for _, pr := range drift.Probes(p, nil) {
 		want = append(want, pr.Src.String()+">"+pr.Dst.String())
 	}
 	if len(want) != 10 || !reflect.DeepEqual(h.kernel.lookups, want) {

@@ -1,0 +1,115 @@
+package apply
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+
+	"github.com/symroute/symroute/internal/core/ownership"
+	"github.com/symroute/symroute/internal/core/plan"
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/core/routing"
+	"github.com/symroute/symroute/internal/orchestration/state"
+)
+
+// The follower (symroute-follow-addresses.service) keeps a "from <address>" rule for each address a dynamic
+// interface has. apply does what it does, once, so that a run verifies without waiting for the unit, and so that
+// a root without systemd (a test's, an image's) gets the rules too; on the running system it also restarts the
+// unit when its files changed, and stops it when no interface is dynamic any more.
+
+// takeUpFollower brings the follower's rules and unit to what target wants, from the applied state.
+func (e *Engine) takeUpFollower(ctx context.Context, p *plan.Plan, changed bool, target *record.State) error {
+	var prior []record.FollowSlot
+	if e.rec.Applied != nil {
+		prior = e.rec.Applied.Follow
+	}
+	target.Follow = p.FollowSlots()
+	return e.follow(ctx, prior, target.Follow, changed)
+}
+
+// undoFollower puts the follower back as the applied state had it, after the files are restored.
+func (e *Engine) undoFollower(ctx context.Context, tx *record.Transaction) error {
+	var prior []record.FollowSlot
+	if e.rec.Applied != nil {
+		prior = e.rec.Applied.Follow
+	}
+	return e.follow(ctx, tx.Target.Follow, prior, !slices.Equal(prior, tx.Target.Follow))
+}
+
+// follow moves the follower from the slots from to the slots to: the unit first (so the running follower, with
+// its old arguments, does not put back what is deleted here), then the rules.
+func (e *Engine) follow(ctx context.Context, from, to []record.FollowSlot, changed bool) error {
+	if len(from) == 0 && len(to) == 0 {
+		return nil
+	}
+	if e.opts.Root.Path == "/" && e.deps.Unit != nil {
+		switch {
+		case len(to) > 0 && changed:
+			if err := e.deps.Unit(ctx, ownership.FollowUnit, "restart"); err != nil {
+				e.logf("note: %s was not restarted (%v); apply put the rules in place, and the unit starts at the next boot", ownership.FollowUnit, err)
+			}
+		case len(to) == 0:
+			if err := e.deps.Unit(ctx, ownership.FollowUnit, "stop"); err != nil {
+				e.logf("note: %s was not stopped (%v)", ownership.FollowUnit, err)
+			}
+		}
+	}
+	var gone []record.FollowSlot
+	for _, s := range from {
+		if !slices.Contains(to, s) {
+			gone = append(gone, s)
+		}
+	}
+	return e.syncFollower(to, gone)
+}
+
+// syncFollower makes the follower's rules at each slot of keep one per global address the slot's interface has
+// now, and deletes every follower rule at the slots of drop.
+func (e *Engine) syncFollower(keep, drop []record.FollowSlot) error {
+	rules, err := e.deps.Kernel.Rules()
+	if err != nil {
+		return err
+	}
+	for _, s := range append(slices.Clone(keep), drop...) {
+		var want []netip.Addr
+		if slices.Contains(keep, s) {
+			if want, err = state.FollowedAddresses(e.deps.Kernel, s.Interface); err != nil {
+				return err
+			}
+		}
+		var have []netip.Addr
+		for _, r := range rules {
+			if !ownership.FollowerRule(s, r) {
+				continue
+			}
+			have = append(have, r.From.Addr())
+			if slices.Contains(want, r.From.Addr()) {
+				continue
+			}
+			if err := e.deps.Kernel.DeleteRule(r); err != nil {
+				return err
+			}
+			e.logf("deleted the follower's rule %d: from %s lookup %s, for an address %s does not have", s.Priority, r.From.Addr(), routing.TableName(s.Table), s.Interface)
+		}
+		for _, a := range want {
+			if slices.Contains(have, a) {
+				continue
+			}
+			if err := e.deps.Kernel.AddRule(FollowerRuleFor(s, a)); err != nil {
+				return err
+			}
+			e.logf("added rule %d: from %s lookup %s, for %s's address %s", s.Priority, a, routing.TableName(s.Table), s.Interface, a)
+		}
+	}
+	return nil
+}
+
+// FollowerRuleFor is the rule the follower keeps at s for address a.
+func FollowerRuleFor(s record.FollowSlot, a netip.Addr) routing.Rule {
+	family := routing.FamilyV4
+	if a.Is6() {
+		family = routing.FamilyV6
+	}
+	return routing.Rule{Family: family, Priority: s.Priority, From: netip.PrefixFrom(a, a.BitLen()), Table: s.Table,
+		Protocol: ownership.FollowProtocol, Action: routing.ActionLookup}
+}
