@@ -49,11 +49,12 @@ func ReadEffects(data []byte) Effects {
 	flush := func() {
 		switch section {
 		case "RoutingPolicyRule":
-			if rule.Mark == 0 {
+			if rule.Mark == 0 && !rule.SuppressDefault {
 				e.Rules = append(e.Rules, rule)
 				break
 			}
-			// A mark rule has no address to tell its family by: networkd makes one per family it names.
+			// A mark or suppress rule has no address to tell its family by: networkd makes one per family it
+			// names.
 			for _, f := range []struct {
 				n    int
 				name string
@@ -104,6 +105,8 @@ func ReadEffects(data []byte) Effects {
 			mark, _ := strconv.ParseUint(v, 0, 32)
 			mask, _ := strconv.ParseUint(m, 0, 32)
 			rule.Mark, rule.Mask = uint32(mark), uint32(mask)
+		case "RoutingPolicyRule.SuppressPrefixLength":
+			rule.SuppressDefault = value == "0"
 		case "RoutingPolicyRule.IncomingInterface":
 			rule.Iif = value
 		case "RoutingPolicyRule.Family":

@@ -168,3 +168,62 @@ func TestMarkRefusals(t *testing.T) {
 		}
 	}
 }
+
+// TestDynamicInterfaces: dhcp4 and accept_ra track connections in the families they serve, give the host the
+// lease's routes through a suppress rule after the interface's own, and name the follower's slot.
+func TestDynamicInterfaces(t *testing.T) {
+	p := mustPlan(t, `version: 1
+interfaces:
+  - name: eth-a
+    addresses: [10.1.0.10/24]
+    gateway: 10.1.0.1
+  - name: eth-b
+    dhcp4: true
+  - name: eth-c
+    accept_ra: true
+    addresses: [10.3.0.5/24]
+`)
+	b, c := p.Interfaces[1], p.Interfaces[2]
+	if b.Mark == 0 || c.Mark == 0 || b.MarkRules[0].Family != 4 || c.MarkRules[0].Family != 6 {
+		t.Errorf("mark rules: %+v / %+v", b.MarkRules, c.MarkRules)
+	}
+	if len(b.LeaseRules) != 1 || b.LeaseRules[0].Priority != b.Priority+5 || !b.LeaseRules[0].SuppressDefault || b.LeaseRules[0].Family != 4 || b.LeaseRules[0].Table != b.Table {
+		t.Errorf("eth-b lease rules %+v", b.LeaseRules)
+	}
+	if len(c.LeaseRules) != 1 || c.LeaseRules[0].Family != 6 || len(c.Rules) != 1 {
+		t.Errorf("eth-c: lease rules %+v, rules %+v", c.LeaseRules, c.Rules)
+	}
+	if len(p.Interfaces[0].LeaseRules) != 0 {
+		t.Errorf("a static interface has lease rules")
+	}
+	slots := p.FollowSlots()
+	if len(slots) != 2 || slots[0].Interface != "eth-b" || slots[0].Priority != b.Priority || slots[0].Table != b.Table {
+		t.Errorf("follow slots %+v", slots)
+	}
+	kernel := 0
+	for _, r := range p.KernelRules() {
+		if r.SuppressDefault {
+			kernel++
+		}
+	}
+	if kernel != 2 {
+		t.Errorf("%d suppress rules in the kernel's shape, want one per interface and family: 2", kernel)
+	}
+}
+
+// TestLeaseRuleCollisions: the lease rule's priority must stay in the range and off another interface's.
+func TestLeaseRuleCollisions(t *testing.T) {
+	for _, c := range []struct{ desc, want string }{
+		{"version: 1\ninterfaces:\n  - name: eth-b\n    dhcp4: true\n    priority: 20010\n  - name: eth-c\n    addresses: [10.3.0.5/24]\n    priority: 20015\n", "which is eth-c's rule priority"},
+		{"version: 1\npriority_range: {min: 20000, max: 20012}\ninterfaces:\n  - name: eth-b\n    dhcp4: true\n", "outside priority_range"},
+	} {
+		h, rep := description.Parse([]byte(c.desc))
+		if rep.HasErrors(false) {
+			t.Fatal(rep.Entries)
+		}
+		_, rep = Build(h)
+		if !rep.HasErrors(false) || !strings.Contains(fmt.Sprint(rep.Entries), c.want) {
+			t.Errorf("%q: %+v", c.desc, rep.Entries)
+		}
+	}
+}

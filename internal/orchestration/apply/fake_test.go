@@ -66,6 +66,7 @@ type fakeOS struct {
 	onReload       func()
 	running        map[record.Process]bool // processes alive, as Deps.Alive sees them (a try's watcher)
 	nft            string                  // table inet symroute, as a hash of the file loaded; "" when absent
+	leases         map[int]netip.Prefix    // the address a DHCP server gives a link, which networkd takes up with its file
 	jobs           sync.WaitGroup
 	last           chan struct{} // the reload job queued last
 }
@@ -316,6 +317,13 @@ func (f *fakeOS) drop(index int) {
 func (f *fakeOS) add(index int, e generator.Effects) {
 	f.applied[index] = e
 	f.addrs[index] = append([]netip.Prefix(nil), e.Addresses...)
+	if a, ok := f.leases[index]; ok {
+		// As networkd with [DHCPv4] RouteTable=1000001: the address without a prefix route, the lease's routes in the table.
+		f.addrs[index] = append(f.addrs[index], a)
+		f.routes = append(f.routes,
+			routing.Route{Family: routing.FamilyV4, Destination: a.Masked(), Table: 1000001, LinkIndex: index},
+			routing.Route{Family: routing.FamilyV4, Gateway: netip.MustParseAddr("10.2.0.1"), Table: 1000001, LinkIndex: index})
+	}
 	for _, a := range e.Addresses {
 		if !a.IsSingleIP() {
 			f.routes = append(f.routes, routing.Route{Destination: a.Masked(), Table: 254, LinkIndex: index})
@@ -330,7 +338,7 @@ func (f *fakeOS) add(index int, e generator.Effects) {
 			if r.From.IsValid() && r.From.Addr().Is6() || r.To.IsValid() && r.To.Addr().Is6() || r.Family == 6 {
 				fam = 10
 			}
-			f.rules = append(f.rules, routing.Rule{Family: fam, Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Mask: r.Mask, Iif: r.Iif, Table: r.Table, Protocol: 4, Action: 1})
+			f.rules = append(f.rules, routing.Rule{Family: fam, Priority: r.Priority, From: r.From, To: r.To, Mark: r.Mark, Mask: r.Mask, Iif: r.Iif, Table: r.Table, SuppressDefault: r.SuppressDefault, Protocol: 4, Action: 1})
 		}
 	}
 }

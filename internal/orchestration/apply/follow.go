@@ -2,8 +2,10 @@ package apply
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
@@ -112,4 +114,58 @@ func FollowerRuleFor(s record.FollowSlot, a netip.Addr) routing.Rule {
 	}
 	return routing.Rule{Family: family, Priority: s.Priority, From: netip.PrefixFrom(a, a.BitLen()), Table: s.Table,
 		Protocol: ownership.FollowProtocol, Action: routing.ActionLookup}
+}
+
+// guardDefaultRoute refuses, unless forced, to make an interface dynamic while main's only default routes leave
+// through it: they are its lease's or advertisements' (a cloud image's primary NIC), and once networkd puts that
+// interface's routes into its own table, main keeps no way out and the host is cut off.
+func (e *Engine) guardDefaultRoute(p *plan.Plan) error {
+	var was []record.FollowSlot
+	if e.rec.Applied != nil {
+		was = e.rec.Applied.Follow
+	}
+	moving := map[int]string{}
+	for _, ifc := range p.Interfaces {
+		if !ifc.Dynamic() || slices.ContainsFunc(was, func(s record.FollowSlot) bool { return s.Interface == ifc.Name }) {
+			continue
+		}
+		if index, ok, err := e.deps.Kernel.LinkIndex(ifc.Name); err != nil {
+			return err
+		} else if ok {
+			moving[index] = ifc.Name
+		}
+	}
+	if len(moving) == 0 {
+		return nil
+	}
+	routes, err := e.deps.Kernel.Routes(plan.MainTable)
+	if err != nil {
+		return err
+	}
+	for _, v6 := range []bool{false, true} {
+		var through []string
+		others := false
+		for _, r := range routes {
+			if r.Destination.IsValid() && r.Destination.Bits() > 0 || (r.Family == routing.FamilyV6) != v6 {
+				continue
+			}
+			if name, ok := moving[r.LinkIndex]; ok {
+				through = append(through, name)
+			} else {
+				others = true
+			}
+		}
+		if len(through) == 0 || others {
+			continue
+		}
+		family := map[bool]string{false: "IPv4", true: "IPv6"}[v6]
+		msg := fmt.Sprintf("main's only %s default route leaves through %s, which the change makes dynamic: networkd would move its lease's or advertisements' routes into the interface's own table, and the host would have no %s default route left",
+			family, strings.Join(slices.Compact(slices.Sorted(slices.Values(through))), ", "), family)
+		if e.opts.Force {
+			e.logf("going ahead: %s", msg)
+			continue
+		}
+		return fmt.Errorf("%w: %s; nothing was changed. Leave the interface that carries main's default route out of the description, give another interface default_route: true, or use --force", ErrRefused, msg)
+	}
+	return nil
 }

@@ -97,6 +97,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 			return out, err
 		}
 	}
+	if err := e.guardDefaultRoute(req.Plan); err != nil {
+		return out, err
+	}
 	if err := e.checkNetworkd(ctx, target.KeepForeign, restart); err != nil {
 		return out, err
 	}

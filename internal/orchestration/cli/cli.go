@@ -437,6 +437,20 @@ func explain(w io.Writer, p *plan.Plan) {
 		fmt.Fprintf(w, "track_connections: fwmark bits 0x%x (%s): %s; mark rules at priority %d (to main, from the interface itself) and %d (to the interface's table)\n",
 			p.MarkMask, p.MarkWhy, strings.Join(marks, ", "), rules[0].Priority, rules[1].Priority)
 	}
+	for _, ifc := range p.Interfaces {
+		if !ifc.Dynamic() {
+			continue
+		}
+		var from []string
+		if ifc.DHCP4 {
+			from = append(from, "DHCPv4")
+		}
+		if ifc.AcceptRA {
+			from = append(from, "router advertisements")
+		}
+		fmt.Fprintf(w, "%s: addresses from %s; their routes in table %d, given to the host by the rule at priority %d; %s keeps a from rule at %d for each address it has\n",
+			ifc.Name, strings.Join(from, " and "), ifc.Table, ifc.LeaseRules[0].Priority, ownership.FollowUnit, ifc.Priority)
+	}
 	for _, c := range p.Host.Components {
 		fmt.Fprintf(w, "avoiding %s: %s\n", c.Name, c.Summary())
 	}

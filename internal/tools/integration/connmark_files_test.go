@@ -50,3 +50,35 @@ func TestConnmarkFilesAreWhatTheToolsRead(t *testing.T) {
 		})
 	}
 }
+
+// TestFollowerFilesAreWhatTheToolsRead: for every valid golden case with a dynamic interface, systemd-analyze
+// verifies the follower's unit as generated, and bash parses its script.
+func TestFollowerFilesAreWhatTheToolsRead(t *testing.T) {
+	nettest.Require(t)
+	analyze := testenv.Program(t, "systemd-analyze", "systemd")
+	bash := testenv.Program(t, "bash", "bash")
+	units, err := filepath.Glob("../../../golden/*/want/" + ownership.FollowUnitPath)
+	if err != nil || len(units) == 0 {
+		t.Fatalf("no golden case has a dynamic interface: %v", err)
+	}
+	for _, unit := range units {
+		want := strings.TrimSuffix(unit, ownership.FollowUnitPath)
+		t.Run(filepath.Base(filepath.Dir(filepath.Clean(want))), func(t *testing.T) {
+			data, err := os.ReadFile(unit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			copied := filepath.Join(t.TempDir(), ownership.FollowUnit)
+			if err := os.WriteFile(copied, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(analyze, "verify", copied).CombinedOutput(); err != nil || len(out) > 0 {
+				t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+			}
+			script := filepath.Join(want, ownership.FollowScriptPath)
+			if out, err := exec.Command(bash, "-n", script).CombinedOutput(); err != nil {
+				t.Errorf("bash -n %s: %v\n%s", script, err, out)
+			}
+		})
+	}
+}
