@@ -316,6 +316,33 @@ func TestDynamicDHCPv4(t *testing.T) {
 	s.mustSymroute(0, "verify", "-c", desc)
 }
 
+// TestDynamicDHCPv4DropIn: a cloud image's own DHCP file for eth-b (with a route metric of its own) stays, and
+// symroute extends it with a drop-in (mode: drop-in): the lease's routes go to eth-b's table, and requests to the
+// lease from beyond rb and connections from it work, as in own mode; main's default stays by eth-a.
+func TestDynamicDHCPv4DropIn(t *testing.T) {
+	t.Parallel()
+	s := newDynSite(t, "[Match]\nName=eth-b\n\n[Network]\nDHCP=ipv4\n\n[DHCPv4]\nRouteMetric=200\n")
+	lease := nettest.FirstLease
+	s.dyn.WaitLease(lease, 20*time.Second)
+	if invalid, spoofed := s.expect("before symroute", s.toB(lease, false), s.fromB(lease, false)); invalid == 0 || spoofed == 0 {
+		t.Fatalf("before symroute: ra dropped %d invalid and %d spoofed packets; the flows failed elsewhere", invalid, spoofed)
+	}
+
+	desc := s.describe("host.yaml", strings.Replace(dynDescription(true, false), "  - name: eth-b\n", "  - name: eth-b\n    mode: drop-in\n", 1))
+	f, _, _ := s.applyDynamic(desc, true, false)
+	if _, err := os.Stat(filepath.Join(s.Root, "etc/systemd/network/50-eth-b.network.d/90-symroute.conf")); err != nil {
+		t.Errorf("no drop-in next to the image's file: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Root, "etc/systemd/network/10-symroute-eth-b.network")); err == nil {
+		t.Errorf("drop-in mode wrote symroute's own file for eth-b")
+	}
+	s.expect("after apply", s.toB(lease, true), s.fromB(lease, true), s.toLAN(nettest.LANPeer))
+	s.expectTable("-4", f.table, nettest.LANSubnet+" dev eth-b", "default via "+nettest.LANRouter+" dev eth-b")
+	s.expectRoute("10.2.0.7", "eth-b", "the host's own traffic to its LAN")
+	s.expectMainDefault("-4", "192.168.1.1")
+	s.mustSymroute(0, "verify", "-c", desc)
+}
+
 // applyDynamic applies desc, has the follower run as systemd would after apply, and waits for eth-b's addresses
 // (the lease when dhcp4 is set, an address in FirstPrefix when accept_ra is) and the follower's rules for them.
 // It returns the follower's arguments and the addresses.
