@@ -318,7 +318,9 @@ func TestDynamicDHCPv4(t *testing.T) {
 
 // TestDynamicDHCPv4DropIn: a cloud image's own DHCP file for eth-b (with a route metric of its own) stays, and
 // symroute extends it with a drop-in (mode: drop-in): the lease's routes go to eth-b's table, and requests to the
-// lease from beyond rb and connections from it work, as in own mode; main's default stays by eth-a.
+// lease from beyond rb and connections from it work, as in own mode; main's default stays by eth-a. remove --all
+// then deletes the follower's rules (which outlive the stopped follower) and symroute's files, and keeps the
+// image's.
 func TestDynamicDHCPv4DropIn(t *testing.T) {
 	t.Parallel()
 	s := newDynSite(t, "[Match]\nName=eth-b\n\n[Network]\nDHCP=ipv4\n\n[DHCPv4]\nRouteMetric=200\n")
@@ -341,6 +343,34 @@ func TestDynamicDHCPv4DropIn(t *testing.T) {
 	s.expectRoute("10.2.0.7", "eth-b", "the host's own traffic to its LAN")
 	s.expectMainDefault("-4", "192.168.1.1")
 	s.mustSymroute(0, "verify", "-c", desc)
+
+	// remove: on a host it stops the unit through the manager (under --root it does not), and deletes the
+	// follower's rules, which outlive a stopped follower; the image's file stays and keeps its lease.
+	s.dyn.StopService(followerUnit)
+	if len(s.followed(f, netlink.FAMILY_V4)) == 0 {
+		t.Fatal("the stopped follower took its rules with it: remove's deleting them proves nothing")
+	}
+	out := s.mustSymroute(0, "remove", "--all")
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		if rules := s.dyn.Rules(fam, f.priority); len(rules) != 0 {
+			t.Errorf("remove --all left rules at the follower's priority %d: %+v\n%s", f.priority, rules, out)
+		}
+	}
+	for _, family := range []string{"-4", "-6"} {
+		if rules := s.Host.IP(family, "rule"); len(symroutePriorities(rules)) != 0 {
+			t.Errorf("remove --all left rules (%s):\n%s", family, rules)
+		}
+	}
+	for _, file := range []string{"etc/systemd/network/50-eth-b.network.d/90-symroute.conf", "etc/systemd/system/" + followerUnit,
+		"etc/systemd/system/sysinit.target.wants/" + followerUnit, "etc/symroute/90-symroute-follow-addresses"} {
+		if _, err := os.Lstat(filepath.Join(s.Root, file)); err == nil {
+			t.Errorf("remove --all left %s", file)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.Root, "etc/systemd/network/50-eth-b.network")); err != nil {
+		t.Errorf("remove --all took the image's own file: %v", err)
+	}
+	s.dyn.WaitLease(lease, 20*time.Second)
 }
 
 // applyDynamic applies desc, has the follower run as systemd would after apply, and waits for eth-b's addresses
