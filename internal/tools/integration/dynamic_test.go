@@ -314,6 +314,31 @@ func TestDynamicDHCPv4(t *testing.T) {
 	s.waitFollowed(f, 5*time.Second, lease)
 	s.expect("with the follower started again", s.fromB(lease, true))
 	s.mustSymroute(0, "verify", "-c", desc)
+
+	// networkd stopped (it releases the lease: the address goes, and the follower deletes its rule) and started
+	// again, then told to configure eth-b again (which deletes every rule no .network file made, the follower's
+	// too): the follower, which depends on neither, puts the rule back each time, with no symroute running.
+	s.Networkd.Stop()
+	s.waitFollowed(f, 5*time.Second)
+	if rules := s.followed(f, netlink.FAMILY_V4); len(rules) != 0 {
+		t.Errorf("with networkd stopped and the lease released, the follower kept %v", rules)
+	}
+	// eth-a's IPv4 address was set by hand, without the broadcast networkd 252 computes, which it refuses on a
+	// start: networkd gives it the address again, as at boot.
+	s.Host.IP("-4", "addr", "flush", "dev", "eth-a")
+	s.Networkd = nettest.StartNetworkd(t, s.Host, s.Bus, s.Root)
+	s.Networkd.WaitReady(t)
+	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a")
+	s.dyn.WaitLease(lease, 20*time.Second)
+	s.waitFollowed(f, 5*time.Second, lease)
+	s.expect("after networkd started again", s.toB(lease, true), s.fromB(lease, true))
+	if code, out := nettest.RunIn(t, s.Host, s.Bus, "networkctl", "reconfigure", "eth-b"); code != 0 {
+		t.Fatalf("networkctl reconfigure eth-b: %d\n%s", code, out)
+	}
+	s.dyn.WaitLease(lease, 20*time.Second)
+	s.waitFollowed(f, 5*time.Second, lease)
+	s.expect("after networkctl reconfigure", s.toB(lease, true), s.fromB(lease, true))
+	s.mustSymroute(0, "verify", "-c", desc)
 }
 
 // TestDynamicDHCPv4DropIn: a cloud image's own DHCP file for eth-b (with a route metric of its own) stays, and
