@@ -277,13 +277,7 @@ func (r *Reader) LinkName(index int) (string, error) {
 // over netlink: networkd, told to keep foreign rules, no longer removes rules symroute dropped from its files once
 // it has restarted and forgotten them.
 func (r *Reader) DeleteRule(rule routing.Rule) error {
-	nr := netlink.NewRule()
-	nr.Family = rule.Family
-	nr.Priority = int(rule.Priority)
-	nr.Table = int(rule.Table)
-	nr.Src = ipNet(rule.From)
-	nr.Dst = ipNet(rule.To)
-	nr.Protocol = rule.Protocol
+	nr := netlinkRule(rule)
 	nr.Type = rule.Action
 	nr.IifName = rule.Iif
 	if rule.SuppressDefault {
@@ -300,16 +294,22 @@ func (r *Reader) DeleteRule(rule routing.Rule) error {
 	return nil
 }
 
-// AddRule adds a "from <address> lookup <table>" rule with the given priority and protocol: the follower's
-// rules, which apply puts in place as the follower would, so that what it verifies does not wait on the unit.
-func (r *Reader) AddRule(rule routing.Rule) error {
+// netlinkRule is rule's family, priority, table, addresses and protocol as netlink's request carries them.
+func netlinkRule(rule routing.Rule) *netlink.Rule {
 	nr := netlink.NewRule()
 	nr.Family = rule.Family
 	nr.Priority = int(rule.Priority)
 	nr.Table = int(rule.Table)
 	nr.Src = ipNet(rule.From)
+	nr.Dst = ipNet(rule.To)
 	nr.Protocol = rule.Protocol
-	if err := r.h.RuleAdd(nr); err != nil && !errors.Is(err, unix.EEXIST) {
+	return nr
+}
+
+// AddRule adds a "from <address> lookup <table>" rule with the given priority and protocol: the follower's
+// rules, which apply puts in place as the follower would, so that what it verifies does not wait on the unit.
+func (r *Reader) AddRule(rule routing.Rule) error {
+	if err := r.h.RuleAdd(netlinkRule(rule)); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add rule %d from %s: %w", rule.Priority, rule.From, err)
 	}
 	return nil
