@@ -205,11 +205,21 @@ func prefix(n *net.IPNet) netip.Prefix {
 // RouteGet asks the kernel which route a packet from src (none when invalid) to dst, carrying mark, takes through
 // the policy rules, as `ip route get <dst> from <src> mark <mark>` does.
 func (r *Reader) RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error) {
-	opts := &netlink.RouteGetOptions{Mark: mark}
+	return r.Lookup(routing.Query{Src: src, Dst: dst, Mark: mark})
+}
+
+// Lookup asks the kernel how it routes q, as `ip route get DST [from SRC] [iif IIF] [mark MARK]` does: with Iif,
+// as a packet arriving on that link (the lookup rp_filter makes has Iif lo).
+func (r *Reader) Lookup(q routing.Query) (routing.Answer, error) {
+	src, dst, mark := q.Src, q.Dst, q.Mark
+	opts := &netlink.RouteGetOptions{Mark: mark, Iif: q.Iif}
 	what := fmt.Sprintf("route get %s", dst)
 	if src.IsValid() {
 		opts.SrcAddr = net.IP(src.AsSlice())
 		what += " from " + src.String()
+	}
+	if q.Iif != "" {
+		what += " iif " + q.Iif
 	}
 	if mark != 0 {
 		what += fmt.Sprintf(" mark %#x", mark)

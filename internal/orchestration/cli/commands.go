@@ -104,7 +104,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		checkCommand, generateCommand, applyCommand, tryCommand, confirmCommand, removeCommand, recoverCommand,
-		verifyCommand, discoverCommand, schemaCommand, reservationsCommand, helpCommand, versionCommand,
+		verifyCommand, explainCommand, discoverCommand, schemaCommand, reservationsCommand, helpCommand, versionCommand,
 		watchTryCommand,
 	}
 }
