@@ -65,6 +65,10 @@ type Query struct {
 type Address struct {
 	Prefix    netip.Prefix
 	Broadcast netip.Addr
+	// Scope is the address's scope (0, universe, for a global address); DADFailed says IPv6 duplicate address
+	// detection found it in use elsewhere, so the host does not use it.
+	Scope     uint8
+	DADFailed bool
 }
 
 // Link is a link as discover sees it.

@@ -250,7 +250,7 @@ func (r *Reader) Addresses(index int) ([]routing.Address, error) {
 	}
 	var out []routing.Address
 	for _, a := range addrs {
-		ad := routing.Address{Prefix: prefix(a.IPNet)}
+		ad := routing.Address{Prefix: prefix(a.IPNet), Scope: uint8(a.Scope), DADFailed: a.Flags&unix.IFA_F_DADFAILED != 0}
 		if b, ok := netip.AddrFromSlice(a.Broadcast); ok && !b.Unmap().IsUnspecified() {
 			ad.Broadcast = b.Unmap()
 		}

@@ -160,7 +160,8 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 }
 
 // FollowedAddresses are the global addresses the link named name has now, as the follower reads them (`ip
-// address show scope global`): none when the link does not exist.
+// address show scope global`, without those duplicate address detection failed): none when the link does not
+// exist.
 func FollowedAddresses(k Kernel, name string) ([]netip.Addr, error) {
 	index, ok, err := k.LinkIndex(name)
 	if err != nil || !ok {
@@ -172,7 +173,7 @@ func FollowedAddresses(k Kernel, name string) ([]netip.Addr, error) {
 	}
 	var out []netip.Addr
 	for _, a := range addrs {
-		if a.Prefix.Addr().IsGlobalUnicast() {
+		if a.Scope == 0 && !a.DADFailed && a.Prefix.IsValid() {
 			out = append(out, a.Prefix.Addr())
 		}
 	}
