@@ -15,6 +15,9 @@ type Effects struct {
 	Addresses []netip.Prefix
 	Rules     []record.Rule
 	Routes    []RouteEffect
+	// Dynamic says the file runs DHCPv4 or accepts router advertisements: the link's addresses come from
+	// them, and go when the file does.
+	Dynamic bool
 }
 
 // RouteEffect is one [Route] section.
@@ -81,6 +84,10 @@ func ReadEffects(data []byte) Effects {
 			continue
 		}
 		switch section + "." + key {
+		case "Network.DHCP":
+			e.Dynamic = e.Dynamic || value == "ipv4"
+		case "Network.IPv6AcceptRA":
+			e.Dynamic = e.Dynamic || value == "yes"
 		case "Network.Address":
 			if p, err := netip.ParsePrefix(value); err == nil {
 				e.Addresses = append(e.Addresses, p)
@@ -177,7 +184,8 @@ func Released(data []byte, link string) []byte {
 				break
 			}
 		}
-		if section == "[RoutingPolicyRule]" || section == "[Route]" && strings.Contains(p, "\nTable=") {
+		// The lease's and advertisements' routes go back to main with the RouteTable= sections.
+		if section == "[RoutingPolicyRule]" || section == "[Route]" && strings.Contains(p, "\nTable=") || section == "[DHCPv4]" || section == "[IPv6AcceptRA]" {
 			continue
 		}
 		out = append(out, p)

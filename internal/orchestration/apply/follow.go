@@ -169,3 +169,21 @@ func (e *Engine) guardDefaultRoute(p *plan.Plan) error {
 	}
 	return nil
 }
+
+// leasedAddresses adds to l the addresses the links in l.Leases have now: they came from a lease or
+// advertisements that the change stops taking, and networkd removes them with it.
+func (e *Engine) leasedAddresses(l *Lost) error {
+	for _, name := range l.Leases {
+		addrs, err := state.FollowedAddresses(e.deps.Kernel, name)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			p := netip.PrefixFrom(a, a.BitLen())
+			if !slices.ContainsFunc(l.Addresses[name], func(q netip.Prefix) bool { return q.Addr() == a }) {
+				l.Addresses[name] = append(l.Addresses[name], p)
+			}
+		}
+	}
+	return nil
+}

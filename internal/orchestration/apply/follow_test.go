@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/routing"
+	"github.com/symroute/symroute/internal/edges/sockets"
 )
 
 // dynamic is twoNIC with eth-b's address from DHCP.
@@ -143,5 +146,28 @@ interfaces:
     dhcp4: true
 `, Options{}); errors.Is(err, ErrRefused) {
 		t.Errorf("refused with another default route: %v", err)
+	}
+}
+
+// TestRemovingALeaseIsGuarded: the lease's address is in no file, yet removing the file that takes the lease
+// removes it: a connection on it makes remove --all refuse, and remove without --all keeps the file, released,
+// still taking the lease, with its routes back in main.
+func TestRemovingALeaseIsGuarded(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	h.lease("10.2.0.50/24")
+	ok(t)(h.apply(dynamic, Options{}))
+	h.os.conns = []sockets.Conn{{Local: netip.MustParseAddrPort("10.2.0.50:22"), Remote: netip.MustParseAddrPort("10.9.0.5:50000")}}
+	if _, _, err := h.engine(Options{}).Remove(context.Background(), true); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "10.2.0.50") {
+		t.Fatalf("remove --all with a connection on the lease: %v", err)
+	}
+	if _, _, err := h.engine(Options{}).Remove(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(h.dir, "etc/systemd/network/10-symroute-eth-b.network"))
+	if err != nil {
+		t.Fatalf("remove dropped the file that takes eth-b's lease: %v", err)
+	}
+	if s := string(data); !strings.Contains(s, "DHCP=ipv4") || strings.Contains(s, "RouteTable=") || strings.Contains(s, "RoutingPolicyRule") {
+		t.Errorf("released file:\n%s", s)
 	}
 }

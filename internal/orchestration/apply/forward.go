@@ -82,6 +82,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	restart := slices.ContainsFunc(ps, func(ph phase) bool { return ph.restart })
 
 	out.Lost = lost(changes, req.Files)
+	if err := e.leasedAddresses(&out.Lost); err != nil {
+		return out, err
+	}
 	for _, line := range out.Lost.Lines() {
 		e.logf("will remove %s", line)
 	}

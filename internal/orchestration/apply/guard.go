@@ -23,6 +23,9 @@ type Lost struct {
 	// Rerouted are the addresses that lose every rule selecting them as a source: replies from them leave by the
 	// main table afterwards, out of another interface, and a stateful peer drops the connections they carry.
 	Rerouted []netip.Addr
+	// Leases are the links whose own file runs DHCP or accepts advertisements before and not after: the
+	// addresses those give go with it, whatever they are now (leasedAddresses reads them).
+	Leases []string
 }
 
 // Addrs lists the addresses, each once.
@@ -71,7 +74,8 @@ func lost(changes []filesync.Change, files []fileset.File) Lost {
 	changed := map[string]bool{}
 	var before, after generator.Effects
 	oldAddrs, newAddrs := map[string][]netip.Prefix{}, map[string][]netip.Prefix{}
-	add := func(into *generator.Effects, addrs map[string][]netip.Prefix, p string, data []byte) {
+	oldDynamic, newDynamic := map[string]bool{}, map[string]bool{}
+	add := func(into *generator.Effects, addrs map[string][]netip.Prefix, dynamic map[string]bool, p string, data []byte) {
 		if !isNetworkdFile(p) || data == nil {
 			return
 		}
@@ -80,17 +84,18 @@ func lost(changes []filesync.Change, files []fileset.File) Lost {
 		into.Routes = append(into.Routes, e.Routes...)
 		if name, ok := ownership.LinkOf(p, data); ok {
 			addrs[name] = append(addrs[name], e.Addresses...)
+			dynamic[name] = dynamic[name] || e.Dynamic
 		}
 	}
 	for _, c := range changes {
 		changed[c.Path] = true
-		add(&before, oldAddrs, c.Path, c.Old)
-		add(&after, newAddrs, c.Path, c.New)
+		add(&before, oldAddrs, oldDynamic, c.Path, c.Old)
+		add(&after, newAddrs, newDynamic, c.Path, c.New)
 	}
 	for _, f := range files {
 		if !changed[f.Path] { // unchanged: the same before and after
-			add(&before, oldAddrs, f.Path, f.Data)
-			add(&after, newAddrs, f.Path, f.Data)
+			add(&before, oldAddrs, oldDynamic, f.Path, f.Data)
+			add(&after, newAddrs, newDynamic, f.Path, f.Data)
 		}
 	}
 	l := generator.Lost(before, after)
@@ -102,6 +107,12 @@ func lost(changes []filesync.Change, files []fileset.File) Lost {
 			}
 		}
 	}
+	for name := range oldDynamic {
+		if oldDynamic[name] && !newDynamic[name] {
+			out.Leases = append(out.Leases, name)
+		}
+	}
+	slices.Sort(out.Leases)
 	gone := out.Addrs()
 	sources := func(rules []record.Rule) []netip.Addr {
 		var s []netip.Addr

@@ -45,8 +45,9 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 			if !own {
 				continue
 			}
-			addrs := generator.ReadEffects(c.Old).Addresses
-			if len(addrs) == 0 {
+			effects := generator.ReadEffects(c.Old)
+			addrs := effects.Addresses
+			if len(addrs) == 0 && !effects.Dynamic {
 				continue
 			}
 			released := generator.Released(c.Old, link)
@@ -58,6 +59,9 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	}
 	out.Changes = changes
 	out.Lost = lost(changes, nil)
+	if err := e.leasedAddresses(&out.Lost); err != nil {
+		return out, rm, err
+	}
 	for _, line := range out.Lost.Lines() {
 		e.logf("will remove %s", line)
 	}
