@@ -142,6 +142,9 @@ type Transaction struct {
 	// ConnmarkBefore is the nftables table of track_connections before the transaction ("" when there was none):
 	// an undo loads the previous file back, or deletes the table, until it is that again.
 	ConnmarkBefore string `json:"connmark_before,omitempty"`
+	// FollowBefore are the follower's slots before the transaction: an undo runs the follower there again, or
+	// stops it where there were none.
+	FollowBefore []FollowSlot `json:"follow_before,omitempty"`
 }
 
 // Process names a process across pid reuse and reboots: its pid, its start time in clock ticks since boot, and

@@ -3,10 +3,12 @@ package apply
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"slices"
 	"strings"
 
+	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
@@ -19,23 +21,28 @@ import (
 // a root without systemd (a test's, an image's) gets the rules too; on the running system it also restarts the
 // unit when its files changed, and stops it when no interface is dynamic any more.
 
-// takeUpFollower brings the follower's rules and unit to what target wants, from the applied state.
-func (e *Engine) takeUpFollower(ctx context.Context, p *plan.Plan, changed bool, target *record.State) error {
-	var prior []record.FollowSlot
-	if e.rec.Applied != nil {
-		prior = e.rec.Applied.Follow
-	}
+// takeUpFollower brings the follower's rules and unit from prior's slots to what target wants.
+func (e *Engine) takeUpFollower(ctx context.Context, p *plan.Plan, prior []record.FollowSlot, changed bool, target *record.State) error {
 	target.Follow = p.FollowSlots()
 	return e.follow(ctx, prior, target.Follow, changed)
 }
 
-// undoFollower puts the follower back as the applied state had it, after the files are restored.
+// undoFollower puts the follower back as it was before tx, after the files are restored.
 func (e *Engine) undoFollower(ctx context.Context, tx *record.Transaction) error {
-	var prior []record.FollowSlot
-	if e.rec.Applied != nil {
-		prior = e.rec.Applied.Follow
+	return e.follow(ctx, tx.Target.Follow, tx.FollowBefore, !slices.Equal(tx.FollowBefore, tx.Target.Follow))
+}
+
+// followBefore are the follower's slots now: the record's, or, for files that generate or Ignition wrote, those
+// the unit on disk names.
+func (e *Engine) followBefore() []record.FollowSlot {
+	if e.rec.Applied != nil && len(e.rec.Applied.Follow) > 0 {
+		return e.rec.Applied.Follow
 	}
-	return e.follow(ctx, tx.Target.Follow, prior, !slices.Equal(prior, tx.Target.Follow))
+	unit, err := fs.ReadFile(e.opts.Root.ReadFS(), ownership.FollowUnitPath)
+	if err != nil || !ownership.IsOwned(ownership.FollowUnitPath, unit) {
+		return nil
+	}
+	return generator.FollowSlotsOf(unit)
 }
 
 // follow moves the follower from the slots from to the slots to: the unit first (so the running follower, with

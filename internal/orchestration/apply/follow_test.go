@@ -171,3 +171,23 @@ func TestRemovingALeaseIsGuarded(t *testing.T) {
 		t.Errorf("released file:\n%s", s)
 	}
 }
+
+// TestRollbackWithoutARecordKeepsTheFollower: on files that generate or Ignition wrote (no record), the
+// follower ran before the run; a run that rolls back leaves its rules as they were.
+func TestRollbackWithoutARecordKeepsTheFollower(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	h.lease("10.2.0.50/24")
+	ok(t)(h.apply(dynamic, Options{}))
+	if err := os.RemoveAll(filepath.Join(h.dir, "var/lib/symroute")); err != nil {
+		t.Fatal(err)
+	}
+	before := h.followerRules()
+	h.os.ignore = map[string]bool{"eth-a": true}
+	changed := strings.Replace(dynamic, "gateway: 192.168.1.1", "gateway: 192.168.1.2", 1)
+	if out, err := h.apply(changed, Options{}); !out.RolledBack {
+		t.Fatalf("want a rolled back run: err %v", err)
+	}
+	if after := h.followerRules(); len(before) != 1 || !slices.Equal(before, after) {
+		t.Errorf("follower rules before %v, after the rollback %v\n%s", before, after, h.os.Transcript())
+	}
+}

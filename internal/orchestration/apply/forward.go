@@ -141,6 +141,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	if tx.ConnmarkBefore, err = e.connmarkNow(); err != nil {
 		return out, err
 	}
+	tx.FollowBefore = e.followBefore()
 	if err := e.recordBefore(tx); err != nil {
 		return out, err
 	}
@@ -178,7 +179,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 					errs = append(errs, e.takeUpConnmark(ctx, req.Plan, touches(changes, ownership.ConnmarkRulesetPath), &target))
 				}
 				if !followDone {
-					errs = append(errs, e.takeUpFollower(ctx, req.Plan, followerChanged(changes), &target))
+					errs = append(errs, e.takeUpFollower(ctx, req.Plan, tx.FollowBefore, followerChanged(changes), &target))
 				}
 				return errs
 			})
@@ -208,7 +209,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 		return fail(err)
 	}
 	connmarkDone = true
-	if err := e.takeUpFollower(ctx, req.Plan, followerChanged(changes), &target); err != nil {
+	if err := e.takeUpFollower(ctx, req.Plan, tx.FollowBefore, followerChanged(changes), &target); err != nil {
 		return fail(err)
 	}
 	followDone = true
@@ -252,7 +253,7 @@ func (e *Engine) converge(ctx context.Context, req Request, target record.State,
 	if err := e.takeUpConnmark(ctx, req.Plan, false, &target); err != nil {
 		return out, err
 	}
-	if err := e.takeUpFollower(ctx, req.Plan, false, &target); err != nil {
+	if err := e.takeUpFollower(ctx, req.Plan, e.followBefore(), false, &target); err != nil {
 		return out, err
 	}
 	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(req.Files), Recorded: e.rec.Applied}

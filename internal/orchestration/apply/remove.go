@@ -96,15 +96,7 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	// A table symroute has no record of loading, and no file of its describes, is left alone, by the removal and
 	// by its undo (which compares with tableBefore, the table as it is).
 	deleteTable := tableBefore != "" && (prior.Connmark != "" || touches(changes, ownership.ConnmarkRulesetPath))
-	followed := prior.Follow
-	if len(followed) == 0 {
-		// Files that generate or Ignition wrote, with no record: the unit's command names the slots.
-		for _, c := range changes {
-			if c.Path == ownership.FollowUnitPath {
-				followed = generator.FollowSlotsOf(c.Old)
-			}
-		}
-	}
+	followed := e.followBefore()
 	if len(changes) == 0 && len(restore) == 0 && len(leftover) == 0 && !deleteTable && len(followed) == 0 {
 		e.logf("nothing of symroute's is in place")
 		e.rec.Applied = nil
@@ -115,7 +107,7 @@ func (e *Engine) Remove(ctx context.Context, all bool) (Outcome, Removal, error)
 	tx := &record.Transaction{
 		ID: target.Transaction, Op: record.OpRemove, Process: e.deps.Self, Started: time.Now().UTC(),
 		Undo: undo(changes), SysctlUndo: sysUndo, Restart: restart, ConfFirst: confFirst, Target: target,
-		ConnmarkBefore: tableBefore,
+		ConnmarkBefore: tableBefore, FollowBefore: followed,
 	}
 	if err := e.recordBefore(tx); err != nil {
 		return out, rm, err
