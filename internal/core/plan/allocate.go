@@ -138,24 +138,23 @@ func (a *allocator) checkCollisions(p *Plan) {
 			}
 		}
 	}
-	a.checkLeaseRules(p, prios)
+	a.checkLeaseRules(p)
 }
 
-// checkLeaseRules refuses a dynamic interface's lease rule (at its priority + leaseOffset) that leaves
-// priority_range or lands on another interface's source rules, where it would take their place in the order.
-func (a *allocator) checkLeaseRules(p *Plan, prios map[uint32]int) {
+// checkLeaseRules refuses a dynamic interface's lease rule (counted down from priority_range.max) that lands on
+// or ahead of any interface's source rules: it would take the replies of the interfaces after it.
+func (a *allocator) checkLeaseRules(p *Plan) {
+	last, lastAt := uint32(0), -1
+	for i, ifc := range p.Interfaces {
+		if ifc.Priority > last {
+			last, lastAt = ifc.Priority, i
+		}
+	}
 	for i, ifc := range p.Interfaces {
 		for _, r := range ifc.LeaseRules {
-			at := report.Path{"interfaces", i, "priority"}
-			if ifc.Interface.Priority == nil {
-				at = r.Origin
-			}
-			if r.Priority > a.h.Priorities.Max {
-				a.errorf(at, "the rule that gives the host the routes of %s's lease sits at its priority + %d = %d, outside priority_range %s; widen priority_range or pin a lower priority",
-					label(p, i), leaseOffset, r.Priority, a.h.Priorities)
-			} else if j, taken := prios[r.Priority]; taken {
-				a.errorf(at, "the rule that gives the host the routes of %s's lease sits at its priority + %d = %d, which is %s's rule priority; pin priorities at least %d apart",
-					label(p, i), leaseOffset, r.Priority, label(p, j), PriorityStep)
+			if r.Priority <= last || uint64(r.Priority) < uint64(a.h.Priorities.Min)+markTableOffset+1 {
+				a.errorf(r.Origin, "the rule that gives the host the routes of %s's lease goes at priority_range.max %d - position %d = %d, which is not after %s's rules at %d; widen priority_range or pin lower priorities",
+					label(p, i), a.h.Priorities.Max, i, r.Priority, label(p, lastAt), last)
 			}
 		}
 	}

@@ -149,9 +149,6 @@ const (
 	// markTableOffset: every other packet of the connection (the replies, and rp_filter's reverse lookup of the
 	// request) uses the interface's table.
 	markTableOffset = 2
-	// leaseOffset: after a dynamic interface's source rules, so an address's own table still comes first, and
-	// before the next interface's at PriorityStep.
-	leaseOffset = 5
 )
 
 // CheckRanges reports where h's table_range and priority_range overlap the kernel's or a declared component's
@@ -188,7 +185,7 @@ func Build(h *description.Host) (*Plan, report.Report) {
 			}
 		}
 		if ifc.Dynamic() {
-			pi.LeaseRules = []Rule{leaseRule(ifc, pi, i)}
+			pi.LeaseRules = []Rule{leaseRule(p, ifc, pi, i)}
 		}
 		for j, addr := range ifc.Addresses {
 			pi.Rules = append(pi.Rules, Rule{
@@ -206,15 +203,21 @@ func Build(h *description.Host) (*Plan, report.Report) {
 	return p, r
 }
 
+// LeasePriority is where interfaces[i]'s lease rule goes: counted down from priority_range.max by position, after
+// every interface's source rules, so that a reply from any interface's address still finds its own table first
+// (one placed right after its own interface's rules would take the replies of the interfaces after it to the
+// lease's destinations), and stable when interfaces are appended.
+func LeasePriority(h *description.Host, i int) uint32 { return h.Priorities.Max - uint32(i) }
+
 // leaseRule gives the host's own traffic the routes networkd put into a dynamic interface's table instead of
 // main (the lease's subnet above all, so the host still reaches its LAN directly), but not the table's default
 // route, which is for replies and for traffic from the interface's addresses only.
-func leaseRule(ifc description.Interface, pi Interface, i int) Rule {
+func leaseRule(p *Plan, ifc description.Interface, pi Interface, i int) Rule {
 	key := "dhcp4"
 	if !ifc.DHCP4 {
 		key = "accept_ra"
 	}
-	return Rule{Priority: pi.Priority + leaseOffset, SuppressDefault: true, Family: family(ifc.DHCP4, ifc.AcceptRA), Table: pi.Table, Origin: report.Path{"interfaces", i, key}}
+	return Rule{Priority: LeasePriority(p.Host, i), SuppressDefault: true, Family: family(ifc.DHCP4, ifc.AcceptRA), Table: pi.Table, Origin: report.Path{"interfaces", i, key}}
 }
 
 // family is a rule's family for the address families it serves: 4, 6, or 0 for both.

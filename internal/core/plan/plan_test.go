@@ -170,7 +170,7 @@ func TestMarkRefusals(t *testing.T) {
 }
 
 // TestDynamicInterfaces: dhcp4 and accept_ra track connections in the families they serve, give the host the
-// lease's routes through a suppress rule after the interface's own, and name the follower's slot.
+// lease's routes through a suppress rule after every interface's source rules, and name the follower's slot.
 func TestDynamicInterfaces(t *testing.T) {
 	p := mustPlan(t, `version: 1
 interfaces:
@@ -187,7 +187,7 @@ interfaces:
 	if b.Mark == 0 || c.Mark == 0 || b.MarkRules[0].Family != 4 || c.MarkRules[0].Family != 6 {
 		t.Errorf("mark rules: %+v / %+v", b.MarkRules, c.MarkRules)
 	}
-	if len(b.LeaseRules) != 1 || b.LeaseRules[0].Priority != b.Priority+5 || !b.LeaseRules[0].SuppressDefault || b.LeaseRules[0].Family != 4 || b.LeaseRules[0].Table != b.Table {
+	if len(b.LeaseRules) != 1 || b.LeaseRules[0].Priority != 29999-1 || !b.LeaseRules[0].SuppressDefault || b.LeaseRules[0].Family != 4 || b.LeaseRules[0].Table != b.Table {
 		t.Errorf("eth-b lease rules %+v", b.LeaseRules)
 	}
 	if len(c.LeaseRules) != 1 || c.LeaseRules[0].Family != 6 || len(c.Rules) != 1 {
@@ -211,11 +211,11 @@ interfaces:
 	}
 }
 
-// TestLeaseRuleCollisions: the lease rule's priority must stay in the range and off another interface's.
+// TestLeaseRuleCollisions: the lease rule must come after every interface's source rules.
 func TestLeaseRuleCollisions(t *testing.T) {
 	for _, c := range []struct{ desc, want string }{
-		{"version: 1\ninterfaces:\n  - name: eth-b\n    dhcp4: true\n    priority: 20010\n  - name: eth-c\n    addresses: [10.3.0.5/24]\n    priority: 20015\n", "which is eth-c's rule priority"},
-		{"version: 1\npriority_range: {min: 20000, max: 20012}\ninterfaces:\n  - name: eth-b\n    dhcp4: true\n", "outside priority_range"},
+		{"version: 1\ninterfaces:\n  - name: eth-b\n    dhcp4: true\n  - name: eth-c\n    addresses: [10.3.0.5/24]\n    priority: 29999\n", "which is not after eth-c's rules at 29999"},
+		{"version: 1\npriority_range: {min: 20000, max: 20010}\ninterfaces:\n  - name: eth-b\n    dhcp4: true\n", "which is not after eth-b's rules at 20010"},
 	} {
 		h, rep := description.Parse([]byte(c.desc))
 		if rep.HasErrors(false) {

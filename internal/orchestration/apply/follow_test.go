@@ -66,7 +66,7 @@ func TestFollowerRulesFollowTheLease(t *testing.T) {
 	if got := h.followerRules(); len(got) != 1 || got[0] != "20020: from 10.2.0.50 lookup 1000001" {
 		t.Fatalf("follower rules %v\n%s", got, h.os.Transcript())
 	}
-	if !strings.Contains(h.rules(), "20025: from all lookup 1000001 suppress_prefixlength 0") {
+	if !strings.Contains(h.rules(), "29998: from all lookup 1000001 suppress_prefixlength 0") {
 		t.Errorf("no lease rule: %s", h.rules())
 	}
 	if res := h.verify(dynamic); !res.OK() || res.Checked.Probes == 0 {
