@@ -65,11 +65,11 @@ type Address struct {
 
 // Link is a link as discover sees it.
 type Link struct {
-	Index     int
-	Name      string
-	Kind      string // veth, bridge, vxlan...; empty for a physical device
-	Up        bool
-	Loopback  bool
+	Index    int
+	Name     string
+	Kind     string // veth, bridge, vxlan...; empty for a physical device
+	Up       bool
+	Loopback bool
 	// OperState is the kernel's operational state (RFC 2863's, as ip link shows it): up, down,
 	// lower-layer-down, dormant, unknown...
 	OperState string
