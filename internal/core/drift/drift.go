@@ -94,18 +94,18 @@ type Expect struct {
 
 // Finding is one difference between the plan and the live state.
 type Finding struct {
-	Kind      Kind   `json:"kind"`
-	Interface string `json:"interface,omitempty"`
-	Message   string `json:"message"`
+	Kind      Kind   `json:"kind" yaml:"kind"`
+	Interface string `json:"interface,omitempty" yaml:"interface,omitempty"`
+	Message   string `json:"message" yaml:"message"`
 	// Path, Line and Column say where the description asks for what drifted.
-	Path   string `json:"path,omitempty"`
-	Line   int    `json:"line,omitempty"`
-	Column int    `json:"column,omitempty"`
+	Path   string `json:"path,omitempty" yaml:"path,omitempty"`
+	Line   int    `json:"line,omitempty" yaml:"line,omitempty"`
+	Column int    `json:"column,omitempty" yaml:"column,omitempty"`
 	// Expected and Actual say, as short text, what the plan wants and what the live state holds instead, where
 	// drift knows both: a rule and "absent", two rp_filter values, the interface and table a reply should leave
 	// by and those it would. Empty when not meaningful.
-	Expected string `json:"expected,omitempty"`
-	Actual   string `json:"actual,omitempty"`
+	Expected string `json:"expected,omitempty" yaml:"expected,omitempty"`
+	Actual   string `json:"actual,omitempty" yaml:"actual,omitempty"`
 }
 
 // Absent is a finding's Expected or Actual for something that is not there.
