@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -203,7 +204,11 @@ func (p *printer) iface(ifc Interface) {
 	default:
 		p.row("networkd", []string{nd.State + ": " + nd.NetworkFile}, "")
 		if len(nd.Dropins) > 0 {
-			p.row("drop-ins", nd.Dropins, "")
+			dropins := nd.Dropins
+			if nd.DropinsFrom == FromFiles {
+				dropins = append(slices.Clone(dropins), "(found beside the file: this networkd does not list drop-ins)")
+			}
+			p.row("drop-ins", dropins, "")
 		}
 	}
 

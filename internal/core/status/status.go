@@ -44,7 +44,16 @@ type NetworkdLink struct {
 	State       string // AdministrativeState: configured, unmanaged, configuring...
 	NetworkFile string
 	Dropins     []string
+	// DropinsFrom says who listed the drop-ins: networkd itself, or the configuration directories where networkd
+	// does not say (252 does not).
+	DropinsFrom string
 }
+
+// Where a link's drop-ins were listed from.
+const (
+	FromNetworkd = "networkd"
+	FromFiles    = "files"
+)
 
 // Report is what status shows, in the order it shows it. Its field names are part of symroute's interface
 // (-o json, -o yaml): they are documented in the README and only ever added to.
@@ -128,6 +137,9 @@ type Networkd struct {
 	State       string   `json:"state" yaml:"state"`
 	NetworkFile string   `json:"network_file" yaml:"network_file"`
 	Dropins     []string `json:"dropins" yaml:"dropins"`
+	// DropinsFrom is "networkd" when networkd listed the drop-ins, "files" when status found them in networkd's
+	// configuration directories because networkd does not list them (252).
+	DropinsFrom string `json:"dropins_from" yaml:"dropins_from"`
 }
 
 // uncounted are the kernel's own tables, whose routes status does not count.
@@ -302,7 +314,7 @@ func (s Snapshot) build(sub subject) Interface {
 		}
 	}
 	if l, ok := s.Networkd[sub.name]; ok {
-		out.Networkd = &Networkd{State: l.State, NetworkFile: l.NetworkFile, Dropins: slices.Clone(l.Dropins)}
+		out.Networkd = &Networkd{State: l.State, NetworkFile: l.NetworkFile, Dropins: slices.Clone(l.Dropins), DropinsFrom: l.DropinsFrom}
 		if out.Networkd.Dropins == nil {
 			out.Networkd.Dropins = []string{}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/core/status"
+	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/orchestration/state"
 )
 
@@ -89,7 +90,12 @@ func runStatus(c common, output string, in input) int {
 		eprintf(in.stderr, "symroute status: the kernel reader cannot list links\n")
 		return ExitSystem
 	}
-	snap, err := state.Status(ctx, p, res, src, links)
+	var system fs.FS
+	if root, err := rootfs.Open(c.root); err == nil {
+		defer root.Close()
+		system = root.ReadFS()
+	}
+	snap, err := state.Status(ctx, p, res, src, links, system)
 	if err != nil {
 		eprintf(in.stderr, "symroute status: cannot read the live state: %v\n", err)
 		return ExitSystem

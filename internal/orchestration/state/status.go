@@ -3,9 +3,11 @@ package state
 import (
 	"context"
 	"fmt"
+	"io/fs"
 
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/ifname"
+	"github.com/symroute/symroute/internal/core/networkfiles"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/core/status"
@@ -18,9 +20,10 @@ type LinkLister interface {
 }
 
 // Status gathers what symroute status shows. With a description, p is its plan and res verify's comparison of
-// it with the live state; without one both are nil, and every link is read. It only reads; networkd not
-// answering and rp_filter values that cannot be read are notes, not errors.
-func Status(ctx context.Context, p *plan.Plan, res *drift.Result, src Sources, links LinkLister) (status.Snapshot, error) {
+// it with the live state; without one both are nil, and every link is read. root is the system's files, where
+// the drop-ins of each link's .network file are found when networkd does not list them (252); nil leaves them
+// unlisted. It only reads; networkd not answering and rp_filter values that cannot be read are notes, not errors.
+func Status(ctx context.Context, p *plan.Plan, res *drift.Result, src Sources, links LinkLister, root fs.FS) (status.Snapshot, error) {
 	snap := status.Snapshot{Plan: p, Result: res, Addresses: map[int][]routing.Address{}, Routes: map[uint32][]routing.Route{}, RPFilter: map[string]int{}}
 	var err error
 	if snap.Links, err = links.Links(); err != nil {
@@ -68,7 +71,15 @@ func Status(ctx context.Context, p *plan.Plan, res *drift.Result, src Sources, l
 	}
 	snap.Networkd = map[string]status.NetworkdLink{}
 	for _, l := range described {
-		snap.Networkd[l.Name] = status.NetworkdLink{State: l.AdministrativeState, NetworkFile: l.NetworkFile, Dropins: l.NetworkFileDropins}
+		nl := status.NetworkdLink{State: l.AdministrativeState, NetworkFile: l.NetworkFile, Dropins: l.NetworkFileDropins, DropinsFrom: status.FromNetworkd}
+		if nl.Dropins == nil && nl.NetworkFile != "" && root != nil {
+			// networkd said nothing of drop-ins (an empty list would be [], not absent): list them as it reads them.
+			if nl.Dropins, err = networkfiles.Dropins(root, nl.NetworkFile); err != nil {
+				snap.Notes = append(snap.Notes, fmt.Sprintf("the drop-ins of %s not listed: %v", nl.NetworkFile, err))
+			}
+			nl.DropinsFrom = status.FromFiles
+		}
+		snap.Networkd[l.Name] = nl
 	}
 	return snap, nil
 }

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"testing/fstest"
 
 	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/core/status"
@@ -32,7 +33,9 @@ func TestStatusReadsWhatItShows(t *testing.T) {
 	h.networkd.links[2].NetworkFileDropins = []string{"/etc/systemd/network/10-symroute-eth-a.network.d/50-mtu.conf"}
 	res := h.verify(t, p)
 	h.kernel.tablesRead = nil
-	snap, err := Status(context.Background(), p, &res, h.sources(), h.kernel)
+	// networkd 252 lists no drop-ins: those of eth-b's file are found in the root, as networkd reads them.
+	root := fstest.MapFS{"etc/systemd/network/10-symroute-eth-b.network.d/50-mtu.conf": {Data: []byte("[Link]\nMTUBytes=1400\n")}}
+	snap, err := Status(context.Background(), p, &res, h.sources(), h.kernel, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,12 +47,16 @@ func TestStatusReadsWhatItShows(t *testing.T) {
 		t.Fatalf("report: %+v", r)
 	}
 	a := r.Interfaces[0]
-	if a.Tables[0].ID != 1000000 || len(a.Rules) == 0 || a.RPFilter.Why != "loose (all=0, eth-a=2)" || a.Networkd == nil || len(a.Networkd.Dropins) != 1 || len(a.Addresses) != 1 {
+	if a.Tables[0].ID != 1000000 || len(a.Rules) == 0 || a.RPFilter.Why != "loose (all=0, eth-a=2)" || a.Networkd == nil || len(a.Networkd.Dropins) != 1 ||
+		a.Networkd.DropinsFrom != status.FromNetworkd || len(a.Addresses) != 1 {
 		t.Errorf("eth-a: %+v", a)
+	}
+	if b := r.Interfaces[1].Networkd; b == nil || b.DropinsFrom != status.FromFiles || !slices.Equal(b.Dropins, []string{"/etc/systemd/network/10-symroute-eth-b.network.d/50-mtu.conf"}) {
+		t.Errorf("eth-b's networkd: %+v", b)
 	}
 
 	h.networkd.err = errors.New("no such name")
-	snap, err = Status(context.Background(), nil, nil, h.sources(), h.kernel)
+	snap, err = Status(context.Background(), nil, nil, h.sources(), h.kernel, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +65,7 @@ func TestStatusReadsWhatItShows(t *testing.T) {
 		t.Errorf("without a description and networkd: %+v", r)
 	}
 	h.kernel.fail["Links"] = errors.New("netlink: operation not permitted")
-	if _, err := Status(context.Background(), nil, nil, h.sources(), h.kernel); err == nil {
+	if _, err := Status(context.Background(), nil, nil, h.sources(), h.kernel, nil); err == nil {
 		t.Error("a kernel that cannot list its links gave no error")
 	}
 }
