@@ -84,14 +84,22 @@ func verdictColor(v string) string {
 }
 
 // row prints a label and its values, one value a line (or more: a long one is wrapped at spaces, and a word longer
-// than the column loses its start). first, when set, colours the first value's first word.
+// than the column loses its start; a value that starts with "- " is an item of a list, and its later lines are
+// indented under its text). first, when set, colours the first value's first word.
 func (p *printer) row(label string, values []string, first string) {
 	if len(values) == 0 {
 		values = []string{"none"}
 	}
 	pad := strings.Repeat(" ", 2+labelWidth+2)
 	for i, v := range values {
-		for j, line := range wrapText(report.Printable(v), valueWidth) {
+		width, hang := valueWidth, ""
+		if strings.HasPrefix(v, "- ") {
+			width, hang = valueWidth-2, "  "
+		}
+		for j, line := range wrapText(report.Printable(v), width) {
+			if j > 0 {
+				line = hang + line
+			}
 			lead := pad
 			if i == 0 && j == 0 {
 				lead = "  " + label + strings.Repeat(" ", labelWidth-len(label)+2)
@@ -219,15 +227,15 @@ func (p *printer) iface(ifc Interface) {
 	}
 }
 
-// findingLines are findings as the verdict shows them: the first says drift, each its message and kind.
+// findingLines are findings as the verdict shows them, each its message and kind: after "drift: " when there is
+// one, as a list under "drift, N findings:" when there are more.
 func findingLines(fs []drift.Finding) []string {
-	var out []string
-	for i, f := range fs {
-		s := f.Message + " [" + string(f.Kind) + "]"
-		if i == 0 {
-			s = Drift + ": " + s
-		}
-		out = append(out, s)
+	if len(fs) == 1 {
+		return []string{Drift + ": " + fs[0].Message + " [" + string(fs[0].Kind) + "]"}
+	}
+	out := []string{fmt.Sprintf("%s, %d findings:", Drift, len(fs))}
+	for _, f := range fs {
+		out = append(out, "- "+f.Message+" ["+string(f.Kind)+"]")
 	}
 	return out
 }

@@ -170,6 +170,7 @@ func TestTextFitsAndReads(t *testing.T) {
 	long := "/etc/systemd/network/" + strings.Repeat("very-long-directory-name/", 6) + "10-netplan-eth-b.network"
 	s.Networkd["eth-b"] = NetworkdLink{State: "configured", NetworkFile: long, Dropins: []string{long + ".d/90-symroute.conf"}}
 	s.Result.Findings[0].Message = strings.Repeat("a long finding message that goes on ", 8)
+	s.Result.Findings = append(s.Result.Findings, drift.Finding{Kind: drift.RuleMissing, Interface: "eth-b", Message: "rule 20020: from 10.0.0.1 lookup 1000001 is missing"})
 	for i := range 30 {
 		s.Addresses[2] = append(s.Addresses[2], routing.Address{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, 1, byte(20 + i)}), 24)})
 	}
@@ -192,8 +193,9 @@ func TestTextFitsAndReads(t *testing.T) {
 		"  networkd   configured:\n             …",
 		"10-netplan-eth-b.network\n",
 		"  addresses  10.0.0.1/24\n             10.0.0.7/24 dynamic, 1h02m left\n",
-		"  verdict    drift: a long finding message",
-		"[rp_filter]\n",
+		"  verdict    drift, 2 findings:\n             - a long finding message",
+		"\n               finding message that goes on", // a finding's later lines hang under its text
+		"[rp_filter]\n             - rule 20020: from 10.0.0.1 lookup 1000001 is missing [rule_missing]\n",
 		"\nhost\n  verdict    drift: rule 20010: from 192.168.1.99 lookup 7 takes priority 20010 [rule_foreign]\n",
 	} {
 		if !strings.Contains(text, want) {

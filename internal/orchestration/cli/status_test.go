@@ -79,7 +79,8 @@ func TestStatusVerdictFromTheDescription(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", code, stderr)
 	}
 	for _, want := range []string{"symroute status: drift: " + desc, "symr-none0  missing\n", "  tables     1000000 symroute-symr-none0 (0 routes)\n",
-		"  verdict    drift: rule 20010: from 10.0.0.1 lookup 1000000 is missing [rule_missing]\n", "  link symr-none0 does not exist [link_missing]\n"} {
+		"  verdict    drift, 2 findings:\n             - rule 20010: from 10.0.0.1 lookup 1000000 is missing [rule_missing]\n",
+		"             - link symr-none0 does not exist [link_missing]\n"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, stdout)
 		}
