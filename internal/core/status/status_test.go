@@ -14,17 +14,8 @@ import (
 	"github.com/symroute/symroute/internal/tools/plantest"
 )
 
-const twoNIC = `version: 1
-interfaces:
-  - name: eth-a
-    addresses: [192.168.1.10/24]
-    gateway: 192.168.1.1
-    default_route: true
-  - name: eth-b
-    addresses: [10.0.0.1/24]
-    gateway: 10.0.0.254
-    rp_filter: strict
-`
+// twoNIC is the site's host with strict rp_filter on eth-b.
+const twoNIC = plantest.TwoNIC + "    rp_filter: strict\n"
 
 var pfx = netip.MustParsePrefix
 
