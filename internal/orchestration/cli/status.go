@@ -24,7 +24,7 @@ var statusCommand = &command{
 	name:    "status",
 	args:    "[INTERFACE]",
 	arg:     interfaceNames,
-	summary: "show each interface's addresses, table, rules, rp_filter, networkd file and verdict (read-only)",
+	summary: "show what routes each interface's replies, and whether it holds (read-only)",
 	long: "Read-only. Shows, per interface, the link's state, its addresses (dynamic ones with the time their lease " +
 		"has left), the routing tables its rules look up with their number of routes, the rules that select it " +
 		"(by input interface, by one of its addresses as source, or by looking up its table), the effective " +
