@@ -11,6 +11,7 @@ import (
 	"path"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,6 +143,14 @@ func Generate(p *plan.Plan, opts Options) ([]fileset.File, report.Report, error)
 					report.Quote("/"+first.Path), ifc.Name, why)
 				continue
 			}
+			if ifc.Dynamic() && opts.Root != nil {
+				if key, why := dynamicUnserved(opts.Root, first.Path, ifc); key != "" {
+					r.Add(report.Error, ip.Key(key), p.Host.Pos(ip.Key(key)),
+						"%s configures %s, but %s: a drop-in only moves the routes of a lease or advertisement the file takes. Turn it on in that file, or set mode: own",
+						"/"+first.Path, ifc.Name, why)
+					continue
+				}
+			}
 			view.Target = "/" + first.Path
 			g.render(ownership.NetworkDir+"/"+first.Name+".d/"+ownership.DropInName, "dropin.tmpl", view)
 			g.last().Interface, g.last().Configures = ifc.Name, "/"+first.Path
@@ -231,6 +240,46 @@ func (g *gen) connmark(p *plan.Plan, root fs.FS, r *report.Report) {
 			r.Add(report.Warning, at, p.Host.Pos(at), "%s is not on this root, and %s runs it at boot to load the connection marks; install nftables (the package that ships nft)", NFT, ownership.ConnmarkUnit)
 		}
 	}
+}
+
+// dynamicUnserved says which of a dynamic interface's keys the file a drop-in extends does not serve: dhcp4
+// where its DHCP= does not include IPv4, accept_ra where it sets IPv6AcceptRA= off (networkd's default accepts
+// advertisements on a link that does not forward). The file's own [Network] lines decide; the last one wins, as
+// in networkd.
+func dynamicUnserved(root fs.FS, file string, ifc plan.Interface) (key, why string) {
+	data, err := fs.ReadFile(root, file)
+	if err != nil {
+		return "", ""
+	}
+	dhcp, ra := "", ""
+	section := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			section = line
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || section != "[Network]" {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "DHCP":
+			dhcp = strings.ToLower(strings.TrimSpace(v))
+		case "IPv6AcceptRA":
+			ra = strings.ToLower(strings.TrimSpace(v))
+		}
+	}
+	if ifc.DHCP4 && !slices.Contains([]string{"yes", "true", "on", "1", "ipv4", "both"}, dhcp) {
+		if dhcp == "" {
+			return "dhcp4", "it sets no DHCP=, so networkd runs no DHCPv4 client there"
+		}
+		return "dhcp4", fmt.Sprintf("its DHCP=%s runs no DHCPv4 client", dhcp)
+	}
+	if ifc.AcceptRA && slices.Contains([]string{"no", "false", "off", "0"}, ra) {
+		return "accept_ra", fmt.Sprintf("its IPv6AcceptRA=%s turns router advertisements off", ra)
+	}
+	return "", ""
 }
 
 // Bash runs the follower's script; /bin/bash is bash on Debian, Fedora and Flatcar alike.

@@ -10,7 +10,7 @@ _symroute() {
 		prev=${cur%%=*} prefix=${cur%%=*}= cur=${cur#*=}
 	fi
 	if [[ $COMP_CWORD -eq 1 ]]; then
-		COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify status discover schema reservations help version --help --version" -- "$cur"))
+		COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify status explain discover schema reservations help version --help --version" -- "$cur"))
 		return
 	fi
 	local flags= arg=nothing
@@ -84,6 +84,18 @@ _symroute() {
 		esac
 		flags="-c --config --root --strict -o --output -h --help" arg=interfaces
 		;;
+	explain)
+		case $prev in
+		-c | --config) _symroute_offer "$cur" "$prefix" file; return ;;
+		--client) _symroute_offer "$cur" "$prefix" nothing; return ;;
+		--to) _symroute_offer "$cur" "$prefix" nothing; return ;;
+		--port) _symroute_offer "$cur" "$prefix" nothing; return ;;
+		--proto) _symroute_offer "$cur" "$prefix" words tcp udp; return ;;
+		--in) _symroute_offer "$cur" "$prefix" nothing; return ;;
+		-o | --output) _symroute_offer "$cur" "$prefix" words text json; return ;;
+		esac
+		flags="-c --config --client --to --port --proto --in -o --output -h --help" arg=nothing
+		;;
 	discover)
 		case $prev in
 		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
@@ -127,7 +139,7 @@ _symroute_offer() {
 	file) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -P "$prefix" -f -- "$cur")) ;;
 	dir) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -P "$prefix" -d -- "$cur")) ;;
 	words) COMPREPLY=($(compgen -P "$prefix" -W "$*" -- "$cur")) ;;
-	commands) COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify status discover schema reservations help version" -- "$cur")) ;;
+	commands) COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify status explain discover schema reservations help version" -- "$cur")) ;;
 	interfaces) COMPREPLY=($(compgen -W "$(command ls /sys/class/net 2>/dev/null)" -- "$cur")) ;;
 	*) COMPREPLY=() ;;
 	esac

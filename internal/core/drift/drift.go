@@ -240,7 +240,7 @@ func (c *comparer) rules() {
 		for _, a := range c.snap.Followed[s.Interface] {
 			c.res.Checked.Rules++
 			if !followed[s][a] {
-				c.add(RuleMissing, s.Interface, dynamicOrigin(ifc), "rule %d: from %s lookup %s, for %s's address %s, is missing; %s keeps it: is it running? (apply puts it back)",
+				c.add(RuleMissing, s.Interface, dynamicOrigin(ifc, a.Is6()), "rule %d: from %s lookup %s, for %s's address %s, is missing; %s keeps it: is it running? (apply puts it back)",
 					s.Priority, a, routing.TableName(s.Table), s.Interface, a, ownership.FollowUnit).was(RuleString(s.Priority, netip.PrefixFrom(a, a.BitLen()), netip.Prefix{}, s.Table), Absent)
 			}
 		}
@@ -365,7 +365,7 @@ func (c *comparer) leaseRoutes(ifc plan.Interface, index int, live []routing.Rou
 			if v6 {
 				from = "router advertisements"
 			}
-			c.add(RouteMissing, ifc.Name, dynamicOrigin(ifc), "table %d (%s) has no %s default route through %s from its %s; replies to clients beyond its subnet have no way out",
+			c.add(RouteMissing, ifc.Name, dynamicOrigin(ifc, v6), "table %d (%s) has no %s default route through %s from its %s; replies to clients beyond its subnet have no way out",
 				ifc.Table, ifc.TableName, map[bool]string{false: "IPv4", true: "IPv6"}[v6], ifc.Name, from).
 				was(fmt.Sprintf("default dev %s table %s", ifc.Name, routing.TableName(ifc.Table)), Absent)
 		}

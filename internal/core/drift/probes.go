@@ -93,7 +93,7 @@ func Probes(p *plan.Plan, followed map[string][]netip.Addr) []Probe {
 		// lease or advertisement gave, to the same destination beyond every subnet.
 		for _, a := range followed[ifc.Name] {
 			if dst, ok := outside[a.Is6()]; ok && servesFamily(ifc, a.Is6()) && !local[a] {
-				probes = append(probes, Probe{Position: i, Src: a, Dst: dst, Why: "beyond every local subnet, from its address now", Origin: dynamicOrigin(ifc)})
+				probes = append(probes, Probe{Position: i, Src: a, Dst: dst, Why: "beyond every local subnet, from its address now", Origin: dynamicOrigin(ifc, a.Is6())})
 			}
 		}
 	}
@@ -157,9 +157,10 @@ func servesFamily(ifc plan.Interface, v6 bool) bool {
 	return ifc.DHCP4
 }
 
-// dynamicOrigin is where the description makes an interface dynamic: dhcp4, else accept_ra.
-func dynamicOrigin(ifc plan.Interface) report.Path {
-	if ifc.DHCP4 {
+// dynamicOrigin is where the description makes an interface take addresses of a family: accept_ra for IPv6 and
+// dhcp4 for IPv4, where the interface has them, else the one it has.
+func dynamicOrigin(ifc plan.Interface, v6 bool) report.Path {
+	if ifc.DHCP4 && (!v6 || !ifc.AcceptRA) {
 		return report.Path{"interfaces", ifc.Position, "dhcp4"}
 	}
 	return report.Path{"interfaces", ifc.Position, "accept_ra"}

@@ -53,6 +53,14 @@ type Answer struct {
 	Gateway   netip.Addr
 }
 
+// Query is a route lookup as the kernel makes one: for a packet from Src (invalid: the kernel chooses) to Dst
+// carrying Mark, arriving on Iif ("" for one the host sends itself).
+type Query struct {
+	Src, Dst netip.Addr
+	Iif      string
+	Mark     uint32
+}
+
 // Address is an address on a link, with its IPv4 broadcast (invalid when the address has none).
 type Address struct {
 	Prefix    netip.Prefix

@@ -205,11 +205,21 @@ func prefix(n *net.IPNet) netip.Prefix {
 // RouteGet asks the kernel which route a packet from src (none when invalid) to dst, carrying mark, takes through
 // the policy rules, as `ip route get <dst> from <src> mark <mark>` does.
 func (r *Reader) RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error) {
-	opts := &netlink.RouteGetOptions{Mark: mark}
+	return r.Lookup(routing.Query{Src: src, Dst: dst, Mark: mark})
+}
+
+// Lookup asks the kernel how it routes q, as `ip route get DST [from SRC] [iif IIF] [mark MARK]` does: with Iif,
+// as a packet arriving on that link (the lookup rp_filter makes has Iif lo).
+func (r *Reader) Lookup(q routing.Query) (routing.Answer, error) {
+	src, dst, mark := q.Src, q.Dst, q.Mark
+	opts := &netlink.RouteGetOptions{Mark: mark, Iif: q.Iif}
 	what := fmt.Sprintf("route get %s", dst)
 	if src.IsValid() {
 		opts.SrcAddr = net.IP(src.AsSlice())
 		what += " from " + src.String()
+	}
+	if q.Iif != "" {
+		what += " iif " + q.Iif
 	}
 	if mark != 0 {
 		what += fmt.Sprintf(" mark %#x", mark)
@@ -280,13 +290,7 @@ func (r *Reader) LinkName(index int) (string, error) {
 // over netlink: networkd, told to keep foreign rules, no longer removes rules symroute dropped from its files once
 // it has restarted and forgotten them.
 func (r *Reader) DeleteRule(rule routing.Rule) error {
-	nr := netlink.NewRule()
-	nr.Family = rule.Family
-	nr.Priority = int(rule.Priority)
-	nr.Table = int(rule.Table)
-	nr.Src = ipNet(rule.From)
-	nr.Dst = ipNet(rule.To)
-	nr.Protocol = rule.Protocol
+	nr := netlinkRule(rule)
 	nr.Type = rule.Action
 	nr.IifName = rule.Iif
 	if rule.SuppressDefault {
@@ -303,16 +307,22 @@ func (r *Reader) DeleteRule(rule routing.Rule) error {
 	return nil
 }
 
-// AddRule adds a "from <address> lookup <table>" rule with the given priority and protocol: the follower's
-// rules, which apply puts in place as the follower would, so that what it verifies does not wait on the unit.
-func (r *Reader) AddRule(rule routing.Rule) error {
+// netlinkRule is rule's family, priority, table, addresses and protocol as netlink's request carries them.
+func netlinkRule(rule routing.Rule) *netlink.Rule {
 	nr := netlink.NewRule()
 	nr.Family = rule.Family
 	nr.Priority = int(rule.Priority)
 	nr.Table = int(rule.Table)
 	nr.Src = ipNet(rule.From)
+	nr.Dst = ipNet(rule.To)
 	nr.Protocol = rule.Protocol
-	if err := r.h.RuleAdd(nr); err != nil && !errors.Is(err, unix.EEXIST) {
+	return nr
+}
+
+// AddRule adds a "from <address> lookup <table>" rule with the given priority and protocol: the follower's
+// rules, which apply puts in place as the follower would, so that what it verifies does not wait on the unit.
+func (r *Reader) AddRule(rule routing.Rule) error {
+	if err := r.h.RuleAdd(netlinkRule(rule)); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add rule %d from %s: %w", rule.Priority, rule.From, err)
 	}
 	return nil

@@ -39,52 +39,41 @@ func noManager(err error) bool {
 // StopUnit stops name and waits for the job to finish; a unit systemd does not know is already stopped. The
 // error wraps ErrNoManager when no manager answered.
 func StopUnit(ctx context.Context, name string) error {
-	conn, err := connect(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	done := make(chan string, 1)
-	if _, err := conn.StopUnitContext(ctx, name, "replace", done); err != nil {
-		if noManager(err) {
-			return fmt.Errorf("%w: %v", ErrNoManager, err)
-		}
-		return fmt.Errorf("stop %s: %w", name, err)
-	}
-	select {
-	case result := <-done:
-		if result != "done" {
-			return fmt.Errorf("stop %s: the job ended %q; see journalctl -u %s", name, result, name)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop %s: %w", name, ctx.Err())
-	}
+	return job(ctx, "stop", name, func(conn *sd.Conn, done chan<- string) (int, error) {
+		return conn.StopUnitContext(ctx, name, "replace", done)
+	})
 }
 
 // RestartUnit restarts name and waits for the job to finish. The error wraps ErrNoManager when no manager
 // answered, and names the job's result when it ran and failed.
 func RestartUnit(ctx context.Context, name string) error {
+	return job(ctx, "restart", name, func(conn *sd.Conn, done chan<- string) (int, error) {
+		return conn.RestartUnitContext(ctx, name, "replace", done)
+	})
+}
+
+// job queues a job on name with start and waits for its result.
+func job(ctx context.Context, verb, name string, start func(*sd.Conn, chan<- string) (int, error)) error {
 	conn, err := connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	done := make(chan string, 1) // buffered: go-systemd writes the job result whether or not we still listen
-	if _, err := conn.RestartUnitContext(ctx, name, "replace", done); err != nil {
+	if _, err := start(conn, done); err != nil {
 		if noManager(err) {
 			return fmt.Errorf("%w: %v", ErrNoManager, err)
 		}
-		return fmt.Errorf("restart %s: %w", name, err)
+		return fmt.Errorf("%s %s: %w", verb, name, err)
 	}
 	select {
 	case result := <-done:
 		if result != "done" {
-			return fmt.Errorf("restart %s: the job ended %q; see journalctl -u %s", name, result, name)
+			return fmt.Errorf("%s %s: the job ended %q; see journalctl -u %s", verb, name, result, name)
 		}
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("restart %s: %w", name, ctx.Err())
+		return fmt.Errorf("%s %s: %w", verb, name, ctx.Err())
 	}
 }
 

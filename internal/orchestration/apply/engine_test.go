@@ -798,3 +798,38 @@ func TestGuardProtectsReplies(t *testing.T) {
 	}
 	ok(t)(h.apply(onlyA, Options{Force: true}))
 }
+
+// TestUndoLeavesAFileChangedSince: a file someone wrote after the dead run wrote it is theirs; the undo of that
+// run restores every other file and leaves that one, saying so.
+func TestUndoLeavesAFileChangedSince(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	ok(t)(h.apply(twoNIC, Options{}))
+	before := h.files()
+	changed := strings.Replace(twoNIC, "gateway: 10.0.0.254", "gateway: 10.0.0.253", 1)
+	changed = strings.Replace(changed, "gateway: 192.168.1.1", "gateway: 192.168.1.2", 1)
+	func() {
+		defer func() { recover() }()
+		h.os.onReload = func() { panic(errDie) }
+		h.apply(changed, Options{})
+	}()
+	h.os.onReload = nil
+	edited := filepath.Join(h.dir, "etc/systemd/network/10-symroute-eth-b.network")
+	if err := os.WriteFile(edited, []byte("# someone's edit\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := h.engine(Options{}) // Recover runs here
+	after := h.files()
+	for p, v := range before {
+		switch {
+		case strings.HasSuffix(p, "10-symroute-eth-b.network"):
+			if !strings.Contains(after[p], fmt.Sprintf("%x", "# someone's edit\n")) {
+				t.Errorf("the undo overwrote %s, which someone changed after the run", p)
+			}
+		case after[p] != v:
+			t.Errorf("the undo did not restore %s", p)
+		}
+	}
+	if e.Record().Pending != nil || !strings.Contains(h.log.String(), "left /etc/systemd/network/10-symroute-eth-b.network as it is") {
+		t.Errorf("pending %v; log:\n%s", e.Record().Pending, h.log.String())
+	}
+}

@@ -553,6 +553,11 @@ func (e *Engine) verifyUntil(ctx context.Context, p *plan.Plan, files []fileset.
 	deadline := time.Now().Add(e.opts.Timeout)
 	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(files), Recorded: target}
 	for {
+		// As the follower would: an address a link takes while networkd configures it (an advertisement's, which
+		// comes a moment after the link is configured) gets its rule before the look that checks it.
+		if err := e.syncFollower(target.Follow, nil); err != nil {
+			return drift.Result{}, err
+		}
 		res, err := state.Verify(ctx, p, expect, e.sources())
 		if err != nil || res.OK() || time.Now().After(deadline) || missingLink(res) {
 			return res, err

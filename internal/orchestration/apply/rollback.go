@@ -25,6 +25,7 @@ func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []ph
 	defer cancel()
 	e.logf("rolling back: restoring the previous files")
 	for _, ph := range undoPhases(tx, done, known) {
+		ph.changes = e.unchangedSince(tx, ph.changes)
 		if len(ph.changes) == 0 {
 			continue
 		}
@@ -75,6 +76,38 @@ func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []ph
 		return err
 	}
 	return e.checkBefore(tx, out)
+}
+
+// unchangedSince keeps the undo changes whose file is still as tx left it (or already as the undo makes it): a
+// file another program or a person wrote since is theirs now, and stays, with a note, as a sysctl does.
+// Enablement links are symroute's alone and always undone.
+func (e *Engine) unchangedSince(tx *record.Transaction, changes []filesync.Change) []filesync.Change {
+	wrote := map[string]record.File{}
+	for _, f := range tx.Target.Files {
+		wrote[f.Path] = f
+	}
+	var out []filesync.Change
+	for _, c := range changes {
+		if c.Link != "" || c.OldLink != "" || wrote[c.Path].Link != "" {
+			out = append(out, c)
+			continue
+		}
+		now, err := fs.ReadFile(e.opts.Root.ReadFS(), c.Path)
+		exists := err == nil
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			out = append(out, c) // unreadable: the undo's own write reports what is wrong
+			continue
+		}
+		w, written := wrote[c.Path]
+		asLeft := exists == written && (!exists || record.Hash(now) == w.SHA256)
+		asUndone := c.Kind == filesync.Remove && !exists || c.Kind != filesync.Remove && exists && string(now) == string(c.New)
+		if asLeft || asUndone {
+			out = append(out, c)
+			continue
+		}
+		e.logf("note: left /%s as it is: it changed after the run wrote it, so it is no longer the run's to undo", c.Path)
+	}
+	return out
 }
 
 // undoSysctls puts back each key the transaction set, while it holds the value the transaction set: the run may

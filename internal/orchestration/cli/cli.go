@@ -263,7 +263,7 @@ func check(c common, in input) int {
 	if !ok {
 		return status
 	}
-	explain(progressTo(in.stdout, c.quiet), l.plan)
+	printAllocation(progressTo(in.stdout, c.quiet), l.plan)
 	fmt.Fprintf(in.stdout, "symroute check: %s is valid: %d interface(s), %d warning(s)\n", report.Printable(c.shown()), len(l.plan.Interfaces), l.rep.Count(report.Warning))
 	return ExitOK
 }
@@ -414,8 +414,8 @@ func countWrites(changes []filesync.Change) int {
 	return n
 }
 
-// explain prints the tables and priorities chosen and why, for `symroute check`.
-func explain(w io.Writer, p *plan.Plan) {
+// printAllocation prints the tables and priorities chosen and why, for `symroute check`.
+func printAllocation(w io.Writer, p *plan.Plan) {
 	fmt.Fprintf(w, "table_range %s, priority_range %s\n", p.Host.Tables, p.Host.Priorities)
 	if len(p.ClusterRules) > 0 {
 		var cidrs []string

@@ -107,7 +107,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		checkCommand, generateCommand, applyCommand, tryCommand, confirmCommand, removeCommand, recoverCommand,
-		verifyCommand, statusCommand, discoverCommand, schemaCommand, reservationsCommand, helpCommand, versionCommand,
+		verifyCommand, statusCommand, explainCommand, discoverCommand, schemaCommand, reservationsCommand, helpCommand, versionCommand,
 		watchTryCommand,
 	}
 }
