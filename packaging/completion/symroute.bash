@@ -10,7 +10,7 @@ _symroute() {
 		prev=${cur%%=*} prefix=${cur%%=*}= cur=${cur#*=}
 	fi
 	if [[ $COMP_CWORD -eq 1 ]]; then
-		COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify explain discover schema reservations help version --help --version" -- "$cur"))
+		COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify status explain discover schema reservations help version --help --version" -- "$cur"))
 		return
 	fi
 	local flags= arg=nothing
@@ -76,6 +76,14 @@ _symroute() {
 		esac
 		flags="-c --config --root --strict -o --output --textfile -h --help" arg=file
 		;;
+	status)
+		case $prev in
+		-c | --config) _symroute_offer "$cur" "$prefix" file; return ;;
+		--root) _symroute_offer "$cur" "$prefix" dir; return ;;
+		-o | --output) _symroute_offer "$cur" "$prefix" words text json yaml; return ;;
+		esac
+		flags="-c --config --root --strict -o --output -h --help" arg=interfaces
+		;;
 	explain)
 		case $prev in
 		-c | --config) _symroute_offer "$cur" "$prefix" file; return ;;
@@ -131,7 +139,8 @@ _symroute_offer() {
 	file) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -P "$prefix" -f -- "$cur")) ;;
 	dir) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -P "$prefix" -d -- "$cur")) ;;
 	words) COMPREPLY=($(compgen -P "$prefix" -W "$*" -- "$cur")) ;;
-	commands) COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify explain discover schema reservations help version" -- "$cur")) ;;
+	commands) COMPREPLY=($(compgen -W "check generate apply try confirm remove recover verify status explain discover schema reservations help version" -- "$cur")) ;;
+	interfaces) COMPREPLY=($(compgen -W "$(command ls /sys/class/net 2>/dev/null)" -- "$cur")) ;;
 	*) COMPREPLY=() ;;
 	esac
 }

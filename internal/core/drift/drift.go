@@ -94,14 +94,22 @@ type Expect struct {
 
 // Finding is one difference between the plan and the live state.
 type Finding struct {
-	Kind      Kind   `json:"kind"`
-	Interface string `json:"interface,omitempty"`
-	Message   string `json:"message"`
+	Kind      Kind   `json:"kind" yaml:"kind"`
+	Interface string `json:"interface,omitempty" yaml:"interface,omitempty"`
+	Message   string `json:"message" yaml:"message"`
 	// Path, Line and Column say where the description asks for what drifted.
-	Path   string `json:"path,omitempty"`
-	Line   int    `json:"line,omitempty"`
-	Column int    `json:"column,omitempty"`
+	Path   string `json:"path,omitempty" yaml:"path,omitempty"`
+	Line   int    `json:"line,omitempty" yaml:"line,omitempty"`
+	Column int    `json:"column,omitempty" yaml:"column,omitempty"`
+	// Expected and Actual say, as short text, what the plan wants and what the live state holds instead, where
+	// drift knows both: a rule and "absent", two rp_filter values, the interface and table a reply should leave
+	// by and those it would. Empty when not meaningful.
+	Expected string `json:"expected,omitempty" yaml:"expected,omitempty"`
+	Actual   string `json:"actual,omitempty" yaml:"actual,omitempty"`
 }
+
+// Absent is a finding's Expected or Actual for something that is not there.
+const Absent = "absent"
 
 // Result is what verify found and how much it checked.
 type Result struct {
@@ -125,9 +133,10 @@ type Result struct {
 // OK reports whether nothing drifted.
 func (r Result) OK() bool { return len(r.Findings) == 0 }
 
-// Compare checks snap against p.
+// Compare checks snap against p. Findings is never nil, so -o json prints [] when nothing drifted.
 func Compare(p *plan.Plan, snap Snapshot, expect Expect) Result {
 	c := &comparer{p: p, snap: snap, recorded: expect.Recorded}
+	c.res.Findings = []Finding{}
 	c.rules()
 	c.routes()
 	c.probes()
@@ -149,14 +158,19 @@ type comparer struct {
 	res      Result
 }
 
-func (c *comparer) add(kind Kind, ifname string, origin report.Path, format string, args ...any) {
+// add records a finding; the caller names what was expected and what is there with was.
+func (c *comparer) add(kind Kind, ifname string, origin report.Path, format string, args ...any) *Finding {
 	f := Finding{Kind: kind, Interface: ifname, Message: fmt.Sprintf(format, args...)}
 	if origin != nil {
 		pos := c.p.Host.Pos(origin)
 		f.Path, f.Line, f.Column = origin.String(), pos.Line, pos.Column
 	}
 	c.res.Findings = append(c.res.Findings, f)
+	return &c.res.Findings[len(c.res.Findings)-1]
 }
+
+// was sets what the finding expected and what it found.
+func (f *Finding) was(expected, actual string) { f.Expected, f.Actual = expected, actual }
 
 // RuleString renders a rule as `ip rule` would.
 func RuleString(prio uint32, from, to netip.Prefix, table uint32) string {
@@ -189,7 +203,7 @@ func (c *comparer) rules() {
 			s := slots[i]
 			if !slices.Contains(c.snap.Followed[s.Interface], kr.From.Addr()) {
 				c.add(RuleStale, s.Interface, nil, "rule %d: from %s lookup %s is the follower's, for an address %s no longer has; %s deletes it: is it running?",
-					s.Priority, kr.From.Addr(), routing.TableName(s.Table), s.Interface, ownership.FollowUnit)
+					s.Priority, kr.From.Addr(), routing.TableName(s.Table), s.Interface, ownership.FollowUnit).was(Absent, RuleString(s.Priority, kr.From, netip.Prefix{}, s.Table))
 				continue
 			}
 			if followed[s] == nil {
@@ -211,10 +225,10 @@ func (c *comparer) rules() {
 		rule := k.String()
 		switch {
 		case ownership.OwnsRule(c.recorded, kr):
-			c.add(RuleStale, "", nil, "rule %s is symroute's but no longer in the plan; the next apply deletes it", rule)
+			c.add(RuleStale, "", nil, "rule %s is symroute's but no longer in the plan; the next apply deletes it", rule).was(Absent, rule)
 		case atOurs && sharesOurs(planned, kr):
 			c.add(RuleForeign, "", nil, "rule %s takes priority %d, which symroute uses for %s, and comes before or after them at random; it is not symroute's, so move it to a free priority (a gap of priority_range, or outside it)",
-				rule, kr.Priority, ours[kr.Priority])
+				rule, kr.Priority, ours[kr.Priority]).was("", rule)
 		case atOurs:
 			c.res.Notes = append(c.res.Notes, fmt.Sprintf("rule %s shares priority %d with %s but selects traffic none of them does; it is not symroute's, and symroute leaves it alone", rule, kr.Priority, ours[kr.Priority]))
 		default:
@@ -227,7 +241,7 @@ func (c *comparer) rules() {
 			c.res.Checked.Rules++
 			if !followed[s][a] {
 				c.add(RuleMissing, s.Interface, dynamicOrigin(ifc, a.Is6()), "rule %d: from %s lookup %s, for %s's address %s, is missing; %s keeps it: is it running? (apply puts it back)",
-					s.Priority, a, routing.TableName(s.Table), s.Interface, a, ownership.FollowUnit)
+					s.Priority, a, routing.TableName(s.Table), s.Interface, a, ownership.FollowUnit).was(RuleString(s.Priority, netip.PrefixFrom(a, a.BitLen()), netip.Prefix{}, s.Table), Absent)
 			}
 		}
 	}
@@ -240,7 +254,7 @@ func (c *comparer) rules() {
 		c.res.Checked.Rules++
 		if !got[k] {
 			r := want[k]
-			c.add(RuleMissing, r.Interface, r.Origin, "rule %s is missing", k.String())
+			c.add(RuleMissing, r.Interface, r.Origin, "rule %s is missing", k.String()).was(k.String(), Absent)
 		}
 	}
 }
@@ -293,12 +307,13 @@ func (c *comparer) routes() {
 		index, linked := c.snap.Links[ifc.Name]
 		c.res.Checked.Links++
 		if !linked {
-			c.add(LinkMissing, ifc.Name, report.Path{"interfaces", ifc.Position, "name"}, "link %s does not exist", ifc.Name)
+			c.add(LinkMissing, ifc.Name, report.Path{"interfaces", ifc.Position, "name"}, "link %s does not exist", ifc.Name).was("link "+ifc.Name, Absent)
 			continue
 		}
 		live := c.snap.Routes[ifc.Table]
 		if len(live) == 0 && len(ifc.TableRoutes) > 0 {
-			c.add(TableEmpty, ifc.Name, report.Path{"interfaces", ifc.Position}, "table %d (%s) is empty%s", ifc.Table, ifc.TableName, claimedBy(c.p.Host, ifc.Table))
+			c.add(TableEmpty, ifc.Name, report.Path{"interfaces", ifc.Position}, "table %d (%s) is empty%s", ifc.Table, ifc.TableName, claimedBy(c.p.Host, ifc.Table)).
+				was(fmt.Sprintf("%d routes", len(ifc.TableRoutes)), "no routes")
 			c.res.Checked.Routes += len(ifc.TableRoutes)
 			continue
 		}
@@ -314,9 +329,10 @@ func (c *comparer) routes() {
 			lr, ok := got[k]
 			switch {
 			case !ok:
-				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s is missing", RouteString(r.Destination, r.Gateway, r.Table))
+				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s is missing", RouteString(r.Destination, r.Gateway, r.Table)).was(RouteString(r.Destination, r.Gateway, r.Table), Absent)
 			case lr.LinkIndex != index:
-				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s leaves by link %d, not %s", RouteString(r.Destination, r.Gateway, r.Table), lr.LinkIndex, ifc.Name)
+				c.add(RouteMissing, ifc.Name, report.Path{"interfaces", ifc.Position}, "route %s leaves by link %d, not %s", RouteString(r.Destination, r.Gateway, r.Table), lr.LinkIndex, ifc.Name).
+					was("dev "+ifc.Name, "dev "+c.linkName(lr.LinkIndex))
 			}
 		}
 		if ifc.Dynamic() {
@@ -328,7 +344,7 @@ func (c *comparer) routes() {
 				continue
 			}
 			if !want[routeKey{r.Destination, r.Gateway}] {
-				c.add(RouteUnexpected, ifc.Name, nil, "route %s is in symroute's table but not in the plan", RouteString(r.Destination, r.Gateway, ifc.Table))
+				c.add(RouteUnexpected, ifc.Name, nil, "route %s is in symroute's table but not in the plan", RouteString(r.Destination, r.Gateway, ifc.Table)).was(Absent, RouteString(r.Destination, r.Gateway, ifc.Table))
 			}
 		}
 	}
@@ -350,7 +366,8 @@ func (c *comparer) leaseRoutes(ifc plan.Interface, index int, live []routing.Rou
 				from = "router advertisements"
 			}
 			c.add(RouteMissing, ifc.Name, dynamicOrigin(ifc, v6), "table %d (%s) has no %s default route through %s from its %s; replies to clients beyond its subnet have no way out",
-				ifc.Table, ifc.TableName, map[bool]string{false: "IPv4", true: "IPv6"}[v6], ifc.Name, from)
+				ifc.Table, ifc.TableName, map[bool]string{false: "IPv4", true: "IPv6"}[v6], ifc.Name, from).
+				was(fmt.Sprintf("default dev %s table %s", ifc.Name, routing.TableName(ifc.Table)), Absent)
 		}
 	}
 }
@@ -385,15 +402,17 @@ func (c *comparer) probes() {
 		c.res.Checked.Probes++
 		ifc := c.p.Interfaces[pr.Position]
 		what := fmt.Sprintf("a reply from %s to %s (%s)", pr.Src, pr.Dst, pr.Why)
+		want := fmt.Sprintf("dev %s table %s", ifc.Name, routing.TableName(ifc.Table))
 		if pr.Mark != 0 {
 			what = fmt.Sprintf("a reply to %s (%s) on a connection tracked on %s (mark %#x)", pr.Dst, pr.Why, ifc.Name, pr.Mark)
 		}
 		switch {
 		case pr.Err != "":
-			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s: the kernel gave no route: %s", what, pr.Err)
+			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s: the kernel gave no route: %s", what, pr.Err).was(want, "no route")
 		case pr.Answer.Table != ifc.Table || pr.Answer.LinkIndex != c.snap.Links[ifc.Name]:
 			c.add(ProbeWrong, ifc.Name, pr.Origin, "%s would leave by %s through table %s, not by %s through %s (%d)",
-				what, c.linkName(pr.Answer.LinkIndex), routing.TableName(pr.Answer.Table), ifc.Name, ifc.TableName, ifc.Table)
+				what, c.linkName(pr.Answer.LinkIndex), routing.TableName(pr.Answer.Table), ifc.Name, ifc.TableName, ifc.Table).
+				was(want, fmt.Sprintf("dev %s table %s", c.linkName(pr.Answer.LinkIndex), routing.TableName(pr.Answer.Table)))
 		}
 	}
 }
@@ -433,7 +452,8 @@ func (c *comparer) rpFilter() {
 		}
 		if effective != want {
 			c.add(RPFilterWrong, ifc.Name, report.Path{"interfaces", ifc.Position, "rp_filter"}, "effective rp_filter of %s is %s (the larger of all=%d and %s=%d), want %s",
-				ifc.Name, description.RPFilter(effective), all, ifc.Name, v, description.RPFilter(want))
+				ifc.Name, description.RPFilter(effective), all, ifc.Name, v, description.RPFilter(want)).
+				was(description.RPFilter(want).String(), description.RPFilter(effective).String())
 		}
 	}
 }
@@ -448,7 +468,7 @@ func (c *comparer) srcValidMark() {
 		c.res.Checked.Sysctls++
 		if v == 0 && c.snap.SrcValidMark["all"] == 0 {
 			c.add(SrcValidMarkOff, ifc.Name, report.Path{"interfaces", ifc.Position, "track_connections"},
-				"src_valid_mark is off on %s (all=0, %s=0): rp_filter ignores tracked connections' marks there, so under strict filtering it drops their requests", ifc.Name, ifc.Name)
+				"src_valid_mark is off on %s (all=0, %s=0): rp_filter ignores tracked connections' marks there, so under strict filtering it drops their requests", ifc.Name, ifc.Name).was("1", "0")
 		}
 	}
 }
@@ -468,7 +488,7 @@ func (c *comparer) connmark() {
 	}
 	if len(tracked) == 0 {
 		if live.Present && recorded != "" {
-			c.add(ConnmarkStale, "", nil, "nftables table inet symroute is still loaded, though no interface tracks connections; the next apply deletes it")
+			c.add(ConnmarkStale, "", nil, "nftables table inet symroute is still loaded, though no interface tracks connections; the next apply deletes it").was(Absent, "present")
 		}
 		return
 	}
@@ -476,13 +496,13 @@ func (c *comparer) connmark() {
 	c.res.Checked.Connmark = true
 	switch {
 	case !live.Present:
-		c.add(ConnmarkMissing, "", at, "nftables table inet symroute is missing, so no connection is marked and replies to tracked connections leave by the routes of their addresses; apply loads it again (its unit, %s, loads it at boot)", "symroute-connmark.service")
+		c.add(ConnmarkMissing, "", at, "nftables table inet symroute is missing, so no connection is marked and replies to tracked connections leave by the routes of their addresses; apply loads it again (its unit, %s, loads it at boot)", "symroute-connmark.service").was("present", Absent)
 	case recorded == "":
 		c.res.Notes = append(c.res.Notes, "nftables table inet symroute is loaded; its content was not compared, since no apply has recorded it")
 	case c.recorded.ConnmarkKernel != live.Kernel:
 		c.res.Notes = append(c.res.Notes, fmt.Sprintf("nftables table inet symroute was recorded under kernel %s and this is %s, which may describe it differently; its content was not compared (the next apply records it again)", c.recorded.ConnmarkKernel, live.Kernel))
 	case live.Hash != recorded:
-		c.add(ConnmarkAltered, "", at, "nftables table inet symroute is not what symroute loaded: a rule or chain was changed, added or deleted; apply loads it again from /etc/symroute/90-symroute.nft")
+		c.add(ConnmarkAltered, "", at, "nftables table inet symroute is not what symroute loaded: a rule or chain was changed, added or deleted; apply loads it again from /etc/symroute/90-symroute.nft").was(recorded, live.Hash)
 	}
 }
 
@@ -507,11 +527,11 @@ func (c *comparer) networkFiles(expected map[string]string) {
 		}
 		switch state := c.snap.LinkStates[name]; {
 		case got == "":
-			c.add(NetworkFile, name, origin(name), "networkd does not manage %s; expected it to apply %s", name, want)
+			c.add(NetworkFile, name, origin(name), "networkd does not manage %s; expected it to apply %s", name, want).was(want, "unmanaged")
 		case got != want:
-			c.add(NetworkFile, name, origin(name), "networkd configured %s with %s, not %s", name, got, want)
+			c.add(NetworkFile, name, origin(name), "networkd configured %s with %s, not %s", name, got, want).was(want, got)
 		case state != "" && state != "configured":
-			c.add(LinkNotConfigured, name, origin(name), "networkd has not configured %s: it is %s", name, state)
+			c.add(LinkNotConfigured, name, origin(name), "networkd has not configured %s: it is %s", name, state).was("configured", state)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package drift
 
 import (
+	"encoding/json"
 	"net/netip"
 	"slices"
 	"strings"
@@ -80,35 +81,37 @@ type driftCase struct {
 	kind     Kind
 	text     string
 	line     int
+	// expected and actual are the finding's Expected and Actual.
+	expected, actual string
 }
 
 var driftCases = []driftCase{
-	{name: "rule deleted", break_: func(s *Snapshot) { s.Rules = s.Rules[1:] }, kind: RuleMissing, text: "rule 20000: from all to 10.244.0.0/16 lookup main is missing", line: 3},
+	{name: "rule deleted", break_: func(s *Snapshot) { s.Rules = s.Rules[1:] }, kind: RuleMissing, text: "rule 20000: from all to 10.244.0.0/16 lookup main is missing", line: 3, expected: "20000: from all to 10.244.0.0/16 lookup main", actual: Absent},
 	{name: "foreign rule at our priority", break_: func(s *Snapshot) {
 		s.Rules = append(s.Rules, routing.Rule{Priority: 20010, From: pfx("192.168.1.99/32"), Table: 7})
-	}, kind: RuleForeign, text: "rule 20010: from 192.168.1.99 lookup 7 takes priority 20010, which symroute uses for eth-a's rules"},
+	}, kind: RuleForeign, text: "rule 20010: from 192.168.1.99 lookup 7 takes priority 20010, which symroute uses for eth-a's rules", actual: "20010: from 192.168.1.99 lookup 7"},
 	{name: "recorded rule no longer planned", break_: func(s *Snapshot) {
 		s.Rules = append(s.Rules, routing.Rule{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002, Protocol: 4, Action: routing.ActionLookup})
 	}, recorded: &record.State{Rules: []record.Rule{{Priority: 20030, From: pfx("10.9.0.1/32"), Table: 1000002}}},
-		kind: RuleStale, text: "rule 20030: from 10.9.0.1 lookup 1000002 is symroute's but no longer in the plan"},
-	{name: "table flushed", break_: func(s *Snapshot) { s.Routes[1000001] = nil }, kind: TableEmpty, text: "table 1000001 (symroute-eth-b) is empty", line: 8},
-	{name: "route deleted", break_: func(s *Snapshot) { s.Routes[1000000] = s.Routes[1000000][:1] }, kind: RouteMissing, text: "route default via 192.168.1.1 table 1000000 is missing", line: 5},
-	{name: "route on the wrong link", break_: func(s *Snapshot) { s.Routes[1000000][1].LinkIndex = 3 }, kind: RouteMissing, text: "route default via 192.168.1.1 table 1000000 leaves by link 3, not eth-a", line: 5},
+		kind: RuleStale, text: "rule 20030: from 10.9.0.1 lookup 1000002 is symroute's but no longer in the plan", expected: Absent, actual: "20030: from 10.9.0.1 lookup 1000002"},
+	{name: "table flushed", break_: func(s *Snapshot) { s.Routes[1000001] = nil }, kind: TableEmpty, text: "table 1000001 (symroute-eth-b) is empty", line: 8, expected: "2 routes", actual: "no routes"},
+	{name: "route deleted", break_: func(s *Snapshot) { s.Routes[1000000] = s.Routes[1000000][:1] }, kind: RouteMissing, text: "route default via 192.168.1.1 table 1000000 is missing", line: 5, expected: "default via 192.168.1.1 table 1000000", actual: Absent},
+	{name: "route on the wrong link", break_: func(s *Snapshot) { s.Routes[1000000][1].LinkIndex = 3 }, kind: RouteMissing, text: "route default via 192.168.1.1 table 1000000 leaves by link 3, not eth-a", line: 5, expected: "dev eth-a", actual: "dev eth-b"},
 	{name: "route added by someone", break_: func(s *Snapshot) {
 		s.Routes[1000000] = append(s.Routes[1000000], routing.Route{Destination: pfx("203.0.113.0/24"), Gateway: addr("192.168.1.1"), LinkIndex: 2})
-	}, kind: RouteUnexpected, text: "route 203.0.113.0/24 via 192.168.1.1 table 1000000 is in symroute's table but not in the plan"},
+	}, kind: RouteUnexpected, text: "route 203.0.113.0/24 via 192.168.1.1 table 1000000 is in symroute's table but not in the plan", expected: Absent, actual: "203.0.113.0/24 via 192.168.1.1 table 1000000"},
 	{name: "link gone", break_: func(s *Snapshot) {
 		delete(s.Links, "eth-b")
 		delete(s.RPFilter, "eth-b")
 		delete(s.NetworkFiles, "eth-b")
 		s.Probes = s.Probes[:len(s.Probes)/2]
-	}, kind: LinkMissing, text: "link eth-b does not exist", line: 8},
-	{name: "asymmetric answer", break_: func(s *Snapshot) { s.Probes[0].Answer = routing.Answer{LinkIndex: 3, Table: 254} }, kind: ProbeWrong, text: "would leave by eth-b through table main, not by eth-a through symroute-eth-a (1000000)", line: 6},
-	{name: "no route at all", break_: func(s *Snapshot) { s.Probes[1].Err = "network is unreachable" }, kind: ProbeWrong, text: "a reply from 192.168.1.10 to 10.0.0.2 (a peer on eth-b's subnet 10.0.0.0/24): the kernel gave no route: network is unreachable", line: 6},
-	{name: "rp_filter outranked by all", break_: func(s *Snapshot) { s.RPFilter["all"] = 2 }, kind: RPFilterWrong, text: "effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict", line: 11},
-	{name: "another file won", break_: func(s *Snapshot) { s.NetworkFiles["eth-a"] = "/run/systemd/network/10-netplan-eth-a.network" }, kind: NetworkFile, text: "networkd configured eth-a with /run/systemd/network/10-netplan-eth-a.network", line: 5},
-	{name: "unmanaged", break_: func(s *Snapshot) { s.NetworkFiles["eth-b"] = "" }, kind: NetworkFile, text: "networkd does not manage eth-b", line: 8},
-	{name: "not configured", break_: func(s *Snapshot) { s.LinkStates = map[string]string{"eth-a": "configuring"} }, kind: LinkNotConfigured, text: "networkd has not configured eth-a: it is configuring", line: 5},
+	}, kind: LinkMissing, text: "link eth-b does not exist", line: 8, expected: "link eth-b", actual: Absent},
+	{name: "asymmetric answer", break_: func(s *Snapshot) { s.Probes[0].Answer = routing.Answer{LinkIndex: 3, Table: 254} }, kind: ProbeWrong, text: "would leave by eth-b through table main, not by eth-a through symroute-eth-a (1000000)", line: 6, expected: "dev eth-a table 1000000", actual: "dev eth-b table main"},
+	{name: "no route at all", break_: func(s *Snapshot) { s.Probes[1].Err = "network is unreachable" }, kind: ProbeWrong, text: "a reply from 192.168.1.10 to 10.0.0.2 (a peer on eth-b's subnet 10.0.0.0/24): the kernel gave no route: network is unreachable", line: 6, expected: "dev eth-a table 1000000", actual: "no route"},
+	{name: "rp_filter outranked by all", break_: func(s *Snapshot) { s.RPFilter["all"] = 2 }, kind: RPFilterWrong, text: "effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict", line: 11, expected: "strict", actual: "loose"},
+	{name: "another file won", break_: func(s *Snapshot) { s.NetworkFiles["eth-a"] = "/run/systemd/network/10-netplan-eth-a.network" }, kind: NetworkFile, text: "networkd configured eth-a with /run/systemd/network/10-netplan-eth-a.network", line: 5, expected: "/etc/systemd/network/10-symroute-eth-a.network", actual: "/run/systemd/network/10-netplan-eth-a.network"},
+	{name: "unmanaged", break_: func(s *Snapshot) { s.NetworkFiles["eth-b"] = "" }, kind: NetworkFile, text: "networkd does not manage eth-b", line: 8, expected: "/etc/systemd/network/10-symroute-eth-b.network", actual: "unmanaged"},
+	{name: "not configured", break_: func(s *Snapshot) { s.LinkStates = map[string]string{"eth-a": "configuring"} }, kind: LinkNotConfigured, text: "networkd has not configured eth-a: it is configuring", line: 5, expected: "configured", actual: "configuring"},
 }
 
 // TestEachDriftIsNamed breaks one thing at a time and expects exactly one finding of the right kind, naming it.
@@ -126,7 +129,30 @@ func TestEachDriftIsNamed(t *testing.T) {
 			if f.Kind != c.kind || !strings.Contains(f.Message, c.text) || f.Line != c.line {
 				t.Errorf("finding %+v\nwant kind %s, line %d, text %q", f, c.kind, c.line, c.text)
 			}
+			if f.Expected != c.expected || f.Actual != c.actual {
+				t.Errorf("expected %q, actual %q; want %q, %q", f.Expected, f.Actual, c.expected, c.actual)
+			}
 		})
+	}
+}
+
+// TestFindingsJSON: verify's JSON has a list of findings even when there is none, and each finding's fields
+// under their stable names.
+func TestFindingsJSON(t *testing.T) {
+	p := testPlan(t)
+	s := healthy(p)
+	data, err := json.Marshal(Compare(p, s, expected(s)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), `"findings":[]`) {
+		t.Errorf("no findings did not marshal as []: %s", data)
+	}
+	s.RPFilter["all"] = 2
+	data, _ = json.Marshal(Compare(p, s, expected(s)).Findings)
+	want := `[{"kind":"rp_filter","interface":"eth-b","message":"effective rp_filter of eth-b is loose (the larger of all=2 and eth-b=1), want strict","path":"interfaces[1].rp_filter","line":11,"column":16,"expected":"strict","actual":"loose"}]`
+	if string(data) != want {
+		t.Errorf("findings JSON\n%s\nwant\n%s", data, want)
 	}
 }
 

@@ -25,6 +25,25 @@ var SearchDirs = []string{
 	"lib/systemd/network",
 }
 
+// Dropins lists the drop-ins networkd reads for the .network file it names file (an absolute path): the *.conf
+// files of a <name>.d directory in any of SearchDirs, in the order systemd applies them, as absolute paths.
+// networkd 252 does not report them; later versions do (DescribeLink's NetworkFileDropins).
+func Dropins(root fs.FS, file string) ([]string, error) {
+	var dirs []string
+	for _, d := range SearchDirs {
+		dirs = append(dirs, path.Join(d, path.Base(file)+".d"))
+	}
+	found, err := confdirs.List(root, dirs, ".conf")
+	if err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, f := range found {
+		out = append(out, "/"+f.Path)
+	}
+	return out, nil
+}
+
 // Link is what symroute knows of a link. Offline (a --root for an image or CI), it knows the name and what the
 // description declares; on the host, the running link's facts too (Live).
 type Link struct {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -262,5 +263,29 @@ func BenchmarkParseMatch(b *testing.B) {
 				parseMatch(data)
 			}
 		})
+	}
+}
+
+// TestDropins: the drop-ins of a .network file come from its .d directory in every configuration directory,
+// sorted by name across them, a name in /etc masking the same in /usr/lib, and only *.conf.
+func TestDropins(t *testing.T) {
+	root := fstest.MapFS{
+		"run/systemd/network/10-netplan-eth1.network":                        {Data: []byte("[Match]\nName=eth1\n")},
+		"etc/systemd/network/10-netplan-eth1.network.d/90-symroute.conf":     {Data: []byte("[Route]\n")},
+		"usr/lib/systemd/network/10-netplan-eth1.network.d/50-mtu.conf":      {Data: []byte("[Link]\n")},
+		"usr/lib/systemd/network/10-netplan-eth1.network.d/90-symroute.conf": {Data: []byte("masked by /etc's\n")},
+		"etc/systemd/network/10-netplan-eth1.network.d/README":               {Data: []byte("not a drop-in\n")},
+		"etc/systemd/network/10-other.network.d/50-x.conf":                   {Data: []byte("another file's\n")},
+	}
+	got, err := Dropins(root, "/run/systemd/network/10-netplan-eth1.network")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/usr/lib/systemd/network/10-netplan-eth1.network.d/50-mtu.conf", "/etc/systemd/network/10-netplan-eth1.network.d/90-symroute.conf"}
+	if !slices.Equal(got, want) {
+		t.Errorf("drop-ins %q, want %q", got, want)
+	}
+	if got, err := Dropins(root, "/etc/systemd/network/20-none.network"); err != nil || got == nil || len(got) != 0 {
+		t.Errorf("a file without drop-ins: %q, %v", got, err)
 	}
 }

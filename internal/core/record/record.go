@@ -193,6 +193,20 @@ func (s *State) Sysctl(key string) (Sysctl, bool) {
 
 // String renders r as `ip rule` does.
 func (r Rule) String() string {
+	suppress := ""
+	if r.SuppressDefault {
+		suppress = " suppress_prefixlength 0"
+	}
+	family := ""
+	if r.Family == 6 {
+		family = " (IPv6)"
+	}
+	return fmt.Sprintf("%d: %s lookup %s%s%s", r.Priority, r.Selector(), routing.TableName(r.Table), suppress, family)
+}
+
+// Selector is what the rule selects, as ip rule shows it: "from 192.168.1.10", "from all fwmark 0x800/0xf00 iif
+// eth-b".
+func (r Rule) Selector() string {
 	sel := "from all"
 	if r.From.IsValid() {
 		sel = "from " + hostOrPrefix(r.From)
@@ -206,15 +220,7 @@ func (r Rule) String() string {
 	if r.Iif != "" {
 		sel += " iif " + r.Iif
 	}
-	suppress := ""
-	if r.SuppressDefault {
-		suppress = " suppress_prefixlength 0"
-	}
-	family := ""
-	if r.Family == 6 {
-		family = " (IPv6)"
-	}
-	return fmt.Sprintf("%d: %s lookup %s%s%s", r.Priority, sel, routing.TableName(r.Table), suppress, family)
+	return sel
 }
 
 func hostOrPrefix(p netip.Prefix) string {

@@ -69,15 +69,22 @@ type Address struct {
 	// detection found it in use elsewhere, so the host does not use it.
 	Scope     uint8
 	DADFailed bool
+	// Dynamic says the address expires (the kernel does not mark it permanent: a DHCP lease's, a router
+	// advertisement's), ValidSeconds how long it stays valid from when it was read.
+	Dynamic      bool
+	ValidSeconds uint32
 }
 
 // Link is a link as discover sees it.
 type Link struct {
-	Index     int
-	Name      string
-	Kind      string // veth, bridge, vxlan...; empty for a physical device
-	Up        bool
-	Loopback  bool
+	Index    int
+	Name     string
+	Kind     string // veth, bridge, vxlan...; empty for a physical device
+	Up       bool
+	Loopback bool
+	// OperState is the kernel's operational state (RFC 2863's, as ip link shows it): up, down,
+	// lower-layer-down, dormant, unknown...
+	OperState string
 	MAC       string
 	Addresses []netip.Prefix
 }

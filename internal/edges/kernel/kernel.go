@@ -250,7 +250,10 @@ func (r *Reader) Addresses(index int) ([]routing.Address, error) {
 	}
 	var out []routing.Address
 	for _, a := range addrs {
-		ad := routing.Address{Prefix: prefix(a.IPNet), Scope: uint8(a.Scope), DADFailed: a.Flags&unix.IFA_F_DADFAILED != 0}
+		ad := routing.Address{Prefix: prefix(a.IPNet), Scope: uint8(a.Scope), DADFailed: a.Flags&unix.IFA_F_DADFAILED != 0, Dynamic: a.Flags&unix.IFA_F_PERMANENT == 0}
+		if ad.Dynamic && a.ValidLft > 0 {
+			ad.ValidSeconds = uint32(a.ValidLft)
+		}
 		if b, ok := netip.AddrFromSlice(a.Broadcast); ok && !b.Unmap().IsUnspecified() {
 			ad.Broadcast = b.Unmap()
 		}
@@ -332,6 +335,29 @@ func ipNet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
+// Links lists the links of this namespace, without their addresses.
+func (r *Reader) Links() ([]routing.Link, error) {
+	links, err := retry(r.h.LinkList)
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	out := make([]routing.Link, 0, len(links))
+	for _, l := range links {
+		out = append(out, linkOf(l))
+	}
+	return out, nil
+}
+
+func linkOf(l netlink.Link) routing.Link {
+	a := l.Attrs()
+	link := routing.Link{Index: a.Index, Name: a.Name, Kind: l.Type(), Up: a.Flags&net.FlagUp != 0, Loopback: a.Flags&net.FlagLoopback != 0,
+		MAC: a.HardwareAddr.String(), OperState: a.OperState.String()}
+	if link.Kind == "device" {
+		link.Kind = ""
+	}
+	return link
+}
+
 // Inventory reads the links, addresses, default routes and rules of this namespace.
 func (r *Reader) Inventory() (routing.Inventory, error) {
 	var inv routing.Inventory
@@ -341,10 +367,7 @@ func (r *Reader) Inventory() (routing.Inventory, error) {
 	}
 	for _, l := range links {
 		a := l.Attrs()
-		link := routing.Link{Index: a.Index, Name: a.Name, Kind: l.Type(), Up: a.Flags&net.FlagUp != 0, Loopback: a.Flags&net.FlagLoopback != 0, MAC: a.HardwareAddr.String()}
-		if link.Kind == "device" {
-			link.Kind = ""
-		}
+		link := linkOf(l)
 		addrs, err := retry(func() ([]netlink.Addr, error) { return r.h.AddrList(l, netlink.FAMILY_ALL) })
 		if err != nil {
 			return inv, fmt.Errorf("list addresses of %s: %w", a.Name, err)

@@ -316,3 +316,42 @@ func TestLinkFacts(t *testing.T) {
 		t.Errorf("lo: %+v %v %v", lo, ok, err)
 	}
 }
+
+// TestAddressLifetimesAndLinks: an address added with a lifetime (as a DHCP client adds its lease) reads as
+// dynamic with at most that lifetime left, a permanent one as neither; Links names every link with its state.
+func TestAddressLifetimesAndLinks(t *testing.T) {
+	r, ip := namespace(t)
+	ip("addr", "add", "192.168.1.20/24", "dev", "eth-a", "valid_lft", "300", "preferred_lft", "300")
+	index, _, err := r.LinkIndex("eth-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, err := r.Addresses(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]routing.Address{}
+	for _, a := range addrs {
+		got[a.Prefix.String()] = a
+	}
+	if a := got["192.168.1.20/24"]; !a.Dynamic || a.ValidSeconds == 0 || a.ValidSeconds > 300 {
+		t.Errorf("the leased address reads %+v, want dynamic with at most 300 s left", a)
+	}
+	if a := got["192.168.1.10/24"]; a.Dynamic || a.ValidSeconds != 0 {
+		t.Errorf("the permanent address reads %+v", a)
+	}
+	links, err := r.Links()
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, l := range links {
+		states[l.Name] = l.OperState
+		if l.Name == "lo" && !l.Loopback {
+			t.Errorf("lo is not a loopback: %+v", l)
+		}
+	}
+	if states["eth-a"] != "up" || states["lo"] == "" || len(links) != 3 {
+		t.Errorf("links: %v", states)
+	}
+}

@@ -80,8 +80,13 @@ type Link struct {
 	// AdministrativeState is networkd's setup state: pending, initialized, configuring, configured, unmanaged,
 	// failed or linger.
 	AdministrativeState string
-	// NetworkFile is the .network file networkd applied to the link, when it manages it.
-	NetworkFile string
+	// NetworkFile is the .network file networkd applied to the link, when it manages it, and NetworkFileDropins
+	// the drop-ins it read for it, in the order it applied them.
+	NetworkFile        string
+	NetworkFileDropins []string
+	// OperationalState is networkd's view of the link's carrier and addresses: off, no-carrier, carrier,
+	// degraded, routable...
+	OperationalState string
 }
 
 // DescribeLink returns networkd's description of the link with index ifindex.

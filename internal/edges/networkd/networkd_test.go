@@ -69,12 +69,28 @@ func TestDescribeLinkReadsNetworkd252(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := networkd.Link{Index: 3, Name: "eth-a", AdministrativeState: "configured", NetworkFile: "/etc/systemd/network/10-symroute-eth-a.network"}
-	if got != want {
+	want := networkd.Link{Index: 3, Name: "eth-a", AdministrativeState: "configured", OperationalState: "routable", NetworkFile: "/etc/systemd/network/10-symroute-eth-a.network"}
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DescribeLink(3) = %+v, want %+v", got, want)
 	}
 	if calls := f.Calls(); !reflect.DeepEqual(calls, []string{"DescribeLink 3"}) {
 		t.Errorf("networkd received %q", calls)
+	}
+}
+
+// TestDescribeLinkReadsDropins: the drop-ins networkd read for the link's file, in its order, under the key
+// networkd 252 uses (the integration test of status holds the real networkd to the same key).
+func TestDescribeLinkReadsDropins(t *testing.T) {
+	f, c := connected(t)
+	f.SetLink(4, `{"Index":4,"Name":"eth-b","AdministrativeState":"configured","NetworkFile":"/run/systemd/network/10-netplan-eth-b.network",`+
+		`"NetworkFileDropins":["/etc/systemd/network/10-netplan-eth-b.network.d/50-mtu.conf","/etc/systemd/network/10-netplan-eth-b.network.d/90-symroute.conf"]}`)
+	got, err := c.DescribeLink(context.Background(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/etc/systemd/network/10-netplan-eth-b.network.d/50-mtu.conf", "/etc/systemd/network/10-netplan-eth-b.network.d/90-symroute.conf"}
+	if !reflect.DeepEqual(got.NetworkFileDropins, want) {
+		t.Errorf("drop-ins %q, want %q", got.NetworkFileDropins, want)
 	}
 }
 
@@ -88,9 +104,9 @@ func TestDescribeLinksReadsEveryInterface(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []networkd.Link{
-		{Index: 1, Name: "lo", AdministrativeState: "unmanaged"},
-		{Index: 2, Name: "peer-a", AdministrativeState: "unmanaged"},
-		{Index: 3, Name: "eth-a", AdministrativeState: "configured", NetworkFile: "/etc/systemd/network/10-symroute-eth-a.network"},
+		{Index: 1, Name: "lo", AdministrativeState: "unmanaged", OperationalState: "carrier"},
+		{Index: 2, Name: "peer-a", AdministrativeState: "unmanaged", OperationalState: "carrier"},
+		{Index: 3, Name: "eth-a", AdministrativeState: "configured", OperationalState: "routable", NetworkFile: "/etc/systemd/network/10-symroute-eth-a.network"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DescribeLinks = %+v\nwant %+v", got, want)

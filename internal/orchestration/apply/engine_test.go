@@ -26,6 +26,7 @@ import (
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sockets"
 	_ "github.com/symroute/symroute/internal/tools/golden"
+	"github.com/symroute/symroute/internal/tools/plantest"
 )
 
 // host is one test's fake OS with a root of its own.
@@ -125,16 +126,7 @@ func (h *host) rules() string {
 	return strings.Join(s, "; ")
 }
 
-const twoNIC = `version: 1
-interfaces:
-  - name: eth-a
-    addresses: [192.168.1.10/24]
-    gateway: 192.168.1.1
-    default_route: true
-  - name: eth-b
-    addresses: [10.0.0.1/24]
-    gateway: 10.0.0.254
-`
+const twoNIC = plantest.TwoNIC
 
 func mustOK(t *testing.T, out Outcome, err error) {
 	t.Helper()

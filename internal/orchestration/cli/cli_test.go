@@ -101,7 +101,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"verify", "-o", "xml"}, "symroute verify: -o takes text or json, not \"xml\"\nSee 'symroute help verify'.\n"},
 		{[]string{"discover", "-o", "host.yaml"}, "symroute discover: -o takes yaml, not \"host.yaml\"\nSee 'symroute help discover'.\n"},
 		{[]string{"chekc"}, "symroute: unknown command \"chekc\"; did you mean check?\nSee 'symroute help' for the commands.\n"},
-		{[]string{"help", "frobnicate"}, "symroute help: no command \"frobnicate\"; the commands are check, generate, apply, try, confirm, remove, recover, verify, explain, discover, schema, reservations, help, version\nSee 'symroute help help'.\n"},
+		{[]string{"help", "frobnicate"}, "symroute help: no command \"frobnicate\"; the commands are check, generate, apply, try, confirm, remove, recover, verify, status, explain, discover, schema, reservations, help, version\nSee 'symroute help help'.\n"},
 		{[]string{"--root", "/"}, "symroute: unknown option \"--root\"; options come after the command\nSee 'symroute help' for the commands.\n"},
 	} {
 		code, stdout, stderr := run(c.args...)

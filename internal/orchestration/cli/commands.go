@@ -56,13 +56,16 @@ const (
 	offerDir      offerKind = "dir"
 	offerWords    offerKind = "words"
 	offerCommands offerKind = "commands" // the names of symroute's commands
+	// offerInterfaces: the names of the host's network interfaces, as /sys/class/net lists them.
+	offerInterfaces offerKind = "interfaces"
 )
 
 var (
-	nothing     = offer{kind: offerNothing}
-	files       = offer{kind: offerFile}
-	directories = offer{kind: offerDir}
-	commandName = offer{kind: offerCommands}
+	nothing        = offer{kind: offerNothing}
+	files          = offer{kind: offerFile}
+	directories    = offer{kind: offerDir}
+	commandName    = offer{kind: offerCommands}
+	interfaceNames = offer{kind: offerInterfaces}
 )
 
 func words(w ...string) offer { return offer{kind: offerWords, words: w} }
@@ -104,7 +107,7 @@ var commands []*command
 func init() {
 	commands = []*command{
 		checkCommand, generateCommand, applyCommand, tryCommand, confirmCommand, removeCommand, recoverCommand,
-		verifyCommand, explainCommand, discoverCommand, schemaCommand, reservationsCommand, helpCommand, versionCommand,
+		verifyCommand, statusCommand, explainCommand, discoverCommand, schemaCommand, reservationsCommand, helpCommand, versionCommand,
 		watchTryCommand,
 	}
 }

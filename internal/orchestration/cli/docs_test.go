@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -127,10 +128,15 @@ func TestBashCompletionOffers(t *testing.T) {
 		{[]string{"symroute", "confirm", ""}, ""},
 		{[]string{"symroute", "help", "ver"}, "verify version"},
 		{[]string{"symroute", "schema", ""}, ""},
+		{[]string{"symroute", "status", "-o", ""}, "json text yaml"},
 	} {
 		if got := offered(c.words...); got != c.want {
 			t.Errorf("%s: offered %q, want %q", strings.Join(c.words, " "), got, c.want)
 		}
+	}
+	// status's argument is an interface: the names in /sys/class/net, which always has lo.
+	if got := offered("symroute", "status", "l"); !slices.Contains(strings.Fields(got), "lo") || strings.Contains(got, "host.yaml") {
+		t.Errorf("symroute status l: offered %q, want the interfaces starting with l", got)
 	}
 }
 
@@ -273,6 +279,7 @@ _symroute_offer() {
 	dir) compopt -o filenames 2>/dev/null; COMPREPLY=($(compgen -P "$prefix" -d -- "$cur")) ;;
 	words) COMPREPLY=($(compgen -P "$prefix" -W "$*" -- "$cur")) ;;
 	commands) COMPREPLY=($(compgen -W "%s" -- "$cur")) ;;
+	interfaces) COMPREPLY=($(compgen -W "$(command ls /sys/class/net 2>/dev/null)" -- "$cur")) ;;
 	*) COMPREPLY=() ;;
 	esac
 }
@@ -299,6 +306,8 @@ func zshAction(o offer) string {
 		return "(" + strings.Join(o.words, " ") + ")"
 	case offerCommands:
 		return "(" + strings.Join(names(visible()), " ") + ")"
+	case offerInterfaces:
+		return "_net_interfaces"
 	}
 	return " "
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/edges/filesync"
@@ -69,8 +70,7 @@ func verify(c common, output, textfile string, stdout, stderr io.Writer) int {
 		return ExitSystem
 	}
 	defer closeSrc()
-	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(files), Recorded: recorded(c.root, stderr)}
-	res, err := state.Verify(ctx, l.plan, expect, src)
+	res, err := verifyLive(ctx, c, l, files, src, stderr)
 	if err != nil {
 		eprintf(stderr, "symroute verify: cannot read the live state: %v\n", err)
 		writeMetrics(textfile, nil, stderr)
@@ -95,10 +95,16 @@ func verify(c common, output, textfile string, stdout, stderr io.Writer) int {
 	return ExitOK
 }
 
+// verifyLive compares the description's plan with the live state: the comparison verify makes, and status shows.
+func verifyLive(ctx context.Context, c common, l loaded, files []fileset.File, src state.Sources, stderr io.Writer) (drift.Result, error) {
+	expect := drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(files), Recorded: recorded(c.root, c.cmd, stderr)}
+	return state.Verify(ctx, l.plan, expect, src)
+}
+
 // recorded reads what the record under root says symroute has in place, for telling its rules from others'; a
 // root without a record, or one that cannot be read, yields nil (with a note), and every unplanned rule counts as
 // someone else's.
-func recorded(rootPath string, stderr io.Writer) *record.State {
+func recorded(rootPath, cmd string, stderr io.Writer) *record.State {
 	root, err := rootfs.Open(rootPath)
 	if err != nil {
 		return nil
@@ -106,7 +112,7 @@ func recorded(rootPath string, stderr io.Writer) *record.State {
 	defer root.Close()
 	rec, err := recordstore.Load(root)
 	if err != nil {
-		eprintf(stderr, "symroute verify: note: %v\n", err)
+		eprintf(stderr, "symroute %s: note: %v\n", cmd, err)
 		return nil
 	}
 	if rec.Pending != nil {

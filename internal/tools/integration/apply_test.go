@@ -59,7 +59,7 @@ func TestApplyUnderStrictRPFilter(t *testing.T) {
 	s.mustSymroute(0, "apply", "-c", desc)
 	s.expectClient(true, "after apply, strict rp_filter")
 	out := s.mustSymroute(0, "verify", "-c", desc, "-o", "json")
-	if !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"sysctls": 2`) {
+	if !strings.Contains(out, `"ok": true`) || !strings.Contains(out, `"sysctls": 2`) || !strings.Contains(out, `"findings": []`) {
 		t.Errorf("verify -o json:\n%s", out)
 	}
 }

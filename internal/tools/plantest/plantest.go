@@ -22,3 +22,15 @@ func Build(t testing.TB, desc string) *plan.Plan {
 	}
 	return p
 }
+
+// TwoNIC describes the integration site's host: eth-a with the default route, eth-b on the client's LAN.
+const TwoNIC = `version: 1
+interfaces:
+  - name: eth-a
+    addresses: [192.168.1.10/24]
+    gateway: 192.168.1.1
+    default_route: true
+  - name: eth-b
+    addresses: [10.0.0.1/24]
+    gateway: 10.0.0.254
+`
