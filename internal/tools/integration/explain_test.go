@@ -12,15 +12,16 @@ import (
 	"github.com/symroute/symroute/internal/tools/nettest"
 )
 
-// replyCounters counts, in the host, the echo server's packets to the client by the interface they leave by:
-// where a real reply goes, for explain's prediction to be held to.
+// replyCounters counts, in the host, a server's packets to the client by the interface they leave by: where a
+// real reply goes, for explain's prediction to be held to. Each check has a port of its own, so the SYN-ACKs an
+// earlier check's failed connection still retransmits count nowhere.
 const replyCounters = `table inet replies {
-	counter eth-a { }
-	counter eth-b { }
+	counter eth-a-%[2]s { }
+	counter eth-b-%[2]s { }
 	chain out {
 		type filter hook postrouting priority 0; policy accept;
-		ip daddr %[1]s tcp sport %[2]s oifname "eth-a" counter name "eth-a"
-		ip daddr %[1]s tcp sport %[2]s oifname "eth-b" counter name "eth-b"
+		ip daddr %[1]s tcp sport %[2]s oifname "eth-a" counter name "eth-a-%[2]s"
+		ip daddr %[1]s tcp sport %[2]s oifname "eth-b" counter name "eth-b-%[2]s"
 	}
 }
 `
@@ -40,13 +41,19 @@ func (s *site) explainJSON(want int, args ...string) explain.Result {
 	return res
 }
 
-// replyLeftBy makes a real connection from the client to the host's first-NIC address and returns the
-// interface the host's replies left by (the one whose counter grew), and whether the connection worked.
-func (s *site) replyLeftBy() (string, bool) {
+// replyLeftBy serves port on the host, makes a real connection from the client to the host's first-NIC address
+// on it, and returns the interface the host's replies left by (the one whose counter counted them), and whether
+// the connection worked.
+func (s *site) replyLeftBy(port string) (string, bool) {
 	s.t.Helper()
-	a, b := s.Host.Counter("inet", "replies", "eth-a"), s.Host.Counter("inet", "replies", "eth-b")
-	err := s.clientReachesA()
-	da, db := s.Host.Counter("inet", "replies", "eth-a")-a, s.Host.Counter("inet", "replies", "eth-b")-b
+	file := filepath.Join(s.t.TempDir(), "replies.nft")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf(replyCounters, nettest.ClientIP, port)), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	s.Host.Exec("nft", "-f", file)
+	s.Host.Serve(s.t, "0.0.0.0:"+port)
+	err := s.Client.Echo(hostA+":"+port, "")
+	da, db := s.Host.Counter("inet", "replies", "eth-a-"+port), s.Host.Counter("inet", "replies", "eth-b-"+port)
 	switch {
 	case da > 0 && db == 0:
 		return "eth-a", err == nil
@@ -55,7 +62,7 @@ func (s *site) replyLeftBy() (string, bool) {
 	case da == 0 && db == 0:
 		return "", err == nil
 	}
-	s.t.Fatalf("the host's replies left by both eth-a (%d) and eth-b (%d)", da, db)
+	s.t.Fatalf("the host's replies on port %s left by both eth-a (%d) and eth-b (%d)", port, da, db)
 	return "", false
 }
 
@@ -67,11 +74,6 @@ func (s *site) replyLeftBy() (string, bool) {
 func TestExplainAgreesWithRealConnections(t *testing.T) {
 	t.Parallel()
 	s := newSite(t)
-	file := filepath.Join(t.TempDir(), "replies.nft")
-	if err := os.WriteFile(file, []byte(fmt.Sprintf(replyCounters, nettest.ClientIP, echoPort)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.Host.Exec("nft", "-f", file)
 	desc := s.describe("host.yaml", twoNICDescription("loose"))
 	ask := []string{"--client", nettest.ClientIP, "--to", hostA, "--port", echoPort, "-c", desc}
 
@@ -87,7 +89,7 @@ func TestExplainAgreesWithRealConnections(t *testing.T) {
 	if !strings.Contains(before.Fix, "symroute apply") || !strings.Contains(before.Fix, "line") {
 		t.Errorf("before apply, the fix does not name the description's line and apply: %q", before.Fix)
 	}
-	if left, worked := s.replyLeftBy(); left != before.Reply.Interface || worked {
+	if left, worked := s.replyLeftBy("8081"); left != before.Reply.Interface || worked {
 		t.Errorf("before apply, a real connection's replies left by %q (worked: %v); explain said %s", left, worked, before.Reply.Interface)
 	}
 
@@ -98,7 +100,7 @@ func TestExplainAgreesWithRealConnections(t *testing.T) {
 		t.Errorf("under strict rp_filter: %+v", strict.Request)
 	}
 	drops := s.Host.NetStat("TcpExt", "IPReversePathFilter")
-	if left, worked := s.replyLeftBy(); left != "" || worked {
+	if left, worked := s.replyLeftBy("8082"); left != "" || worked {
 		t.Errorf("under strict rp_filter, a real connection got replies by %q (worked: %v); explain predicted a drop", left, worked)
 	}
 	if s.Host.NetStat("TcpExt", "IPReversePathFilter") == drops {
@@ -111,7 +113,7 @@ func TestExplainAgreesWithRealConnections(t *testing.T) {
 		after.Reply.TableName != "symroute-eth-a" || after.Reply.Rule == nil || after.Reply.Rule.Priority != 20010 || !after.Reply.Rule.Symroute || after.Fix != "" {
 		t.Errorf("after apply: %+v, rule %+v", after, after.Reply.Rule)
 	}
-	if left, worked := s.replyLeftBy(); left != "eth-a" || !worked {
+	if left, worked := s.replyLeftBy("8083"); left != "eth-a" || !worked {
 		t.Errorf("after apply, a real connection's replies left by %q (worked: %v); explain said eth-a", left, worked)
 	}
 
