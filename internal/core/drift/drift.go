@@ -39,8 +39,10 @@ type Snapshot struct {
 	NetworkFiles map[string]string
 	LinkStates   map[string]string
 	Probes       []ProbeResult
-	// Followed holds the global addresses each dynamic interface has now, by name.
-	Followed map[string][]netip.Addr
+	// Followed holds the global addresses each dynamic interface has now, by name, and LeaseGateways whether
+	// its table has an IPv4 ([0]) and an IPv6 ([1]) default route through it, from a lease or advertisements.
+	Followed      map[string][]netip.Addr
+	LeaseGateways map[string][2]bool
 	// Notes say what could not be read, such as networkd not answering.
 	Notes []string
 }
@@ -357,17 +359,16 @@ func (c *comparer) leaseRoutes(ifc plan.Interface, index int, live []routing.Rou
 		if !servesFamily(ifc, v6) || !slices.ContainsFunc(c.snap.Followed[ifc.Name], func(a netip.Addr) bool { return a.Is6() == v6 }) {
 			continue
 		}
-		c.res.Checked.Routes++
 		if !slices.ContainsFunc(live, func(r routing.Route) bool {
-			return !r.Destination.IsValid() && r.Gateway.Is6() == v6 && r.LinkIndex == index
+			return !r.Destination.IsValid() && (r.Gateway.Is6() == v6) && r.LinkIndex == index
 		}) {
+			// Not drift: the lease or the advertisements named no router, and symroute makes none up.
 			from := "lease"
 			if v6 {
 				from = "router advertisements"
 			}
-			c.add(RouteMissing, ifc.Name, dynamicOrigin(ifc, v6), "table %d (%s) has no %s default route through %s from its %s; replies to clients beyond its subnet have no way out",
-				ifc.Table, ifc.TableName, map[bool]string{false: "IPv4", true: "IPv6"}[v6], ifc.Name, from).
-				was(fmt.Sprintf("default dev %s table %s", ifc.Name, routing.TableName(ifc.Table)), Absent)
+			c.res.Notes = append(c.res.Notes, fmt.Sprintf("table %d (%s) has no %s default route through %s: its %s named no router, so replies to clients beyond its subnet leave by main",
+				ifc.Table, ifc.TableName, map[bool]string{false: "IPv4", true: "IPv6"}[v6], ifc.Name, from))
 		}
 	}
 }

@@ -51,7 +51,7 @@ func healthy(p *plan.Plan) Snapshot {
 			s.Routes[ifc.Table] = append(s.Routes[ifc.Table], routing.Route{Destination: r.Destination, Gateway: r.Gateway, Table: r.Table, LinkIndex: s.Links[ifc.Name]})
 		}
 	}
-	for _, pr := range Probes(p, nil) {
+	for _, pr := range Probes(p, nil, nil) {
 		ifc := p.Interfaces[pr.Position]
 		s.Probes = append(s.Probes, ProbeResult{Probe: pr, Answer: routing.Answer{LinkIndex: s.Links[ifc.Name], Table: ifc.Table}})
 	}
@@ -199,7 +199,7 @@ func TestRulesInTheRange(t *testing.T) {
 func TestProbes(t *testing.T) {
 	p := testPlan(t)
 	var got []string
-	for _, pr := range Probes(p, nil) {
+	for _, pr := range Probes(p, nil, nil) {
 		got = append(got, pr.Src.String()+">"+pr.Dst.String())
 	}
 	want := "192.168.1.10>198.51.100.1 192.168.1.10>10.0.0.2 10.0.0.1>198.51.100.1 10.0.0.1>192.168.1.1"
@@ -268,5 +268,58 @@ func TestTrackedConnectionsDrift(t *testing.T) {
 	s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: 20002, Mark: 0x1000, Mask: 0x7000, Table: 7, Protocol: 3, Action: routing.ActionLookup})
 	if res := Compare(p, s, expected(s)); !res.OK() || !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "selects traffic none of them does") }) {
 		t.Errorf("a rule of another mark at 20002: findings %+v, notes %q", res.Findings, res.Notes)
+	}
+}
+
+// TestDynamicInterfaceDrift: a dynamic interface's live address needs the follower's rule, found by its protocol
+// at the interface's slot; a stale one is named; a lease without a router is a note, not drift, and its address
+// is not probed beyond the subnet.
+func TestDynamicInterfaceDrift(t *testing.T) {
+	p := plantest.Build(t, "version: 1\ninterfaces:\n  - name: eth-a\n    addresses: [192.168.1.10/24]\n    gateway: 192.168.1.1\n  - name: eth-b\n    dhcp4: true\n    rp_filter: strict\n")
+	b := p.Interfaces[1]
+	lease := addr("10.2.0.50")
+	base := func(router bool) Snapshot {
+		s := healthyTracked(p)
+		s.SrcValidMark = map[string]int{"all": 0, "eth-b": 1}
+		for _, r := range p.KernelRules() {
+			if r.SuppressDefault {
+				s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: r.Priority, SuppressDefault: true, Table: r.Table, Protocol: 4, Action: routing.ActionLookup})
+			}
+		}
+		s.Rules = append(s.Rules, routing.Rule{Family: routing.FamilyV4, Priority: b.Priority, From: pfx("10.2.0.50/32"), Table: b.Table, Protocol: 83, Action: routing.ActionLookup})
+		s.Followed = map[string][]netip.Addr{"eth-b": {lease}}
+		s.Routes[b.Table] = []routing.Route{{Destination: pfx("10.2.0.0/24"), LinkIndex: 3}, {Destination: pfx("10.2.0.1/32"), LinkIndex: 3}}
+		if router {
+			s.Routes[b.Table] = append(s.Routes[b.Table], routing.Route{Gateway: addr("10.2.0.1"), LinkIndex: 3})
+		}
+		s.LeaseGateways = map[string][2]bool{"eth-b": {router, false}}
+		s.Probes = nil
+		for _, pr := range Probes(p, s.Followed, s.LeaseGateways) {
+			ifc := p.Interfaces[pr.Position]
+			s.Probes = append(s.Probes, ProbeResult{Probe: pr, Answer: routing.Answer{LinkIndex: s.Links[ifc.Name], Table: ifc.Table}})
+		}
+		return s
+	}
+	s := base(true)
+	if res := Compare(p, s, expected(s)); !res.OK() || !slices.ContainsFunc(s.Probes, func(pr ProbeResult) bool { return pr.Src == lease }) {
+		t.Fatalf("healthy: %+v (probes %+v)", res.Findings, s.Probes)
+	}
+
+	s = base(true)
+	s.Followed["eth-b"] = []netip.Addr{addr("10.2.0.77")}
+	res := Compare(p, s, expected(s))
+	kinds := map[Kind]int{}
+	for _, f := range res.Findings {
+		kinds[f.Kind]++
+	}
+	if kinds[RuleMissing] != 1 || kinds[RuleStale] != 1 {
+		t.Errorf("moved lease: %+v", res.Findings)
+	}
+
+	s = base(false)
+	res = Compare(p, s, expected(s))
+	if !res.OK() || !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "named no router") }) ||
+		slices.ContainsFunc(s.Probes, func(pr ProbeResult) bool { return pr.Src == lease }) {
+		t.Errorf("no router: findings %+v, notes %v", res.Findings, res.Notes)
 	}
 }

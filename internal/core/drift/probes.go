@@ -39,7 +39,16 @@ var outsideCandidates = []netip.Addr{
 
 // Probes lists the questions for every managed address whose interface has a gateway in its family (without one,
 // the table has no way out and traffic beyond the subnets is main's to route).
-func Probes(p *plan.Plan, followed map[string][]netip.Addr) []Probe {
+func Probes(p *plan.Plan, followed map[string][]netip.Addr, leaseGateways map[string][2]bool) []Probe {
+	// A lease or advertisement without a router (a storage or backplane LAN) gives the table no way beyond its
+	// subnet: nothing to probe there.
+	routed := func(ifc plan.Interface, v6 bool) bool {
+		i := 0
+		if v6 {
+			i = 1
+		}
+		return servesFamily(ifc, v6) && leaseGateways[ifc.Name][i]
+	}
 	local := map[netip.Addr]bool{}
 	var subnets, cluster []netip.Prefix
 	for _, ifc := range p.Interfaces {
@@ -92,7 +101,7 @@ func Probes(p *plan.Plan, followed map[string][]netip.Addr) []Probe {
 		// The addresses a dynamic interface has now, from its lease or advertisements: through the gateway the
 		// lease or advertisement gave, to the same destination beyond every subnet.
 		for _, a := range followed[ifc.Name] {
-			if dst, ok := outside[a.Is6()]; ok && servesFamily(ifc, a.Is6()) && !local[a] {
+			if dst, ok := outside[a.Is6()]; ok && routed(ifc, a.Is6()) && !local[a] {
 				probes = append(probes, Probe{Position: i, Src: a, Dst: dst, Why: "beyond every local subnet, from its address now", Origin: dynamicOrigin(ifc, a.Is6())})
 			}
 		}
@@ -106,7 +115,7 @@ func Probes(p *plan.Plan, followed map[string][]netip.Addr) []Probe {
 			if v6 {
 				gw = ifc.Gateway6
 			}
-			if dst, ok := outside[v6]; ok && (gw.IsValid() || servesFamily(ifc, v6)) {
+			if dst, ok := outside[v6]; ok && (gw.IsValid() || routed(ifc, v6)) {
 				probes = append(probes, Probe{Position: ifc.Position, Dst: dst, Why: "beyond every local subnet", Origin: origin, Mark: ifc.Mark})
 			}
 		}

@@ -90,7 +90,22 @@ func Gather(ctx context.Context, p *plan.Plan, expect drift.Expect, src Sources)
 		}
 	}
 
-	for _, pr := range drift.Probes(p, snap.Followed) {
+	for _, ifc := range p.Interfaces {
+		if !ifc.Dynamic() {
+			continue
+		}
+		if snap.LeaseGateways == nil {
+			snap.LeaseGateways = map[string][2]bool{}
+		}
+		var gw [2]bool
+		for _, r := range snap.Routes[ifc.Table] {
+			if !r.Destination.IsValid() && r.Gateway.IsValid() && r.LinkIndex == snap.Links[ifc.Name] {
+				gw[map[bool]int{false: 0, true: 1}[r.Gateway.Is6()]] = true
+			}
+		}
+		snap.LeaseGateways[ifc.Name] = gw
+	}
+	for _, pr := range drift.Probes(p, snap.Followed, snap.LeaseGateways) {
 		if _, linked := snap.Links[p.Interfaces[pr.Position].Name]; !linked {
 			continue
 		}

@@ -203,7 +203,7 @@ func TestGatherReadsEverySourceOnce(t *testing.T) {
 		t.Errorf("tables read: %v", h.kernel.tablesRead)
 	}
 	var want []string
-	for _, pr := range drift.Probes(p, nil) {
+	for _, pr := range drift.Probes(p, nil, nil) {
 		want = append(want, pr.Src.String()+">"+pr.Dst.String())
 	}
 	if len(want) != 10 || !reflect.DeepEqual(h.kernel.lookups, want) {
