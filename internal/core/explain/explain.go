@@ -101,6 +101,9 @@ type Rule struct {
 // be nil.
 type Hints struct {
 	Host *description.Host
+	// Owned says whether a rule is symroute's, by the plan; nil without a description, when a rule is taken for
+	// symroute's by its place in the default priority_range and networkd's protocol.
+	Owned func(routing.Rule) bool
 	// TableNames names tables, as rt_tables does (symroute-eth-b).
 	TableNames map[uint32]string
 	// Tracked says symroute's nftables table is loaded, so a tracked connection's packets carry their marks.
@@ -179,7 +182,9 @@ func (w *world) request(q Question, r *Request) error {
 	default:
 		a, err := w.k.Lookup(routing.Query{Dst: q.Client})
 		if err != nil {
-			return fmt.Errorf("which link leads to %s: %w", q.Client, err)
+			// An answer, not a failure to read: no request from the client can be answered.
+			r.InterfaceFrom, r.RPFilter, r.RPFilterWhy = "route", "drop", fmt.Sprintf("the host has no route to %s: %v", q.Client, err)
+			return nil
 		}
 		r.Interface, r.InterfaceFrom = w.names[a.LinkIndex], "route"
 	}
@@ -226,17 +231,22 @@ func (w *world) request(q Question, r *Request) error {
 	return nil
 }
 
-// lookupFrom asks how a packet from src to dst carrying mark is routed: sent by the host when src is its own
-// (output), else as arriving on iif (lo for rp_filter's lookup).
+// lookupFrom asks how a packet from src to dst carrying mark is routed. For the host's own source the kernel
+// answers (an output lookup, which rp_filter's reverse lookup is too). For another source (a pod behind DNAT)
+// walk answers in user space, as arriving on iif (lo for rp_filter's lookup): asking the kernel would also run
+// that link's own rp_filter and forwarding checks, which are not the question.
 func (w *world) lookupFrom(src, dst netip.Addr, iif string, mark uint32) (routing.Answer, error) {
-	q := routing.Query{Src: src, Dst: dst, Mark: mark}
-	if !w.local(src) {
-		q.Iif = iif
-		if q.Iif == "" {
-			q.Iif = "lo"
-		}
+	if w.local(src) {
+		return w.k.Lookup(routing.Query{Src: src, Dst: dst, Mark: mark})
 	}
-	return w.k.Lookup(q)
+	if iif == "" {
+		iif = "lo"
+	}
+	r, ans, err := w.walk(packet{src: src, dst: dst, iif: iif, mark: mark}, 0)
+	if err == nil && r == nil {
+		err = fmt.Errorf("no rule finds a route from %s to %s", src, dst)
+	}
+	return ans, err
 }
 
 func (w *world) reply(q Question, req Request, r *Reply) error {
@@ -326,17 +336,28 @@ type packet struct {
 	mark     uint32
 }
 
-// ruleFor walks the rules in the kernel's order, as the kernel does for p, and returns the first that sends p to
-// table and finds a route there: the rule the kernel's answer came through. A rule that selects on more than
-// explain reads (a port, a uid) is taken to match when its table is the answer's.
+// ruleFor returns the rule the kernel's answer for p came through: the first, in the kernel's order, that sends
+// p to table and finds a route there.
 func (w *world) ruleFor(p packet, table uint32) (*Rule, error) {
+	r, _, err := w.walk(p, table)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	return &Rule{Priority: r.Priority, Selector: selector(*r), Symroute: w.symroutes(*r)}, nil
+}
+
+// walk routes p through the rules and tables as the kernel does, in user space, and returns the rule that
+// decides and the answer. With table set it looks for the rule the kernel's own answer came from that table
+// through: a rule that selects on more than walk reads (a port, a uid) is then taken to match when its table is
+// that one. With table 0 such rules are passed over, with a note. No rule and no error: no rule decides.
+func (w *world) walk(p packet, table uint32) (*routing.Rule, routing.Answer, error) {
 	rules := slices.Clone(w.inv.Rules)
 	slices.SortStableFunc(rules, func(a, b routing.Rule) int { return int(a.Priority) - int(b.Priority) })
 	family := routing.FamilyV4
 	if p.dst.Is6() {
 		family = routing.FamilyV6
 	}
-	for _, r := range rules {
+	for i, r := range rules {
 		if r.Family != family || r.Action != routing.ActionLookup {
 			continue
 		}
@@ -344,55 +365,62 @@ func (w *world) ruleFor(p packet, table uint32) (*Rule, error) {
 			r.Iif != "" && r.Iif != p.iif || (p.mark^r.Mark)&r.Mask != 0 {
 			continue
 		}
-		bits, found, err := w.longest(r.Table, p.dst)
+		rt, bits, found, err := w.best(r.Table, p.dst)
 		if err != nil {
-			return nil, err
+			return nil, routing.Answer{}, err
 		}
 		if !found || r.SuppressDefault && bits == 0 {
 			continue
 		}
-		if r.Table != table {
-			if r.Narrowed {
-				continue // its other selectors did not match, or the kernel would have answered from it
+		if r.Narrowed && (table == 0 || r.Table != table) {
+			if table == 0 {
+				w.notes = append(w.notes, fmt.Sprintf("rule %d selects on more than explain reads (a port, a uid, an output interface) and was passed over", r.Priority))
 			}
-			w.notes = append(w.notes, fmt.Sprintf("by explain's reading of the rules, rule %d (table %s) comes first; the kernel answered from table %s", r.Priority, w.tableName(r.Table), w.tableName(table)))
-			return nil, nil
+			continue
 		}
-		return &Rule{Priority: r.Priority, Selector: selector(r), Symroute: w.symroutes(r)}, nil
+		if table != 0 && r.Table != table {
+			w.notes = append(w.notes, fmt.Sprintf("by explain's reading of the rules, rule %d (table %s) comes first; the kernel answered from table %s", r.Priority, w.tableName(r.Table), w.tableName(table)))
+			return nil, routing.Answer{}, nil
+		}
+		return &rules[i], routing.Answer{LinkIndex: rt.LinkIndex, Table: r.Table, Gateway: rt.Gateway}, nil
 	}
-	return nil, nil
+	return nil, routing.Answer{}, nil
 }
 
-// longest finds the longest prefix in table that holds dst.
-func (w *world) longest(table uint32, dst netip.Addr) (int, bool, error) {
+// best finds the route in table that holds dst with the longest prefix (the lowest metric among equals), and
+// that prefix's length.
+func (w *world) best(table uint32, dst netip.Addr) (routing.Route, int, bool, error) {
 	routes, ok := w.tables[table]
 	if !ok {
 		var err error
 		if routes, err = w.k.Routes(table); err != nil {
-			return 0, false, err
+			return routing.Route{}, 0, false, err
 		}
 		w.tables[table] = routes
 	}
-	best := -1
+	bestBits, best := -1, routing.Route{}
 	for _, rt := range routes {
+		bits := -1
 		switch {
 		case rt.Destination.IsValid() && rt.Destination.Addr().Is4() == dst.Is4() && rt.Destination.Contains(dst):
-			best = max(best, rt.Destination.Bits())
+			bits = rt.Destination.Bits()
 		case !rt.Destination.IsValid() && (rt.Family == routing.FamilyV6) == dst.Is6():
-			best = max(best, 0)
+			bits = 0
+		}
+		if bits > bestBits || bits == bestBits && bits >= 0 && rt.Metric < best.Metric {
+			bestBits, best = bits, rt
 		}
 	}
-	return best, best >= 0, nil
+	return best, bestBits, bestBits >= 0, nil
 }
 
-// symroutes says whether a rule is symroute's: in the description's priority range (the default one without a
-// description) with networkd's protocol.
+// symroutes says whether a rule is symroute's: by the plan where there is a description, else by its place in
+// the default priority_range with networkd's protocol, or the follower's protocol.
 func (w *world) symroutes(r routing.Rule) bool {
-	rng := reservations.DefaultPriorities
-	if w.hints.Host != nil {
-		rng = w.hints.Host.Priorities
+	if w.hints.Owned != nil {
+		return w.hints.Owned(r)
 	}
-	return rng.Contains(r.Priority) && r.Protocol == 4 || r.Protocol == 83
+	return reservations.DefaultPriorities.Contains(r.Priority) && r.Protocol == 4 || r.Protocol == 83
 }
 
 // selector renders a rule's selector as `ip rule` does.
@@ -430,6 +458,9 @@ func (w *world) fix(q Question, res Result) string {
 	in := res.Request.Interface
 	if res.Symmetric {
 		return ""
+	}
+	if in == "" {
+		return fmt.Sprintf("the host has no route to %s at all: give the interface its requests come in on a gateway (main's default route or, described, its own table's), or name it with --in", q.Client)
 	}
 	if res.Reply.Error != "" && res.Request.RPFilter == "accept" {
 		return fmt.Sprintf("the host has no route for the reply to %s (%s): give %s a gateway (its table's default route)", q.Client, res.Reply.Error, in)

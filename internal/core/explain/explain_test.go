@@ -236,3 +236,55 @@ func TestQuestionsTheHostCannotAnswerAreTheUsers(t *testing.T) {
 		t.Errorf("families: err %v", err)
 	}
 }
+
+func TestNoRouteToTheClientIsAnAnswer(t *testing.T) {
+	k := twoNICHost()
+	k.tables[254] = k.tables[254][1:] // no default route
+	res := mustExplain(t, k, fakeSysctl{}, Question{Client: client, To: netip.MustParseAddr("10.244.1.5")}, Hints{})
+	if res.Symmetric || res.Request.Interface != "" || res.Request.RPFilter != "drop" || !strings.Contains(res.Fix, "no route to "+client.String()) {
+		t.Errorf("%+v", res)
+	}
+}
+
+// TestPodSourceIsWalkedNotAskedWithItsLinksChecks: for a reply from a pod behind DNAT, explain walks the rules
+// itself; the fake kernel refuses every lookup from a source that is not the host's, as a kernel with strict
+// rp_filter on lo or forwarding off does for "ip route get ... iif lo".
+func TestPodSourceIsWalkedNotAskedWithItsLinksChecks(t *testing.T) {
+	k := &refusingKernel{twoNICHost()}
+	sys := fakeSysctl{"net.ipv4.conf.all.rp_filter": "1"}
+	res := mustExplain(t, k.fakeKernel, sys, Question{Client: client, To: pod, In: "eth-a"}, Hints{})
+	res2, err := Explain(k, sys, Question{Client: client, To: pod, In: "eth-a"}, Hints{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res2.Request.RPFilter != "accept" || res2.Request.ReverseInterface != "eth-a" || res2.Reply.Interface != "eth-a" || !res2.Symmetric || res2.Reply.Rule == nil || res2.Reply.Rule.Priority != 32766 {
+		t.Errorf("walked: %+v (the kernel's own answers gave %+v)", res2, res)
+	}
+}
+
+// refusingKernel answers only lookups from no source or the host's own, as a kernel does whose lo or
+// forwarding refuses the others.
+type refusingKernel struct{ *fakeKernel }
+
+func (k *refusingKernel) Lookup(q routing.Query) (routing.Answer, error) {
+	if q.Iif != "" {
+		return routing.Answer{}, errors.New("invalid argument")
+	}
+	return k.fakeKernel.Lookup(q)
+}
+
+// TestOwnershipComesFromThePlan: with a description, a rule in symroute's range with networkd's protocol is
+// still another program's when the plan does not make it, and the fix names it.
+func TestOwnershipComesFromThePlan(t *testing.T) {
+	k := twoNICHost()
+	k.tables[7] = []routing.Route{{Family: routing.FamilyV4, Gateway: netip.MustParseAddr("192.168.1.1"), LinkIndex: 1}}
+	k.inv.Rules = append(k.inv.Rules, rule(20005, "10.0.0.1/32", 7))
+	h := Hints{Owned: func(routing.Rule) bool { return false }}
+	res := mustExplain(t, k, fakeSysctl{}, Question{Client: client, To: hostB}, h)
+	if res.Reply.Rule == nil || res.Reply.Rule.Symroute || !strings.Contains(res.Fix, "rule 20005") {
+		t.Errorf("%+v / %q", res.Reply.Rule, res.Fix)
+	}
+	if res := mustExplain(t, k, fakeSysctl{}, Question{Client: client, To: hostB}, Hints{}); res.Reply.Rule == nil || !res.Reply.Rule.Symroute {
+		t.Errorf("without a plan, a rule in the default range with networkd's protocol is taken for symroute's: %+v", res.Reply.Rule)
+	}
+}

@@ -7,10 +7,14 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
+	"slices"
 
 	"github.com/spf13/pflag"
 
 	"github.com/symroute/symroute/internal/core/explain"
+	"github.com/symroute/symroute/internal/core/ownership"
+	"github.com/symroute/symroute/internal/core/record"
+	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/edges/nftables"
 	"github.com/symroute/symroute/internal/edges/sysctl"
@@ -94,6 +98,15 @@ func runExplain(c common, named bool, q explain.Question, output string, stdout,
 		hints.TableNames = map[uint32]string{}
 		for _, ifc := range l.plan.Interfaces {
 			hints.TableNames[ifc.Table] = ifc.TableName
+		}
+		planned := map[record.Rule]bool{}
+		for _, r := range l.plan.KernelRules() {
+			planned[r.Rule] = true
+		}
+		slots := l.plan.FollowSlots()
+		hints.Owned = func(r routing.Rule) bool {
+			return ownership.RuleShape(r) && planned[ownership.RuleOf(r)] ||
+				slices.ContainsFunc(slots, func(s record.FollowSlot) bool { return ownership.FollowerRule(s, r) })
 		}
 	}
 	reader, err := kernel.NewReader(nil)
