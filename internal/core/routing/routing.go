@@ -44,6 +44,21 @@ type Route struct {
 	Table       uint32
 	LinkIndex   int
 	Metric      int
+	// Blocked says the route sends nothing anywhere (blackhole, unreachable, prohibit, throw); NextHopLinks are
+	// the links of a multipath route's nexthops (LinkIndex is then 0).
+	Blocked      bool
+	NextHopLinks []int
+}
+
+// Links are the links a route can send a packet by.
+func (r Route) Links() []int {
+	if len(r.NextHopLinks) > 0 {
+		return r.NextHopLinks
+	}
+	if r.LinkIndex == 0 {
+		return nil
+	}
+	return []int{r.LinkIndex}
 }
 
 // Answer is the kernel's answer to "how would a packet from src to dst leave?".

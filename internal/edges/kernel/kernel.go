@@ -187,6 +187,10 @@ func routeOf(fam int, nr netlink.Route) routing.Route {
 	if rt.Destination.IsValid() && rt.Destination.Bits() == 0 {
 		rt.Destination = netip.Prefix{}
 	}
+	rt.Blocked = nr.Type != unix.RTN_UNICAST && nr.Type != unix.RTN_LOCAL && nr.Type != unix.RTN_BROADCAST && nr.Type != unix.RTN_MULTICAST && nr.Type != unix.RTN_ANYCAST
+	for _, nh := range nr.MultiPath {
+		rt.NextHopLinks = append(rt.NextHopLinks, nh.LinkIndex)
+	}
 	return rt
 }
 

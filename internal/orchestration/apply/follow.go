@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/symroute/symroute/generator"
+	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
@@ -131,7 +132,7 @@ func (e *Engine) guardDefaultRoute(p *plan.Plan) error {
 	if e.rec.Applied != nil {
 		was = e.rec.Applied.Follow
 	}
-	moving := map[int]string{}
+	moving := map[int]plan.Interface{}
 	for _, ifc := range p.Interfaces {
 		if !ifc.Dynamic() || slices.ContainsFunc(was, func(s record.FollowSlot) bool { return s.Interface == ifc.Name }) {
 			continue
@@ -139,8 +140,16 @@ func (e *Engine) guardDefaultRoute(p *plan.Plan) error {
 		if index, ok, err := e.deps.Kernel.LinkIndex(ifc.Name); err != nil {
 			return err
 		} else if ok {
-			moving[index] = ifc.Name
+			moving[index] = ifc
 		}
+	}
+	// The families whose default routes through ifc go: a lease's or advertisements' go into its table, and an
+	// own file, static in the other family, takes the other's away too.
+	moves := func(ifc plan.Interface, v6 bool) bool {
+		if ifc.Mode == description.ModeOwn {
+			return true
+		}
+		return v6 && ifc.AcceptRA || !v6 && ifc.DHCP4
 	}
 	if len(moving) == 0 {
 		return nil
@@ -153,13 +162,16 @@ func (e *Engine) guardDefaultRoute(p *plan.Plan) error {
 		var through []string
 		others := false
 		for _, r := range routes {
-			if r.Destination.IsValid() && r.Destination.Bits() > 0 || (r.Family == routing.FamilyV6) != v6 {
+			if r.Destination.IsValid() && r.Destination.Bits() > 0 || (r.Family == routing.FamilyV6) != v6 || r.Blocked {
 				continue
 			}
-			if name, ok := moving[r.LinkIndex]; ok {
-				through = append(through, name)
-			} else {
-				others = true
+			// A way out that stays: a route with a nexthop on a link that does not move.
+			for _, l := range r.Links() {
+				if ifc, ok := moving[l]; ok && moves(ifc, v6) {
+					through = append(through, ifc.Name)
+				} else {
+					others = true
+				}
 			}
 		}
 		if len(through) == 0 || others {

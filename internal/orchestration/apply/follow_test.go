@@ -138,6 +138,11 @@ interfaces:
 	if len(h.files()) != 0 {
 		t.Errorf("wrote %v", h.files())
 	}
+	// A blackhole or unreachable default route is no way out, whatever link it names.
+	h.os.routes = append(h.os.routes, routing.Route{Family: routing.FamilyV4, Table: 254, LinkIndex: h.os.links["eth-a"], Blocked: true})
+	if _, err := h.apply("version: 1\ninterfaces:\n  - name: eth-b\n    dhcp4: true\n", Options{}); !errors.Is(err, ErrRefused) {
+		t.Errorf("with a blackhole default route besides: %v", err)
+	}
 	// With another way out in main, the change is safe.
 	h.os.routes = append(h.os.routes, routing.Route{Family: routing.FamilyV4, Gateway: netip.MustParseAddr("192.168.1.1"), Table: 254, LinkIndex: h.os.links["eth-a"]})
 	if _, err := h.apply(`version: 1
