@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/routing"
+	"github.com/symroute/symroute/internal/edges/systemd"
 	"github.com/symroute/symroute/internal/orchestration/state"
 )
 
@@ -59,8 +61,13 @@ func (e *Engine) follow(ctx context.Context, from, to []record.FollowSlot, chang
 				e.logf("note: %s was not restarted (%v); apply put the rules in place, and the unit starts at the next boot", ownership.FollowUnit, err)
 			}
 		case len(to) == 0:
-			if err := e.deps.Unit(ctx, ownership.FollowUnit, "stop"); err != nil {
-				e.logf("note: %s was not stopped (%v)", ownership.FollowUnit, err)
+			err := e.deps.Unit(ctx, ownership.FollowUnit, "stop")
+			switch {
+			case errors.Is(err, systemd.ErrNoManager):
+				e.logf("note: no systemd manager answers, so %s is not running here", ownership.FollowUnit)
+			case err != nil:
+				// A follower still running would add back every rule deleted below.
+				return fmt.Errorf("stop %s: %w", ownership.FollowUnit, err)
 			}
 		}
 	}
