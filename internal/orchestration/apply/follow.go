@@ -71,9 +71,10 @@ func (e *Engine) follow(ctx context.Context, from, to []record.FollowSlot, chang
 			}
 		}
 	}
+	// A slot goes when no slot kept has its place (priority and table): an interface renamed in place keeps it.
 	var gone []record.FollowSlot
 	for _, s := range from {
-		if !slices.Contains(to, s) {
+		if !slices.ContainsFunc(to, func(t record.FollowSlot) bool { return t.Priority == s.Priority && t.Table == s.Table }) {
 			gone = append(gone, s)
 		}
 	}
