@@ -197,7 +197,7 @@ func (w *world) request(q Question, r *Request) error {
 
 	if !q.To.Is4() {
 		// rp_filter is IPv4's alone.
-		r.RPFilter, r.RPFilterMode, r.RPFilterWhy = "accept", "off", "IPv6 has no rp_filter"
+		r.RPFilter, r.RPFilterMode, r.RPFilterWhy = "accept", "off", "the kernel's rp_filter is IPv4's alone; a netfilter rpfilter rule (firewalld's IPv6_rpfilter) is not read"
 		return nil
 	}
 	all, iface := w.sysctlInt("net.ipv4.conf.all.rp_filter"), w.sysctlInt(sysctlKey(r.Interface, "rp_filter"))
