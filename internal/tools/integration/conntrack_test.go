@@ -119,22 +119,11 @@ func redirect(works bool) flow {
 func (s *lbSite) expectFlows(when string, flows ...flow) (gwDrops uint64) {
 	s.t.Helper()
 	before := s.routed.GWDrops()
-	errs := make([]error, len(flows))
-	var wg sync.WaitGroup
+	checks := make([]flowCheck, len(flows))
 	for i, f := range flows {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = s.Client.Echo(f.addr, "") }()
+		checks[i] = flowCheck{f.name, f.works, func() error { return s.Client.Echo(f.addr, "") }}
 	}
-	wg.Wait()
-	for i, f := range flows {
-		switch {
-		case f.works && errs[i] != nil:
-			s.t.Errorf("%s: %s fails: %v", when, f.name, errs[i])
-		case !f.works && errs[i] == nil:
-			s.t.Errorf("%s: %s works, but should fail; the scenario proves nothing", when, f.name)
-		}
-	}
-	if s.t.Failed() {
+	if !checkFlows(s.t, when, checks) {
 		s.t.Logf("host rules:\n%s", s.Host.IP("rule"))
 		s.t.FailNow()
 	}
@@ -397,4 +386,36 @@ func unitExecStart(t *testing.T, unit string) []string {
 		t.Fatalf("%s has no ExecStart=:\n%s", unit, data)
 	}
 	return argv
+}
+
+// flowCheck is one connection a scenario expects to work, or to fail.
+type flowCheck struct {
+	name  string
+	works bool
+	run   func() error
+}
+
+// checkFlows makes every connection at once and reports each that does not do what it should; it says whether
+// all did.
+func checkFlows(t *testing.T, when string, flows []flowCheck) bool {
+	t.Helper()
+	errs := make([]error, len(flows))
+	var wg sync.WaitGroup
+	for i, f := range flows {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f.run() }()
+	}
+	wg.Wait()
+	ok := true
+	for i, f := range flows {
+		switch {
+		case f.works && errs[i] != nil:
+			t.Errorf("%s: %s fails: %v", when, f.name, errs[i])
+			ok = false
+		case !f.works && errs[i] == nil:
+			t.Errorf("%s: %s works, but should fail; the scenario proves nothing", when, f.name)
+			ok = false
+		}
+	}
+	return ok
 }

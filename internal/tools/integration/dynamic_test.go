@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,22 +105,11 @@ func (s *dynSite) toLAN(peer string) dflow {
 func (s *dynSite) expect(when string, flows ...dflow) (invalid, spoofed uint64) {
 	s.t.Helper()
 	inv, spo := s.dyn.GWInvalid(), s.dyn.GWSpoofed()
-	errs := make([]error, len(flows))
-	var wg sync.WaitGroup
+	checks := make([]flowCheck, len(flows))
 	for i, f := range flows {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = f.from.Echo(f.addr, f.source) }()
+		checks[i] = flowCheck{f.name, f.works, func() error { return f.from.Echo(f.addr, f.source) }}
 	}
-	wg.Wait()
-	for i, f := range flows {
-		switch {
-		case f.works && errs[i] != nil:
-			s.t.Errorf("%s: %s fails: %v", when, f.name, errs[i])
-		case !f.works && errs[i] == nil:
-			s.t.Errorf("%s: %s works, but should fail; the scenario proves nothing", when, f.name)
-		}
-	}
-	if s.t.Failed() {
+	if !checkFlows(s.t, when, checks) || s.t.Failed() {
 		s.t.FailNow()
 	}
 	return s.dyn.GWInvalid() - inv, s.dyn.GWSpoofed() - spo
