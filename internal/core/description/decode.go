@@ -19,6 +19,7 @@ type decoder struct {
 	pos map[string]report.Pos
 	// broke holds every path at or above an error, so broken is a lookup rather than a scan of the report.
 	broke map[string]bool
+	opts  Options
 }
 
 // broken reports whether any error was recorded at p or below it, so later checks can skip values that failed

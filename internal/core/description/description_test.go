@@ -256,3 +256,42 @@ interfaces:
 		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestAddressesFromTheNode: with FromNode, an interface may leave its addresses out. Checked for every node at
+// once, nothing that depends on them is checked; on one node they are that node's link's, and the gateway is
+// checked against them there, at its line; a node whose link has no address is told so at the interface.
+func TestAddressesFromTheNode(t *testing.T) {
+	policy := []byte(`version: 1
+interfaces:
+  - name: eth-a
+    addresses: [192.168.1.10/24]
+    gateway: 192.168.1.1
+  - name: eth-b
+    gateway: 10.0.0.254
+`)
+	if _, rep := Parse(policy); !rep.HasErrors(false) {
+		t.Fatal("without FromNode a missing addresses list must stay an error")
+	}
+	h, rep := ParseWith(policy, Options{FromNode: true})
+	if rep.HasErrors(false) || !h.Interfaces[1].AddressesFromNode || len(h.Interfaces[1].Addresses) != 0 {
+		t.Fatalf("policy: %+v %+v", rep.Entries, h.Interfaces[1])
+	}
+	node := map[string][]netip.Prefix{"eth-a": {netip.MustParsePrefix("10.9.9.9/24")}, "eth-b": {netip.MustParsePrefix("10.0.0.7/24")}}
+	h, rep = ParseWith(policy, Options{FromNode: true, Node: node})
+	if rep.HasErrors(false) || len(h.Interfaces[1].Addresses) != 1 || h.Interfaces[1].Addresses[0] != node["eth-b"][0] {
+		t.Fatalf("node: %+v %+v", rep.Entries, h.Interfaces[1])
+	}
+	if len(h.Interfaces[0].Addresses) != 1 || h.Interfaces[0].Addresses[0].String() != "192.168.1.10/24" {
+		t.Errorf("listed addresses were replaced by the node's: %v", h.Interfaces[0].Addresses)
+	}
+	// Another node, whose eth-b is on a subnet the gateway is not in.
+	node["eth-b"] = []netip.Prefix{netip.MustParsePrefix("10.1.0.7/24")}
+	if _, rep = ParseWith(policy, Options{FromNode: true, Node: node}); !strings.Contains(fmt.Sprint(rep.Entries), "interfaces[1].gateway") {
+		t.Errorf("a gateway outside the node's subnet: %+v", rep.Entries)
+	}
+	delete(node, "eth-b")
+	_, rep = ParseWith(policy, Options{FromNode: true, Node: node})
+	if got := fmt.Sprint(rep.Entries); !strings.Contains(got, "this node's eth-b has no global address") || !rep.HasErrors(false) {
+		t.Errorf("a node without the address: %s", got)
+	}
+}

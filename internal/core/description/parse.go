@@ -25,7 +25,20 @@ const MaxSize = 1 << 20
 // Parse reads a host description. The Host is usable only when the report has no errors; the report holds every
 // problem found, each with its path and position. Time and memory are linear in len(data): the size is capped,
 // and YAML aliases, which would let a small file stand for a large one, are counted and bounded.
-func Parse(data []byte) (*Host, report.Report) {
+func Parse(data []byte) (*Host, report.Report) { return ParseWith(data, Options{}) }
+
+// Options say where an interface that lists no addresses (and takes none from DHCP or advertisements) gets them.
+type Options struct {
+	// FromNode lets it leave them out: it takes the addresses its link has on each node, as discover reads
+	// them, so that one description serves a pool of nodes (a Kubernetes policy). Node holds one node's, by
+	// link name; nil checks the description for every node at once, where what depends on the addresses (a
+	// gateway inside their subnets) is checked on each node.
+	FromNode bool
+	Node     map[string][]netip.Prefix
+}
+
+// ParseWith reads a host description as Parse does, with o saying where omitted addresses come from.
+func ParseWith(data []byte, o Options) (*Host, report.Report) {
 	var r report.Report
 	if len(data) > MaxSize {
 		r.Add(report.Error, nil, report.Pos{Line: 1, Column: 1}, "the description is %d bytes; symroute reads at most %d (1 MiB). A description lists a host's interfaces and is a few kilobytes; check that -c names the right file", len(data), MaxSize)
@@ -59,7 +72,7 @@ func Parse(data []byte) (*Host, report.Report) {
 		return nil, r
 	}
 
-	d := &decoder{pos: map[string]report.Pos{}, broke: map[string]bool{}}
+	d := &decoder{pos: map[string]report.Pos{}, broke: map[string]bool{}, opts: o}
 	root = resolve(root)
 	h := &Host{
 		Tables:     reservations.DefaultTables,
@@ -383,7 +396,16 @@ func (d *decoder) iface(n *yaml.Node, p report.Path) Interface {
 			d.errorf(n, p.Key("name"), "is missing; every interface needs the kernel name of its link, e.g. name: eth0")
 		}
 		if _, ok := d.pos[p.Key("addresses").String()]; !ok && !i.Dynamic() {
-			d.errorf(n, p.Key("addresses"), "is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24], or set dhcp4: true or accept_ra: true when they come from DHCP or router advertisements")
+			switch {
+			case !d.opts.FromNode:
+				d.errorf(n, p.Key("addresses"), "is missing; list the interface's addresses with prefix length, e.g. [192.168.1.10/24], or set dhcp4: true or accept_ra: true when they come from DHCP or router advertisements")
+			case d.opts.Node == nil:
+				i.AddressesFromNode = true
+			case len(d.opts.Node[i.Name]) == 0 && i.Name != "":
+				d.errorf(n, p, "%s takes its addresses from the node, and this node's %s has no global address; give the link one, or list addresses for it", i.Name, i.Name)
+			default:
+				i.AddressesFromNode, i.Addresses = true, slices.Clone(d.opts.Node[i.Name])
+			}
 		}
 		// An address that changes can only be answered by connection: tracking is what makes it work.
 		if i.Dynamic() {

@@ -82,6 +82,9 @@ type Interface struct {
 	// advertisements. Their routes go into the interface's table, its connections are tracked, and a follower
 	// unit keeps a "from" rule for each address it has at the moment.
 	DHCP4, AcceptRA bool
+	// AddressesFromNode: the description leaves the addresses out, and they are the node's (Options.FromNode);
+	// Addresses holds them when one node's were given.
+	AddressesFromNode bool
 }
 
 // Dynamic reports whether the interface takes addresses from DHCPv4 or router advertisements.

@@ -53,11 +53,13 @@ func validate(h *Host, d *decoder) {
 			}
 			addrs[a.Addr()] = ap
 		}
-		// With dhcp4 or accept_ra, checkDynamic refuses the family's gateway whatever it is.
-		if !ifc.DHCP4 {
+		// With dhcp4 or accept_ra, checkDynamic refuses the family's gateway whatever it is; with the addresses of
+		// nodes not yet known, the gateway is checked on each node.
+		pending := ifc.AddressesFromNode && len(ifc.Addresses) == 0
+		if !ifc.DHCP4 && !pending {
 			checkGateway(h, d, p, ifc, false, errorf)
 		}
-		if !ifc.AcceptRA {
+		if !ifc.AcceptRA && !pending {
 			checkGateway(h, d, p, ifc, true, errorf)
 		}
 		if ifc.DefaultRoute {
