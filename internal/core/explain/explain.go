@@ -19,9 +19,13 @@ import (
 	"github.com/symroute/symroute/internal/core/routing"
 )
 
-// Kernel answers explain's questions about the running kernel; *kernel.Reader implements it.
+// Kernel answers explain's questions about the running kernel; *kernel.Reader implements it. It reads no more
+// than it must: no dump of every table (main can hold a BGP-fed node's million routes), only the tables the rules
+// send the reply's lookups to.
 type Kernel interface {
-	Inventory() (routing.Inventory, error)
+	Links() ([]routing.Link, error)
+	Addresses(index int) ([]routing.Address, error)
+	Rules() ([]routing.Rule, error)
 	Routes(table uint32) ([]routing.Route, error)
 	Lookup(q routing.Query) (routing.Answer, error)
 }
@@ -110,11 +114,11 @@ type Hints struct {
 	Tracked bool
 }
 
-// world is what explain read once: links and their addresses, rules.
+// world is what explain read once: links and their addresses, rules, and the tables it looked in.
 type world struct {
 	k      Kernel
 	sys    Sysctl
-	inv    routing.Inventory
+	inv    routing.Inventory // links with their global addresses, and rules; no default routes
 	names  map[int]string
 	tables map[uint32][]routing.Route
 	hints  Hints
@@ -133,11 +137,23 @@ func Explain(k Kernel, sys Sysctl, q Question, hints Hints) (Result, error) {
 	}
 	w := &world{k: k, sys: sys, names: map[int]string{}, tables: map[uint32][]routing.Route{}, hints: hints}
 	var err error
-	if w.inv, err = k.Inventory(); err != nil {
+	if w.inv.Links, err = k.Links(); err != nil {
 		return Result{}, err
 	}
-	for _, l := range w.inv.Links {
+	for i, l := range w.inv.Links {
 		w.names[l.Index] = l.Name
+		addrs, err := k.Addresses(l.Index)
+		if err != nil {
+			return Result{}, err
+		}
+		for _, a := range addrs {
+			if a.Prefix.Addr().IsGlobalUnicast() {
+				w.inv.Links[i].Addresses = append(w.inv.Links[i].Addresses, a.Prefix)
+			}
+		}
+	}
+	if w.inv.Rules, err = k.Rules(); err != nil {
+		return Result{}, err
 	}
 	res := Result{Client: q.Client.String(), To: q.To.String(), Port: q.Port, Proto: q.Proto}
 	if err := w.request(q, &res.Request); err != nil {
@@ -365,6 +381,11 @@ func (w *world) walk(p packet, table uint32) (*routing.Rule, routing.Answer, err
 			r.Iif != "" && r.Iif != p.iif || (p.mark^r.Mark)&r.Mask != 0 {
 			continue
 		}
+		if table != 0 && r.Table == table && !r.SuppressDefault && !r.Narrowed {
+			// The kernel answered from this table, and this rule takes the answer whatever it is: no need to
+			// read the table (main can hold a million routes).
+			return &rules[i], routing.Answer{}, nil
+		}
 		rt, bits, found, err := w.best(r.Table, p.dst)
 		if err != nil {
 			return nil, routing.Answer{}, err
@@ -509,11 +530,19 @@ func (w *world) fix(q Question, res Result) string {
 	return fmt.Sprintf("describe %s with track_connections: true: {name: %s, addresses: [...], %s: %s, track_connections: true}, then symroute apply", in, in, key, gw)
 }
 
-// gatewayOf names the router of a link, from a default route through it in any table, or says to find it.
+// gatewayOf names the router of a link, from a default route through it in a table a rule looks up (main, local
+// and default only when the walk read them already), or says to find it.
 func (w *world) gatewayOf(name string, v4 bool) string {
-	for _, r := range w.inv.DefaultRoutes {
-		if w.names[r.LinkIndex] == name && r.Gateway.IsValid() && r.Gateway.Is4() == v4 {
-			return r.Gateway.String()
+	for _, r := range w.inv.Rules {
+		if r.Table != 0 && r.Table < 253 || r.Table > 255 {
+			w.best(r.Table, netip.IPv4Unspecified()) // reads the table into w.tables; the route itself is not wanted
+		}
+	}
+	for _, routes := range w.tables {
+		for _, r := range routes {
+			if !r.Destination.IsValid() && w.names[r.LinkIndex] == name && r.Gateway.IsValid() && r.Gateway.Is4() == v4 {
+				return r.Gateway.String()
+			}
 		}
 	}
 	return "<its router>"

@@ -17,10 +17,35 @@ import (
 type fakeKernel struct {
 	inv    routing.Inventory
 	tables map[uint32][]routing.Route
+	read   []uint32 // the tables explain read whole
 }
 
-func (k *fakeKernel) Inventory() (routing.Inventory, error)    { return k.inv, nil }
-func (k *fakeKernel) Routes(t uint32) ([]routing.Route, error) { return k.tables[t], nil }
+func (k *fakeKernel) Links() ([]routing.Link, error) {
+	var out []routing.Link
+	for _, l := range k.inv.Links {
+		l.Addresses = nil
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) Addresses(index int) ([]routing.Address, error) {
+	var out []routing.Address
+	for _, l := range k.inv.Links {
+		if l.Index == index {
+			for _, p := range l.Addresses {
+				out = append(out, routing.Address{Prefix: p})
+			}
+		}
+	}
+	return out, nil
+}
+
+func (k *fakeKernel) Rules() ([]routing.Rule, error) { return k.inv.Rules, nil }
+func (k *fakeKernel) Routes(t uint32) ([]routing.Route, error) {
+	k.read = append(k.read, t)
+	return k.tables[t], nil
+}
 func (k *fakeKernel) index(name string) int {
 	for _, l := range k.inv.Links {
 		if l.Name == name {
@@ -130,6 +155,16 @@ func TestAsymmetricWithoutDescriptionNamesTheInterfaceToDescribe(t *testing.T) {
 	if res.Reply.Rule == nil || res.Reply.Rule.Priority != 32766 || res.Reply.Gateway != "192.168.1.1" {
 		t.Errorf("reply %+v", res.Reply)
 	}
+	if slices.Contains(k.read, 254) {
+		t.Errorf("explain read main whole, though the kernel's answer came from it: read %v", k.read)
+	}
+	// eth-b's router is in a table no rule looks up, which explain does not read: it says to find it.
+	if want := "describe eth-b: {name: eth-b, addresses: [10.0.0.1/24], gateway: <its router>}"; !strings.HasPrefix(res.Fix, want) {
+		t.Errorf("fix %q, want it to start %q", res.Fix, want)
+	}
+	// A rule of someone's looks that table up, for another source: explain reads it, and names the router.
+	k.inv.Rules = append(k.inv.Rules, rule(100, "10.0.0.99/32", 1000001))
+	res = mustExplain(t, k, fakeSysctl{}, Question{Client: client, To: hostB}, Hints{})
 	if want := "describe eth-b: {name: eth-b, addresses: [10.0.0.1/24], gateway: 10.0.0.254}"; !strings.HasPrefix(res.Fix, want) {
 		t.Errorf("fix %q, want it to start %q", res.Fix, want)
 	}
