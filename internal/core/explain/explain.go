@@ -359,7 +359,7 @@ func (w *world) ruleFor(p packet, table uint32) (*Rule, error) {
 	if err != nil || r == nil {
 		return nil, err
 	}
-	return &Rule{Priority: r.Priority, Selector: selector(*r), Symroute: w.symroutes(*r)}, nil
+	return &Rule{Priority: r.Priority, Selector: r.Selector(), Symroute: w.symroutes(*r)}, nil
 }
 
 // walk routes p through the rules and tables as the kernel does, in user space, and returns the rule that
@@ -442,34 +442,6 @@ func (w *world) symroutes(r routing.Rule) bool {
 		return w.hints.Owned(r)
 	}
 	return reservations.DefaultPriorities.Contains(r.Priority) && r.Protocol == 4 || r.Protocol == 83
-}
-
-// selector renders a rule's selector as `ip rule` does.
-func selector(r routing.Rule) string {
-	s := "from all"
-	if r.From.IsValid() {
-		s = "from " + hostOrPrefix(r.From)
-	}
-	if r.To.IsValid() {
-		s += " to " + hostOrPrefix(r.To)
-	}
-	if r.Mark != 0 || r.Mask != 0 {
-		s += fmt.Sprintf(" fwmark %#x/%#x", r.Mark, r.Mask)
-	}
-	if r.Iif != "" {
-		s += " iif " + r.Iif
-	}
-	if r.SuppressDefault {
-		s += " suppress_prefixlength 0"
-	}
-	return s
-}
-
-func hostOrPrefix(p netip.Prefix) string {
-	if p.IsSingleIP() {
-		return p.Addr().String()
-	}
-	return p.String()
 }
 
 // fix says what makes the reply leave where the request came in: for an interface the description has, the key

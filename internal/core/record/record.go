@@ -207,20 +207,7 @@ func (r Rule) String() string {
 // Selector is what the rule selects, as ip rule shows it: "from 192.168.1.10", "from all fwmark 0x800/0xf00 iif
 // eth-b".
 func (r Rule) Selector() string {
-	sel := "from all"
-	if r.From.IsValid() {
-		sel = "from " + hostOrPrefix(r.From)
-	}
-	if r.To.IsValid() {
-		sel += " to " + hostOrPrefix(r.To)
-	}
-	if r.Mark != 0 {
-		sel += fmt.Sprintf(" fwmark %#x/%#x", r.Mark, r.Mask)
-	}
-	if r.Iif != "" {
-		sel += " iif " + r.Iif
-	}
-	return sel
+	return routing.Rule{From: r.From, To: r.To, Mark: r.Mark, Mask: r.Mask, Iif: r.Iif}.Selector()
 }
 
 func hostOrPrefix(p netip.Prefix) string {

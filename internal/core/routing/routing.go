@@ -3,6 +3,7 @@
 package routing
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 )
@@ -25,6 +26,63 @@ type Rule struct {
 	// Narrowed says the rule selects on more than addresses, a mark and an input interface (an output interface,
 	// a uid range, a protocol or port, a TOS, or "not"): symroute makes no such rule.
 	Narrowed bool
+	// Invert is "not": the rule takes what its selectors do not match. Oif is its output interface, and Extra its
+	// other selectors as ip rule writes them ("ipproto 6", "dport 80"), for showing it whole.
+	Invert bool
+	Oif    string
+	Extra  string
+	// Target is what a rule that does not look a table up does, as ip rule writes it ("blackhole", "goto 110").
+	Target string
+}
+
+// Selector is the rule's selector as ip rule writes it: "from 10.0.0.1", "not from all iif eth-b fwmark 0x800/0x1c00".
+func (r Rule) Selector() string {
+	sel := "from all"
+	if r.From.IsValid() {
+		sel = "from " + hostOrPrefix(r.From)
+	}
+	if r.Invert {
+		sel = "not " + sel
+	}
+	if r.To.IsValid() {
+		sel += " to " + hostOrPrefix(r.To)
+	}
+	if r.Mark != 0 || r.Mask != 0 {
+		sel += fmt.Sprintf(" fwmark %#x/%#x", r.Mark, r.Mask)
+	}
+	if r.Iif != "" {
+		sel += " iif " + r.Iif
+	}
+	if r.Oif != "" {
+		sel += " oif " + r.Oif
+	}
+	if r.Extra != "" {
+		sel += " " + r.Extra
+	}
+	return sel
+}
+
+// Does is what the rule does, as ip rule writes it: "lookup main", "lookup 1000001 suppress_prefixlength 0",
+// "blackhole".
+func (r Rule) Does() string {
+	if r.Action != ActionLookup {
+		if r.Target != "" {
+			return r.Target
+		}
+		return "no lookup"
+	}
+	s := "lookup " + TableName(r.Table)
+	if r.SuppressDefault {
+		s += " suppress_prefixlength 0"
+	}
+	return s
+}
+
+func hostOrPrefix(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
 }
 
 // The address families of rules and routes, as netlink numbers them (AF_INET, AF_INET6).

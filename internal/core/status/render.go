@@ -185,12 +185,7 @@ func (p *printer) iface(ifc Interface) {
 
 	var rules []string
 	for _, r := range ifc.Rules {
-		s := fmt.Sprintf("%d: %s", r.Priority, r.Selector)
-		if r.Table != 0 {
-			s += fmt.Sprintf(" lookup %d", r.Table)
-		} else {
-			s += " (no lookup)"
-		}
+		s := fmt.Sprintf("%d: %s %s", r.Priority, r.Selector, r.Action)
 		if r.Family == "ipv6" {
 			s += " (IPv6)"
 		}

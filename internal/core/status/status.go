@@ -12,7 +12,6 @@ import (
 
 	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/drift"
-	"github.com/symroute/symroute/internal/core/ownership"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/routing"
 )
@@ -119,8 +118,11 @@ type Table struct {
 type Rule struct {
 	Priority uint32 `json:"priority" yaml:"priority"`
 	Selector string `json:"selector" yaml:"selector"`
-	Table    uint32 `json:"table" yaml:"table"`
-	Family   string `json:"family" yaml:"family"`
+	// Action is what the rule does, as ip rule writes it: "lookup 1000001", "lookup main suppress_prefixlength
+	// 0", "blackhole", "goto 110".
+	Action string `json:"action" yaml:"action"`
+	Table  uint32 `json:"table" yaml:"table"`
+	Family string `json:"family" yaml:"family"`
 }
 
 // RPFilter is the rp_filter in effect on the link, the larger of all's and the link's own.
@@ -184,7 +186,8 @@ func (sub subject) selects(r routing.Rule) bool {
 	if r.Iif == sub.name || sub.ifc != nil && r.Table == sub.ifc.Table && r.Action == routing.ActionLookup {
 		return true
 	}
-	if !r.From.IsValid() || r.From.Bits() == 0 {
+	// A "not from" rule takes everything but those sources: it selects no address of sub's by them.
+	if !r.From.IsValid() || r.From.Bits() == 0 || r.Invert {
 		return false
 	}
 	for _, a := range sub.addresses() {
@@ -285,7 +288,7 @@ func (s Snapshot) build(sub subject) Interface {
 		if !sub.selects(r) {
 			continue
 		}
-		rule := Rule{Priority: r.Priority, Selector: ownership.RuleOf(r).Selector(), Family: "ipv4"}
+		rule := Rule{Priority: r.Priority, Selector: r.Selector(), Action: r.Does(), Family: "ipv4"}
 		if r.Family == routing.FamilyV6 {
 			rule.Family = "ipv6"
 		}

@@ -121,6 +121,9 @@ func TestUndescribedHost(t *testing.T) {
 			{Family: routing.FamilyV4, Priority: 100, From: pfx("192.168.1.0/24"), Table: 100, Action: routing.ActionLookup},
 			{Family: routing.FamilyV4, Priority: 90, Iif: "eth-c", Table: 254, Action: routing.ActionLookup},
 			{Family: routing.FamilyV4, Priority: 95, From: pfx("172.16.0.5/32"), Action: 6},
+			// "not from" eth-b's address: it takes everything but eth-b's replies, so it is not eth-b's rule.
+			{Family: routing.FamilyV4, Priority: 96, From: pfx("10.0.0.1/32"), Invert: true, Table: 101, Action: routing.ActionLookup},
+			{Family: routing.FamilyV4, Priority: 97, From: pfx("192.168.1.10/32"), Table: 100, SuppressDefault: true, Action: routing.ActionLookup},
 			{Family: routing.FamilyV4, Priority: 32766, Table: 254, Action: routing.ActionLookup},
 		}}
 	if got := s.TablesWanted(); !slices.Equal(got, []uint32{100}) {
@@ -132,8 +135,11 @@ func TestUndescribedHost(t *testing.T) {
 		t.Fatalf("interfaces %q, verdict %s", got, r.Verdict)
 	}
 	a, b, c := r.Interfaces[0], r.Interfaces[1], r.Interfaces[2]
-	if len(a.Rules) != 1 || a.Rules[0].Table != 100 || len(a.Tables) != 1 || *a.Tables[0].Routes != 2 || a.Verdict != NoDescription || a.Described {
+	if len(a.Rules) != 2 || a.Rules[0].Table != 100 || len(a.Tables) != 1 || *a.Tables[0].Routes != 2 || a.Verdict != NoDescription || a.Described {
 		t.Errorf("eth-a: %+v", a)
+	}
+	if got := a.Rules[0].Selector + " " + a.Rules[0].Action; got != "from 192.168.1.10 lookup 100 suppress_prefixlength 0" {
+		t.Errorf("eth-a's suppress rule reads %q", got)
 	}
 	if len(b.Rules) != 0 || len(b.Tables) != 0 || b.RPFilter.Effective != "loose" || b.Networkd != nil {
 		t.Errorf("eth-b: %+v", b)

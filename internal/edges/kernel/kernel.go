@@ -31,6 +31,52 @@ func actionOf(nr netlink.Rule) uint8 {
 	return actionOther
 }
 
+// extraSelectors are a rule's selectors beyond addresses, marks and interfaces, as ip rule writes them.
+func extraSelectors(nr netlink.Rule) string {
+	var out []string
+	if nr.Tos != 0 {
+		out = append(out, fmt.Sprintf("tos %#x", nr.Tos))
+	}
+	if nr.IPProto != 0 {
+		out = append(out, fmt.Sprintf("ipproto %d", nr.IPProto))
+	}
+	if nr.Sport != nil {
+		out = append(out, "sport "+portRange(nr.Sport))
+	}
+	if nr.Dport != nil {
+		out = append(out, "dport "+portRange(nr.Dport))
+	}
+	if nr.UIDRange != nil {
+		out = append(out, fmt.Sprintf("uidrange %d-%d", nr.UIDRange.Start, nr.UIDRange.End))
+	}
+	if nr.SuppressPrefixlen > 0 {
+		out = append(out, fmt.Sprintf("suppress_prefixlength %d", nr.SuppressPrefixlen))
+	}
+	if nr.SuppressIfgroup >= 0 {
+		out = append(out, fmt.Sprintf("suppress_ifgroup %d", nr.SuppressIfgroup))
+	}
+	return strings.Join(out, " ")
+}
+
+func portRange(p *netlink.RulePortRange) string {
+	if p.Start == p.End {
+		return fmt.Sprint(p.Start)
+	}
+	return fmt.Sprintf("%d-%d", p.Start, p.End)
+}
+
+// targetOf is what a rule that looks no table up does, as far as the netlink library tells: it reads a goto's
+// target, but not which of blackhole, unreachable, prohibit or nop a rule without a table is.
+func targetOf(nr netlink.Rule) string {
+	switch {
+	case nr.Goto >= 0:
+		return fmt.Sprintf("goto %d", nr.Goto)
+	case nr.Table == 0:
+		return "no lookup (blackhole, unreachable, prohibit or nop)"
+	}
+	return ""
+}
+
 // Reader reads from one network namespace's netlink handle.
 type Reader struct {
 	h *netlink.Handle
@@ -96,6 +142,7 @@ func (r *Reader) Rules() ([]routing.Rule, error) {
 				r.Mask = *nr.Mask
 			}
 			r.Iif = nr.IifName
+			r.Oif, r.Invert, r.Extra, r.Target = nr.OifName, nr.Invert, extraSelectors(nr), targetOf(nr)
 			r.SuppressDefault = nr.SuppressPrefixlen == 0
 			r.Narrowed = nr.OifName != "" || nr.UIDRange != nil || nr.IPProto != 0 || nr.Dport != nil || nr.Sport != nil || nr.Tos != 0 || nr.Invert ||
 				nr.SuppressPrefixlen > 0 || nr.SuppressIfgroup >= 0
@@ -130,8 +177,8 @@ func (r *Reader) Routes(table uint32) ([]routing.Route, error) {
 			return nil, fmt.Errorf("list routes of table %d: %w", table, err)
 		}
 		for _, nr := range routes {
-			if fam == netlink.FAMILY_V6 && nr.Type != unix.RTN_UNICAST {
-				continue // the kernel's local and multicast bookkeeping
+			if fam == netlink.FAMILY_V6 && (nr.Type == unix.RTN_LOCAL || nr.Type == unix.RTN_MULTICAST || nr.Type == unix.RTN_ANYCAST) {
+				continue // the kernel's local and multicast bookkeeping; blackhole and unreachable routes count
 			}
 			out = append(out, routeOf(fam, nr))
 		}
@@ -254,16 +301,21 @@ func (r *Reader) Addresses(index int) ([]routing.Address, error) {
 	}
 	var out []routing.Address
 	for _, a := range addrs {
-		ad := routing.Address{Prefix: prefix(a.IPNet), Scope: uint8(a.Scope), DADFailed: a.Flags&unix.IFA_F_DADFAILED != 0, Dynamic: a.Flags&unix.IFA_F_PERMANENT == 0}
-		if ad.Dynamic && a.ValidLft > 0 {
-			ad.ValidSeconds = uint32(a.ValidLft)
-		}
-		if b, ok := netip.AddrFromSlice(a.Broadcast); ok && !b.Unmap().IsUnspecified() {
-			ad.Broadcast = b.Unmap()
-		}
-		out = append(out, ad)
+		out = append(out, addressOf(a))
 	}
 	return out, nil
+}
+
+// addressOf is a kernel address as routing holds it.
+func addressOf(a netlink.Addr) routing.Address {
+	ad := routing.Address{Prefix: prefix(a.IPNet), Scope: uint8(a.Scope), DADFailed: a.Flags&unix.IFA_F_DADFAILED != 0, Dynamic: a.Flags&unix.IFA_F_PERMANENT == 0}
+	if ad.Dynamic && a.ValidLft > 0 {
+		ad.ValidSeconds = uint32(a.ValidLft)
+	}
+	if b, ok := netip.AddrFromSlice(a.Broadcast); ok && !b.Unmap().IsUnspecified() {
+		ad.Broadcast = b.Unmap()
+	}
+	return ad
 }
 
 // LinkIndex returns the index of the link named name; ok is false when there is none.
@@ -348,6 +400,19 @@ func (r *Reader) Links() ([]routing.Link, error) {
 	out := make([]routing.Link, 0, len(links))
 	for _, l := range links {
 		out = append(out, linkOf(l))
+	}
+	return out, nil
+}
+
+// AllAddresses returns every address of the namespace by link index, in one dump.
+func (r *Reader) AllAddresses() (map[int][]routing.Address, error) {
+	addrs, err := retry(func() ([]netlink.Addr, error) { return r.h.AddrList(nil, netlink.FAMILY_ALL) })
+	if err != nil {
+		return nil, fmt.Errorf("list addresses: %w", err)
+	}
+	out := map[int][]routing.Address{}
+	for _, a := range addrs {
+		out[a.LinkIndex] = append(out[a.LinkIndex], addressOf(a))
 	}
 	return out, nil
 }

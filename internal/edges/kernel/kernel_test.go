@@ -50,6 +50,8 @@ func namespace(t *testing.T) (*Reader, func(args ...string)) {
 	ip("rule", "add", "pref", "11", "from", "10.66.0.0/16", "blackhole")
 	ip("rule", "add", "pref", "12", "from", "10.67.0.0/16", "goto", "20010")
 	ip("rule", "add", "pref", "13", "oif", "eth-a", "lookup", "77")
+	ip("rule", "add", "pref", "17", "not", "from", "10.68.0.0/16", "ipproto", "tcp", "dport", "80", "lookup", "78")
+	ip("rule", "add", "pref", "18", "from", "10.69.0.0/16", "lookup", "79", "suppress_prefixlength", "0")
 	ip("rule", "add", "pref", "14", "fwmark", "0x1000/0x3000", "iif", "eth-a", "lookup", "main", "proto", "static")
 	ip("rule", "add", "pref", "15", "fwmark", "0x2000/0x3000", "lookup", "1000000", "proto", "static")
 	ns, err := netns.GetFromName(name)
@@ -125,6 +127,17 @@ func TestRules(t *testing.T) {
 		}
 		if rule.Priority == 14 && (rule.Narrowed || rule.Iif != "eth-a" || rule.Mark != 0x1000 || rule.Mask != 0x3000 || rule.Table != 254) {
 			t.Errorf("the fwmark and iif rule: %+v", rule)
+		}
+		// Shown whole, as ip rule writes it: nothing a rule selects on or does is left out.
+		want := map[uint32]string{
+			11: "from 10.66.0.0/16 no lookup (blackhole, unreachable, prohibit or nop)",
+			12: "from 10.67.0.0/16 goto 20010",
+			13: "from all oif eth-a lookup 77",
+			17: "not from 10.68.0.0/16 ipproto 6 dport 80 lookup 78",
+			18: "from 10.69.0.0/16 lookup 79 suppress_prefixlength 0",
+		}[rule.Priority]
+		if got := rule.Selector() + " " + rule.Does(); want != "" && rule.Family == netlink.FAMILY_V4 && got != want {
+			t.Errorf("rule %d reads %q, want %q", rule.Priority, got, want)
 		}
 	}
 	v4 := found[fmt.Sprintf("%s family %d", netip.MustParsePrefix("192.168.1.10/32"), netlink.FAMILY_V4)]
@@ -353,5 +366,27 @@ func TestAddressLifetimesAndLinks(t *testing.T) {
 	}
 	if states["eth-a"] != "up" || states["lo"] == "" || len(links) != 3 {
 		t.Errorf("links: %v", states)
+	}
+}
+
+// TestBlockedRoutesAreRoutes: a table's blackhole and unreachable routes are read in both families, marked
+// blocked, and the kernel's IPv6 local bookkeeping is not.
+func TestBlockedRoutesAreRoutes(t *testing.T) {
+	r, ip := namespace(t)
+	ip("route", "add", "blackhole", "10.98.0.0/16", "table", "88")
+	ip("-6", "route", "add", "unreachable", "2001:db8:98::/48", "table", "88")
+	ip("-6", "route", "add", "2001:db8:97::/48", "via", "2001:db8::1", "table", "88")
+	routes, err := r.Routes(88)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocked := 0
+	for _, rt := range routes {
+		if rt.Blocked {
+			blocked++
+		}
+	}
+	if len(routes) != 3 || blocked != 2 {
+		t.Errorf("table 88: %d routes, %d blocked, want 3 and 2: %s", len(routes), blocked, routeList(routes))
 	}
 }

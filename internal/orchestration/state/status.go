@@ -14,9 +14,11 @@ import (
 	"github.com/symroute/symroute/internal/edges/networkd"
 )
 
-// LinkLister lists every link of the namespace; *kernel.Reader implements it.
+// LinkLister lists every link of the namespace, and every address by link in one dump (a host with thousands of
+// links is read in one pass, and a link that goes meanwhile is not an error); *kernel.Reader implements it.
 type LinkLister interface {
 	Links() ([]routing.Link, error)
+	AllAddresses() (map[int][]routing.Address, error)
 }
 
 // Status gathers what symroute status shows. With a description, p is its plan and res verify's comparison of
@@ -29,12 +31,13 @@ func Status(ctx context.Context, p *plan.Plan, res *drift.Result, src Sources, l
 	if snap.Links, err = links.Links(); err != nil {
 		return snap, err
 	}
+	all, err := links.AllAddresses()
+	if err != nil {
+		return snap, err
+	}
 	for _, l := range snap.Links {
-		if l.Loopback {
-			continue
-		}
-		if snap.Addresses[l.Index], err = src.Kernel.Addresses(l.Index); err != nil {
-			return snap, fmt.Errorf("read %s's addresses: %w", l.Name, err)
+		if !l.Loopback {
+			snap.Addresses[l.Index] = all[l.Index]
 		}
 	}
 	if snap.Rules, err = src.Kernel.Rules(); err != nil {

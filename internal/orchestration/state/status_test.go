@@ -23,6 +23,10 @@ func (k *fakeKernel) Links() ([]routing.Link, error) {
 	return out, k.fail["Links"]
 }
 
+func (k *fakeKernel) AllAddresses() (map[int][]routing.Address, error) {
+	return k.addresses, k.fail["Addresses"]
+}
+
 // TestStatusReadsWhatItShows: with a description, status reads the planned tables alone (never main), each link's
 // addresses, rp_filter and networkd's file and drop-ins; the report names every interface with its table and
 // rule. Networkd not answering is a note.
