@@ -26,6 +26,10 @@ const (
 
 var rpFilterNames = map[string]RPFilter{"off": RPFilterOff, "strict": RPFilterStrict, "loose": RPFilterLoose}
 
+// EffectiveRPFilter is the mode the kernel applies on a link: the larger of net.ipv4.conf.all's and the link's
+// own, with off < strict < loose (the sysctls' numbers, 0 < 1 < 2).
+func EffectiveRPFilter(all, link int) RPFilter { return RPFilter(max(all, link)) }
+
 func (r RPFilter) String() string {
 	for name, v := range rpFilterNames {
 		if v == r {

@@ -446,7 +446,7 @@ func (c *comparer) rpFilter() {
 			continue // the link is missing, reported above
 		}
 		c.res.Checked.Sysctls++
-		effective := max(all, v)
+		effective := int(description.EffectiveRPFilter(all, v))
 		want := int(ifc.RPFilter)
 		if c.p.Host.RPFilterAll != nil {
 			want = max(want, int(*c.p.Host.RPFilterAll))

@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/ifname"
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/core/reservations"
 	"github.com/symroute/symroute/internal/core/routing"
@@ -216,12 +217,12 @@ func (w *world) request(q Question, r *Request) error {
 		r.RPFilter, r.RPFilterMode, r.RPFilterWhy = "accept", "off", "the kernel's rp_filter is IPv4's alone; a netfilter rpfilter rule (firewalld's IPv6_rpfilter) is not read"
 		return nil
 	}
-	all, iface := w.sysctlInt("net.ipv4.conf.all.rp_filter"), w.sysctlInt(sysctlKey(r.Interface, "rp_filter"))
-	mode := max(all, iface)
-	r.RPFilterMode = map[int]string{0: "off", 1: "strict", 2: "loose"}[mode]
+	all, iface := w.sysctlInt("net.ipv4.conf.all.rp_filter"), w.sysctlInt(ifname.SysctlKey(r.Interface, "rp_filter"))
+	mode := int(description.EffectiveRPFilter(all, iface))
+	r.RPFilterMode = description.RPFilter(mode).String()
 	r.RPFilterWhy = fmt.Sprintf("the larger of all=%d and %s=%d", all, r.Interface, iface)
 	mark := uint32(0)
-	if max(w.sysctlInt("net.ipv4.conf.all.src_valid_mark"), w.sysctlInt(sysctlKey(r.Interface, "src_valid_mark"))) > 0 {
+	if max(w.sysctlInt("net.ipv4.conf.all.src_valid_mark"), w.sysctlInt(ifname.SysctlKey(r.Interface, "src_valid_mark"))) > 0 {
 		mark = requestMark
 	}
 	// rp_filter looks the client up as a packet from the request's destination, from no interface.
@@ -331,11 +332,6 @@ func (w *world) sysctlInt(key string) int {
 	}
 	n, _ := strconv.Atoi(strings.TrimSpace(v))
 	return n
-}
-
-// sysctlKey is the sysctl.d key of a link's IPv4 setting, with a dotted name's dots as slashes.
-func sysctlKey(name, setting string) string {
-	return "net.ipv4.conf." + strings.ReplaceAll(name, ".", "/") + "." + setting
 }
 
 func (w *world) tableName(t uint32) string {

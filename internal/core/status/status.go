@@ -337,7 +337,7 @@ func (s Snapshot) build(sub subject) Interface {
 // EffectiveRPFilter is the rp_filter the kernel applies on link name: the larger of all's and the link's, where
 // off (0) < strict (1) < loose (2).
 func EffectiveRPFilter(name string, all, own int) *RPFilter {
-	eff := description.RPFilter(max(all, own)).String()
+	eff := description.EffectiveRPFilter(all, own).String()
 	return &RPFilter{Effective: eff, All: all, Interface: own, Why: fmt.Sprintf("%s (all=%d, %s=%d)", eff, all, name, own)}
 }
 
