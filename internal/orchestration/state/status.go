@@ -75,6 +75,10 @@ func Status(ctx context.Context, p *plan.Plan, res *drift.Result, src Sources, l
 	snap.Networkd = map[string]status.NetworkdLink{}
 	for _, l := range described {
 		nl := status.NetworkdLink{State: l.AdministrativeState, NetworkFile: l.NetworkFile, Dropins: l.NetworkFileDropins, DropinsFrom: status.FromNetworkd}
+		if nl.Dropins == nil && nl.NetworkFile != "" && root == nil {
+			// networkd did not list them, and there are no files to list them from: say neither.
+			nl.DropinsFrom = ""
+		}
 		if nl.Dropins == nil && nl.NetworkFile != "" && root != nil {
 			// networkd said nothing of drop-ins (an empty list would be [], not absent): list them as it reads them.
 			if nl.Dropins, err = networkfiles.Dropins(root, nl.NetworkFile); err != nil {
