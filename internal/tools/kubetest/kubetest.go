@@ -9,6 +9,7 @@ package kubetest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -39,6 +40,8 @@ const (
 	etcdReadyTimeout      = 30 * time.Second
 	apiServerReadyTimeout = 90 * time.Second
 	stopTimeout           = 10 * time.Second
+	// One readiness check; on loopback an answer, even "not ready", takes milliseconds.
+	pollTimeout = 5 * time.Second
 )
 
 // Server is a running control plane. Its files stay under Dir until the test ends.
@@ -77,11 +80,29 @@ func Start(t testing.TB) *Server {
 	// a process that still writes there.
 	s := &Server{Dir: t.TempDir()}
 	t.Cleanup(func() { s.stop(t) })
-	if err := s.start(binDir); err != nil {
-		t.Fatalf("kubetest: %v", err)
+	// The free ports are released before the processes bind them, so another program can take one in between:
+	// then the start is tried again on new ports.
+	for attempt := 1; ; attempt++ {
+		err := s.start(binDir)
+		if err == nil {
+			return s
+		}
+		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
+			t.Fatalf("kubetest: %v", err)
+		}
+		t.Logf("kubetest: start %d of %d: %v", attempt, startAttempts, err)
+		s.stop(t)
+		s.apiServer, s.etcd = nil, nil
+		if err := os.RemoveAll(filepath.Join(s.Dir, "etcd")); err != nil {
+			t.Fatalf("kubetest: %v", err)
+		}
 	}
-	return s
 }
+
+// errPortTaken is a process ending because another program bound its port first.
+var errPortTaken = errors.New("a port was taken before the process bound it")
+
+const startAttempts = 3
 
 func (s *Server) start(binDir string) error {
 	started := time.Now()
@@ -117,7 +138,7 @@ func (s *Server) start(binDir string) error {
 		return err
 	}
 
-	ports, err := freeLoopbackPorts(3)
+	ports, err := pickLoopbackPorts(3)
 	if err != nil {
 		return err
 	}
@@ -380,16 +401,19 @@ func waitHealthy(client *http.Client, url string, p *process, timeout time.Durat
 	for {
 		select {
 		case <-p.exited:
-			return fmt.Errorf("%s exited before it was ready (%v); last lines of its log:\n%s", p.name, p.waitErr, p.logTail(20))
+			tail := p.logTail(20)
+			if strings.Contains(tail, "address already in use") {
+				return fmt.Errorf("%s: %w", p.name, errPortTaken)
+			}
+			return fmt.Errorf("%s exited before it was ready (%v); last lines of its log:\n%s", p.name, p.waitErr, tail)
 		default:
 		}
-		response, err := client.Get(url)
+		status, err := statusUnlessExited(client, url, p)
 		if err == nil {
-			response.Body.Close()
-			if response.StatusCode == http.StatusOK {
+			if status == http.StatusOK {
 				return nil
 			}
-			lastProblem = response.Status
+			lastProblem = http.StatusText(status)
 		} else {
 			lastProblem = err.Error()
 		}
@@ -400,8 +424,35 @@ func waitHealthy(client *http.Client, url string, p *process, timeout time.Durat
 	}
 }
 
+// pickLoopbackPorts is freeLoopbackPorts but for a test that hands out a taken port.
+var pickLoopbackPorts = freeLoopbackPorts
+
+// statusUnlessExited gives up on a request when the process exits: a port it failed to bind may belong to a
+// program that accepts the connection and never answers.
+func statusUnlessExited(client *http.Client, url string, p *process) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), pollTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.exited:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	request, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	response, err := client.Do(request)
+	if err != nil {
+		return 0, err
+	}
+	response.Body.Close()
+	return response.StatusCode, nil
+}
+
 // freeLoopbackPorts holds n listeners open at once, so the ports differ, and releases them for the processes to
-// bind. Another program could take one in between; on loopback, within milliseconds, that has not been seen.
+// bind (Start tries again if another program takes one in between).
 func freeLoopbackPorts(n int) ([]int, error) {
 	var ports []int
 	var listeners []net.Listener
