@@ -12,7 +12,7 @@ PKG_VERSION  ?= 0.1.0
 PKG_RELEASE  ?= 1
 PKG_ARCH     ?= amd64
 
-.PHONY: build demo demo-files deps test fuzz golden bench vet clean packages
+.PHONY: build demo demo-files deps test test-kube fuzz golden bench vet clean packages
 
 build:
 	$(GO) build -ldflags "$(call version_ldflags,$(VERSION))" -o symroute ./cmd/symroute
@@ -43,6 +43,14 @@ vet:
 test: vet deps
 	$(GO) test -count=1 -parallel 6 ./...
 	@$(MAKE) -s fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# The tests that need a real kube-apiserver and etcd (build tag kubetest), kept out of make test: the first run on a
+# machine builds both from the Go module proxy (minutes, and gigabytes of Go build cache) into KUBETEST_CACHE,
+# keyed by version; every later run reuses them. Needs no root, only a KUBETEST_CACHE it can write.
+KUBETEST_CACHE ?= $(or $(XDG_CACHE_HOME),/var/cache)/symroute-kubetest
+test-kube:
+	@bin=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO)) && \
+	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -v ./internal/tools/kubetest/
 
 # Fuzz the description parser and the whole check-and-render pipeline, seeded from golden/. make test runs each
 # for TEST_FUZZTIME; run longer with e.g. make fuzz FUZZTIME=10m. A failing input is saved under testdata/fuzz/.
