@@ -46,7 +46,9 @@ func startCluster(t *testing.T) *cluster {
 	t.Helper()
 	started := time.Now()
 	server := kubetest.Start(t)
-	defer func() { t.Logf("cluster ready in %v (API server %v)", time.Since(started).Round(time.Millisecond), server.ReadyAfter.Round(time.Millisecond)) }()
+	defer func() {
+		t.Logf("cluster ready in %v (API server %v)", time.Since(started).Round(time.Millisecond), server.ReadyAfter.Round(time.Millisecond))
+	}()
 	adminConfig, err := clientcmd.BuildConfigFromFlags("", server.KubeconfigFile)
 	if err != nil {
 		t.Fatal(err)
