@@ -267,3 +267,36 @@ func TestFailedApplyStopsTheRollout(t *testing.T) {
 	wantCounts(t, hosts[2], "n3", 1, 0)
 	want(t, "policy edge", c.policyStatus(t, "edge"), map[string]any{"observedGeneration": 2, "verified": 3, "failed": 0, "rollout": "Complete"})
 }
+
+// TestALeaseTakenOverIsNotReleased: when another node took the slot while this one applied (its renewals did not
+// reach the API server), this node's release leaves that node's hold alone, and the apply's result is recorded.
+func TestALeaseTakenOverIsNotReleased(t *testing.T) {
+	c := startCluster(t)
+	c.node(t, "n1", edge)
+	h1 := newHost(1)
+	h1.block, h1.started = make(chan struct{}), make(chan struct{}, 1)
+	a1 := c.newAgent(t, "n1", h1)
+	c.policy(t, "edge", edgePolicy(description, 1))
+
+	done := make(chan error, 1)
+	go func() { done <- a1.Reconcile(t.Context()) }()
+	<-h1.started
+	leases := c.admin.Kube.CoordinationV1().Leases(namespace)
+	lease, err := leases.Get(t.Context(), "symroute-edge-0", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := "n9"
+	lease.Spec.HolderIdentity = &other
+	if _, err := leases.Update(t.Context(), lease, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	close(h1.block)
+	if err := <-done; err != nil {
+		t.Fatalf("n1's reconcile: %v", err)
+	}
+	want(t, "n1", c.nodeState(t, "n1"), map[string]any{"result": "Verified", "appliedGeneration": 1})
+	if lease, err = leases.Get(t.Context(), "symroute-edge-0", metav1.GetOptions{}); err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "n9" {
+		t.Errorf("the lease n9 took: %+v %v", lease.Spec, err)
+	}
+}

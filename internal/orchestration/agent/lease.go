@@ -111,13 +111,27 @@ func (a *Agent) renew(ctx context.Context, l *coordinationv1.Lease) *coordinatio
 	}
 }
 
-// releaseLease frees the slot for the next node: the lease stays, without a holder.
+// releaseLease frees the slot for the next node: the lease stays, without a holder. A lease written since the
+// agent's last renewal it read was either renewed by the agent's own last renewal (cut short when the apply ended)
+// or taken over by another node (the renewals failed for longer than its duration): it is read again, and only
+// this node's hold is released.
 func (a *Agent) releaseLease(ctx context.Context, l *coordinationv1.Lease) error {
-	l = l.DeepCopy()
-	l.Spec.HolderIdentity = nil
-	l.Spec.AcquireTime = nil
-	_, err := a.Kube.CoordinationV1().Leases(a.Namespace).Update(ctx, l, metav1.UpdateOptions{})
-	return leaseError(l.Name, err)
+	leases := a.Kube.CoordinationV1().Leases(a.Namespace)
+	for attempt := 0; ; attempt++ {
+		next := l.DeepCopy()
+		next.Spec.HolderIdentity, next.Spec.AcquireTime = nil, nil
+		_, err := leases.Update(ctx, next, metav1.UpdateOptions{})
+		if !apierrors.IsConflict(err) || attempt == 2 {
+			return leaseError(l.Name, err)
+		}
+		if l, err = leases.Get(ctx, l.Name, metav1.GetOptions{}); err != nil {
+			return leaseError(next.Name, err)
+		}
+		if leaseFrom(l).Holder != a.Node {
+			a.logf("lease %s was taken over while this node applied", l.Name)
+			return nil
+		}
+	}
 }
 
 func leaseError(name string, err error) error {
