@@ -152,11 +152,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			Message: fmt.Sprintf("generation %d of the description does not hold on this node:\n%s", p.Generation, errorLines(rep))})
 	}
 
-	selected, err := a.selectedNodes(ctx, p)
-	if err != nil {
-		return err
-	}
-	states, err := a.nodeStates(ctx)
+	selected, states, err := a.fleetOf(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -258,31 +254,25 @@ func (a *Agent) writeOwnState(ctx context.Context, s nodeStatus) error {
 	})
 }
 
-// nodeStates are every node's RoutingNodeState, as the rollout reads them.
-func (c *Clients) nodeStates(ctx context.Context) ([]fleet.NodeState, error) {
-	list, err := c.Dynamic.Resource(NodeStateResource).List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("routing node states: %w", err)
-	}
-	out := make([]fleet.NodeState, 0, len(list.Items))
-	for i := range list.Items {
-		s := nodeStatusFrom(&list.Items[i])
-		out = append(out, fleet.NodeState{Node: list.Items[i].GetName(), Policy: s.Policy, AppliedGeneration: s.AppliedGeneration, Result: s.Result})
-	}
-	return out, nil
-}
-
-// selectedNodes are the names of the nodes p selects.
-func (c *Clients) selectedNodes(ctx context.Context, p fleet.Policy) ([]string, error) {
+// fleetOf reads what p's rollout and counts are computed from: the names of the nodes p selects and every node's
+// RoutingNodeState (a node p no longer selects may still hold one of its generations).
+func (c *Clients) fleetOf(ctx context.Context, p fleet.Policy) (selected []string, states []fleet.NodeState, err error) {
 	nodes, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("nodes: %w", err)
+		return nil, nil, fmt.Errorf("nodes: %w", err)
 	}
-	var out []string
 	for _, n := range nodes.Items {
 		if p.Selector.Matches(n.Labels) {
-			out = append(out, n.Name)
+			selected = append(selected, n.Name)
 		}
 	}
-	return out, nil
+	list, err := c.Dynamic.Resource(NodeStateResource).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("routing node states: %w", err)
+	}
+	for i := range list.Items {
+		s := nodeStatusFrom(&list.Items[i])
+		states = append(states, fleet.NodeState{Node: list.Items[i].GetName(), Policy: s.Policy, AppliedGeneration: s.AppliedGeneration, Result: s.Result})
+	}
+	return selected, states, nil
 }

@@ -58,6 +58,18 @@ func wantCounts(t *testing.T, h *fakeHost, node string, applied, removed int) {
 	}
 }
 
+// edgeNodes are n nodes labelled role=edge, n1 to nN, each with its agent and its machine.
+func (c *cluster) edgeNodes(t *testing.T, n int) ([]*agent.Agent, []*fakeHost) {
+	var agents []*agent.Agent
+	var hosts []*fakeHost
+	for i := 1; i <= n; i++ {
+		c.node(t, fmt.Sprintf("n%d", i), edge)
+		hosts = append(hosts, newHost(i))
+		agents = append(agents, c.newAgent(t, fmt.Sprintf("n%d", i), hosts[i-1]))
+	}
+	return agents, hosts
+}
+
 // TestAgentsFollowTheirPolicyByLabels: of three nodes, the two the policy selects apply it and verify, the third
 // is left alone; each node's state and the policy's counts say so. A node relabelled out of the selector removes
 // symroute's configuration, and a second policy selecting a node is a conflict that changes nothing there.
@@ -117,13 +129,7 @@ func TestAgentsFollowTheirPolicyByLabels(t *testing.T) {
 // and says so; the policy has no status left to write.
 func TestDeletingThePolicyRemovesItFromEveryNode(t *testing.T) {
 	c := startCluster(t)
-	var agents []*agent.Agent
-	var hosts []*fakeHost
-	for i := 1; i <= 3; i++ {
-		c.node(t, fmt.Sprintf("n%d", i), edge)
-		hosts = append(hosts, newHost(i))
-		agents = append(agents, c.newAgent(t, fmt.Sprintf("n%d", i), hosts[i-1]))
-	}
+	agents, hosts := c.edgeNodes(t, 3)
 	c.policy(t, "edge", edgePolicy(description, "100%"))
 	reconcile(t, agents...)
 	want(t, "policy edge", c.policyStatus(t, "edge"), map[string]any{"nodes": 3, "verified": 3, "rollout": "Complete"})
@@ -142,13 +148,7 @@ func TestDeletingThePolicyRemovesItFromEveryNode(t *testing.T) {
 // from them is Invalid with a message naming the link, while the others apply.
 func TestValidationProblemsShowInStatus(t *testing.T) {
 	c := startCluster(t)
-	var agents []*agent.Agent
-	var hosts []*fakeHost
-	for i := 1; i <= 3; i++ {
-		c.node(t, fmt.Sprintf("n%d", i), edge)
-		hosts = append(hosts, newHost(i))
-		agents = append(agents, c.newAgent(t, fmt.Sprintf("n%d", i), hosts[i-1]))
-	}
+	agents, hosts := c.edgeNodes(t, 3)
 	broken := strings.Replace(description, "gateway: 10.0.0.254", "gateway: 10.0.0.999", 1)
 	c.policy(t, "edge", edgePolicy(broken, "100%"))
 	reconcile(t, agents...)
@@ -189,11 +189,9 @@ func TestValidationProblemsShowInStatus(t *testing.T) {
 // past the Lease's duration), the second does not start; once the first is done, it does.
 func TestMaxUnavailableHoldsTheSecondNode(t *testing.T) {
 	c := startCluster(t)
-	c.node(t, "n1", edge)
-	c.node(t, "n2", edge)
-	h1, h2 := newHost(1), newHost(2)
+	agents, hosts := c.edgeNodes(t, 2)
+	a1, a2, h1, h2 := agents[0], agents[1], hosts[0], hosts[1]
 	h1.block, h1.started = make(chan struct{}), make(chan struct{}, 1)
-	a1, a2 := c.newAgent(t, "n1", h1), c.newAgent(t, "n2", h2)
 	a1.LeaseDuration, a2.LeaseDuration = 3*time.Second, 3*time.Second
 	c.policy(t, "edge", edgePolicy(description, 1))
 
@@ -228,13 +226,7 @@ func TestMaxUnavailableHoldsTheSecondNode(t *testing.T) {
 // starts that generation, the policy says Stopped, and the next generation starts again.
 func TestFailedApplyStopsTheRollout(t *testing.T) {
 	c := startCluster(t)
-	var agents []*agent.Agent
-	var hosts []*fakeHost
-	for i := 1; i <= 3; i++ {
-		c.node(t, fmt.Sprintf("n%d", i), edge)
-		hosts = append(hosts, newHost(i))
-		agents = append(agents, c.newAgent(t, fmt.Sprintf("n%d", i), hosts[i-1]))
-	}
+	agents, hosts := c.edgeNodes(t, 3)
 	hosts[0].outcome = agent.Outcome{Message: "gateway 10.0.0.254 did not answer; rolled back",
 		Findings: []drift.Finding{{Kind: "rule-missing", Interface: "eth-b", Message: "no rule from 10.0.0.11", Line: 5, Column: 5}}}
 	c.policy(t, "edge", edgePolicy(description, 1))
@@ -272,10 +264,9 @@ func TestFailedApplyStopsTheRollout(t *testing.T) {
 // reach the API server), this node's release leaves that node's hold alone, and the apply's result is recorded.
 func TestALeaseTakenOverIsNotReleased(t *testing.T) {
 	c := startCluster(t)
-	c.node(t, "n1", edge)
-	h1 := newHost(1)
+	agents, hosts := c.edgeNodes(t, 1)
+	a1, h1 := agents[0], hosts[0]
 	h1.block, h1.started = make(chan struct{}), make(chan struct{}, 1)
-	a1 := c.newAgent(t, "n1", h1)
 	c.policy(t, "edge", edgePolicy(description, 1))
 
 	done := make(chan error, 1)

@@ -94,11 +94,7 @@ func (c *Clients) WritePolicyStatus(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		selected, err := c.selectedNodes(ctx, p)
-		if err != nil {
-			return err
-		}
-		states, err := c.nodeStates(ctx)
+		selected, states, err := c.fleetOf(ctx, p)
 		if err != nil {
 			return err
 		}
