@@ -3,9 +3,11 @@
 package agent_test
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -290,4 +292,36 @@ func TestALeaseTakenOverIsNotReleased(t *testing.T) {
 	if lease, err = leases.Get(t.Context(), "symroute-edge-0", metav1.GetOptions{}); err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "n9" {
 		t.Errorf("the lease n9 took: %+v %v", lease.Spec, err)
 	}
+}
+
+// TestRunActsOnWatchedChanges: agents running their loop, with a resync period longer than the test, act on the
+// API server's events alone: a new policy rolls out node after node (the second starts when the first frees the
+// slot), a node relabelled out of the selector removes, and deleting the policy removes from the rest.
+func TestRunActsOnWatchedChanges(t *testing.T) {
+	c := startCluster(t)
+	agents, hosts := c.edgeNodes(t, 2)
+	ctx, cancel := context.WithCancel(t.Context())
+	var running sync.WaitGroup
+	t.Cleanup(func() { cancel(); running.Wait() }) // before the API server stops
+	for _, a := range agents {
+		running.Go(func() {
+			if err := a.Run(ctx, time.Hour); err != nil {
+				t.Errorf("%s: %v", a.Node, err)
+			}
+		})
+	}
+	settled := func(what string, h *fakeHost, applied, removed int) {
+		t.Helper()
+		eventually(t, what, func() bool { a, r := h.counts(); return a == applied && r == removed })
+	}
+	c.policy(t, "edge", edgePolicy(description, 1))
+	settled("n1 applying", hosts[0], 1, 0)
+	settled("n2 applying", hosts[1], 1, 0)
+	eventually(t, "the rollout complete", func() bool { return fmt.Sprint(c.policyStatus(t, "edge")["rollout"]) == "Complete" })
+
+	c.relabel(t, "n2", db)
+	settled("n2 removing", hosts[1], 1, 1)
+	c.deletePolicy(t, "edge")
+	settled("n1 removing", hosts[0], 1, 1)
+	wantCounts(t, hosts[1], "n2", 1, 1)
 }
