@@ -160,6 +160,14 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// A node whose state says Invalid (two policies selected it, or its links lacked an address) goes through the
+	// rollout again once the description holds: Next would take the generation it applied before as done, and its
+	// state would say Invalid for good. Applying the same generation again verifies it and says so.
+	for i := range states {
+		if states[i].Node == a.Node && states[i].Result == fleet.Invalid {
+			states[i].AppliedGeneration = 0
+		}
+	}
 	d := fleet.Next(p, a.Node, len(selected), states, leases, a.now())
 	if !d.Apply {
 		a.logf("policy %s: %s", p.Name, d.Why)

@@ -125,6 +125,11 @@ func TestAgentsFollowTheirPolicyByLabels(t *testing.T) {
 	if msg := fmt.Sprint(s["message"]); !strings.Contains(msg, "edge and everything") {
 		t.Errorf("n1's message does not name both policies: %q", msg)
 	}
+	// Once the conflict is gone, n1 applies its policy again and its state says how that went.
+	c.deletePolicy(t, "everything")
+	reconcile(t, a1)
+	wantCounts(t, h1, "n1", 2, 0)
+	want(t, "n1 after the conflict", c.nodeState(t, "n1"), map[string]any{"result": "Verified", "policy": "edge", "appliedGeneration": 1})
 }
 
 // TestDeletingThePolicyRemovesItFromEveryNode: every node that applied a deleted policy removes its configuration
