@@ -44,6 +44,8 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	// Each test has its own control plane on its own ports and temp dir, so they run side by side.
+	t.Parallel()
 	started := time.Now()
 	server := kubetest.Start(t)
 	defer func() {
