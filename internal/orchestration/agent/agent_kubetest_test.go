@@ -4,6 +4,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -265,6 +266,22 @@ func TestFailedApplyStopsTheRollout(t *testing.T) {
 	wantCounts(t, hosts[1], "n2", 1, 0)
 	wantCounts(t, hosts[2], "n3", 1, 0)
 	want(t, "policy edge", c.policyStatus(t, "edge"), map[string]any{"observedGeneration": 2, "verified": 3, "failed": 0, "rollout": "Complete"})
+
+	// An apply that cannot say how it ended is an error of the agent's, recorded as a rollback that stops the
+	// rollout; the slot stays taken until it expires, since the node's state is not known.
+	hosts[0].err = errors.New("networkd did not answer")
+	c.policy(t, "edge", edgePolicy(description+"  # generation 3\n", 1))
+	if err := agents[0].Reconcile(t.Context()); err == nil || !strings.Contains(err.Error(), "networkd did not answer") {
+		t.Errorf("n1's reconcile: %v, want the apply's error", err)
+	}
+	want(t, "n1", c.nodeState(t, "n1"), map[string]any{"result": "RolledBack", "appliedGeneration": 3,
+		"message": "the apply of generation 3 failed: networkd did not answer"})
+	reconcile(t, agents[1:]...)
+	wantCounts(t, hosts[1], "n2", 1, 0)
+	wantCounts(t, hosts[2], "n3", 1, 0)
+	if lease, err := c.admin.Kube.CoordinationV1().Leases(namespace).Get(t.Context(), "symroute-edge-0", metav1.GetOptions{}); err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != "n1" {
+		t.Errorf("the lease after n1's failed apply: %v", err)
+	}
 }
 
 // TestALeaseTakenOverIsNotReleased: when another node took the slot while this one applied (its renewals did not

@@ -276,6 +276,7 @@ type fakeHost struct {
 	mu        sync.Mutex
 	addresses map[string][]netip.Prefix
 	outcome   agent.Outcome
+	err       error // Apply's error, when set
 	applied   []string
 	removed   int
 	// When block is set, Apply says so on started and waits for block to close.
@@ -303,7 +304,7 @@ func (h *fakeHost) Apply(ctx context.Context, description []byte) (agent.Outcome
 	h.mu.Lock()
 	block, started := h.block, h.started
 	h.applied = append(h.applied, string(description))
-	outcome := h.outcome
+	outcome, err := h.outcome, h.err
 	h.mu.Unlock()
 	if block != nil {
 		started <- struct{}{}
@@ -313,7 +314,7 @@ func (h *fakeHost) Apply(ctx context.Context, description []byte) (agent.Outcome
 			return agent.Outcome{}, ctx.Err()
 		}
 	}
-	return outcome, nil
+	return outcome, err
 }
 
 func (h *fakeHost) Remove(context.Context) error {
