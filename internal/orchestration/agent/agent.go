@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"time"
 
@@ -253,6 +254,10 @@ func (a *Agent) writeOwnState(ctx context.Context, s nodeStatus) error {
 		}
 		if err != nil {
 			return fmt.Errorf("routing node state %s: %w", a.Node, err)
+		}
+		// Unchanged, it is not written: every write is an event each agent's Run reconciles on.
+		if reflect.DeepEqual(u.Object["status"], s.object()) {
+			return nil
 		}
 		u.Object["status"] = s.object()
 		if _, err := states.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {

@@ -104,9 +104,14 @@ func TestAgentsFollowTheirPolicyByLabels(t *testing.T) {
 	}
 	want(t, "policy edge", c.policyStatus(t, "edge"), map[string]any{"observedGeneration": 1, "nodes": 2, "verified": 2, "failed": 0, "rollout": "Complete"})
 
-	// Once applied, a generation is not applied again.
+	// Once applied, a generation is not applied again, and nothing is written again: each write would be an event
+	// every agent's Run reconciles on.
+	before := c.resourceVersions(t)
 	reconcile(t, a1, a2, a3)
 	wantCounts(t, h1, "n1", 1, 0)
+	if after := c.resourceVersions(t); after != before {
+		t.Errorf("a run with nothing to do wrote: resource versions %s, then %s", before, after)
+	}
 
 	c.relabel(t, "n2", db)
 	reconcile(t, a1, a2, a3)

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,6 +247,22 @@ func (c *cluster) status(t *testing.T, gvr schema.GroupVersionResource, name str
 		s = map[string]any{}
 	}
 	return s
+}
+
+// resourceVersions are those of the policies and node states, one string: it changes with any write to them.
+func (c *cluster) resourceVersions(t *testing.T) string {
+	t.Helper()
+	var out []string
+	for _, gvr := range []schema.GroupVersionResource{agent.PolicyResource, agent.NodeStateResource} {
+		list, err := c.admin.Dynamic.Resource(gvr).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range list.Items {
+			out = append(out, u.GetName()+"@"+u.GetResourceVersion())
+		}
+	}
+	return strings.Join(out, " ")
 }
 
 func (c *cluster) nodeState(t *testing.T, node string) map[string]any {
