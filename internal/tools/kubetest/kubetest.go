@@ -2,8 +2,9 @@
 // loopback ports, with certificates made for it alone, and stopped by their own pids when the test ends. It
 // touches nothing on the host beyond that dir and those two processes, so tests may run it side by side.
 //
-// The binaries come from internal/tools/kubetest/build (a module of its own, so symroute's go.mod gains no
-// Kubernetes dependency): make test-kube builds them into a per-machine cache and names the folder in BinDirVar.
+// The binaries come from internal/tools/kubetest/build (a module of its own, so symroute's go.mod takes none of
+// the API server's dependencies): make test-kube builds them into a per-machine cache and names the folder in
+// BinDirVar.
 package kubetest
 
 import (

@@ -1,0 +1,89 @@
+// Command symroute-agent is the node agent the symroute DaemonSet runs: it follows the RoutingPolicy that selects
+// its node, as internal/orchestration/agent reconciles it, on watch events and a long resync period. The node is
+// named by $NODE_NAME (the downward API's spec.nodeName); the API server is reached in-cluster, or through
+// --kubeconfig.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/symroute/symroute/internal/orchestration/agent"
+)
+
+func main() {
+	if err := run(); err != nil && !errors.Is(err, pflag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "symroute-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	fs := pflag.NewFlagSet("symroute-agent", pflag.ContinueOnError)
+	kubeconfig := fs.String("kubeconfig", "", "a kubeconfig file; the pod's service account when left out")
+	namespace := fs.String("namespace", envOr("POD_NAMESPACE", "symroute"), "the namespace of the rollout's Leases (the agent's own)")
+	resync := fs.Duration("resync", 30*time.Minute, "how often the agent reconciles with no event")
+	lease := fs.Duration("lease-duration", agent.DefaultLeaseDuration, "how long a node's rollout slot outlives its last renewal")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	node := os.Getenv("NODE_NAME")
+	if node == "" {
+		return fmt.Errorf("NODE_NAME is not set: the DaemonSet sets it from spec.nodeName")
+	}
+	config, err := restConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(config)
+	if err != nil {
+		return err
+	}
+	host, err := machine()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	a := &agent.Agent{Clients: agent.Clients{Kube: kube, Dynamic: dyn}, Node: node, Namespace: *namespace, Host: host,
+		LeaseDuration: *lease, Logf: log.Printf}
+	log.Printf("node %s: following the RoutingPolicies (leases in %s, resync %v)", node, *namespace, *resync)
+	return a.Run(ctx, *resync)
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return rest.InClusterConfig()
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// machine is the agent's Host: the apply engine's try and confirm with the agent's probes, remove, and discover's
+// addresses. It is the next step of #12; until then the agent refuses to start rather than follow a policy it
+// cannot apply.
+func machine() (agent.Host, error) {
+	return nil, fmt.Errorf("this build has no machine side yet (the Host over the apply engine); see issue 12")
+}

@@ -1,0 +1,291 @@
+// Package agent is the node agent's Kubernetes side: one reconcile step for one node reads the RoutingPolicies and
+// the node's labels, picks the node's policy, validates its description against the node's own addresses, waits
+// for a rollout slot (a Lease), has the Host apply or remove symroute's configuration, and writes what happened to
+// the node's RoutingNodeState and the counts to the policy's status. What the Host does on the machine (the apply
+// engine's try, the probes, remove) is behind the Host interface.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"strings"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/fleet"
+)
+
+// The custom resources, as packaging/kubernetes/crd-*.yaml define them.
+var (
+	PolicyResource    = schema.GroupVersionResource{Group: "symroute.io", Version: "v1alpha1", Resource: "routingpolicies"}
+	NodeStateResource = schema.GroupVersionResource{Group: "symroute.io", Version: "v1alpha1", Resource: "routingnodestates"}
+)
+
+// Outcome is what an apply came to on the machine: Verified (the engine confirmed it: verify and the probes
+// passed) or rolled back (the previous state is back), with verify's findings and a message saying why.
+type Outcome struct {
+	Verified bool
+	Message  string
+	Findings []drift.Finding
+}
+
+// Host is the machine the agent runs on.
+type Host interface {
+	// Addresses are the live addresses of the node's links, by link name, as discover reads them: the addresses an
+	// interface of the policy that lists none takes on this node.
+	Addresses() map[string][]netip.Prefix
+	// Apply applies a description (the policy's text) as symroute try does and confirms it only when its checks
+	// pass. An error means the apply could not say how it ended.
+	Apply(ctx context.Context, description []byte) (Outcome, error)
+	// Remove removes symroute's configuration, as symroute remove does.
+	Remove(ctx context.Context) error
+}
+
+// Clients are the API clients the agent uses: typed for Nodes and Leases, dynamic for symroute's resources.
+type Clients struct {
+	Kube    kubernetes.Interface
+	Dynamic dynamic.Interface
+}
+
+// DefaultLeaseDuration is how long a rollout slot stays taken after its holder's last renewal: the agent renews it
+// while it applies, so it is only how long a node that died mid-change blocks the rollout.
+const DefaultLeaseDuration = 60 * time.Second
+
+// Agent reconciles one node.
+type Agent struct {
+	Clients
+	Node string
+	// Namespace holds the rollout's Leases (the agent's own namespace).
+	Namespace     string
+	Host          Host
+	LeaseDuration time.Duration
+	// Now and Logf default to time.Now and nothing.
+	Now  func() time.Time
+	Logf func(format string, args ...any)
+}
+
+func (a *Agent) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Agent) logf(format string, args ...any) {
+	if a.Logf != nil {
+		a.Logf(format, args...)
+	}
+}
+
+func (a *Agent) leaseDuration() time.Duration {
+	if a.LeaseDuration > 0 {
+		return a.LeaseDuration
+	}
+	return DefaultLeaseDuration
+}
+
+// Reconcile brings the node in line with the policies once. It returns an error only when it could not find out
+// or record what happened; a policy that does not hold on this node, or an apply rolled back, is recorded in the
+// node's state and is not an error of the agent's.
+func (a *Agent) Reconcile(ctx context.Context) error {
+	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("node %s: %w", a.Node, err)
+	}
+	list, err := a.Dynamic.Resource(PolicyResource).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return fmt.Errorf("routing policies: %w", err)
+	}
+	var policies []fleet.Policy
+	for i := range list.Items {
+		p, err := policyFrom(&list.Items[i])
+		if err != nil {
+			return err
+		}
+		policies = append(policies, p)
+	}
+	old, err := a.ownState(ctx)
+	if err != nil {
+		return err
+	}
+
+	p, conflict, ok := fleet.ForNode(policies, node.Labels)
+	switch {
+	case conflict != nil:
+		// Nothing changes on the machine: which description the node should follow is the operator's to say.
+		return a.record(ctx, old, nodeStatus{Policy: old.Policy, AppliedGeneration: old.AppliedGeneration, Result: fleet.Invalid,
+			Message: fmt.Sprintf("policies %s all select this node; narrow their nodeSelectors so one does", strings.Join(conflict, " and "))})
+	case !ok:
+		if old.Result == "" || old.Result == fleet.Removed {
+			return nil // never applied here, or removed already
+		}
+		if err := a.Host.Remove(ctx); err != nil {
+			return fmt.Errorf("remove: %w", err)
+		}
+		a.logf("no policy selects node %s: removed symroute's configuration", a.Node)
+		return a.record(ctx, old, nodeStatus{Result: fleet.Removed, Message: "no RoutingPolicy selects this node; symroute's configuration is removed"})
+	}
+
+	// What is on the machine stays as it is while the description does not hold: the generation applied so far.
+	applied := int64(0)
+	if old.Policy == p.Name {
+		applied = old.AppliedGeneration
+	}
+	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true}); rep.HasErrors(false) {
+		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
+			Message: fmt.Sprintf("generation %d of the description does not hold on any node (its problems are in the policy's status):\n%s", p.Generation, errorLines(rep))})
+	}
+	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true, Node: a.Host.Addresses()}); rep.HasErrors(false) {
+		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
+			Message: fmt.Sprintf("generation %d of the description does not hold on this node:\n%s", p.Generation, errorLines(rep))})
+	}
+
+	selected, states, err := a.fleetOf(ctx, p)
+	if err != nil {
+		return err
+	}
+	leases, err := a.leases(ctx, p, len(selected))
+	if err != nil {
+		return err
+	}
+	// A node whose state says Invalid (two policies selected it, or its links lacked an address) goes through the
+	// rollout again once the description holds: Next would take the generation it applied before as done, and its
+	// state would say Invalid for good. Applying the same generation again verifies it and says so.
+	for i := range states {
+		if states[i].Node == a.Node && states[i].Result == fleet.Invalid {
+			states[i].AppliedGeneration = 0
+		}
+	}
+	d := fleet.Next(p, a.Node, len(selected), states, leases, a.now())
+	if !d.Apply {
+		a.logf("policy %s: %s", p.Name, d.Why)
+		return a.WritePolicyStatus(ctx, p.Name)
+	}
+	lease, err := a.takeLease(ctx, d.Lease)
+	if errors.Is(err, errLeaseLost) {
+		a.logf("policy %s: another node took rollout slot %s first", p.Name, d.Lease)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+
+	renewing, stopRenewing := context.WithCancel(ctx)
+	renewed := make(chan *coordinationv1.Lease, 1)
+	go func() { renewed <- a.renew(renewing, lease) }()
+	outcome, applyErr := a.Host.Apply(ctx, []byte(p.Description))
+	stopRenewing()
+	lease = <-renewed
+
+	if applyErr != nil {
+		// How the apply ended is unknown: the slot stays taken until it expires, so the rollout does not move on
+		// past a node in an unknown state, and the node's state stops the rollout.
+		if err := a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation, Result: fleet.RolledBack,
+			Message: fmt.Sprintf("the apply of generation %d failed: %v", p.Generation, applyErr)}); err != nil {
+			return errors.Join(applyErr, err)
+		}
+		return fmt.Errorf("apply: %w", applyErr)
+	}
+	s := nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation, Result: fleet.Verified, Message: outcome.Message, Findings: outcome.Findings}
+	if !outcome.Verified {
+		s.Result = fleet.RolledBack
+	}
+	if err := a.record(ctx, old, s); err != nil {
+		return err
+	}
+	// The state says how the node ended (a rollback stops the rollout there), so the slot is free again.
+	return a.releaseLease(ctx, lease)
+}
+
+// record writes the node's state and the counts of the policies it concerns: the one it follows now and, when it
+// changed, the one it followed.
+func (a *Agent) record(ctx context.Context, old, s nodeStatus) error {
+	s = s.next(old, a.now())
+	if err := a.writeOwnState(ctx, s); err != nil {
+		return err
+	}
+	var errs []error
+	for _, name := range []string{s.Policy, old.Policy} {
+		if name != "" {
+			errs = append(errs, a.WritePolicyStatus(ctx, name))
+		}
+		if old.Policy == s.Policy {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ownState is the node's RoutingNodeState's status; zero when there is none yet.
+func (a *Agent) ownState(ctx context.Context) (nodeStatus, error) {
+	u, err := a.Dynamic.Resource(NodeStateResource).Get(ctx, a.Node, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nodeStatus{}, nil
+	}
+	if err != nil {
+		return nodeStatus{}, fmt.Errorf("routing node state %s: %w", a.Node, err)
+	}
+	return nodeStatusFrom(u), nil
+}
+
+func (a *Agent) writeOwnState(ctx context.Context, s nodeStatus) error {
+	states := a.Dynamic.Resource(NodeStateResource)
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := states.Get(ctx, a.Node, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			u = &unstructured.Unstructured{}
+			u.SetAPIVersion(NodeStateResource.GroupVersion().String())
+			u.SetKind("RoutingNodeState")
+			u.SetName(a.Node)
+			u, err = states.Create(ctx, u, metav1.CreateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("routing node state %s: %w", a.Node, err)
+		}
+		// Unchanged, it is not written: every write is an event each agent's Run reconciles on.
+		if reflect.DeepEqual(u.Object["status"], s.object()) {
+			return nil
+		}
+		u.Object["status"] = s.object()
+		if _, err := states.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("routing node state %s status: %w", a.Node, err)
+		}
+		return nil
+	})
+}
+
+// fleetOf reads what p's rollout and counts are computed from: the names of the nodes p selects and every node's
+// RoutingNodeState (a node p no longer selects may still hold one of its generations).
+func (c *Clients) fleetOf(ctx context.Context, p fleet.Policy) (selected []string, states []fleet.NodeState, err error) {
+	nodes, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("nodes: %w", err)
+	}
+	for _, n := range nodes.Items {
+		if p.Selector.Matches(n.Labels) {
+			selected = append(selected, n.Name)
+		}
+	}
+	list, err := c.Dynamic.Resource(NodeStateResource).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("routing node states: %w", err)
+	}
+	for i := range list.Items {
+		s := nodeStatusFrom(&list.Items[i])
+		states = append(states, fleet.NodeState{Node: list.Items[i].GetName(), Policy: s.Policy, AppliedGeneration: s.AppliedGeneration, Result: s.Result})
+	}
+	return selected, states, nil
+}

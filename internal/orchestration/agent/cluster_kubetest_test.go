@@ -1,0 +1,348 @@
+//go:build kubetest
+
+package agent_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	kjson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/symroute/symroute/internal/orchestration/agent"
+	"github.com/symroute/symroute/internal/tools/kubetest"
+)
+
+// namespace is the agent's, as packaging/kubernetes/rbac.yaml names it.
+const namespace = "symroute"
+
+// cluster is a real API server with symroute's CRDs and RBAC applied: admin sets the scene and reads the result;
+// the agents act as the DaemonSet's service account, so a verb rbac.yaml lacks fails the test.
+type cluster struct {
+	admin agent.Clients
+	agent agent.Clients
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	// Each test has its own control plane on its own ports and temp dir, so they run side by side.
+	t.Parallel()
+	started := time.Now()
+	server := kubetest.Start(t)
+	defer func() {
+		t.Logf("cluster ready in %v (API server %v)", time.Since(started).Round(time.Millisecond), server.ReadyAfter.Round(time.Millisecond))
+	}()
+	adminConfig, err := clientcmd.BuildConfigFromFlags("", server.KubeconfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{admin: clients(t, adminConfig)}
+	ctx := t.Context()
+	if _, err := c.admin.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	crds, err := filepath.Glob("../../../packaging/kubernetes/crd-*.yaml")
+	if err != nil || len(crds) != 2 {
+		t.Fatalf("CRDs %v: %v", crds, err)
+	}
+	for _, f := range append(crds, "../../../packaging/kubernetes/rbac.yaml") {
+		for _, obj := range manifests(t, f) {
+			c.create(t, obj)
+		}
+	}
+	for _, name := range []string{"routingpolicies.symroute.io", "routingnodestates.symroute.io"} {
+		c.established(t, name)
+	}
+	t.Logf("CRDs established after %v", time.Since(started).Round(time.Millisecond))
+
+	request, err := c.admin.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, "symroute-agent",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.agent = clients(t, &rest.Config{Host: server.URL, BearerToken: request.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: server.CAFile}})
+	// The RBAC authorizer learns of the new bindings from its own watch: wait until the account may read.
+	eventually(t, "the service account's bindings to take effect", func() bool {
+		_, err := c.agent.Dynamic.Resource(agent.PolicyResource).List(ctx, metav1.ListOptions{})
+		return err == nil
+	})
+	return c
+}
+
+func clients(t *testing.T, config *rest.Config) agent.Clients {
+	t.Helper()
+	// client-go's default of 5 requests a second would make the test's dozens of reconciles wait on the client.
+	config.QPS, config.Burst = 1000, 1000
+	kube, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return agent.Clients{Kube: kube, Dynamic: dyn}
+}
+
+// manifests reads a multi-document YAML file as unstructured objects, numbers as the API's JSON has them.
+func manifests(t *testing.T, file string) []*unstructured.Unstructured {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*unstructured.Unstructured
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			return out
+		} else if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		encoded, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var obj map[string]any
+		if err := kjson.Unmarshal(encoded, &obj); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &unstructured.Unstructured{Object: obj})
+	}
+}
+
+// resources are the kinds the manifests hold.
+var resources = map[string]schema.GroupVersionResource{
+	"CustomResourceDefinition": {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
+	"ServiceAccount":           {Version: "v1", Resource: "serviceaccounts"},
+	"ClusterRole":              {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"ClusterRoleBinding":       {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	"Role":                     {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	"RoleBinding":              {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+}
+
+func (c *cluster) create(t *testing.T, obj *unstructured.Unstructured) {
+	t.Helper()
+	gvr, ok := resources[obj.GetKind()]
+	if !ok {
+		t.Fatalf("no resource known for kind %s", obj.GetKind())
+	}
+	var err error
+	if ns := obj.GetNamespace(); ns != "" {
+		_, err = c.admin.Dynamic.Resource(gvr).Namespace(ns).Create(t.Context(), obj, metav1.CreateOptions{})
+	} else {
+		_, err = c.admin.Dynamic.Resource(gvr).Create(t.Context(), obj, metav1.CreateOptions{})
+	}
+	if err != nil {
+		t.Fatalf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
+	}
+}
+
+func (c *cluster) established(t *testing.T, name string) {
+	t.Helper()
+	eventually(t, name+" established", func() bool {
+		u, err := c.admin.Dynamic.Resource(resources["CustomResourceDefinition"]).Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return false
+		}
+		conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, cond := range conditions {
+			if m, ok := cond.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 30s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// node creates a Node object with labels (no kubelet: the agent reads only its name and labels).
+func (c *cluster) node(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	if _, err := c.admin.Kube.CoreV1().Nodes().Create(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *cluster) relabel(t *testing.T, name string, labels map[string]string) {
+	t.Helper()
+	n, err := c.admin.Kube.CoreV1().Nodes().Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Labels = labels
+	if _, err := c.admin.Kube.CoreV1().Nodes().Update(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// policy creates or updates a RoutingPolicy's spec.
+func (c *cluster) policy(t *testing.T, name string, spec map[string]any) {
+	t.Helper()
+	policies := c.admin.Dynamic.Resource(agent.PolicyResource)
+	u, err := policies.Get(t.Context(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		u = &unstructured.Unstructured{Object: map[string]any{"apiVersion": "symroute.io/v1alpha1", "kind": "RoutingPolicy", "metadata": map[string]any{"name": name}}}
+		u.Object["spec"] = spec
+		_, err = policies.Create(t.Context(), u, metav1.CreateOptions{})
+	} else if err == nil {
+		u.Object["spec"] = spec
+		_, err = policies.Update(t.Context(), u, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatalf("policy %s: %v", name, err)
+	}
+}
+
+func (c *cluster) deletePolicy(t *testing.T, name string) {
+	t.Helper()
+	if err := c.admin.Dynamic.Resource(agent.PolicyResource).Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// status reads an object's status; nil when the object does not exist.
+func (c *cluster) status(t *testing.T, gvr schema.GroupVersionResource, name string) map[string]any {
+	t.Helper()
+	u, err := c.admin.Dynamic.Resource(gvr).Get(t.Context(), name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, _ := unstructured.NestedMap(u.Object, "status")
+	if s == nil {
+		s = map[string]any{}
+	}
+	return s
+}
+
+// resourceVersions are those of the policies and node states, one string: it changes with any write to them.
+func (c *cluster) resourceVersions(t *testing.T) string {
+	t.Helper()
+	var out []string
+	for _, gvr := range []schema.GroupVersionResource{agent.PolicyResource, agent.NodeStateResource} {
+		list, err := c.admin.Dynamic.Resource(gvr).List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, u := range list.Items {
+			out = append(out, u.GetName()+"@"+u.GetResourceVersion())
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+func (c *cluster) nodeState(t *testing.T, node string) map[string]any {
+	return c.status(t, agent.NodeStateResource, node)
+}
+
+func (c *cluster) policyStatus(t *testing.T, name string) map[string]any {
+	return c.status(t, agent.PolicyResource, name)
+}
+
+// newAgent is one node's agent, acting as the service account, with its own fake machine.
+func (c *cluster) newAgent(t *testing.T, node string, host *fakeHost) *agent.Agent {
+	return &agent.Agent{Clients: c.agent, Node: node, Namespace: namespace, Host: host,
+		Logf: func(format string, args ...any) { t.Logf(node+": "+format, args...) }}
+}
+
+func reconcile(t *testing.T, agents ...*agent.Agent) {
+	t.Helper()
+	for _, a := range agents {
+		if err := a.Reconcile(t.Context()); err != nil {
+			t.Fatalf("%s: %v", a.Node, err)
+		}
+	}
+}
+
+// fakeHost is one node's machine: its links' addresses, and a record of what the agent had it do.
+type fakeHost struct {
+	mu        sync.Mutex
+	addresses map[string][]netip.Prefix
+	outcome   agent.Outcome
+	err       error // Apply's error, when set
+	applied   []string
+	removed   int
+	// When block is set, Apply says so on started and waits for block to close.
+	block, started chan struct{}
+}
+
+// newHost is a node with eth-a and eth-b on the policy's subnets, host number n.
+func newHost(n int) *fakeHost {
+	return &fakeHost{
+		addresses: map[string][]netip.Prefix{
+			"eth-a": {netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, 1, byte(10 + n)}), 24)},
+			"eth-b": {netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + n)}), 24)},
+		},
+		outcome: agent.Outcome{Verified: true, Message: "verify passes"},
+	}
+}
+
+func (h *fakeHost) Addresses() map[string][]netip.Prefix {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.addresses
+}
+
+func (h *fakeHost) Apply(ctx context.Context, description []byte) (agent.Outcome, error) {
+	h.mu.Lock()
+	block, started := h.block, h.started
+	h.applied = append(h.applied, string(description))
+	outcome, err := h.outcome, h.err
+	h.mu.Unlock()
+	if block != nil {
+		started <- struct{}{}
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return agent.Outcome{}, ctx.Err()
+		}
+	}
+	return outcome, err
+}
+
+func (h *fakeHost) Remove(context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.removed++
+	return nil
+}
+
+func (h *fakeHost) counts() (applied, removed int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.applied), h.removed
+}

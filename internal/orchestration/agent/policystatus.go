@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/fleet"
+)
+
+// Rollout is a policy's status.rollout.
+type Rollout string
+
+const (
+	Progressing Rollout = "Progressing"
+	Complete    Rollout = "Complete"
+	Stopped     Rollout = "Stopped"
+)
+
+// Summary is a policy's status counts over the nodes it selects.
+type Summary struct {
+	Nodes, Verified, Failed int
+	Rollout                 Rollout
+}
+
+// Summarize counts, among the nodes p selects (selected, by name), those whose state says they verify p's
+// generation and those that rolled it back. One rollback stops the rollout (fleet.Next lets no other node start
+// that generation); it is complete when every selected node verifies it. A node whose own addresses make the
+// description invalid keeps it progressing: its state says why, and the operator fixes the node or the selector.
+func Summarize(p fleet.Policy, selected []string, states []fleet.NodeState) Summary {
+	byNode := map[string]fleet.NodeState{}
+	for _, s := range states {
+		byNode[s.Node] = s
+	}
+	sum := Summary{Nodes: len(selected)}
+	for _, node := range selected {
+		s, ok := byNode[node]
+		if !ok || s.Policy != p.Name || s.AppliedGeneration != p.Generation {
+			continue
+		}
+		switch s.Result {
+		case fleet.Verified:
+			sum.Verified++
+		case fleet.RolledBack:
+			sum.Failed++
+		}
+	}
+	switch {
+	case sum.Failed > 0:
+		sum.Rollout = Stopped
+	case sum.Verified == sum.Nodes:
+		sum.Rollout = Complete
+	default:
+		sum.Rollout = Progressing
+	}
+	return sum
+}
+
+// policyStatus is the whole status a policy's generation has: the counts and the description's problems that
+// hold on every node (ParseWith without a node's addresses), each with its line.
+func policyStatus(p fleet.Policy, sum Summary) map[string]any {
+	_, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true})
+	return map[string]any{
+		"observedGeneration": p.Generation,
+		"nodes":              int64(sum.Nodes),
+		"verified":           int64(sum.Verified),
+		"failed":             int64(sum.Failed),
+		"rollout":            string(sum.Rollout),
+		"problems":           problems(rep),
+	}
+}
+
+// WritePolicyStatus recomputes policy name's status from the API server's objects (the policy, the Nodes and the
+// RoutingNodeStates) and writes it when it changed. Every agent runs it after changing its own state: there is no
+// controller of its own to deploy, and since each write is computed from a read made after the writer's own state
+// and is guarded by the policy's resourceVersion, the last write always counts every state written before it.
+// A policy that is gone has no status to write.
+func (c *Clients) WritePolicyStatus(ctx context.Context, name string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := c.Dynamic.Resource(PolicyResource).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		p, err := policyFrom(u)
+		if err != nil {
+			return err
+		}
+		selected, states, err := c.fleetOf(ctx, p)
+		if err != nil {
+			return err
+		}
+		status := policyStatus(p, Summarize(p, selected, states))
+		old, _, _ := unstructured.NestedMap(u.Object, "status")
+		if sameStatus(old, status) {
+			return nil
+		}
+		if old == nil {
+			old = map[string]any{}
+		}
+		for k, v := range status {
+			old[k] = v
+		}
+		u.Object["status"] = old
+		if _, err := c.Dynamic.Resource(PolicyResource).UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("policy %s status: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// sameStatus compares the keys the agent writes, so conditions others add do not count as a change.
+func sameStatus(old, status map[string]any) bool {
+	for k, v := range status {
+		if !reflect.DeepEqual(old[k], v) {
+			return false
+		}
+	}
+	return true
+}
