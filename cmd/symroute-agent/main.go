@@ -82,8 +82,8 @@ func envOr(name, fallback string) string {
 }
 
 // machine is the agent's Host: the apply engine's try and confirm with the agent's probes, remove, and discover's
-// addresses. It is the next step of #12; until then the agent refuses to start rather than follow a policy it
-// cannot apply.
+// addresses. It is not written yet; until it is, the agent refuses to start rather than follow a policy it cannot
+// apply.
 func machine() (agent.Host, error) {
-	return nil, fmt.Errorf("this build has no machine side yet (the Host over the apply engine); see issue 12")
+	return nil, fmt.Errorf("this build has no machine side yet (the Host over the apply engine): it cannot apply a policy")
 }
