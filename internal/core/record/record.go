@@ -145,6 +145,9 @@ type Transaction struct {
 	// FollowBefore are the follower's slots before the transaction: an undo runs the follower there again, or
 	// stops it where there were none.
 	FollowBefore []FollowSlot `json:"follow_before,omitempty"`
+	// CreatedDirs are the directories the transaction's files need that did not exist before it, deepest
+	// first: an undo removes each that is empty again.
+	CreatedDirs []string `json:"created_dirs,omitempty"`
 }
 
 // Process names a process across pid reuse and reboots: its pid, its start time in clock ticks since boot, and

@@ -238,6 +238,19 @@ func (d *Dir) Remove(name string) error {
 	return nil
 }
 
+// RemoveEmptyDir removes the directory name if it is empty, and reports whether it did: a directory that holds
+// anything (another program's file) stays.
+func (d *Dir) RemoveEmptyDir(name string) (bool, error) {
+	err := unix.Unlinkat(d.fd(), name, unix.AT_REMOVEDIR)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOENT):
+		return false, nil
+	}
+	return false, &fs.PathError{Op: "remove", Path: d.Path(name), Err: err}
+}
+
 // Sync makes the directory's entries durable.
 func (d *Dir) Sync() error {
 	if err := d.f.Sync(); err != nil {

@@ -833,3 +833,25 @@ func TestUndoLeavesAFileChangedSince(t *testing.T) {
 		t.Errorf("pending %v; log:\n%s", e.Record().Pending, h.log.String())
 	}
 }
+
+// TestRollbackRemovesTheDirectoriesItMade: a run that rolls back on a fresh root leaves no directory it made for
+// its files, and keeps one that holds a file of someone else's, written meanwhile.
+func TestRollbackRemovesTheDirectoriesItMade(t *testing.T) {
+	h := newHost(t, "eth-a", "eth-b")
+	h.os.ignore = map[string]bool{"eth-a": true}
+	h.os.onReload = func() {
+		// Another program writes a file into a directory the run made, while the run goes on.
+		os.WriteFile(filepath.Join(h.dir, "etc/iproute2/rt_tables.d/50-other.conf"), []byte("100 other\n"), 0o644)
+	}
+	if out, _ := h.apply(twoNIC, Options{}); !out.RolledBack {
+		t.Fatal("want a rolled back run")
+	}
+	for _, dir := range []string{"etc/systemd/network", "etc/systemd", "etc/sysctl.d"} {
+		if _, err := os.Stat(filepath.Join(h.dir, dir)); !os.IsNotExist(err) {
+			t.Errorf("the rollback left /%s, which the run made: %v", dir, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, "etc/iproute2/rt_tables.d/50-other.conf")); err != nil {
+		t.Errorf("the rollback took the directory of another program's file: %v", err)
+	}
+}

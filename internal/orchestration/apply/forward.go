@@ -142,6 +142,7 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 		return out, err
 	}
 	tx.FollowBefore = e.followBefore()
+	tx.CreatedDirs = e.missingDirs(changes)
 	if err := e.recordBefore(tx); err != nil {
 		return out, err
 	}

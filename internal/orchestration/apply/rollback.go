@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/record"
@@ -48,6 +51,7 @@ func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []ph
 			e.logf("note: %v", err)
 		}
 	}
+	e.removeCreatedDirs(tx)
 	if err := e.undoSysctls(tx); err != nil {
 		return err
 	}
@@ -264,3 +268,40 @@ func diffLines(before, now []string) []string {
 }
 
 func modeOf(m uint32) fs.FileMode { return fs.FileMode(m).Perm() }
+
+// missingDirs are the directories the changes' new files need that do not exist now, deepest first.
+func (e *Engine) missingDirs(changes []filesync.Change) []string {
+	var out []string
+	for _, c := range changes {
+		if c.Kind != filesync.Create {
+			continue
+		}
+		for dir := path.Dir(c.Path); dir != "." && dir != "/" && !slices.Contains(out, dir); dir = path.Dir(dir) {
+			if _, err := fs.Stat(e.opts.Root.ReadFS(), dir); err == nil {
+				break
+			}
+			out = append(out, dir)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return strings.Count(out[i], "/") > strings.Count(out[j], "/") })
+	return out
+}
+
+// removeCreatedDirs removes the directories tx created, deepest first, each only if empty again: one that holds
+// a file of someone else's stays, with its parents.
+func (e *Engine) removeCreatedDirs(tx *record.Transaction) {
+	for _, dir := range tx.CreatedDirs {
+		parent, err := e.opts.Root.OpenDir(path.Dir(dir), false)
+		if err != nil {
+			continue
+		}
+		removed, err := parent.RemoveEmptyDir(path.Base(dir))
+		parent.Close()
+		switch {
+		case err != nil:
+			e.logf("note: /%s, which the run created, was not removed: %v", dir, err)
+		case removed:
+			e.logf("removed /%s, which the run created", dir)
+		}
+	}
+}
