@@ -268,9 +268,13 @@ func rolledBack(out apply.Outcome) string {
 // Remove removes symroute's configuration as symroute remove (without --all) does: a link whose addresses come
 // from symroute's own .network file keeps that file, stripped of the routing. --all would delete it and take the
 // link's addresses with it, which can cut the node off its cluster; with nobody to move the addresses to a file of
-// their own, the agent leaves them, and says so. Like remove, it refuses to cut an established connection.
+// their own, the agent leaves them, and says so.
+//
+// Unlike remove without --force, it goes ahead over established connections: on a node there always is one on the
+// node's addresses (the kubelet's to the API server), so a refusal would never lift, and what the removal returns
+// to is the node's routing from before symroute, which the operator chose by no longer selecting the node.
 func (m *Machine) Remove(ctx context.Context) error {
-	e, _, end, err := m.session(ctx, false)
+	e, _, end, err := m.session(ctx, true)
 	if err != nil {
 		return err
 	}
