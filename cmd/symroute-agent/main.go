@@ -55,10 +55,7 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	host, err := machine()
-	if err != nil {
-		return err
-	}
+	host := machine(kube)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	a := &agent.Agent{Clients: agent.Clients{Kube: kube, Dynamic: dyn}, Node: node, Namespace: *namespace, Host: host,
@@ -81,9 +78,14 @@ func envOr(name, fallback string) string {
 	return fallback
 }
 
-// machine is the agent's Host: the apply engine's try and confirm with the agent's probes, remove, and discover's
-// addresses. It is not written yet; until it is, the agent refuses to start rather than follow a policy it cannot
-// apply.
-func machine() (agent.Host, error) {
-	return nil, fmt.Errorf("this build has no machine side yet (the Host over the apply engine): it cannot apply a policy")
+// machine is the agent's Host: the apply engine's try on this machine, confirmed only when every described gateway
+// answers and the API server still does, through the agent's own client (its /readyz, the endpoint a client
+// that can reach the API server at all can ask).
+func machine(kube kubernetes.Interface) agent.Host {
+	return &agent.Machine{
+		APIReachable: func(ctx context.Context) error {
+			return kube.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
+		},
+		Logf: log.Printf,
+	}
 }

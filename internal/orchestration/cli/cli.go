@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/symroute/symroute/internal/orchestration/live"
 	"io"
 	"io/fs"
 	"os"
@@ -385,19 +386,12 @@ func generate(c common, diff bool, format generator.Format, in input) int {
 // lockRoot takes the lock every writer of root takes, then removes the temporary files an interrupted run left.
 // ok is false, after saying why, when the command must stop.
 func lockRoot(ctx context.Context, cmd string, root *rootfs.Root, wait time.Duration, progress, stderr io.Writer) (release func(), ok bool) {
-	release, err := lock.Take(ctx, root, wait, func(holder string) {
+	release, err := live.Lock(ctx, root, wait, func(holder string) {
 		eprintf(progress, "symroute %s: waiting for %s to finish\n", cmd, holder)
+	}, func(path string) {
+		eprintf(progress, "removed %s, left by an interrupted run\n", path)
 	})
 	if err != nil {
-		eprintf(stderr, "symroute %s: %v; nothing was written\n", cmd, err)
-		return nil, false
-	}
-	removed, err := filesync.RemoveTemps(root, ownership.IsOwnedName, ownership.Globs)
-	for _, p := range removed {
-		eprintf(progress, "removed %s, left by an interrupted run\n", root.Join(p))
-	}
-	if err != nil {
-		release()
 		eprintf(stderr, "symroute %s: %v; nothing was written\n", cmd, err)
 		return nil, false
 	}

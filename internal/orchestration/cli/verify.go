@@ -23,11 +23,12 @@ import (
 	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/edges/sysctl"
+	"github.com/symroute/symroute/internal/orchestration/live"
 	"github.com/symroute/symroute/internal/orchestration/state"
 )
 
 // busTimeout bounds how long verify waits for networkd on D-Bus before skipping the network-file check.
-const busTimeout = 3 * time.Second
+const busTimeout = live.BusTimeout
 
 var verifyCommand = &command{
 	name:    "verify",
