@@ -269,13 +269,14 @@ func (s *DynamicSite) MoveLease(addr string) time.Time {
 	return s.BounceCarrier()
 }
 
-// BounceCarrier takes eth-b's carrier away for half a second (its peer's end, in lan, down and up), and returns
-// when it went down.
+// BounceCarrier takes eth-b's carrier away for two seconds (its peer's end, in lan, down and up), and returns
+// when it went down. Long enough that networkd sees the loss on a loaded machine too: one that misses it keeps
+// the old lease until its rebinding time.
 func (s *DynamicSite) BounceCarrier() time.Time {
 	s.t.Helper()
 	s.LAN.IP("link", "set", "lan-h", "down")
 	down := time.Now()
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(2 * time.Second)
 	s.LAN.IP("link", "set", "lan-h", "up")
 	return down
 }
