@@ -148,6 +148,32 @@ type Transaction struct {
 	// CreatedDirs are the directories the transaction's files need that did not exist before it, deepest
 	// first: an undo removes each that is empty again.
 	CreatedDirs []string `json:"created_dirs,omitempty"`
+	// LinksBefore are the addresses and the routes of main on the links the transaction touches, as they were
+	// before it. networkd, told to configure a link and then to let it go (symroute's file was new, the undo
+	// removes it), takes away the addresses and routes it configured, a hand-made host's included: an undo puts
+	// back each that is missing.
+	LinksBefore []LinkState `json:"links_before,omitempty"`
+}
+
+// LinkState is a link's IPv4 and IPv6 addresses (each with its broadcast, "" for none) and the routes of main
+// through it, at one moment.
+type LinkState struct {
+	Name      string      `json:"name"`
+	Addresses []AddressAt `json:"addresses,omitempty"`
+	Routes    []MainRoute `json:"routes,omitempty"`
+}
+
+// AddressAt is an address on a link, with its broadcast.
+type AddressAt struct {
+	Prefix    netip.Prefix `json:"prefix"`
+	Broadcast netip.Addr   `json:"broadcast,omitzero"`
+}
+
+// MainRoute is a unicast route of main through a link.
+type MainRoute struct {
+	Destination netip.Prefix `json:"destination,omitzero"`
+	Gateway     netip.Addr   `json:"gateway,omitzero"`
+	Metric      int          `json:"metric,omitempty"`
 }
 
 // Process names a process across pid reuse and reboots: its pid, its start time in clock ticks since boot, and

@@ -375,6 +375,40 @@ func netlinkRule(rule routing.Rule) *netlink.Rule {
 	return nr
 }
 
+// AddAddress puts an address back on the link with index, with its broadcast (the one it had).
+func (r *Reader) AddAddress(index int, a routing.Address) error {
+	link, err := r.h.LinkByIndex(index)
+	if err != nil {
+		return fmt.Errorf("look up link %d: %w", index, err)
+	}
+	na := &netlink.Addr{IPNet: ipNet(a.Prefix)}
+	if a.Broadcast.IsValid() {
+		na.Broadcast = net.IP(a.Broadcast.AsSlice())
+	}
+	if err := r.h.AddrAdd(link, na); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add address %s to %s: %w", a.Prefix, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// AddMainRoute puts a unicast route of main back through the link with index.
+func (r *Reader) AddMainRoute(index int, rt routing.Route) error {
+	nr := &netlink.Route{LinkIndex: index, Dst: ipNet(rt.Destination), Table: unix.RT_TABLE_MAIN, Priority: rt.Metric}
+	if rt.Gateway.IsValid() {
+		nr.Gw = net.IP(rt.Gateway.AsSlice())
+	}
+	if !rt.Destination.IsValid() {
+		nr.Family = netlink.FAMILY_V4
+		if rt.Gateway.Is6() {
+			nr.Family = netlink.FAMILY_V6
+		}
+	}
+	if err := r.h.RouteAdd(nr); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("add route %s via %s: %w", rt.Destination, rt.Gateway, err)
+	}
+	return nil
+}
+
 // AddRule adds a "from <address> lookup <table>" rule with the given priority and protocol: the follower's
 // rules, which apply puts in place as the follower would, so that what it verifies does not wait on the unit.
 func (r *Reader) AddRule(rule routing.Rule) error {

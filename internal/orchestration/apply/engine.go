@@ -37,6 +37,8 @@ type Kernel interface {
 	Addresses(index int) ([]routing.Address, error)
 	DeleteRule(routing.Rule) error
 	AddRule(routing.Rule) error
+	AddAddress(index int, a routing.Address) error
+	AddMainRoute(index int, r routing.Route) error
 }
 
 // Networkd is what the engine asks of systemd-networkd; *networkd.Client implements it.

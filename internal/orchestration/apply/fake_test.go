@@ -523,6 +523,26 @@ func (k fakeKernel) AddRule(r routing.Rule) error {
 	return nil
 }
 
+func (k fakeKernel) AddAddress(index int, a routing.Address) error {
+	f := k.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.log("kernel: add address %s to %d", a.Prefix, index)
+	if !slices.Contains(f.addrs[index], a.Prefix) {
+		f.addrs[index] = append(f.addrs[index], a.Prefix)
+	}
+	return nil
+}
+
+func (k fakeKernel) AddMainRoute(index int, r routing.Route) error {
+	f := k.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.log("kernel: add route %s via %s dev %d", r.Destination, r.Gateway, index)
+	f.routes = append(f.routes, routing.Route{Destination: r.Destination, Gateway: r.Gateway, Table: 254, LinkIndex: index})
+	return nil
+}
+
 // RouteGet walks the rules in priority order and looks the destination up in each rule's table, as the kernel
 // does for a packet the host sends from src.
 func (k fakeKernel) RouteGet(src, dst netip.Addr, mark uint32) (routing.Answer, error) {

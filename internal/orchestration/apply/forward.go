@@ -143,6 +143,9 @@ func (e *Engine) Apply(ctx context.Context, req Request) (Outcome, error) {
 	}
 	tx.FollowBefore = e.followBefore()
 	tx.CreatedDirs = e.missingDirs(changes)
+	if tx.LinksBefore, err = e.linksNow(changedLinks(changes)); err != nil {
+		return out, err
+	}
 	if err := e.recordBefore(tx); err != nil {
 		return out, err
 	}

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"net/netip"
 	"path"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/routing"
 	"github.com/symroute/symroute/internal/edges/filesync"
@@ -52,6 +55,9 @@ func (e *Engine) rollback(ctx context.Context, tx *record.Transaction, done []ph
 		}
 	}
 	e.removeCreatedDirs(tx)
+	if err := e.restoreLinks(tx); err != nil {
+		e.logf("note: the links' addresses and routes from before the run were not all put back: %v", err)
+	}
 	if err := e.undoSysctls(tx); err != nil {
 		return err
 	}
@@ -304,4 +310,85 @@ func (e *Engine) removeCreatedDirs(tx *record.Transaction) {
 			e.logf("removed /%s, which the run created", dir)
 		}
 	}
+}
+
+// linksNow reads the addresses and main's routes of the named links, for the undo to put back what goes.
+func (e *Engine) linksNow(names map[string]bool) ([]record.LinkState, error) {
+	var out []record.LinkState
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		index, ok, err := e.deps.Kernel.LinkIndex(name)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			continue
+		}
+		st := record.LinkState{Name: name}
+		addrs, err := e.deps.Kernel.Addresses(index)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range addrs {
+			st.Addresses = append(st.Addresses, record.AddressAt{Prefix: a.Prefix, Broadcast: a.Broadcast})
+		}
+		routes, err := e.deps.Kernel.RoutesOn(index)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range routes {
+			if r.Table == plan.MainTable && !r.Blocked && len(r.NextHopLinks) == 0 {
+				st.Routes = append(st.Routes, record.MainRoute{Destination: r.Destination, Gateway: r.Gateway, Metric: r.Metric})
+			}
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// restoreLinks puts back on each link the addresses and routes of main it had before tx and has no more: networkd
+// takes away what it configured when a link it was told to configure is let go, though it was there before it.
+// It only adds, and only what was there.
+func (e *Engine) restoreLinks(tx *record.Transaction) error {
+	for _, st := range tx.LinksBefore {
+		index, ok, err := e.deps.Kernel.LinkIndex(st.Name)
+		if err != nil || !ok {
+			continue
+		}
+		addrs, err := e.deps.Kernel.Addresses(index)
+		if err != nil {
+			return err
+		}
+		for _, a := range st.Addresses {
+			if slices.ContainsFunc(addrs, func(b routing.Address) bool { return b.Prefix == a.Prefix }) {
+				continue
+			}
+			if err := e.deps.Kernel.AddAddress(index, routing.Address{Prefix: a.Prefix, Broadcast: a.Broadcast}); err != nil {
+				return err
+			}
+			e.logf("put back %s on %s, which it had before the run", a.Prefix, st.Name)
+		}
+		routes, err := e.deps.Kernel.RoutesOn(index)
+		if err != nil {
+			return err
+		}
+		for _, r := range st.Routes {
+			if slices.ContainsFunc(routes, func(q routing.Route) bool {
+				return q.Table == plan.MainTable && q.Destination == r.Destination && q.Gateway == r.Gateway
+			}) {
+				continue
+			}
+			if err := e.deps.Kernel.AddMainRoute(index, routing.Route{Destination: r.Destination, Gateway: r.Gateway, Metric: r.Metric}); err != nil {
+				return err
+			}
+			e.logf("put back route %s via %s on %s in main, which it had before the run", orDefault(r.Destination), r.Gateway, st.Name)
+		}
+	}
+	return nil
+}
+
+func orDefault(p netip.Prefix) string {
+	if !p.IsValid() {
+		return "default"
+	}
+	return p.String()
 }

@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -149,5 +150,32 @@ func TestApplyRollsBack(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.Root, "etc/systemd/network/10-symroute-eth-c.network")); err != nil {
 		t.Errorf("--no-rollback removed the new file: %v", err)
+	}
+}
+
+// TestFirstApplyRollbackKeepsAHandMadeHost: on a host configured by hand, a first apply that fails is undone to the
+// addresses and routes the host had. Removing symroute's new files makes networkd let the links go, and take away
+// the addresses and routes it had configured, the host's own included: before the undo put them back, a failed
+// first apply left both links without an address and main without a route.
+func TestFirstApplyRollbackKeepsAHandMadeHost(t *testing.T) {
+	t.Parallel()
+	s := newSite(t)
+	routes, addrs := s.Host.IP("route", "show", "table", "main"), s.Host.IP("-4", "-o", "addr", "show", "scope", "global")
+	bad := s.describe("typo.yaml", twoNICDescription("loose")+"  - name: eth-c\n    addresses: [10.9.0.1/24]\n    gateway: 10.9.0.254\n")
+	out := s.mustSymroute(1, "apply", "-c", bad, "--timeout", "120s")
+	if !strings.Contains(out, "put back route default via 192.168.1.1 on eth-a in main") {
+		t.Errorf("the undo does not say it put main's default route back:\n%s", out)
+	}
+	if got := s.Host.IP("route", "show", "table", "main"); got != routes {
+		t.Errorf("main after the undo:\n%s\nbefore:\n%s\napply said:\n%s", got, routes, out)
+	}
+	// An address added without a broadcast comes back with the one the kernel computes for it: the netlink
+	// library fills it in, and networkd 252 needs it so (see restartHazards).
+	noBroadcast := regexp.MustCompile(` brd [0-9.]+`)
+	if got := s.Host.IP("-4", "-o", "addr", "show", "scope", "global"); noBroadcast.ReplaceAllString(got, "") != noBroadcast.ReplaceAllString(addrs, "") {
+		t.Errorf("addresses after the undo:\n%s\nbefore:\n%s", got, addrs)
+	}
+	if err := s.Client.Echo(hostB+":"+echoPort, ""); err != nil {
+		t.Errorf("after the undo the client cannot reach the host on its own LAN: %v", err)
 	}
 }
