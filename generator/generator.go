@@ -274,10 +274,10 @@ func dynamicUnserved(root fs.FS, file string, ifc plan.Interface) (key, why stri
 		if dhcp == "" {
 			return "dhcp4", "it sets no DHCP=, so networkd runs no DHCPv4 client there"
 		}
-		return "dhcp4", fmt.Sprintf("its DHCP=%s runs no DHCPv4 client", dhcp)
+		return "dhcp4", fmt.Sprintf("its DHCP=%s runs no DHCPv4 client", report.Quote(dhcp))
 	}
 	if ifc.AcceptRA && slices.Contains([]string{"no", "false", "off", "0"}, ra) {
-		return "accept_ra", fmt.Sprintf("its IPv6AcceptRA=%s turns router advertisements off", ra)
+		return "accept_ra", fmt.Sprintf("its IPv6AcceptRA=%s turns router advertisements off", report.Quote(ra))
 	}
 	return "", ""
 }

@@ -25,7 +25,7 @@ import (
 // send the reply's lookups to.
 type Kernel interface {
 	Links() ([]routing.Link, error)
-	Addresses(index int) ([]routing.Address, error)
+	AllAddresses() (map[int][]routing.Address, error)
 	Rules() ([]routing.Rule, error)
 	Routes(table uint32) ([]routing.Route, error)
 	Lookup(q routing.Query) (routing.Answer, error)
@@ -141,13 +141,13 @@ func Explain(k Kernel, sys Sysctl, q Question, hints Hints) (Result, error) {
 	if w.inv.Links, err = k.Links(); err != nil {
 		return Result{}, err
 	}
+	all, err := k.AllAddresses()
+	if err != nil {
+		return Result{}, err
+	}
 	for i, l := range w.inv.Links {
 		w.names[l.Index] = l.Name
-		addrs, err := k.Addresses(l.Index)
-		if err != nil {
-			return Result{}, err
-		}
-		for _, a := range addrs {
+		for _, a := range all[l.Index] {
 			if a.Prefix.Addr().IsGlobalUnicast() {
 				w.inv.Links[i].Addresses = append(w.inv.Links[i].Addresses, a.Prefix)
 			}
@@ -404,16 +404,24 @@ func (w *world) walk(p packet, table uint32) (*routing.Rule, routing.Answer, err
 	return nil, routing.Answer{}, nil
 }
 
+// routes reads a table once.
+func (w *world) routes(table uint32) ([]routing.Route, error) {
+	if routes, ok := w.tables[table]; ok {
+		return routes, nil
+	}
+	routes, err := w.k.Routes(table)
+	if err == nil {
+		w.tables[table] = routes
+	}
+	return routes, err
+}
+
 // best finds the route in table that holds dst with the longest prefix (the lowest metric among equals), and
 // that prefix's length.
 func (w *world) best(table uint32, dst netip.Addr) (routing.Route, int, bool, error) {
-	routes, ok := w.tables[table]
-	if !ok {
-		var err error
-		if routes, err = w.k.Routes(table); err != nil {
-			return routing.Route{}, 0, false, err
-		}
-		w.tables[table] = routes
+	routes, err := w.routes(table)
+	if err != nil {
+		return routing.Route{}, 0, false, err
 	}
 	bestBits, best := -1, routing.Route{}
 	for _, rt := range routes {
@@ -503,7 +511,7 @@ func (w *world) fix(q Question, res Result) string {
 func (w *world) gatewayOf(name string, v4 bool) string {
 	for _, r := range w.inv.Rules {
 		if r.Table != 0 && r.Table < 253 || r.Table > 255 {
-			w.best(r.Table, netip.IPv4Unspecified()) // reads the table into w.tables; the route itself is not wanted
+			w.routes(r.Table) // a table that cannot be read names no router
 		}
 	}
 	for _, routes := range w.tables {

@@ -29,13 +29,11 @@ func (k *fakeKernel) Links() ([]routing.Link, error) {
 	return out, nil
 }
 
-func (k *fakeKernel) Addresses(index int) ([]routing.Address, error) {
-	var out []routing.Address
+func (k *fakeKernel) AllAddresses() (map[int][]routing.Address, error) {
+	out := map[int][]routing.Address{}
 	for _, l := range k.inv.Links {
-		if l.Index == index {
-			for _, p := range l.Addresses {
-				out = append(out, routing.Address{Prefix: p})
-			}
+		for _, p := range l.Addresses {
+			out[l.Index] = append(out[l.Index], routing.Address{Prefix: p})
 		}
 	}
 	return out, nil
@@ -46,15 +44,6 @@ func (k *fakeKernel) Routes(t uint32) ([]routing.Route, error) {
 	k.read = append(k.read, t)
 	return k.tables[t], nil
 }
-func (k *fakeKernel) index(name string) int {
-	for _, l := range k.inv.Links {
-		if l.Name == name {
-			return l.Index
-		}
-	}
-	return 0
-}
-
 func (k *fakeKernel) Lookup(q routing.Query) (routing.Answer, error) {
 	rules := slices.Clone(k.inv.Rules)
 	slices.SortStableFunc(rules, func(a, b routing.Rule) int { return int(a.Priority) - int(b.Priority) })
@@ -92,7 +81,6 @@ type fakeSysctl map[string]string
 func (s fakeSysctl) Read(key string) (string, bool, error) { v, ok := s[key]; return v, ok, nil }
 
 var (
-	hostA  = netip.MustParseAddr("192.168.1.10")
 	hostB  = netip.MustParseAddr("10.0.0.1")
 	client = netip.MustParseAddr("198.51.100.7")
 	pod    = netip.MustParseAddr("10.244.1.5")

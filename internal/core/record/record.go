@@ -238,10 +238,3 @@ func (r Rule) String() string {
 func (r Rule) Selector() string {
 	return routing.Rule{From: r.From, To: r.To, Mark: r.Mark, Mask: r.Mask, Iif: r.Iif}.Selector()
 }
-
-func hostOrPrefix(p netip.Prefix) string {
-	if p.IsSingleIP() {
-		return p.Addr().String()
-	}
-	return p.String()
-}

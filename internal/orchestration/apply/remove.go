@@ -195,13 +195,6 @@ func (e *Engine) remaining(prior record.State) ([]string, error) {
 	return out, nil
 }
 
-func linkOrPath(p string) string {
-	if link, ok := ownership.OwnNetworkLink(p); ok {
-		return link
-	}
-	return p
-}
-
 // RemoveFiles is remove for a root whose networkd does not run (an image build, a chroot): it takes away
 // symroute's files as Remove does, keeping each own .network file released unless force, and updates the
 // record; it touches no kernel, no networkd and no sysctl, and says so.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -23,13 +22,6 @@ var (
 func stopProcess(p *record.Process) {
 	if p != nil && alive(*p) {
 		unix.Kill(p.PID, unix.SIGTERM)
-	}
-}
-
-// waitGone waits up to limit for p to exit.
-func waitGone(p *record.Process, limit time.Duration) {
-	for deadline := time.Now().Add(limit); p != nil && alive(*p) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

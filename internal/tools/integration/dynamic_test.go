@@ -137,13 +137,6 @@ func (s *dynSite) followerOf() follower {
 	return follower{}
 }
 
-func familyOf(addr string) int {
-	if strings.Contains(addr, ":") {
-		return netlink.FAMILY_V6
-	}
-	return netlink.FAMILY_V4
-}
-
 // followed returns the sources of the follower's rules of family: at its priority, to its table, with its
 // protocol. Any other rule at that priority fails the test.
 func (s *dynSite) followed(f follower, family int) []string {

@@ -85,18 +85,23 @@ func TestShippedCRDsCheckTheShapeAtAdmission(t *testing.T) {
 	}
 }
 
-// send sends body as JSON and returns the status and the answer.
+// send sends body as JSON (none when nil) and returns the status and the answer.
 func send(t *testing.T, client *http.Client, method, url string, body any) (int, string) {
 	t.Helper()
-	encoded, err := json.Marshal(body)
-	if err != nil {
-		t.Fatal(err)
+	var reader io.Reader
+	if body != nil {
+		encoded, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reader = bytes.NewReader(encoded)
 	}
-	request, err := http.NewRequest(method, url, bytes.NewReader(encoded))
+	request, err := http.NewRequest(method, url, reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	request.Header.Set("Content-Type", "application/json")
+	request.Header.Set("Accept", "application/json")
 	response, err := client.Do(request)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
@@ -104,7 +109,7 @@ func send(t *testing.T, client *http.Client, method, url string, body any) (int,
 	defer response.Body.Close()
 	answer, err := io.ReadAll(response.Body)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s %s: %v", method, url, err)
 	}
 	return response.StatusCode, string(answer)
 }

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -79,37 +78,15 @@ func TestKubeAPIServerStarts(t *testing.T) {
 		server.ReadyAfter.Round(10*time.Millisecond), server.APIServerReadyAfter.Round(10*time.Millisecond), version.GitVersion, apiServerRSS>>20, etcdRSS>>20)
 }
 
-// call sends body as JSON, checks the status and decodes the answer into out when out is not nil.
+// call sends body as JSON (send), checks the status and decodes the answer into out when out is not nil.
 func call(t *testing.T, client *http.Client, method, url string, body any, wantStatus int, out any) {
 	t.Helper()
-	var reader io.Reader
-	if body != nil {
-		encoded, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reader = bytes.NewReader(encoded)
-	}
-	request, err := http.NewRequest(method, url, reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	request.Header.Set("Content-Type", "application/json")
-	request.Header.Set("Accept", "application/json")
-	response, err := client.Do(request)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer response.Body.Close()
-	answer, err := io.ReadAll(response.Body)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	if response.StatusCode != wantStatus {
-		t.Fatalf("%s %s: %s, want %d: %s", method, url, response.Status, wantStatus, answer)
+	status, answer := send(t, client, method, url, body)
+	if status != wantStatus {
+		t.Fatalf("%s %s: %d, want %d: %s", method, url, status, wantStatus, answer)
 	}
 	if out != nil {
-		if err := json.Unmarshal(answer, out); err != nil {
+		if err := json.Unmarshal([]byte(answer), out); err != nil {
 			t.Fatalf("%s %s: decoding %s: %v", method, url, answer, err)
 		}
 	}
