@@ -36,6 +36,10 @@ func run() error {
 	namespace := fs.String("namespace", envOr("POD_NAMESPACE", "symroute"), "the namespace of the rollout's Leases (the agent's own)")
 	resync := fs.Duration("resync", 30*time.Minute, "how often the agent reconciles with no event")
 	lease := fs.Duration("lease-duration", agent.DefaultLeaseDuration, "how long a node's rollout slot outlives its last renewal")
+	root := fs.String("root", "/", "the host's root: where the host's files are, as the agent's container mounts them")
+	procSys := fs.String("proc-sys", "/proc/sys", "the host's sysctl tree (a container's own /proc/sys is read-only)")
+	wait := fs.Duration("wait", 30*time.Second, "how long an apply waits for networkd and verification")
+	checks := fs.Duration("checks-timeout", 30*time.Second, "how long the gateways and the API server have to answer after an apply verified")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -56,6 +60,7 @@ func run() error {
 		return err
 	}
 	host := machine(kube)
+	host.Root, host.ProcSys, host.Wait, host.Checks = *root, *procSys, *wait, *checks
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	a := &agent.Agent{Clients: agent.Clients{Kube: kube, Dynamic: dyn}, Node: node, Namespace: *namespace, Host: host,
@@ -81,7 +86,7 @@ func envOr(name, fallback string) string {
 // machine is the agent's Host: the apply engine's try on this machine, confirmed only when every described gateway
 // answers and the API server still does, through the agent's own client (its /readyz, the endpoint a client
 // that can reach the API server at all can ask).
-func machine(kube kubernetes.Interface) agent.Host {
+func machine(kube kubernetes.Interface) *agent.Machine {
 	return &agent.Machine{
 		APIReachable: func(ctx context.Context) error {
 			return kube.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()

@@ -28,8 +28,11 @@ import (
 // without a watcher, and the next changing run (the agent restarted by its DaemonSet, any symroute command) undoes
 // it first; after a reboot, symroute-recover.service does.
 type Machine struct {
-	// Root is the system's root, "/" when empty; a test's tree otherwise.
+	// Root is the system's root, "/" when empty; a test's tree, or the host's root mounted into the agent's
+	// container, otherwise.
 	Root string
+	// ProcSys is the host's sysctl tree, /proc/sys when empty: a container's own /proc/sys is read-only.
+	ProcSys string
 	// APIReachable reports whether the API server still answers: the change must not cut the node off.
 	APIReachable func(ctx context.Context) error
 	// Gateway checks that gw, on link, answers from the address from; PingGateway when nil.
@@ -111,7 +114,7 @@ func (m *Machine) session(ctx context.Context, force bool) (e *apply.Engine, r *
 		r.Close()
 		return nil, nil, nil, err
 	}
-	deps, closeDeps, err := live.Deps(ctx, r, m.root())
+	deps, closeDeps, err := live.Deps(ctx, r, m.root(), m.ProcSys)
 	if err != nil {
 		release()
 		r.Close()

@@ -58,7 +58,7 @@ func open(ctx context.Context, cmd, rootPath string, opts apply.Options, recover
 	if s.release, ok = lockRoot(ctx, cmd, s.root, lock.DefaultWait, progress, stderr); !ok {
 		return s, ExitSystem, false
 	}
-	deps, closeDeps, err := liveDeps(ctx, s.root, rootPath)
+	deps, closeDeps, err := liveDeps(ctx, s.root, rootPath, "")
 	if err != nil {
 		eprintf(stderr, "symroute %s: %v\n", cmd, err)
 		return s, ExitSystem, false

@@ -30,12 +30,17 @@ import (
 	"github.com/symroute/symroute/internal/orchestration/apply"
 )
 
+// DefaultProcSys is the sysctl tree of a process on the host.
+const DefaultProcSys = "/proc/sys"
+
 // BusTimeout bounds connecting to networkd on the system bus.
 const BusTimeout = 3 * time.Second
 
 // Deps connects the engine to this host: the kernel of this network namespace, networkd and the systemd
-// manager on the system bus (DBUS_SYSTEM_BUS_ADDRESS is honoured), systemd-sysctl, and /proc.
-func Deps(ctx context.Context, root *rootfs.Root, rootPath string) (apply.Deps, func(), error) {
+// manager on the system bus (DBUS_SYSTEM_BUS_ADDRESS is honoured), systemd-sysctl, and /proc. procSys is the
+// sysctl tree, DefaultProcSys when empty: a container sees its own /proc/sys read-only and is handed the host's
+// network sysctls elsewhere.
+func Deps(ctx context.Context, root *rootfs.Root, rootPath, procSys string) (apply.Deps, func(), error) {
 	dctx, cancel := context.WithTimeout(ctx, BusTimeout)
 	client, err := networkd.Dial(dctx, "")
 	cancel()
@@ -47,7 +52,10 @@ func Deps(ctx context.Context, root *rootfs.Root, rootPath string) (apply.Deps, 
 		client.Close()
 		return apply.Deps{}, nil, err
 	}
-	applier := sysctl.Applier{ProcSys: "/proc/sys"}
+	if procSys == "" {
+		procSys = DefaultProcSys
+	}
+	applier := sysctl.Applier{ProcSys: procSys}
 	if rootPath != "/" {
 		// systemd-sysctl reads the running system's sysctl.d; under another root, hand it that root's files.
 		applier.Files = func() ([]string, error) {
