@@ -7,13 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/fileset"
+	"github.com/symroute/symroute/internal/core/metrics"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/edges/filesync"
@@ -189,44 +189,7 @@ func writeMetrics(path string, res *drift.Result, stderr io.Writer) bool {
 		return true
 	}
 	var b strings.Builder
-	gauge := func(name, help string) { fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name) }
-	ok, readError := 0, 1
-	if res != nil {
-		readError = 0
-		if res.OK() {
-			ok = 1
-		}
-	}
-	gauge("symroute_verify_success", "1 when the live routing state matched the host description at the last verify.")
-	fmt.Fprintf(&b, "symroute_verify_success %d\n", ok)
-	gauge("symroute_verify_read_error", "1 when the last verify could not read the live state.")
-	fmt.Fprintf(&b, "symroute_verify_read_error %d\n", readError)
-	gauge("symroute_verify_last_run_timestamp_seconds", "When verify last ran, in seconds since the epoch.")
-	fmt.Fprintf(&b, "symroute_verify_last_run_timestamp_seconds %d\n", time.Now().Unix())
-	if res != nil {
-		counts := map[drift.Kind]int{}
-		for _, f := range res.Findings {
-			counts[f.Kind]++
-		}
-		gauge("symroute_verify_findings", "Differences between the description and the live state at the last verify, by kind.")
-		for _, k := range drift.Kinds {
-			fmt.Fprintf(&b, "symroute_verify_findings{kind=%q} %d\n", k, counts[k])
-		}
-		gauge("symroute_verify_interface_ok", "1 when nothing drifted for the interface at the last verify.")
-		bad := map[string]bool{}
-		for _, f := range res.Findings {
-			bad[f.Interface] = true
-		}
-		names := append([]string(nil), res.Interfaces...)
-		sort.Strings(names)
-		for _, name := range names {
-			v := 1
-			if bad[name] {
-				v = 0
-			}
-			fmt.Fprintf(&b, "symroute_verify_interface_ok{interface=%q} %d\n", name, v)
-		}
-	}
+	metrics.Verify(&b, res, time.Now())
 	if err := filesync.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		// The error names the file (or the directory that is missing).
 		eprintf(stderr, "symroute verify: --textfile: cannot write the metrics: %v\n", err)
