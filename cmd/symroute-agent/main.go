@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/symroute/symroute/internal/edges/kernel"
 	"github.com/symroute/symroute/internal/orchestration/agent"
 )
 
@@ -40,6 +43,8 @@ func run() error {
 	procSys := fs.String("proc-sys", "/proc/sys", "the host's sysctl tree (a container's own /proc/sys is read-only)")
 	wait := fs.Duration("wait", 30*time.Second, "how long an apply waits for networkd and verification")
 	checks := fs.Duration("checks-timeout", 30*time.Second, "how long the gateways and the API server have to answer after an apply verified")
+	verifyEvery := fs.Duration("verify-every", agent.DefaultVerifyEvery, "how often the agent verifies the node when no change of its routing was seen")
+	metricsAddress := fs.String("metrics-address", ":9479", "where to serve Prometheus metrics on /metrics; empty for none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -63,8 +68,17 @@ func run() error {
 	host.Root, host.ProcSys, host.Wait, host.Checks = *root, *procSys, *wait, *checks
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	changes, err := kernel.WatchChanges(ctx)
+	if err != nil {
+		return fmt.Errorf("watch the node's routing: %w", err)
+	}
 	a := &agent.Agent{Clients: agent.Clients{Kube: kube, Dynamic: dyn}, Node: node, Namespace: *namespace, Host: host,
-		LeaseDuration: *lease, Logf: log.Printf}
+		LeaseDuration: *lease, Logf: log.Printf, VerifyEvery: *verifyEvery, Changes: changes}
+	if *metricsAddress != "" {
+		if err := serveMetrics(ctx, *metricsAddress, a.MetricsHandler()); err != nil {
+			return err
+		}
+	}
 	log.Printf("node %s: following the RoutingPolicies (leases in %s, resync %v)", node, *namespace, *resync)
 	return a.Run(ctx, *resync)
 }
@@ -93,4 +107,24 @@ func machine(kube kubernetes.Interface) *agent.Machine {
 		},
 		Logf: log.Printf,
 	}
+}
+
+// serveMetrics serves h on address's /metrics until ctx ends. It listens before returning, so a port already taken
+// stops the agent at its start, where the DaemonSet's pod shows it.
+func serveMetrics(ctx context.Context, address string, h http.Handler) error {
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		return fmt.Errorf("--metrics-address: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	context.AfterFunc(ctx, func() { srv.Close() })
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Printf("metrics: %v", err)
+		}
+	}()
+	log.Printf("serving metrics on %s/metrics", ln.Addr())
+	return nil
 }

@@ -18,22 +18,28 @@ import (
 	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
-// namespace makes a throwaway network namespace with a veth and a few tables, and a Reader into it.
-func namespace(t *testing.T) (*Reader, func(args ...string)) {
+// emptyNamespace makes a throwaway network namespace, deleted when the test ends, and runs ip in it.
+func emptyNamespace(t *testing.T, role string) (name string, ip func(args ...string)) {
 	t.Helper()
 	testenv.Root(t, "to create a network namespace")
 	testenv.Program(t, "ip", "iproute2")
-	name := "symroute-kernel-" + nettest.RunID(t)
+	name = "symroute-" + role + "-" + nettest.RunID(t)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ip := func(args ...string) {
+	return name, func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", append([]string{"-n", name}, args...)...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// namespace makes a throwaway network namespace with a veth and a few tables, and a Reader into it.
+func namespace(t *testing.T) (*Reader, func(args ...string)) {
+	t.Helper()
+	name, ip := emptyNamespace(t, "kernel")
 	ip("link", "add", "eth-a", "type", "veth", "peer", "name", "peer-a")
 	ip("link", "set", "eth-a", "up")
 	ip("link", "set", "peer-a", "up")

@@ -12,9 +12,11 @@ import (
 	"net/netip"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -52,6 +54,9 @@ type Host interface {
 	Apply(ctx context.Context, description []byte) (Outcome, error)
 	// Remove removes symroute's configuration, as symroute remove does.
 	Remove(ctx context.Context) error
+	// Verify compares the node's routing with a description, as symroute verify does, changing nothing. An error
+	// means the live state could not be read or the description no longer holds on the node.
+	Verify(ctx context.Context, description []byte) (drift.Result, error)
 }
 
 // Clients are the API clients the agent uses: typed for Nodes and Leases, dynamic for symroute's resources.
@@ -75,6 +80,15 @@ type Agent struct {
 	// Now and Logf default to time.Now and nothing.
 	Now  func() time.Time
 	Logf func(format string, args ...any)
+
+	// VerifyEvery is how often the agent verifies its node with no change seen; Changes, when not nil, signals a
+	// change of the node's rules, routes, addresses or links, after which it verifies too.
+	VerifyEvery time.Duration
+	Changes     <-chan struct{}
+
+	mu       sync.Mutex // guards what the metrics read
+	verified lastVerify
+	state    nodeStatus
 }
 
 func (a *Agent) now() time.Time {
@@ -121,12 +135,13 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.noteState(old)
 
 	p, conflict, ok := fleet.ForNode(policies, node.Labels)
 	switch {
 	case conflict != nil:
 		// Nothing changes on the machine: which description the node should follow is the operator's to say.
-		return a.record(ctx, old, nodeStatus{Policy: old.Policy, AppliedGeneration: old.AppliedGeneration, Result: fleet.Invalid,
+		return a.record(ctx, node, old, nodeStatus{Policy: old.Policy, AppliedGeneration: old.AppliedGeneration, Result: fleet.Invalid,
 			Message: fmt.Sprintf("policies %s all select this node; narrow their nodeSelectors so one does", strings.Join(conflict, " and "))})
 	case !ok:
 		if old.Result == "" || old.Result == fleet.Removed {
@@ -136,7 +151,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			return fmt.Errorf("remove: %w", err)
 		}
 		a.logf("no policy selects node %s: removed symroute's configuration", a.Node)
-		return a.record(ctx, old, nodeStatus{Result: fleet.Removed, Message: "no RoutingPolicy selects this node; symroute's configuration is removed"})
+		return a.record(ctx, node, old, nodeStatus{Result: fleet.Removed, Message: "no RoutingPolicy selects this node; symroute's configuration is removed"})
 	}
 
 	// What is on the machine stays as it is while the description does not hold: the generation applied so far.
@@ -145,11 +160,11 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		applied = old.AppliedGeneration
 	}
 	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true}); rep.HasErrors(false) {
-		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
+		return a.record(ctx, node, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
 			Message: fmt.Sprintf("generation %d of the description does not hold on any node (its problems are in the policy's status):\n%s", p.Generation, errorLines(rep))})
 	}
 	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true, Node: a.Host.Addresses()}); rep.HasErrors(false) {
-		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
+		return a.record(ctx, node, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
 			Message: fmt.Sprintf("generation %d of the description does not hold on this node:\n%s", p.Generation, errorLines(rep))})
 	}
 
@@ -193,7 +208,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if applyErr != nil {
 		// How the apply ended is unknown: the slot stays taken until it expires, so the rollout does not move on
 		// past a node in an unknown state, and the node's state stops the rollout.
-		if err := a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation, Result: fleet.RolledBack,
+		if err := a.record(ctx, node, old, nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation, Result: fleet.RolledBack,
 			Message: fmt.Sprintf("the apply of generation %d failed: %v", p.Generation, applyErr)}); err != nil {
 			return errors.Join(applyErr, err)
 		}
@@ -203,21 +218,22 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if !outcome.Verified {
 		s.Result = fleet.RolledBack
 	}
-	if err := a.record(ctx, old, s); err != nil {
+	if err := a.record(ctx, node, old, s); err != nil {
 		return err
 	}
 	// The state says how the node ended (a rollback stops the rollout there), so the slot is free again.
 	return a.releaseLease(ctx, lease)
 }
 
-// record writes the node's state and the counts of the policies it concerns: the one it follows now and, when it
-// changed, the one it followed.
-func (a *Agent) record(ctx context.Context, old, s nodeStatus) error {
+// record writes the node's state, its condition and Event, and the counts of the policies it concerns: the one it
+// follows now and, when it changed, the one it followed.
+func (a *Agent) record(ctx context.Context, node *corev1.Node, old, s nodeStatus) error {
 	s = s.next(old, a.now())
 	if err := a.writeOwnState(ctx, s); err != nil {
 		return err
 	}
-	var errs []error
+	a.noteState(s)
+	errs := []error{a.report(ctx, node, old, s)}
 	for _, name := range []string{s.Policy, old.Policy} {
 		if name != "" {
 			errs = append(errs, a.WritePolicyStatus(ctx, name))

@@ -321,12 +321,17 @@ func TestALeaseTakenOverIsNotReleased(t *testing.T) {
 	}
 }
 
-// TestRunActsOnWatchedChanges: agents running their loop, with a resync period longer than the test, act on the
-// API server's events alone: a new policy rolls out node after node (the second starts when the first frees the
-// slot), a node relabelled out of the selector removes, and deleting the policy removes from the rest.
+// TestRunActsOnWatchedChanges: agents running their loop, with a resync and a verify period longer than the test,
+// act on the API server's events alone: a new policy rolls out node after node (the second starts when the first
+// frees the slot), a node relabelled out of the selector removes, and deleting the policy removes from the rest.
+// A change of the node's routing (the netlink watch's signal) makes the agent verify: a rule gone shows as
+// Drifted in the node's state.
 func TestRunActsOnWatchedChanges(t *testing.T) {
 	c := startCluster(t)
 	agents, hosts := c.edgeNodes(t, 2)
+	changes := make(chan struct{}, 1)
+	agents[0].Changes, agents[0].VerifyEvery = changes, time.Hour
+	agents[1].VerifyEvery = time.Hour
 	ctx, cancel := context.WithCancel(t.Context())
 	var running sync.WaitGroup
 	t.Cleanup(func() { cancel(); running.Wait() }) // before the API server stops
@@ -345,6 +350,13 @@ func TestRunActsOnWatchedChanges(t *testing.T) {
 	settled("n1 applying", hosts[0], 1, 0)
 	settled("n2 applying", hosts[1], 1, 0)
 	eventually(t, "the rollout complete", func() bool { return fmt.Sprint(c.policyStatus(t, "edge")["rollout"]) == "Complete" })
+
+	hosts[0].drift(drift.Finding{Kind: drift.RuleMissing, Interface: "eth-a", Message: "rule 20010 is missing"})
+	changes <- struct{}{}
+	eventually(t, "n1 drifted after a change of its routing", func() bool { return c.nodeState(t, "n1")["result"] == "Drifted" })
+	if s := c.nodeState(t, "n2"); s["result"] != "Verified" {
+		t.Errorf("n2, whose routing did not change, says %v", s["result"])
+	}
 
 	c.relabel(t, "n2", db)
 	settled("n2 removing", hosts[1], 1, 1)

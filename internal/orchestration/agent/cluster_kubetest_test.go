@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/orchestration/agent"
 	"github.com/symroute/symroute/internal/tools/kubetest"
 )
@@ -296,6 +297,8 @@ type fakeHost struct {
 	err       error // Apply's error, when set
 	applied   []string
 	removed   int
+	drifted   []drift.Finding // what Verify finds
+	verifies  int
 	// When block is set, Apply says so on started and waits for block to close.
 	block, started chan struct{}
 }
@@ -339,6 +342,19 @@ func (h *fakeHost) Remove(context.Context) error {
 	defer h.mu.Unlock()
 	h.removed++
 	return nil
+}
+
+func (h *fakeHost) Verify(context.Context, []byte) (drift.Result, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.verifies++
+	return drift.Result{Interfaces: []string{"eth-a", "eth-b"}, Findings: h.drifted}, nil
+}
+
+func (h *fakeHost) drift(findings ...drift.Finding) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.drifted = findings
 }
 
 func (h *fakeHost) counts() (applied, removed int) {

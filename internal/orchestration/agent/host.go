@@ -10,6 +10,8 @@ import (
 
 	"github.com/symroute/symroute/generator"
 	"github.com/symroute/symroute/internal/core/description"
+	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/fileset"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/kernel"
@@ -17,6 +19,7 @@ import (
 	"github.com/symroute/symroute/internal/edges/rootfs"
 	"github.com/symroute/symroute/internal/orchestration/apply"
 	"github.com/symroute/symroute/internal/orchestration/live"
+	"github.com/symroute/symroute/internal/orchestration/state"
 )
 
 // Machine is the Host of the machine the agent runs on: the apply engine as symroute try runs it, connected to the
@@ -136,13 +139,9 @@ func (m *Machine) session(ctx context.Context, force bool) (e *apply.Engine, r *
 // described gateway answers from its interface's address, the API server is still reachable) and confirms the
 // try only when they pass; otherwise it rolls the try back, with the engine's exact inverse.
 func (m *Machine) Apply(ctx context.Context, desc []byte) (Outcome, error) {
-	host, rep := description.ParseWith(desc, description.Options{FromNode: true, Node: m.Addresses()})
-	if rep.HasErrors(false) {
-		return Outcome{Message: "the description does not hold on this node; nothing was changed:\n" + errorLines(rep)}, nil
-	}
-	p, planRep := plan.Build(host)
-	if planRep.HasErrors(false) {
-		return Outcome{Message: "the description does not hold on this node; nothing was changed:\n" + errorLines(planRep)}, nil
+	p, refused := m.plan(desc)
+	if refused != "" {
+		return Outcome{Message: "nothing was changed: " + refused}, nil
 	}
 	// try goes ahead over the connections apply would refuse to cut, since it rolls back unless its checks pass;
 	// the agent's try does the same.
@@ -151,17 +150,73 @@ func (m *Machine) Apply(ctx context.Context, desc []byte) (Outcome, error) {
 		return Outcome{}, err
 	}
 	defer end()
-	files, genRep, err := generator.Generate(p, generator.Options{Source: "RoutingPolicy", Root: r.ReadFS(), Links: live.Links(p)})
-	if err != nil {
-		return Outcome{}, err
-	}
-	if genRep.HasErrors(false) {
-		return Outcome{Message: "the description does not fit this node's files; nothing was changed:\n" + errorLines(genRep)}, nil
+	files, refused, err := m.files(p, r)
+	if err != nil || refused != "" {
+		return Outcome{Message: "nothing was changed: " + refused}, err
 	}
 	wait, checks := orDefault(m.Wait, 30*time.Second), orDefault(m.Checks, 30*time.Second)
 	// The deadline outlasts networkd's take-up and verification (Wait) and the checks after them (Checks).
 	req := apply.Request{Plan: p, Files: files, Description: "RoutingPolicy", Op: record.OpTry, Deadline: time.Now().Add(wait + checks)}
 	return settle(ctx, e, req, m.checks(p))
+}
+
+// plan is the policy's description on this node, with the addresses its links have; refused says why there is
+// none.
+func (m *Machine) plan(desc []byte) (p *plan.Plan, refused string) {
+	host, rep := description.ParseWith(desc, description.Options{FromNode: true, Node: m.Addresses()})
+	if rep.HasErrors(false) {
+		return nil, "the description does not hold on this node:\n" + errorLines(rep)
+	}
+	p, planRep := plan.Build(host)
+	if planRep.HasErrors(false) {
+		return nil, "the description does not hold on this node:\n" + errorLines(planRep)
+	}
+	return p, ""
+}
+
+// files are symroute's files for p on root r; refused says why they cannot be made.
+func (m *Machine) files(p *plan.Plan, r *rootfs.Root) (files []fileset.File, refused string, err error) {
+	files, rep, err := generator.Generate(p, generator.Options{Source: "RoutingPolicy", Root: r.ReadFS(), Links: live.Links(p)})
+	if err != nil {
+		return nil, "", err
+	}
+	if rep.HasErrors(false) {
+		return nil, "the description does not fit this node's files:\n" + errorLines(rep), nil
+	}
+	return files, "", nil
+}
+
+// Verify compares this node's routing with the policy's description, as symroute verify does: the rules, the
+// tables, the kernel's answer for a reply from every address, rp_filter and networkd's files. It changes nothing
+// and takes no lock. An error means the live state could not be read, or the description no longer holds here
+// (its links lost their addresses, say).
+func (m *Machine) Verify(ctx context.Context, desc []byte) (drift.Result, error) {
+	p, refused := m.plan(desc)
+	if refused != "" {
+		return drift.Result{}, errors.New(refused)
+	}
+	r, err := rootfs.Open(m.root())
+	if err != nil {
+		return drift.Result{}, err
+	}
+	defer r.Close()
+	files, refused, err := m.files(p, r)
+	if err == nil && refused != "" {
+		err = errors.New(refused)
+	}
+	if err != nil {
+		return drift.Result{}, err
+	}
+	src, closeSrc, err := live.Sources(ctx, m.ProcSys)
+	if err != nil {
+		return drift.Result{}, err
+	}
+	defer closeSrc()
+	recorded, err := live.Recorded(r)
+	if err != nil {
+		m.logf("verify: %v", err)
+	}
+	return state.Verify(ctx, p, drift.Expect{NetworkFiles: generator.ExpectedNetworkFiles(files), Recorded: recorded}, src)
 }
 
 // check is one of the agent's checks after the try verified.

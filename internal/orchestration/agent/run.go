@@ -24,11 +24,20 @@ const (
 	lastRetry  = 5 * time.Minute
 )
 
+// DefaultVerifyEvery is how often the agent verifies its node when nothing changed: the netlink events cover a
+// rule or route deleted; the period covers what they do not show (a sysctl, a networkd file).
+const DefaultVerifyEvery = 10 * time.Minute
+
+// changeSettle is how long the node's routing must be quiet after a change before the agent verifies: networkd
+// configuring a link sends dozens of events within a second, and one verify after them says what they came to.
+const changeSettle = 2 * time.Second
+
 // Run reconciles the node whenever something it decides from changes, until ctx ends: the RoutingPolicies, the
 // node's own Node (its labels), every RoutingNodeState (another node's rollback stops the rollout) and the
 // rollout's Leases in the agent's namespace (a slot freed lets this node start). It watches them and does not
 // poll; resync replays every object to the handlers once a period, so a change whose event was missed is acted
-// on then. Changes that arrive while a Reconcile runs (an Apply takes seconds) come to one more Reconcile.
+// on then. Changes that arrive while a Reconcile runs (an Apply takes seconds) come to one more Reconcile. It also
+// verifies the node: after its rules, routes, addresses or links change (Changes), and every VerifyEvery.
 func (a *Agent) Run(ctx context.Context, resync time.Duration) error {
 	poke := make(chan struct{}, 1)
 	trigger := func() {
@@ -69,11 +78,35 @@ func (a *Agent) Run(ctx context.Context, resync time.Duration) error {
 	}
 	trigger()
 
+	// The first verify runs at once (the metrics have something to say from the start); then one runs when the
+	// node's routing has been quiet for changeSettle after a change, and once every VerifyEvery.
+	verifyEvery := a.VerifyEvery
+	if verifyEvery <= 0 {
+		verifyEvery = DefaultVerifyEvery
+	}
+	verifyAt := time.NewTimer(0)
+	changes := a.Changes
+	defer verifyAt.Stop()
+
 	retry := firstRetry
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case _, ok := <-changes:
+			if !ok {
+				a.logf("the watch of the node's routing ended; verifying every %v only", verifyEvery)
+				changes = nil
+				continue
+			}
+			verifyAt.Reset(changeSettle)
+			continue
+		case <-verifyAt.C:
+			if err := a.Verify(ctx); err != nil && ctx.Err() == nil {
+				a.logf("verify: %v", err)
+			}
+			verifyAt.Reset(verifyEvery)
+			continue
 		case <-poke:
 		}
 		err := a.Reconcile(ctx)

@@ -17,6 +17,7 @@ import (
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/core/status"
 	"github.com/symroute/symroute/internal/edges/rootfs"
+	"github.com/symroute/symroute/internal/orchestration/live"
 	"github.com/symroute/symroute/internal/orchestration/state"
 )
 
@@ -65,7 +66,7 @@ func runStatus(c common, output string, in input) int {
 	ctx := context.Background()
 	var p *plan.Plan
 	var res *drift.Result
-	src, closeSrc, err := liveSources(ctx)
+	src, closeSrc, err := live.Sources(ctx, "")
 	if err != nil {
 		eprintf(in.stderr, "symroute status: %v\n", err)
 		return ExitSystem

@@ -17,12 +17,7 @@ import (
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/core/report"
 	"github.com/symroute/symroute/internal/edges/filesync"
-	"github.com/symroute/symroute/internal/edges/kernel"
-	"github.com/symroute/symroute/internal/edges/networkd"
-	"github.com/symroute/symroute/internal/edges/nftables"
-	"github.com/symroute/symroute/internal/edges/recordstore"
 	"github.com/symroute/symroute/internal/edges/rootfs"
-	"github.com/symroute/symroute/internal/edges/sysctl"
 	"github.com/symroute/symroute/internal/orchestration/live"
 	"github.com/symroute/symroute/internal/orchestration/state"
 )
@@ -65,7 +60,7 @@ func verify(c common, output, textfile string, stdout, stderr io.Writer) int {
 	}
 
 	ctx := context.Background()
-	src, closeSrc, err := liveSources(ctx)
+	src, closeSrc, err := live.Sources(ctx, "")
 	if err != nil {
 		eprintf(stderr, "symroute verify: %v\n", err)
 		return ExitSystem
@@ -111,48 +106,11 @@ func recorded(rootPath, cmd string, stderr io.Writer) *record.State {
 		return nil
 	}
 	defer root.Close()
-	rec, err := recordstore.Load(root)
+	st, err := live.Recorded(root)
 	if err != nil {
 		eprintf(stderr, "symroute %s: note: %v\n", cmd, err)
-		return nil
 	}
-	if rec.Pending != nil {
-		return &rec.Pending.Target
-	}
-	return rec.Applied
-}
-
-// liveSources connects to the kernel of this network namespace and, when it answers, networkd on the system
-// bus (DBUS_SYSTEM_BUS_ADDRESS is honoured).
-func liveSources(ctx context.Context) (state.Sources, func(), error) {
-	reader, err := kernel.NewReader(nil)
-	if err != nil {
-		return state.Sources{}, nil, err
-	}
-	src := state.Sources{Kernel: reader, Sysctl: sysctl.Applier{ProcSys: "/proc/sys"}, Connmark: &nftables.Ruleset{}}
-	dctx, cancel := context.WithTimeout(ctx, busTimeout)
-	defer cancel()
-	client, err := networkd.Dial(dctx, "")
-	if err != nil {
-		return src, func() {}, nil
-	}
-	src.Networkd = timeoutNetworkd{client}
-	return src, func() { client.Close() }, nil
-}
-
-// timeoutNetworkd bounds each call, so a hung networkd delays verify by seconds, not forever.
-type timeoutNetworkd struct{ c *networkd.Client }
-
-func (t timeoutNetworkd) DescribeLink(ctx context.Context, ifindex int) (networkd.Link, error) {
-	ctx, cancel := context.WithTimeout(ctx, busTimeout)
-	defer cancel()
-	return t.c.DescribeLink(ctx, ifindex)
-}
-
-func (t timeoutNetworkd) DescribeLinks(ctx context.Context) ([]networkd.Link, error) {
-	ctx, cancel := context.WithTimeout(ctx, busTimeout)
-	defer cancel()
-	return t.c.DescribeLinks(ctx)
+	return st
 }
 
 func printResult(stdout, stderr io.Writer, file string, res drift.Result) {

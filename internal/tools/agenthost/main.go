@@ -1,8 +1,9 @@
 // Command agenthost runs the node agent's Machine (its Host) once, for the integration tests: inside a site's host
 // namespace, against its networkd and root, as symroute-agent runs it on a node. It prints the outcome as JSON,
-// on a line of its own after "outcome: " (the engine's lines go to stderr).
+// on a line of its own after "outcome: ", and verify's result after "result: " (the engine's lines go to stderr).
 //
 //	agenthost --root DIR [--api-fails] apply FILE
+//	agenthost --root DIR verify FILE
 //	agenthost --root DIR remove
 package main
 
@@ -15,6 +16,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/orchestration/agent"
 )
 
@@ -46,10 +48,19 @@ func main() {
 			b, _ := json.Marshal(out)
 			fmt.Printf("outcome: %s\n", b)
 		}
+	case len(args) == 2 && args[0] == "verify":
+		var desc []byte
+		if desc, err = os.ReadFile(args[1]); err == nil {
+			var res drift.Result
+			if res, err = m.Verify(ctx, desc); err == nil {
+				b, _ := json.Marshal(res)
+				fmt.Printf("result: %s\n", b)
+			}
+		}
 	case len(args) == 1 && args[0] == "remove":
 		err = m.Remove(ctx)
 	default:
-		err = errors.New("usage: agenthost --root DIR [--api-fails] apply FILE | remove")
+		err = errors.New("usage: agenthost --root DIR [--api-fails] apply FILE | verify FILE | remove")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agenthost:", err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/orchestration/agent"
 )
 
@@ -36,21 +37,44 @@ func agentHostBinary(t *testing.T) string {
 	return bin
 }
 
+// agentHost runs agenthost with args in the host namespace and decodes the JSON it prints after label.
+func (s *site) agentHost(label string, into any, args ...string) {
+	s.t.Helper()
+	code, out := s.Run(agentHostBinary(s.t), append([]string{"--root", s.Root}, args...)...)
+	_, line, ok := strings.Cut(out, label+": ")
+	if code != 0 || !ok {
+		s.t.Fatalf("agenthost %v exited %d:\n%s", args, code, out)
+	}
+	line, _, _ = strings.Cut(line, "\n")
+	if err := json.Unmarshal([]byte(line), into); err != nil {
+		s.t.Fatalf("agenthost's %s %q: %v", label, line, err)
+	}
+	s.t.Logf("agenthost %v:\n%s", args, out)
+}
+
 // agentApply runs the Machine's Apply on desc in the host namespace and returns its outcome.
 func (s *site) agentApply(desc string, args ...string) agent.Outcome {
 	s.t.Helper()
-	code, out := s.Run(agentHostBinary(s.t), append(append([]string{"--root", s.Root}, args...), "apply", desc)...)
-	_, line, ok := strings.Cut(out, "outcome: ")
-	if code != 0 || !ok {
-		s.t.Fatalf("agenthost apply exited %d:\n%s", code, out)
-	}
-	line, _, _ = strings.Cut(line, "\n")
 	var o agent.Outcome
-	if err := json.Unmarshal([]byte(line), &o); err != nil {
-		s.t.Fatalf("agenthost's outcome %q: %v", line, err)
-	}
-	s.t.Logf("agenthost apply %v:\n%s", args, out)
+	s.agentHost("outcome", &o, append(args, "apply", desc)...)
 	return o
+}
+
+// agentVerify runs the Machine's Verify on desc in the host namespace and returns its result.
+func (s *site) agentVerify(desc string) drift.Result {
+	s.t.Helper()
+	var res drift.Result
+	s.agentHost("result", &res, "verify", desc)
+	return res
+}
+
+func hasFinding(res drift.Result, kind drift.Kind, iface string) bool {
+	for _, f := range res.Findings {
+		if f.Kind == kind && f.Interface == iface {
+			return true
+		}
+	}
+	return false
 }
 
 // TestAgentHostTriesChecksAndRemoves: the node agent's Machine, with the real networkd, on the two-NIC site whose
@@ -115,6 +139,19 @@ func TestAgentHostTriesChecksAndRemoves(t *testing.T) {
 		t.Errorf("after the confirmed try: pending %+v, applied %+v", rec.Pending, rec.Applied)
 	}
 	s.mustSymroute(0, "verify", "-c", s.describe("host.yaml", twoNICDescription("loose")))
+	// The agent's own verify agrees, and finds a rule someone deleted; networkd restarted puts it back.
+	if res := s.agentVerify(desc); !res.OK() || len(res.Interfaces) != 2 {
+		t.Errorf("the agent's verify after the confirmed try: %+v", res)
+	}
+	s.Host.IP("rule", "del", "from", hostA)
+	if res := s.agentVerify(desc); res.OK() || !hasFinding(res, drift.RuleMissing, "eth-a") {
+		t.Errorf("the agent's verify with eth-a's rule deleted: %+v", res)
+	}
+	s.RestartNetworkd()
+	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a", "eth-b")
+	if res := s.agentVerify(desc); !res.OK() {
+		t.Errorf("the agent's verify with networkd's rules back: %+v", res)
+	}
 
 	code, out := s.Run(agentHostBinary(t), "--root", s.Root, "remove")
 	if code != 0 || !strings.Contains(out, "kept eth-a's own .network file") {

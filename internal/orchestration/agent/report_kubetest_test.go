@@ -1,0 +1,144 @@
+//go:build kubetest
+
+package agent_test
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/orchestration/agent"
+)
+
+// condition is the node's SymrouteVerified condition; nil when it has none.
+func (c *cluster) condition(t *testing.T, node string) *corev1.NodeCondition {
+	t.Helper()
+	n, err := c.admin.Kube.CoreV1().Nodes().Get(t.Context(), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == agent.ConditionType {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// events are the Events about node, oldest first.
+func (c *cluster) events(t *testing.T, node string) []eventsv1.Event {
+	t.Helper()
+	list, err := c.admin.Kube.EventsV1().Events(metav1.NamespaceDefault).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "Node" && e.Regarding.Name == node {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func wantCondition(t *testing.T, what string, got *corev1.NodeCondition, status corev1.ConditionStatus, reason string) {
+	t.Helper()
+	if got == nil || got.Status != status || got.Reason != reason || !strings.Contains(got.Message, "policy edge generation 1") {
+		t.Errorf("%s: condition %+v, want status %s reason %s naming the policy", what, got, status, reason)
+	}
+}
+
+func wantEvents(t *testing.T, what string, got []eventsv1.Event, reasons ...string) {
+	t.Helper()
+	var have []string
+	for _, e := range got {
+		have = append(have, e.Type+"/"+e.Reason)
+	}
+	if strings.Join(have, " ") != strings.Join(reasons, " ") {
+		t.Errorf("%s: events %v, want %v", what, have, reasons)
+	}
+}
+
+func metricsOf(a *agent.Agent) string {
+	var b strings.Builder
+	a.WriteMetrics(&b)
+	return b.String()
+}
+
+// TestDriftShowsOnTheNodeInEventsAndMetrics: the agent, as the service account, reports its node beyond the
+// RoutingNodeState. An apply that verified sets the Node's SymrouteVerified condition True and writes a Normal
+// Event; a verify that finds a rule missing turns the state to Drifted, the condition False with reason Drifted,
+// a Warning Event, and the metrics (verify's names, as the textfile has them) say so; the drift mended, all of it
+// returns to Verified. A verify that finds the same again writes nothing. Removing the policy removes the
+// condition.
+func TestDriftShowsOnTheNodeInEventsAndMetrics(t *testing.T) {
+	c := startCluster(t)
+	c.node(t, "n1", edge)
+	h := newHost(1)
+	a := c.newAgent(t, "n1", h)
+	c.policy(t, "edge", edgePolicy(description, nil))
+	if m := metricsOf(a); strings.Contains(m, "symroute_verify_success") {
+		t.Errorf("verify metrics before any verify:\n%s", m)
+	}
+
+	reconcile(t, a)
+	wantCondition(t, "applied", c.condition(t, "n1"), corev1.ConditionTrue, "Verified")
+	wantEvents(t, "applied", c.events(t, "n1"), "Normal/Verified")
+
+	h.drift(drift.Finding{Kind: drift.RuleMissing, Interface: "eth-a", Message: "rule 20010 from 192.168.1.11 lookup 1000 is missing"})
+	if err := a.Verify(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s := c.nodeState(t, "n1")
+	want(t, "drifted", s, map[string]any{"policy": "edge", "appliedGeneration": 1, "result": "Drifted"})
+	if msg, _ := s["message"].(string); !strings.Contains(msg, "rule 20010 from 192.168.1.11 lookup 1000 is missing") {
+		t.Errorf("drifted: message %q does not name the finding", msg)
+	}
+	if f, _ := s["findings"].([]any); len(f) != 1 {
+		t.Errorf("drifted: findings %v, want the one", s["findings"])
+	}
+	wantCondition(t, "drifted", c.condition(t, "n1"), corev1.ConditionFalse, "Drifted")
+	wantEvents(t, "drifted", c.events(t, "n1"), "Normal/Verified", "Warning/Drifted")
+	m := metricsOf(a)
+	for _, line := range []string{"symroute_verify_success 0\n", `symroute_verify_findings{kind="rule_missing"} 1`, `symroute_verify_interface_ok{interface="eth-a"} 0`,
+		`symroute_agent_result{policy="edge",result="Drifted"} 1`, `symroute_agent_result{policy="edge",result="Verified"} 0`, `symroute_agent_applied_generation{policy="edge"} 1`} {
+		if !strings.Contains(m, line) {
+			t.Errorf("drifted: metrics lack %q:\n%s", line, m)
+		}
+	}
+	want(t, "policy while drifted", c.policyStatus(t, "edge"), map[string]any{"nodes": 1, "verified": 0})
+
+	before := c.resourceVersions(t)
+	if err := a.Verify(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if after := c.resourceVersions(t); after != before {
+		t.Errorf("a verify that found the same drift again wrote: resource versions %s, then %s", before, after)
+	}
+	wantEvents(t, "the same drift again", c.events(t, "n1"), "Normal/Verified", "Warning/Drifted")
+
+	h.drift()
+	if err := a.Verify(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "mended", c.nodeState(t, "n1"), map[string]any{"result": "Verified", "appliedGeneration": 1})
+	wantCondition(t, "mended", c.condition(t, "n1"), corev1.ConditionTrue, "Verified")
+	wantEvents(t, "mended", c.events(t, "n1"), "Normal/Verified", "Warning/Drifted", "Normal/Verified")
+	if m := metricsOf(a); !strings.Contains(m, "symroute_verify_success 1\n") || !strings.Contains(m, `symroute_agent_result{policy="edge",result="Verified"} 1`) {
+		t.Errorf("mended: metrics\n%s", m)
+	}
+	if applied, _ := h.counts(); applied != 1 {
+		t.Errorf("verify applied: %d applies, want the first only", applied)
+	}
+
+	c.deletePolicy(t, "edge")
+	reconcile(t, a)
+	if cond := c.condition(t, "n1"); cond != nil {
+		t.Errorf("the policy is gone but the node keeps %+v", cond)
+	}
+	wantEvents(t, "removed", c.events(t, "n1"), "Normal/Verified", "Warning/Drifted", "Normal/Verified", "Normal/Removed")
+}
