@@ -40,8 +40,9 @@ const namespace = "symroute"
 // cluster is a real API server with symroute's CRDs and RBAC applied: admin sets the scene and reads the result;
 // the agents act as the DaemonSet's service account, so a verb rbac.yaml lacks fails the test.
 type cluster struct {
-	admin agent.Clients
-	agent agent.Clients
+	admin  agent.Clients
+	agent  agent.Clients
+	server *kubetest.Server
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -57,7 +58,7 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{admin: clients(t, adminConfig)}
+	c := &cluster{admin: clients(t, adminConfig), server: server}
 	ctx := t.Context()
 	if _, err := c.admin.Kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil || len(crds) != 2 {
 		t.Fatalf("CRDs %v: %v", crds, err)
 	}
-	for _, f := range append(crds, "../../../packaging/kubernetes/rbac.yaml") {
+	for _, f := range append(crds, "../../../packaging/kubernetes/rbac.yaml", "../../../packaging/kubernetes/admission.yaml") {
 		for _, obj := range manifests(t, f) {
 			c.create(t, obj)
 		}
@@ -135,12 +136,14 @@ func manifests(t *testing.T, file string) []*unstructured.Unstructured {
 
 // resources are the kinds the manifests hold.
 var resources = map[string]schema.GroupVersionResource{
-	"CustomResourceDefinition": {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
-	"ServiceAccount":           {Version: "v1", Resource: "serviceaccounts"},
-	"ClusterRole":              {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-	"ClusterRoleBinding":       {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-	"Role":                     {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-	"RoleBinding":              {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	"CustomResourceDefinition":         {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
+	"ServiceAccount":                   {Version: "v1", Resource: "serviceaccounts"},
+	"ClusterRole":                      {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	"ClusterRoleBinding":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	"Role":                             {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	"RoleBinding":                      {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	"ValidatingAdmissionPolicy":        {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicies"},
+	"ValidatingAdmissionPolicyBinding": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicybindings"},
 }
 
 func (c *cluster) create(t *testing.T, obj *unstructured.Unstructured) {
@@ -274,10 +277,27 @@ func (c *cluster) policyStatus(t *testing.T, name string) map[string]any {
 	return c.status(t, agent.PolicyResource, name)
 }
 
-// newAgent is one node's agent, acting as the service account, with its own fake machine.
+// newAgent is one node's agent, acting as the service account with a token bound to its Node (as the kubelet
+// binds a pod's token, with the node's name in it), with its own fake machine. The Node must exist.
 func (c *cluster) newAgent(t *testing.T, node string, host *fakeHost) *agent.Agent {
-	return &agent.Agent{Clients: c.agent, Node: node, Namespace: namespace, Host: host,
+	return &agent.Agent{Clients: c.nodeClients(t, node), Node: node, Namespace: namespace, Host: host,
 		Logf: func(format string, args ...any) { t.Logf(node+": "+format, args...) }}
+}
+
+// nodeClients act as the service account, with a token bound to node's Node object.
+func (c *cluster) nodeClients(t *testing.T, node string) agent.Clients {
+	t.Helper()
+	n, err := c.admin.Kube.CoreV1().Nodes().Get(t.Context(), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	request, err := c.admin.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(t.Context(), "symroute-agent",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600)),
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: node, UID: n.UID}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clients(t, &rest.Config{Host: c.server.URL, BearerToken: request.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: c.server.CAFile}})
 }
 
 func reconcile(t *testing.T, agents ...*agent.Agent) {

@@ -3,12 +3,15 @@
 package agent_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/orchestration/agent"
@@ -141,4 +144,56 @@ func TestDriftShowsOnTheNodeInEventsAndMetrics(t *testing.T) {
 		t.Errorf("the policy is gone but the node keeps %+v", cond)
 	}
 	wantEvents(t, "removed", c.events(t, "n1"), "Normal/Verified", "Warning/Drifted", "Normal/Verified", "Normal/Removed")
+}
+
+// TestAnAgentWritesOnlyItsOwnNode: RBAC lets the service account write node states and Node conditions; the
+// shipped admission policy narrows that to the node the agent's token is bound to. n1's agent may write its own
+// state and condition, and is refused n2's state, n2's condition, and its own Node's Ready condition; a token bound
+// to no node writes no state at all.
+func TestAnAgentWritesOnlyItsOwnNode(t *testing.T) {
+	c := startCluster(t)
+	c.node(t, "n1", edge)
+	c.node(t, "n2", edge)
+	n1 := c.nodeClients(t, "n1")
+	ctx := t.Context()
+	createState := func(cl agent.Clients, name string) error {
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion(agent.NodeStateResource.GroupVersion().String())
+		u.SetKind("RoutingNodeState")
+		u.SetName(name)
+		_, err := cl.Dynamic.Resource(agent.NodeStateResource).Create(ctx, u, metav1.CreateOptions{})
+		return err
+	}
+	patchCondition := func(cl agent.Clients, node, kind string) error {
+		patch := fmt.Sprintf(`{"status":{"conditions":[{"type":%q,"status":"False","reason":"Test","message":"test","lastHeartbeatTime":"2026-11-24T00:00:00Z","lastTransitionTime":"2026-11-24T00:00:00Z"}]}}`, kind)
+		_, err := cl.Kube.CoreV1().Nodes().PatchStatus(ctx, node, []byte(patch))
+		return err
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		if !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+			t.Errorf("%s: %v, want a refusal", what, err)
+		}
+	}
+	// The admission policy takes effect once the API server has compiled it: until n2's state is refused, it has
+	// not. The first refusal is the policy's (RBAC allows the create), so the waiting cannot hide a failure.
+	eventually(t, "the admission policy in force", func() bool {
+		err := createState(n1, "n2")
+		if err == nil {
+			c.admin.Dynamic.Resource(agent.NodeStateResource).Delete(ctx, "n2", metav1.DeleteOptions{})
+		}
+		return err != nil
+	})
+	if err := createState(n1, "n2"); !strings.Contains(fmt.Sprint(err), `may write only its own node's routingnodestates, not "n2"`) {
+		t.Errorf("n1 creating n2's state: %v", err)
+	}
+	if err := createState(n1, "n1"); err != nil {
+		t.Errorf("n1 creating its own state: %v", err)
+	}
+	if err := patchCondition(n1, "n1", string(agent.ConditionType)); err != nil {
+		t.Errorf("n1 setting its own condition: %v", err)
+	}
+	refused("n1 setting n2's condition", patchCondition(n1, "n2", string(agent.ConditionType)))
+	refused("n1 setting its own Ready condition", patchCondition(n1, "n1", "Ready"))
+	refused("a token bound to no node creating a state", createState(c.agent, "n3"))
 }
