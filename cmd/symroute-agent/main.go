@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -64,6 +65,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	meta, err := metadata.NewForConfig(config)
+	if err != nil {
+		return err
+	}
 	host := machine(kube)
 	host.Root, host.ProcSys, host.Wait, host.Checks = *root, *procSys, *wait, *checks
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -72,7 +77,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("watch the node's routing: %w", err)
 	}
-	a := &agent.Agent{Clients: agent.Clients{Kube: kube, Dynamic: dyn}, Node: node, Namespace: *namespace, Host: host,
+	a := &agent.Agent{Clients: agent.Clients{Kube: kube, Dynamic: dyn, Metadata: meta}, Node: node, Namespace: *namespace, Host: host,
 		LeaseDuration: *lease, Logf: log.Printf, VerifyEvery: *verifyEvery, Changes: changes}
 	if *metricsAddress != "" {
 		if err := serveMetrics(ctx, *metricsAddress, a.MetricsHandler()); err != nil {

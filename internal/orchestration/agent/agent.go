@@ -11,18 +11,19 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/symroute/symroute/internal/core/description"
@@ -59,10 +60,12 @@ type Host interface {
 	Verify(ctx context.Context, description []byte) (drift.Result, error)
 }
 
-// Clients are the API clients the agent uses: typed for Nodes and Leases, dynamic for symroute's resources.
+// Clients are the API clients the agent uses: typed for Nodes and Leases, dynamic for symroute's resources,
+// metadata for watching the Nodes' labels.
 type Clients struct {
-	Kube    kubernetes.Interface
-	Dynamic dynamic.Interface
+	Kube     kubernetes.Interface
+	Dynamic  dynamic.Interface
+	Metadata metadata.Interface
 }
 
 // DefaultLeaseDuration is how long a rollout slot stays taken after its holder's last renewal: the agent renews it
@@ -85,6 +88,8 @@ type Agent struct {
 	// change of the node's rules, routes, addresses or links, after which it verifies too.
 	VerifyEvery time.Duration
 	Changes     <-chan struct{}
+
+	cache *cacheView // Run's watch caches; nil: Reconcile reads the API server
 
 	mu       sync.Mutex // guards what the metrics read
 	verified lastVerify
@@ -115,17 +120,18 @@ func (a *Agent) leaseDuration() time.Duration {
 // or record what happened; a policy that does not hold on this node, or an apply rolled back, is recorded in the
 // node's state and is not an error of the agent's.
 func (a *Agent) Reconcile(ctx context.Context) error {
-	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
+	v := a.view()
+	labels, err := v.nodeLabels(ctx, a.Node)
 	if err != nil {
-		return fmt.Errorf("node %s: %w", a.Node, err)
+		return err
 	}
-	list, err := a.Dynamic.Resource(PolicyResource).List(ctx, metav1.ListOptions{})
+	list, err := v.policies(ctx)
 	if err != nil {
-		return fmt.Errorf("routing policies: %w", err)
+		return err
 	}
 	var policies []fleet.Policy
-	for i := range list.Items {
-		p, err := policyFrom(&list.Items[i])
+	for _, u := range list {
+		p, err := policyFrom(u)
 		if err != nil {
 			return err
 		}
@@ -137,11 +143,11 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	}
 	a.noteState(old)
 
-	p, conflict, ok := fleet.ForNode(policies, node.Labels)
+	p, conflict, ok := fleet.ForNode(policies, labels)
 	switch {
 	case conflict != nil:
 		// Nothing changes on the machine: which description the node should follow is the operator's to say.
-		return a.record(ctx, node, old, nodeStatus{Policy: old.Policy, AppliedGeneration: old.AppliedGeneration, Result: fleet.Invalid,
+		return a.record(ctx, old, nodeStatus{Policy: old.Policy, AppliedGeneration: old.AppliedGeneration, Result: fleet.Invalid,
 			Message: fmt.Sprintf("policies %s all select this node; narrow their nodeSelectors so one does", strings.Join(conflict, " and "))})
 	case !ok:
 		if old.Result == "" || old.Result == fleet.Removed {
@@ -151,7 +157,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			return fmt.Errorf("remove: %w", err)
 		}
 		a.logf("no policy selects node %s: removed symroute's configuration", a.Node)
-		return a.record(ctx, node, old, nodeStatus{Result: fleet.Removed, Message: "no RoutingPolicy selects this node; symroute's configuration is removed"})
+		return a.record(ctx, old, nodeStatus{Result: fleet.Removed, Message: "no RoutingPolicy selects this node; symroute's configuration is removed"})
 	}
 
 	// What is on the machine stays as it is while the description does not hold: the generation applied so far.
@@ -160,15 +166,15 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		applied = old.AppliedGeneration
 	}
 	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true}); rep.HasErrors(false) {
-		return a.record(ctx, node, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
+		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
 			Message: fmt.Sprintf("generation %d of the description does not hold on any node (its problems are in the policy's status):\n%s", p.Generation, errorLines(rep))})
 	}
 	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true, Node: a.Host.Addresses()}); rep.HasErrors(false) {
-		return a.record(ctx, node, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
+		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
 			Message: fmt.Sprintf("generation %d of the description does not hold on this node:\n%s", p.Generation, errorLines(rep))})
 	}
 
-	selected, states, err := a.fleetOf(ctx, p)
+	selected, states, err := fleetOf(ctx, a.view(), p)
 	if err != nil {
 		return err
 	}
@@ -187,7 +193,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	d := fleet.Next(p, a.Node, len(selected), states, leases, a.now())
 	if !d.Apply {
 		a.logf("policy %s: %s", p.Name, d.Why)
-		return a.WritePolicyStatus(ctx, p.Name)
+		return a.writePolicyStatus(ctx, p.Name)
 	}
 	lease, err := a.takeLease(ctx, d.Lease)
 	if errors.Is(err, errLeaseLost) {
@@ -208,7 +214,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if applyErr != nil {
 		// How the apply ended is unknown: the slot stays taken until it expires, so the rollout does not move on
 		// past a node in an unknown state, and the node's state stops the rollout.
-		if err := a.record(ctx, node, old, nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation, Result: fleet.RolledBack,
+		if err := a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation, Result: fleet.RolledBack,
 			Message: fmt.Sprintf("the apply of generation %d failed: %v", p.Generation, applyErr)}); err != nil {
 			return errors.Join(applyErr, err)
 		}
@@ -218,7 +224,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if !outcome.Verified {
 		s.Result = fleet.RolledBack
 	}
-	if err := a.record(ctx, node, old, s); err != nil {
+	if err := a.record(ctx, old, s); err != nil {
 		return err
 	}
 	// The state says how the node ended (a rollback stops the rollout there), so the slot is free again.
@@ -227,16 +233,20 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 
 // record writes the node's state, its condition and Event, and the counts of the policies it concerns: the one it
 // follows now and, when it changed, the one it followed.
-func (a *Agent) record(ctx context.Context, node *corev1.Node, old, s nodeStatus) error {
+func (a *Agent) record(ctx context.Context, old, s nodeStatus) error {
 	s = s.next(old, a.now())
-	if err := a.writeOwnState(ctx, s); err != nil {
-		return err
+	var errs []error
+	// A state that says what it said already (a conflict still there, say) is neither written nor reported again.
+	if !reflect.DeepEqual(s.object(), old.object()) {
+		if err := a.writeOwnState(ctx, s); err != nil {
+			return err
+		}
+		a.noteState(s)
+		errs = append(errs, a.report(ctx, old, s))
 	}
-	a.noteState(s)
-	errs := []error{a.report(ctx, node, old, s)}
 	for _, name := range []string{s.Policy, old.Policy} {
 		if name != "" {
-			errs = append(errs, a.WritePolicyStatus(ctx, name))
+			errs = append(errs, a.writePolicyStatus(ctx, name))
 		}
 		if old.Policy == s.Policy {
 			break
@@ -247,12 +257,9 @@ func (a *Agent) record(ctx context.Context, node *corev1.Node, old, s nodeStatus
 
 // ownState is the node's RoutingNodeState's status; zero when there is none yet.
 func (a *Agent) ownState(ctx context.Context) (nodeStatus, error) {
-	u, err := a.Dynamic.Resource(NodeStateResource).Get(ctx, a.Node, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nodeStatus{}, nil
-	}
-	if err != nil {
-		return nodeStatus{}, fmt.Errorf("routing node state %s: %w", a.Node, err)
+	u, err := a.view().state(ctx, a.Node)
+	if err != nil || u == nil {
+		return nodeStatus{}, err
 	}
 	return nodeStatusFrom(u), nil
 }
@@ -285,23 +292,24 @@ func (a *Agent) writeOwnState(ctx context.Context, s nodeStatus) error {
 
 // fleetOf reads what p's rollout and counts are computed from: the names of the nodes p selects and every node's
 // RoutingNodeState (a node p no longer selects may still hold one of its generations).
-func (c *Clients) fleetOf(ctx context.Context, p fleet.Policy) (selected []string, states []fleet.NodeState, err error) {
-	nodes, err := c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+func fleetOf(ctx context.Context, v view, p fleet.Policy) (selected []string, states []fleet.NodeState, err error) {
+	nodes, err := v.nodes(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("nodes: %w", err)
+		return nil, nil, err
 	}
-	for _, n := range nodes.Items {
-		if p.Selector.Matches(n.Labels) {
-			selected = append(selected, n.Name)
+	for name, labels := range nodes {
+		if p.Selector.Matches(labels) {
+			selected = append(selected, name)
 		}
 	}
-	list, err := c.Dynamic.Resource(NodeStateResource).List(ctx, metav1.ListOptions{})
+	sort.Strings(selected)
+	list, err := v.states(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("routing node states: %w", err)
+		return nil, nil, err
 	}
-	for i := range list.Items {
-		s := nodeStatusFrom(&list.Items[i])
-		states = append(states, fleet.NodeState{Node: list.Items[i].GetName(), Policy: s.Policy, AppliedGeneration: s.AppliedGeneration, Result: s.Result})
+	for _, u := range list {
+		s := nodeStatusFrom(u)
+		states = append(states, fleet.NodeState{Node: u.GetName(), Policy: s.Policy, AppliedGeneration: s.AppliedGeneration, Result: s.Result})
 	}
 	return selected, states, nil
 }

@@ -364,3 +364,69 @@ func TestRunActsOnWatchedChanges(t *testing.T) {
 	settled("n1 removing", hosts[0], 1, 1)
 	wantCounts(t, hosts[1], "n2", 1, 1)
 }
+
+// TestRunDecidesFromItsWatchCaches: an event reaches every agent, and under Run an agent decides from its watch
+// caches, not from reads of the API server: when n1's state turns Drifted, n2 (whose own state does not change)
+// reconciles on that event with no get or list request at all. Reconcile called alone reads the API server, as
+// a control, so the count can see reads.
+func TestRunDecidesFromItsWatchCaches(t *testing.T) {
+	c := startCluster(t)
+	c.node(t, "n1", edge)
+	c.node(t, "n2", edge)
+	h1, h2 := newHost(1), newHost(2)
+	a1 := c.newAgent(t, "n1", h1)
+	config := c.nodeConfig(t, "n2")
+	var n2reads reads
+	config.WrapTransport = n2reads.wrap
+	a2 := &agent.Agent{Clients: clients(t, config), Node: "n2", Namespace: namespace, Host: h2,
+		Logf: func(format string, args ...any) { t.Logf("n2: "+format, args...) }}
+	changes := make(chan struct{}, 1)
+	a1.Changes = changes
+	for _, a := range []*agent.Agent{a1, a2} {
+		a.VerifyEvery = time.Hour
+	}
+	reconciles := make(chan string, 100)
+	a2.Logf = func(format string, args ...any) {
+		t.Logf("n2: "+format, args...)
+		reconciles <- fmt.Sprintf(format, args...)
+	}
+
+	before := n2reads.n.Load()
+	reconcile(t, a2)
+	if n2reads.n.Load() == before {
+		t.Fatal("a Reconcile outside Run sent no read: the count cannot see reads")
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var running sync.WaitGroup
+	t.Cleanup(func() { cancel(); running.Wait() })
+	for _, a := range []*agent.Agent{a1, a2} {
+		running.Go(func() {
+			if err := a.Run(ctx, time.Hour); err != nil {
+				t.Errorf("%s: %v", a.Node, err)
+			}
+		})
+	}
+	c.policy(t, "edge", edgePolicy(description, 2))
+	eventually(t, "the rollout complete", func() bool { return fmt.Sprint(c.policyStatus(t, "edge")["rollout"]) == "Complete" })
+	// n2 logs each reconcile that has nothing to do ("generation 1 is applied here"): drain them, then count.
+	time.Sleep(time.Second)
+	for len(reconciles) > 0 {
+		<-reconciles
+	}
+	before = n2reads.n.Load()
+	h1.drift(drift.Finding{Kind: drift.RuleMissing, Interface: "eth-a", Message: "rule 20010 is missing"})
+	changes <- struct{}{}
+	eventually(t, "n1 drifted", func() bool { return c.nodeState(t, "n1")["result"] == "Drifted" })
+	select {
+	case line := <-reconciles:
+		if !strings.Contains(line, "is applied here") {
+			t.Errorf("n2 reconciled to %q", line)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("n2 did not reconcile on n1's state")
+	}
+	if n := n2reads.n.Load() - before; n != 0 {
+		t.Errorf("n2 sent %d get or list requests reconciling on n1's state, want none (its caches hold everything)", n)
+	}
+}

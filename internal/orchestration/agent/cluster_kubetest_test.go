@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	kjson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -103,7 +106,11 @@ func clients(t *testing.T, config *rest.Config) agent.Clients {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return agent.Clients{Kube: kube, Dynamic: dyn}
+	meta, err := metadata.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return agent.Clients{Kube: kube, Dynamic: dyn, Metadata: meta}
 }
 
 // manifests reads a multi-document YAML file as unstructured objects, numbers as the API's JSON has them.
@@ -287,6 +294,12 @@ func (c *cluster) newAgent(t *testing.T, node string, host *fakeHost) *agent.Age
 // nodeClients act as the service account, with a token bound to node's Node object.
 func (c *cluster) nodeClients(t *testing.T, node string) agent.Clients {
 	t.Helper()
+	return clients(t, c.nodeConfig(t, node))
+}
+
+// nodeConfig is the client configuration nodeClients uses.
+func (c *cluster) nodeConfig(t *testing.T, node string) *rest.Config {
+	t.Helper()
 	n, err := c.admin.Kube.CoreV1().Nodes().Get(t.Context(), node, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -297,8 +310,24 @@ func (c *cluster) nodeClients(t *testing.T, node string) agent.Clients {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return clients(t, &rest.Config{Host: c.server.URL, BearerToken: request.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: c.server.CAFile}})
+	return &rest.Config{Host: c.server.URL, BearerToken: request.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: c.server.CAFile}}
 }
+
+// reads counts the GET requests (gets, lists) a client sends, watches apart.
+type reads struct{ n atomic.Int64 }
+
+func (r *reads) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(req *http.Request) (*http.Response, error) {
+		if req.Method == http.MethodGet && req.URL.Query().Get("watch") != "true" {
+			r.n.Add(1)
+		}
+		return rt.RoundTrip(req)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }
 
 func reconcile(t *testing.T, agents ...*agent.Agent) {
 	t.Helper()

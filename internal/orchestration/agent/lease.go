@@ -20,14 +20,13 @@ var errLeaseLost = errors.New("another node took the lease")
 func (a *Agent) leases(ctx context.Context, p fleet.Policy, nodes int) ([]fleet.Lease, error) {
 	var out []fleet.Lease
 	for _, name := range fleet.LeaseNames(p.Name, p.Budget(nodes)) {
-		l, err := a.Kube.CoordinationV1().Leases(a.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
+		l, err := a.view().lease(ctx, a.Namespace, name)
 		if err != nil {
-			return nil, fmt.Errorf("lease %s/%s: %w", a.Namespace, name, err)
+			return nil, err
 		}
-		out = append(out, leaseFrom(l))
+		if l != nil {
+			out = append(out, leaseFrom(l))
+		}
 	}
 	return out, nil
 }

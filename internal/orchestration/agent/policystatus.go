@@ -76,25 +76,24 @@ func policyStatus(p fleet.Policy, sum Summary) map[string]any {
 	}
 }
 
-// WritePolicyStatus recomputes policy name's status from the API server's objects (the policy, the Nodes and the
-// RoutingNodeStates) and writes it when it changed. Every agent runs it after changing its own state: there is no
-// controller of its own to deploy, and since each write is computed from a read made after the writer's own state
-// and is guarded by the policy's resourceVersion, the last write always counts every state written before it.
-// A policy that is gone has no status to write.
-func (c *Clients) WritePolicyStatus(ctx context.Context, name string) error {
+// writePolicyStatus recomputes policy name's status from the policy, the Nodes and the RoutingNodeStates and
+// writes it when it changed. Every agent runs it after changing its own state: there is no controller of its own
+// to deploy. Each write is guarded by the policy's resourceVersion, and every state written is an event that
+// makes each agent compute the counts again, so the last write counts every state written before it. The first
+// attempt reads the agent's view (Run's caches); after a conflict, the API server. A policy that is gone has no
+// status to write.
+func (a *Agent) writePolicyStatus(ctx context.Context, name string) error {
+	v := a.view()
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		u, err := c.Dynamic.Resource(PolicyResource).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
+		u, err := v.policy(ctx, name)
+		if err != nil || u == nil {
 			return err
 		}
 		p, err := policyFrom(u)
 		if err != nil {
 			return err
 		}
-		selected, states, err := c.fleetOf(ctx, p)
+		selected, states, err := fleetOf(ctx, v, p)
 		if err != nil {
 			return err
 		}
@@ -109,8 +108,14 @@ func (c *Clients) WritePolicyStatus(ctx context.Context, name string) error {
 		for k, v := range status {
 			old[k] = v
 		}
+		u = u.DeepCopy() // the cache's object stays as the API server sent it
 		u.Object["status"] = old
-		if _, err := c.Dynamic.Resource(PolicyResource).UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {
+		_, err = a.Dynamic.Resource(PolicyResource).UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		if apierrors.IsConflict(err) {
+			v = apiView{&a.Clients}
+			return err
+		}
+		if err != nil {
 			return fmt.Errorf("policy %s status: %w", name, err)
 		}
 		return nil

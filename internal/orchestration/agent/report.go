@@ -122,7 +122,13 @@ func truncate(s string, n int) string {
 
 // report puts s on the Node: its condition, and an Event when the state changed. A failure is logged and
 // returned: the RoutingNodeState, written first, is the record; these are views of it.
-func (a *Agent) report(ctx context.Context, node *corev1.Node, old, s nodeStatus) error {
+func (a *Agent) report(ctx context.Context, old, s nodeStatus) error {
+	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
+	if err != nil {
+		err = fmt.Errorf("node %s: %w", a.Node, err)
+		a.logf("%v", err)
+		return err
+	}
 	var errs []error
 	if patch := conditionPatch(node, s, a.now()); patch != nil {
 		if _, err := a.Kube.CoreV1().Nodes().PatchStatus(ctx, node.Name, patch); err != nil {

@@ -3,12 +3,13 @@ package agent
 import (
 	"context"
 	"errors"
+	"maps"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -33,7 +34,7 @@ const DefaultVerifyEvery = 10 * time.Minute
 const changeSettle = 2 * time.Second
 
 // Run reconciles the node whenever something it decides from changes, until ctx ends: the RoutingPolicies, the
-// node's own Node (its labels), every RoutingNodeState (another node's rollback stops the rollout) and the
+// Nodes' labels (its own, and the others' for the policy's counts), every RoutingNodeState (another node's rollback stops the rollout) and the
 // rollout's Leases in the agent's namespace (a slot freed lets this node start). It watches them and does not
 // poll; resync replays every object to the handlers once a period, so a change whose event was missed is acted
 // on then. Changes that arrive while a Reconcile runs (an Apply takes seconds) come to one more Reconcile. It also
@@ -51,31 +52,42 @@ func (a *Agent) Run(ctx context.Context, resync time.Duration) error {
 		UpdateFunc: func(any, any) { trigger() },
 		DeleteFunc: func(any) { trigger() },
 	}
-	ownNode := func(o *metav1.ListOptions) {
-		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", a.Node).String()
+	// A Node's object changes with its status (the kubelet's reports); what the agent decides from is its name and
+	// labels, so only those wake it.
+	nodeHandler := handler
+	nodeHandler.UpdateFunc = func(before, after any) {
+		b, okB := before.(*metav1.PartialObjectMetadata)
+		n, okN := after.(*metav1.PartialObjectMetadata)
+		if !okB || !okN || !maps.Equal(b.Labels, n.Labels) {
+			trigger()
+		}
 	}
-	watches := []struct {
-		resource  schema.GroupVersionResource
-		namespace string
-		tweak     dynamicinformer.TweakListOptionsFunc
+	if a.Metadata == nil {
+		return errors.New("Run needs a metadata client (Clients.Metadata) to watch the Nodes")
+	}
+	informers := []struct {
+		informer cache.SharedIndexInformer
+		handler  cache.ResourceEventHandler
 	}{
-		{PolicyResource, "", nil},
-		{NodeStateResource, "", nil},
-		{nodeResource, "", ownNode},
-		{leaseResource, a.Namespace, nil},
+		{metadatainformer.NewFilteredMetadataInformer(a.Metadata, nodeResource, "", resync, cache.Indexers{}, nil).Informer(), nodeHandler},
+		{dynamicinformer.NewFilteredDynamicInformer(a.Dynamic, PolicyResource, "", resync, cache.Indexers{}, nil).Informer(), handler},
+		{dynamicinformer.NewFilteredDynamicInformer(a.Dynamic, NodeStateResource, "", resync, cache.Indexers{}, nil).Informer(), handler},
+		{dynamicinformer.NewFilteredDynamicInformer(a.Dynamic, leaseResource, a.Namespace, resync, cache.Indexers{}, nil).Informer(), handler},
 	}
 	var synced []cache.InformerSynced
-	for _, w := range watches {
-		informer := dynamicinformer.NewFilteredDynamicInformer(a.Dynamic, w.resource, w.namespace, resync, cache.Indexers{}, w.tweak).Informer()
-		if _, err := informer.AddEventHandler(handler); err != nil {
+	for _, w := range informers {
+		if _, err := w.informer.AddEventHandler(w.handler); err != nil {
 			return err
 		}
-		go informer.RunWithContext(ctx)
-		synced = append(synced, informer.HasSynced)
+		go w.informer.RunWithContext(ctx)
+		synced = append(synced, w.informer.HasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ctx.Err()
 	}
+	a.cache = &cacheView{nodeStore: informers[0].informer.GetStore(), policyStore: informers[1].informer.GetStore(),
+		stateStore: informers[2].informer.GetStore(), leaseStore: informers[3].informer.GetStore()}
+	defer func() { a.cache = nil }()
 	trigger()
 
 	// The first verify runs at once (the metrics have something to say from the start); then one runs when the

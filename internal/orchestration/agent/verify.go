@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/symroute/symroute/internal/core/fleet"
 )
 
@@ -24,12 +21,12 @@ func (a *Agent) Verify(ctx context.Context) error {
 	if old.Policy == "" || old.Result != fleet.Verified && old.Result != fleet.Drifted {
 		return nil
 	}
-	u, err := a.Dynamic.Resource(PolicyResource).Get(ctx, old.Policy, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil // the reconcile the deletion's event started removes the configuration
-	}
+	u, err := a.view().policy(ctx, old.Policy)
 	if err != nil {
-		return fmt.Errorf("routing policy %s: %w", old.Policy, err)
+		return err
+	}
+	if u == nil {
+		return nil // the reconcile the deletion's event started removes the configuration
 	}
 	p, err := policyFrom(u)
 	if err != nil {
@@ -53,12 +50,8 @@ func (a *Agent) Verify(ctx context.Context) error {
 	if s.Result == fleet.Verified && old.Result == fleet.Verified {
 		return nil // still as the apply left it: the state keeps the apply's message, nothing is written
 	}
-	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("node %s: %w", a.Node, err)
-	}
 	if s.Result != old.Result {
 		a.logf("policy %s: %s", p.Name, s.Message)
 	}
-	return a.record(ctx, node, old, s)
+	return a.record(ctx, old, s)
 }
