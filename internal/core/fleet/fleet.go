@@ -71,6 +71,15 @@ type Policy struct {
 	// MaxUnavailable is the rollout's budget as the policy gives it: "" (1), a count ("2") or a percentage
 	// ("25%"), which the CRD's rules have checked.
 	MaxUnavailable string
+	Checks         Checks
+}
+
+// Checks are a policy's settings for the checks an agent runs after an apply verified.
+type Checks struct {
+	// Timeout bounds them; zero leaves it to the agent's own setting.
+	Timeout time.Duration
+	// SkipGateways are interfaces whose gateway is not checked.
+	SkipGateways []string
 }
 
 // Budget is how many of n selected nodes may be changing at once: a count as given, a percentage of n rounded

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -50,9 +51,9 @@ type Host interface {
 	// Addresses are the live addresses of the node's links, by link name, as discover reads them: the addresses an
 	// interface of the policy that lists none takes on this node.
 	Addresses() map[string][]netip.Prefix
-	// Apply applies a description (the policy's text) as symroute try does and confirms it only when its checks
-	// pass. An error means the apply could not say how it ended.
-	Apply(ctx context.Context, description []byte) (Outcome, error)
+	// Apply applies a description (the policy's text) as symroute try does and confirms it only when its checks,
+	// as the policy sets them, pass. An error means the apply could not say how it ended.
+	Apply(ctx context.Context, description []byte, checks fleet.Checks) (Outcome, error)
 	// Remove removes symroute's configuration, as symroute remove does.
 	Remove(ctx context.Context) error
 	// Verify compares the node's routing with a description, as symroute verify does, changing nothing. An error
@@ -165,9 +166,14 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if old.Policy == p.Name {
 		applied = old.AppliedGeneration
 	}
-	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true}); rep.HasErrors(false) {
+	host, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true})
+	if rep.HasErrors(false) {
 		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
 			Message: fmt.Sprintf("generation %d of the description does not hold on any node (its problems are in the policy's status):\n%s", p.Generation, errorLines(rep))})
+	}
+	if unknown := unknownInterfaces(host, p.Checks.SkipGateways); len(unknown) > 0 {
+		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
+			Message: fmt.Sprintf("generation %d: spec.checks.skipGateways names %s, which the description does not have", p.Generation, strings.Join(unknown, ", "))})
 	}
 	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true, Node: a.Host.Addresses()}); rep.HasErrors(false) {
 		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
@@ -207,7 +213,7 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	renewing, stopRenewing := context.WithCancel(ctx)
 	renewed := make(chan *coordinationv1.Lease, 1)
 	go func() { renewed <- a.renew(renewing, lease) }()
-	outcome, applyErr := a.Host.Apply(ctx, []byte(p.Description))
+	outcome, applyErr := a.Host.Apply(ctx, []byte(p.Description), p.Checks)
 	stopRenewing()
 	lease = <-renewed
 
@@ -312,4 +318,15 @@ func fleetOf(ctx context.Context, v view, p fleet.Policy) (selected []string, st
 		states = append(states, fleet.NodeState{Node: u.GetName(), Policy: s.Policy, AppliedGeneration: s.AppliedGeneration, Result: s.Result})
 	}
 	return selected, states, nil
+}
+
+// unknownInterfaces are the names that are not interfaces of host.
+func unknownInterfaces(host *description.Host, names []string) []string {
+	var out []string
+	for _, name := range names {
+		if !slices.ContainsFunc(host.Interfaces, func(i description.Interface) bool { return i.Name == name }) {
+			out = append(out, name)
+		}
+	}
+	return out
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -429,4 +430,30 @@ func TestRunDecidesFromItsWatchCaches(t *testing.T) {
 	if n := n2reads.n.Load() - before; n != 0 {
 		t.Errorf("n2 sent %d get or list requests reconciling on n1's state, want none (its caches hold everything)", n)
 	}
+}
+
+// TestThePolicySetsTheChecks: a policy's spec.checks reach the node's apply (the timeout and the gateways to
+// skip), and a skipGateways entry that is not an interface of the description makes the policy Invalid on the
+// node, naming it, with nothing applied.
+func TestThePolicySetsTheChecks(t *testing.T) {
+	c := startCluster(t)
+	agents, hosts := c.edgeNodes(t, 1)
+	spec := edgePolicy(description, nil)
+	spec["checks"] = map[string]any{"timeoutSeconds": int64(45), "skipGateways": []any{"eth-9"}}
+	c.policy(t, "edge", spec)
+	reconcile(t, agents...)
+	wantCounts(t, hosts[0], "n1", 0, 0)
+	s := c.nodeState(t, "n1")
+	if s["result"] != "Invalid" || !strings.Contains(fmt.Sprint(s["message"]), "spec.checks.skipGateways names eth-9") {
+		t.Errorf("a skipGateways entry the description lacks: %v", s)
+	}
+
+	spec["checks"] = map[string]any{"timeoutSeconds": int64(45), "skipGateways": []any{"eth-b"}}
+	c.policy(t, "edge", spec)
+	reconcile(t, agents...)
+	wantCounts(t, hosts[0], "n1", 1, 0)
+	if got := hosts[0].checks[0]; got.Timeout != 45*time.Second || !slices.Equal(got.SkipGateways, []string{"eth-b"}) {
+		t.Errorf("the apply's checks: %+v, want 45s and eth-b skipped", got)
+	}
+	want(t, "n1", c.nodeState(t, "n1"), map[string]any{"result": "Verified", "appliedGeneration": 2})
 }

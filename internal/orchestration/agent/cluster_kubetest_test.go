@@ -33,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/fleet"
 	"github.com/symroute/symroute/internal/orchestration/agent"
 	"github.com/symroute/symroute/internal/tools/kubetest"
 )
@@ -345,6 +346,7 @@ type fakeHost struct {
 	outcome   agent.Outcome
 	err       error // Apply's error, when set
 	applied   []string
+	checks    []fleet.Checks // each Apply's
 	removed   int
 	drifted   []drift.Finding // what Verify finds
 	verifies  int
@@ -369,10 +371,11 @@ func (h *fakeHost) Addresses() map[string][]netip.Prefix {
 	return h.addresses
 }
 
-func (h *fakeHost) Apply(ctx context.Context, description []byte) (agent.Outcome, error) {
+func (h *fakeHost) Apply(ctx context.Context, description []byte, checks fleet.Checks) (agent.Outcome, error) {
 	h.mu.Lock()
 	block, started := h.block, h.started
 	h.applied = append(h.applied, string(description))
+	h.checks = append(h.checks, checks)
 	outcome, err := h.outcome, h.err
 	h.mu.Unlock()
 	if block != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/drift"
 	"github.com/symroute/symroute/internal/core/fileset"
+	"github.com/symroute/symroute/internal/core/fleet"
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/edges/kernel"
@@ -138,7 +140,7 @@ func (m *Machine) session(ctx context.Context, force bool) (e *apply.Engine, r *
 // Apply applies the policy's description to this node as symroute try does, then runs the agent's checks (every
 // described gateway answers from its interface's address, the API server is still reachable) and confirms the
 // try only when they pass; otherwise it rolls the try back, with the engine's exact inverse.
-func (m *Machine) Apply(ctx context.Context, desc []byte) (Outcome, error) {
+func (m *Machine) Apply(ctx context.Context, desc []byte, settings fleet.Checks) (Outcome, error) {
 	p, refused := m.plan(desc)
 	if refused != "" {
 		return Outcome{Message: "nothing was changed: " + refused}, nil
@@ -154,10 +156,10 @@ func (m *Machine) Apply(ctx context.Context, desc []byte) (Outcome, error) {
 	if err != nil || refused != "" {
 		return Outcome{Message: "nothing was changed: " + refused}, err
 	}
-	wait, checks := orDefault(m.Wait, 30*time.Second), orDefault(m.Checks, 30*time.Second)
+	wait, checks := orDefault(m.Wait, 30*time.Second), orDefault(settings.Timeout, orDefault(m.Checks, 30*time.Second))
 	// The deadline outlasts networkd's take-up and verification (Wait) and the checks after them (Checks).
 	req := apply.Request{Plan: p, Files: files, Description: "RoutingPolicy", Op: record.OpTry, Deadline: time.Now().Add(wait + checks)}
-	return settle(ctx, e, req, m.checks(p))
+	return settle(ctx, e, req, m.checks(p, settings.SkipGateways))
 }
 
 // plan is the policy's description on this node, with the addresses its links have; refused says why there is
@@ -225,15 +227,18 @@ type check struct {
 	run  func(ctx context.Context) error
 }
 
-// checks are the gateway of every described interface, each from the interface's first address of its family,
-// and the API server.
-func (m *Machine) checks(p *plan.Plan) []check {
+// checks are the gateway of every described interface but those skipped, each from the interface's first address
+// of its family, and the API server.
+func (m *Machine) checks(p *plan.Plan, skipGateways []string) []check {
 	gateway := m.Gateway
 	if gateway == nil {
 		gateway = PingGateway
 	}
 	var out []check
 	for _, ifc := range p.Interfaces {
+		if slices.Contains(skipGateways, ifc.Name) {
+			continue
+		}
 		for _, gw := range []netip.Addr{ifc.Gateway, ifc.Gateway6} {
 			if !gw.IsValid() {
 				continue

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/symroute/symroute/internal/core/plan"
 	"github.com/symroute/symroute/internal/core/record"
 	"github.com/symroute/symroute/internal/orchestration/apply"
+	"github.com/symroute/symroute/internal/tools/testenv"
 )
 
 // fakeEngine is the apply engine's try as settle sees it: what Apply returns, and which of Confirm and
@@ -190,7 +190,7 @@ func TestChecks(t *testing.T) {
 		},
 		APIReachable: func(context.Context) error { asked = append(asked, "api"); return nil },
 	}
-	for _, c := range m.checks(p) {
+	for _, c := range m.checks(p, nil) {
 		if err := c.run(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -199,16 +199,24 @@ func TestChecks(t *testing.T) {
 	if got := strings.Join(asked, ", "); got != want {
 		t.Fatalf("checked %s, want %s", got, want)
 	}
+	// A policy's skipGateways leaves the interface's gateways out, never the API server.
+	asked = nil
+	for _, c := range m.checks(p, []string{"eth-a"}) {
+		if err := c.run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Join(asked, ", "); got != "api" {
+		t.Fatalf("with eth-a's gateways skipped, checked %s", got)
+	}
 	// Without a check of the API server, nothing is confirmed.
-	if err := (&Machine{}).checks(&plan.Plan{})[0].run(context.Background()); err == nil {
+	if err := (&Machine{}).checks(&plan.Plan{}, nil)[0].run(context.Background()); err == nil {
 		t.Fatal("a Machine without APIReachable passes its checks")
 	}
 }
 
 func TestPingGatewayLoopback(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("a raw ICMP socket needs root")
-	}
+	testenv.Root(t, "a raw ICMP socket needs root")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, a := range []string{"127.0.0.1", "::1"} {

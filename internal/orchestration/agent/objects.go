@@ -37,6 +37,14 @@ func policyFrom(u *unstructured.Unstructured) (fleet.Policy, error) {
 			return p, fmt.Errorf("policy %s: spec.rollout.maxUnavailable is %T, want a number or a percentage", p.Name, raw)
 		}
 	}
+	if secs, found, err := unstructured.NestedInt64(u.Object, "spec", "checks", "timeoutSeconds"); err != nil {
+		return p, fmt.Errorf("policy %s: spec.checks.timeoutSeconds: %v", p.Name, err)
+	} else if found {
+		p.Checks.Timeout = time.Duration(secs) * time.Second
+	}
+	if p.Checks.SkipGateways, _, err = unstructured.NestedStringSlice(u.Object, "spec", "checks", "skipGateways"); err != nil {
+		return p, fmt.Errorf("policy %s: spec.checks.skipGateways: %v", p.Name, err)
+	}
 	sel, found, err := unstructured.NestedMap(u.Object, "spec", "nodeSelector")
 	if err != nil {
 		return p, fmt.Errorf("policy %s: %v", p.Name, err)

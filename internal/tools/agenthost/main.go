@@ -2,7 +2,7 @@
 // namespace, against its networkd and root, as symroute-agent runs it on a node. It prints the outcome as JSON,
 // on a line of its own after "outcome: ", and verify's result after "result: " (the engine's lines go to stderr).
 //
-//	agenthost --root DIR [--api-fails] apply FILE
+//	agenthost --root DIR [--api-fails] [--skip-gateway IFACE] apply FILE
 //	agenthost --root DIR verify FILE
 //	agenthost --root DIR remove
 package main
@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/symroute/symroute/internal/core/drift"
+	"github.com/symroute/symroute/internal/core/fleet"
 	"github.com/symroute/symroute/internal/orchestration/agent"
 )
 
 func main() {
 	root := flag.String("root", "/", "the system's root")
 	apiFails := flag.Bool("api-fails", false, "the API server does not answer")
+	skipGateway := flag.String("skip-gateway", "", "an interface whose gateway is not checked, as a policy's spec.checks.skipGateways")
 	flag.Parse()
 	m := &agent.Machine{
 		Root: *root,
@@ -44,7 +46,11 @@ func main() {
 		var desc []byte
 		if desc, err = os.ReadFile(args[1]); err == nil {
 			var out agent.Outcome
-			out, err = m.Apply(ctx, desc)
+			var checks fleet.Checks
+			if *skipGateway != "" {
+				checks.SkipGateways = []string{*skipGateway}
+			}
+			out, err = m.Apply(ctx, desc, checks)
 			b, _ := json.Marshal(out)
 			fmt.Printf("outcome: %s\n", b)
 		}
@@ -60,7 +66,7 @@ func main() {
 	case len(args) == 1 && args[0] == "remove":
 		err = m.Remove(ctx)
 	default:
-		err = errors.New("usage: agenthost --root DIR [--api-fails] apply FILE | verify FILE | remove")
+		err = errors.New("usage: agenthost --root DIR [--api-fails] [--skip-gateway IFACE] apply FILE | verify FILE | remove")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agenthost:", err)

@@ -126,6 +126,11 @@ func TestAgentHostTriesChecksAndRemoves(t *testing.T) {
 	if now := s.tree("etc"); !maps.EqualFunc(now, files, bytes.Equal) {
 		t.Errorf("the rollback left files changed: %v, before %v", keys(now), keys(files))
 	}
+	// A policy that skips eth-b's gateway confirms over it; the API server is still asked.
+	if o := s.agentApply(desc, "--skip-gateway", "eth-b"); !o.Verified || !strings.Contains(o.Message, "confirmed") {
+		t.Fatalf("with eth-b's silent gateway skipped: %+v", o)
+	}
+	s.expectClient(true, "after the try that skipped eth-b's gateway")
 	s.GW.Exec("nft", "delete table inet agenttest")
 
 	o = s.agentApply(desc)

@@ -67,6 +67,10 @@ func TestShippedCRDsCheckTheShapeAtAdmission(t *testing.T) {
 		{"unknown-operator", map[string]any{"description": description,
 			"nodeSelector": map[string]any{"matchExpressions": []any{map[string]any{"key": "role", "operator": "Gt", "values": []any{"1"}}}}}, "Unsupported value"},
 		{"no-description", map[string]any{}, "spec.description: Required value"},
+		{"checks", map[string]any{"description": description, "checks": map[string]any{"timeoutSeconds": 90, "skipGateways": []any{"eth-b"}}}, ""},
+		{"checks-zero-timeout", map[string]any{"description": description, "checks": map[string]any{"timeoutSeconds": 0}}, "spec.checks.timeoutSeconds"},
+		{"checks-twice", map[string]any{"description": description, "checks": map[string]any{"skipGateways": []any{"eth-b", "eth-b"}}}, "Duplicate value"},
+		{"checks-long-name", map[string]any{"description": description, "checks": map[string]any{"skipGateways": []any{"an-interface-name"}}}, "spec.checks.skipGateways[0]"},
 	} {
 		code, answer := send(t, client, http.MethodPost, policies, policy(c.name, c.spec))
 		switch {
