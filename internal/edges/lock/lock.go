@@ -15,9 +15,11 @@ import (
 	"github.com/symroute/symroute/internal/edges/rootfs"
 )
 
-// Dir and Name place the lock file under the root: /run is cleared at boot, as a lock should be.
+// Dir and Name place the lock file under the root: /run is cleared at boot, as a lock should be. It has a
+// directory of its own so that a container (the node agent's) can share the lock with the host's CLI by mounting
+// that directory alone, not the host's whole /run with every runtime's socket in it.
 const (
-	Dir  = "run"
+	Dir  = "run/symroute"
 	Name = "symroute.lock"
 )
 

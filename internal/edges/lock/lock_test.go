@@ -101,12 +101,15 @@ func TestLockRefusesLinks(t *testing.T) {
 	}
 	for name, setup := range map[string]func(root string) error{
 		"file link": func(root string) error {
-			os.Mkdir(filepath.Join(root, Dir), 0o755)
+			os.MkdirAll(filepath.Join(root, Dir), 0o755)
 			return os.Symlink(outside, filepath.Join(root, Dir, Name))
 		},
-		"directory link": func(root string) error { return os.Symlink(filepath.Dir(outside), filepath.Join(root, Dir)) },
+		"directory link": func(root string) error {
+			os.MkdirAll(filepath.Dir(filepath.Join(root, Dir)), 0o755)
+			return os.Symlink(filepath.Dir(outside), filepath.Join(root, Dir))
+		},
 		"hard link": func(root string) error {
-			os.Mkdir(filepath.Join(root, Dir), 0o755)
+			os.MkdirAll(filepath.Join(root, Dir), 0o755)
 			return os.Link(outside, filepath.Join(root, Dir, Name))
 		},
 	} {

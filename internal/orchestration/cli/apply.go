@@ -399,7 +399,7 @@ func confirm(rootPath, id string, stdout, stderr io.Writer) int {
 
 // startWatcher starts the process that rolls try id back at its deadline unless it is confirmed: this binary
 // again, in a session of its own, so a closed terminal does not take it along. Its lines go to
-// run/symroute-try.log under the root.
+// run/symroute/symroute-try.log under the root, beside the lock.
 func startWatcher(rootPath, id string, deadline time.Time) (record.Process, error) {
 	self, err := os.Executable()
 	if err != nil {
