@@ -12,7 +12,7 @@ PKG_VERSION  ?= 0.1.0
 PKG_RELEASE  ?= 1
 PKG_ARCH     ?= amd64
 
-.PHONY: build demo demo-files deps test test-kube fuzz golden bench vet clean packages
+.PHONY: build demo demo-files deps test test-kube fuzz golden bench vet clean packages image
 
 build:
 	$(GO) build -ldflags "$(call version_ldflags,$(VERSION))" -o symroute ./cmd/symroute
@@ -74,6 +74,19 @@ packages:
 	gzip -9n < packaging/symroute.8 > dist/symroute.8.gz
 	for p in deb rpm; do PKG_VERSION=$(PKG_VERSION) PKG_RELEASE=$(PKG_RELEASE) PKG_ARCH=$(PKG_ARCH) \
 		.tools/nfpm package --config packaging/nfpm.yaml --packager $$p --target dist/ || exit 1; done
+
+# The node agent's container image, as an OCI archive built with no container engine (umoci; packaging/image/build.sh):
+# the static symroute-agent and nft with the shared libraries it needs. ctr -n k8s.io images import, podman load
+# and docker load (25 and later) all take it, named $(IMAGE). The files' times come from the last commit, so the
+# same commit builds the same archive. packaging/kubernetes/daemonset.yaml names the same image.
+IMAGE_NAME ?= docker.io/symroute/symroute-agent
+IMAGE_TAG  ?= $(PKG_VERSION)
+IMAGE      ?= $(IMAGE_NAME):$(IMAGE_TAG)
+IMAGE_FILE ?= dist/symroute-agent-$(IMAGE_TAG).oci.tar
+image:
+	mkdir -p dist
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(call version_ldflags,$(PKG_VERSION)-$(PKG_RELEASE))" -o dist/symroute-agent ./cmd/symroute-agent
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) packaging/image/build.sh dist/symroute-agent $(IMAGE) $(IMAGE_FILE)
 
 bench: build
 	bench/generate.sh
