@@ -2,7 +2,11 @@
 // the versions this module's go.mod pins, and prints the folder that holds them. A cold build takes minutes and
 // gigabytes of Go build cache, so a machine builds each version once and every later run only finds the folder.
 //
-// Run it from anywhere: go run -C internal/tools/kubetest/build . [-cache DIR]
+// With -node it builds and prints instead the folder of what a test node needs besides the API server: kubelet,
+// kube-controller-manager, kube-scheduler and kubectl, at the same Kubernetes version. They have a folder of their
+// own, so adding them did not invalidate a cache that already held the control plane.
+//
+// Run it from anywhere: go run -C internal/tools/kubetest/build . [-cache DIR] [-node]
 package main
 
 import (
@@ -26,9 +30,14 @@ const (
 func main() {
 	cacheRoot := flag.String("cache", defaultCacheRoot(), "folder that holds one subfolder of binaries per version")
 	goCommand := flag.String("go", "go", "the go command to build with")
+	node := flag.Bool("node", false, "build kubelet, kube-controller-manager, kube-scheduler and kubectl instead")
 	flag.Parse()
 
-	binDir, err := ensureBinaries(*goCommand, *cacheRoot)
+	ensure := ensureBinaries
+	if *node {
+		ensure = ensureNodeBinaries
+	}
+	binDir, err := ensure(*goCommand, *cacheRoot)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest build:", err)
 		os.Exit(1)
@@ -102,8 +111,61 @@ func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 	return binDir, nil
 }
 
-func complete(binDir string) bool {
-	for _, name := range []string{"kube-apiserver", "etcd"} {
+// nodeBinaries are the Kubernetes commands a test node runs, and kubectl for the operator's commands.
+var nodeBinaries = []string{"kubelet", "kube-controller-manager", "kube-scheduler", "kubectl"}
+
+func ensureNodeBinaries(goCommand, cacheRoot string) (string, error) {
+	kubernetesVersion, err := moduleVersion(goCommand, kubernetesModule)
+	if err != nil {
+		return "", err
+	}
+	key := fmt.Sprintf("kube-node-%s_%s-%s", kubernetesVersion, runtime.GOOS, runtime.GOARCH)
+	binDir := filepath.Join(cacheRoot, key)
+	if complete(binDir, nodeBinaries...) {
+		return binDir, nil
+	}
+	if err := os.MkdirAll(cacheRoot, 0o755); err != nil {
+		return "", err
+	}
+	unlock, err := lockFile(binDir + ".lock")
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if complete(binDir, nodeBinaries...) {
+		return binDir, nil
+	}
+	partial, err := os.MkdirTemp(cacheRoot, key+".partial-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(partial)
+
+	fmt.Fprintf(os.Stderr, "kubetest build: building %s %s into %s (minutes on a cold machine)\n",
+		strings.Join(nodeBinaries, ", "), kubernetesVersion, binDir)
+	kubeVersionFlags, err := kubernetesVersionFlags(kubernetesVersion)
+	if err != nil {
+		return "", err
+	}
+	for _, name := range nodeBinaries {
+		if err := build(goCommand, filepath.Join(partial, name), kubeVersionFlags, kubernetesModule+"/cmd/"+name); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Chmod(partial, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Rename(partial, binDir); err != nil {
+		return "", err
+	}
+	return binDir, nil
+}
+
+func complete(binDir string, names ...string) bool {
+	if len(names) == 0 {
+		names = []string{"kube-apiserver", "etcd"}
+	}
+	for _, name := range names {
 		if info, err := os.Stat(filepath.Join(binDir, name)); err != nil || info.Mode()&0o111 == 0 {
 			return false
 		}
