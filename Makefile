@@ -47,10 +47,16 @@ test: vet deps
 # The tests that need a real kube-apiserver and etcd (build tag kubetest), kept out of make test: the first run on a
 # machine builds both from the Go module proxy (minutes, and gigabytes of Go build cache) into KUBETEST_CACHE,
 # keyed by version; every later run reuses them. Needs no root, only a KUBETEST_CACHE it can write.
+# The tier-2 test (internal/tools/kubenode) runs the DaemonSet of packaging/kubernetes on a real node in network
+# namespaces: it also needs kubelet, kube-controller-manager, kube-scheduler and kubectl (built the same way, once:
+# about 4.5 minutes cold), and root, containerd, runc and the CNI plugins (make deps).
 KUBETEST_CACHE ?= $(or $(XDG_CACHE_HOME),/var/cache)/symroute-kubetest
 test-kube:
 	@bin=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO)) && \
 	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -v ./internal/tools/kubetest/ ./internal/orchestration/agent/
+	@bin=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO)) && \
+	node=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO) -node) && \
+	KUBETEST_BIN_DIR=$$bin KUBETEST_NODE_BIN_DIR=$$node $(GO) test -count=1 -tags kubetest -v -timeout 30m ./internal/tools/kubenode/
 
 # Fuzz the description parser and the whole check-and-render pipeline, seeded from golden/. make test runs each
 # for TEST_FUZZTIME; run longer with e.g. make fuzz FUZZTIME=10m. A failing input is saved under testdata/fuzz/.
