@@ -54,6 +54,10 @@ func defaultCacheRoot() string {
 	return "/var/cache/symroute-kubetest"
 }
 
+// binary is one program of a cached set: where it goes in the folder, the package it is built from, and the -X
+// flags that set its version.
+type binary struct{ name, pkg, versionFlags string }
+
 func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 	kubernetesVersion, err := moduleVersion(goCommand, kubernetesModule)
 	if err != nil {
@@ -63,9 +67,43 @@ func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	kubeVersionFlags, err := kubernetesVersionFlags(kubernetesVersion)
+	if err != nil {
+		return "", err
+	}
 	key := fmt.Sprintf("kube-apiserver-%s_etcd-%s_%s-%s", kubernetesVersion, etcdVersion, runtime.GOOS, runtime.GOARCH)
+	return ensureSet(goCommand, cacheRoot, key, fmt.Sprintf("kube-apiserver %s and etcd %s", kubernetesVersion, etcdVersion), []binary{
+		{"kube-apiserver", kubernetesModule + "/cmd/kube-apiserver", kubeVersionFlags},
+		// etcd takes its version from a constant in its own source, so it needs no -X.
+		{"etcd", etcdModule, ""},
+	})
+}
+
+// nodeBinaries are the Kubernetes commands a test node runs, and kubectl for the operator's commands.
+var nodeBinaries = []string{"kubelet", "kube-controller-manager", "kube-scheduler", "kubectl"}
+
+func ensureNodeBinaries(goCommand, cacheRoot string) (string, error) {
+	kubernetesVersion, err := moduleVersion(goCommand, kubernetesModule)
+	if err != nil {
+		return "", err
+	}
+	kubeVersionFlags, err := kubernetesVersionFlags(kubernetesVersion)
+	if err != nil {
+		return "", err
+	}
+	var set []binary
+	for _, name := range nodeBinaries {
+		set = append(set, binary{name, kubernetesModule + "/cmd/" + name, kubeVersionFlags})
+	}
+	key := fmt.Sprintf("kube-node-%s_%s-%s", kubernetesVersion, runtime.GOOS, runtime.GOARCH)
+	return ensureSet(goCommand, cacheRoot, key, strings.Join(nodeBinaries, ", ")+" "+kubernetesVersion, set)
+}
+
+// ensureSet returns the folder cacheRoot/key once it holds every binary of set, building them there first when it
+// does not; what names the set for the log.
+func ensureSet(goCommand, cacheRoot, key, what string, set []binary) (string, error) {
 	binDir := filepath.Join(cacheRoot, key)
-	if complete(binDir) {
+	if complete(binDir, set) {
 		return binDir, nil
 	}
 
@@ -78,7 +116,7 @@ func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 		return "", err
 	}
 	defer unlock()
-	if complete(binDir) {
+	if complete(binDir, set) {
 		return binDir, nil
 	}
 
@@ -89,66 +127,9 @@ func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 	}
 	defer os.RemoveAll(partial)
 
-	fmt.Fprintf(os.Stderr, "kubetest build: building kube-apiserver %s and etcd %s into %s (minutes on a cold machine)\n",
-		kubernetesVersion, etcdVersion, binDir)
-	kubeVersionFlags, err := kubernetesVersionFlags(kubernetesVersion)
-	if err != nil {
-		return "", err
-	}
-	if err := build(goCommand, filepath.Join(partial, "kube-apiserver"), kubeVersionFlags, kubernetesModule+"/cmd/kube-apiserver"); err != nil {
-		return "", err
-	}
-	// etcd takes its version from a constant in its own source, so it needs no -X.
-	if err := build(goCommand, filepath.Join(partial, "etcd"), "", etcdModule); err != nil {
-		return "", err
-	}
-	if err := os.Chmod(partial, 0o755); err != nil {
-		return "", err
-	}
-	if err := os.Rename(partial, binDir); err != nil {
-		return "", err
-	}
-	return binDir, nil
-}
-
-// nodeBinaries are the Kubernetes commands a test node runs, and kubectl for the operator's commands.
-var nodeBinaries = []string{"kubelet", "kube-controller-manager", "kube-scheduler", "kubectl"}
-
-func ensureNodeBinaries(goCommand, cacheRoot string) (string, error) {
-	kubernetesVersion, err := moduleVersion(goCommand, kubernetesModule)
-	if err != nil {
-		return "", err
-	}
-	key := fmt.Sprintf("kube-node-%s_%s-%s", kubernetesVersion, runtime.GOOS, runtime.GOARCH)
-	binDir := filepath.Join(cacheRoot, key)
-	if complete(binDir, nodeBinaries...) {
-		return binDir, nil
-	}
-	if err := os.MkdirAll(cacheRoot, 0o755); err != nil {
-		return "", err
-	}
-	unlock, err := lockFile(binDir + ".lock")
-	if err != nil {
-		return "", err
-	}
-	defer unlock()
-	if complete(binDir, nodeBinaries...) {
-		return binDir, nil
-	}
-	partial, err := os.MkdirTemp(cacheRoot, key+".partial-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(partial)
-
-	fmt.Fprintf(os.Stderr, "kubetest build: building %s %s into %s (minutes on a cold machine)\n",
-		strings.Join(nodeBinaries, ", "), kubernetesVersion, binDir)
-	kubeVersionFlags, err := kubernetesVersionFlags(kubernetesVersion)
-	if err != nil {
-		return "", err
-	}
-	for _, name := range nodeBinaries {
-		if err := build(goCommand, filepath.Join(partial, name), kubeVersionFlags, kubernetesModule+"/cmd/"+name); err != nil {
+	fmt.Fprintf(os.Stderr, "kubetest build: building %s into %s (minutes on a cold machine)\n", what, binDir)
+	for _, b := range set {
+		if err := build(goCommand, filepath.Join(partial, b.name), b.versionFlags, b.pkg); err != nil {
 			return "", err
 		}
 	}
@@ -161,12 +142,9 @@ func ensureNodeBinaries(goCommand, cacheRoot string) (string, error) {
 	return binDir, nil
 }
 
-func complete(binDir string, names ...string) bool {
-	if len(names) == 0 {
-		names = []string{"kube-apiserver", "etcd"}
-	}
-	for _, name := range names {
-		if info, err := os.Stat(filepath.Join(binDir, name)); err != nil || info.Mode()&0o111 == 0 {
+func complete(binDir string, set []binary) bool {
+	for _, b := range set {
+		if info, err := os.Stat(filepath.Join(binDir, b.name)); err != nil || info.Mode()&0o111 == 0 {
 			return false
 		}
 	}
