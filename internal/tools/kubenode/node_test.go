@@ -119,6 +119,17 @@ func TestDaemonSetOnARealNode(t *testing.T) {
 		t.Error("after removal the client still reaches the host's first-NIC address through the gateway")
 	}
 
+	// The agent ran as the shipped ServiceAccount with the shipped RBAC: nothing it asked for was refused.
+	logs := node.PodLogs()
+	switch {
+	case !strings.Contains(logs, "following the RoutingPolicies"):
+		t.Errorf("no log of the agent's under the node's pod logs:\n%s", logs)
+	case strings.Contains(logs, "forbidden"):
+		t.Errorf("the API server refused the agent something; rbac.yaml lacks a permission:\n%s", logs)
+	default:
+		t.Logf("the agent's log:\n%s", logs)
+	}
+
 	for _, c := range remove {
 		runOperatorCommand(t, node, repo, c)
 	}
