@@ -12,7 +12,7 @@ PKG_VERSION  ?= 0.1.0
 PKG_RELEASE  ?= 1
 PKG_ARCH     ?= amd64
 
-.PHONY: build demo demo-files deps test test-kube fuzz golden bench vet clean packages
+.PHONY: build demo demo-files deps test test-kube fuzz golden bench vet clean packages image
 
 build:
 	$(GO) build -ldflags "$(call version_ldflags,$(VERSION))" -o symroute ./cmd/symroute
@@ -47,10 +47,16 @@ test: vet deps
 # The tests that need a real kube-apiserver and etcd (build tag kubetest), kept out of make test: the first run on a
 # machine builds both from the Go module proxy (minutes, and gigabytes of Go build cache) into KUBETEST_CACHE,
 # keyed by version; every later run reuses them. Needs no root, only a KUBETEST_CACHE it can write.
+# The tier-2 test (internal/tools/kubenode) runs the DaemonSet of packaging/kubernetes on a real node in network
+# namespaces: it also needs kubelet, kube-controller-manager, kube-scheduler and kubectl (built the same way, once:
+# about 4.5 minutes cold), and root, containerd, runc and the CNI plugins (make deps).
 KUBETEST_CACHE ?= $(or $(XDG_CACHE_HOME),/var/cache)/symroute-kubetest
 test-kube:
 	@bin=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO)) && \
 	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -v ./internal/tools/kubetest/ ./internal/orchestration/agent/
+	@bin=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO)) && \
+	node=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO) -node) && \
+	KUBETEST_BIN_DIR=$$bin KUBETEST_NODE_BIN_DIR=$$node $(GO) test -count=1 -tags kubetest -v -timeout 30m ./internal/tools/kubenode/
 
 # Fuzz the description parser and the whole check-and-render pipeline, seeded from golden/. make test runs each
 # for TEST_FUZZTIME; run longer with e.g. make fuzz FUZZTIME=10m. A failing input is saved under testdata/fuzz/.
@@ -74,6 +80,19 @@ packages:
 	gzip -9n < packaging/symroute.8 > dist/symroute.8.gz
 	for p in deb rpm; do PKG_VERSION=$(PKG_VERSION) PKG_RELEASE=$(PKG_RELEASE) PKG_ARCH=$(PKG_ARCH) \
 		.tools/nfpm package --config packaging/nfpm.yaml --packager $$p --target dist/ || exit 1; done
+
+# The node agent's container image, as an OCI archive built with no container engine (umoci; packaging/image/build.sh):
+# the static symroute-agent and nft with the shared libraries it needs. ctr -n k8s.io images import, podman load
+# and docker load (25 and later) all take it, named $(IMAGE). The files' times come from the last commit, so the
+# same commit builds the same archive. packaging/kubernetes/daemonset.yaml names the same image.
+IMAGE_NAME ?= docker.io/symroute/symroute-agent
+IMAGE_TAG  ?= $(PKG_VERSION)
+IMAGE      ?= $(IMAGE_NAME):$(IMAGE_TAG)
+IMAGE_FILE ?= dist/symroute-agent-$(IMAGE_TAG).oci.tar
+image:
+	mkdir -p dist
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(call version_ldflags,$(PKG_VERSION)-$(PKG_RELEASE))" -o dist/symroute-agent ./cmd/symroute-agent
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) packaging/image/build.sh dist/symroute-agent $(IMAGE) $(IMAGE_FILE)
 
 bench: build
 	bench/generate.sh

@@ -2,7 +2,11 @@
 // the versions this module's go.mod pins, and prints the folder that holds them. A cold build takes minutes and
 // gigabytes of Go build cache, so a machine builds each version once and every later run only finds the folder.
 //
-// Run it from anywhere: go run -C internal/tools/kubetest/build . [-cache DIR]
+// With -node it builds and prints instead the folder of what a test node needs besides the API server: kubelet,
+// kube-controller-manager, kube-scheduler and kubectl, at the same Kubernetes version. They have a folder of their
+// own, so adding them did not invalidate a cache that already held the control plane.
+//
+// Run it from anywhere: go run -C internal/tools/kubetest/build . [-cache DIR] [-node]
 package main
 
 import (
@@ -26,9 +30,14 @@ const (
 func main() {
 	cacheRoot := flag.String("cache", defaultCacheRoot(), "folder that holds one subfolder of binaries per version")
 	goCommand := flag.String("go", "go", "the go command to build with")
+	node := flag.Bool("node", false, "build kubelet, kube-controller-manager, kube-scheduler and kubectl instead")
 	flag.Parse()
 
-	binDir, err := ensureBinaries(*goCommand, *cacheRoot)
+	ensure := ensureBinaries
+	if *node {
+		ensure = ensureNodeBinaries
+	}
+	binDir, err := ensure(*goCommand, *cacheRoot)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kubetest build:", err)
 		os.Exit(1)
@@ -45,6 +54,10 @@ func defaultCacheRoot() string {
 	return "/var/cache/symroute-kubetest"
 }
 
+// binary is one program of a cached set: where it goes in the folder, the package it is built from, and the -X
+// flags that set its version.
+type binary struct{ name, pkg, versionFlags string }
+
 func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 	kubernetesVersion, err := moduleVersion(goCommand, kubernetesModule)
 	if err != nil {
@@ -54,9 +67,43 @@ func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	kubeVersionFlags, err := kubernetesVersionFlags(kubernetesVersion)
+	if err != nil {
+		return "", err
+	}
 	key := fmt.Sprintf("kube-apiserver-%s_etcd-%s_%s-%s", kubernetesVersion, etcdVersion, runtime.GOOS, runtime.GOARCH)
+	return ensureSet(goCommand, cacheRoot, key, fmt.Sprintf("kube-apiserver %s and etcd %s", kubernetesVersion, etcdVersion), []binary{
+		{"kube-apiserver", kubernetesModule + "/cmd/kube-apiserver", kubeVersionFlags},
+		// etcd takes its version from a constant in its own source, so it needs no -X.
+		{"etcd", etcdModule, ""},
+	})
+}
+
+// nodeBinaries are the Kubernetes commands a test node runs, and kubectl for the operator's commands.
+var nodeBinaries = []string{"kubelet", "kube-controller-manager", "kube-scheduler", "kubectl"}
+
+func ensureNodeBinaries(goCommand, cacheRoot string) (string, error) {
+	kubernetesVersion, err := moduleVersion(goCommand, kubernetesModule)
+	if err != nil {
+		return "", err
+	}
+	kubeVersionFlags, err := kubernetesVersionFlags(kubernetesVersion)
+	if err != nil {
+		return "", err
+	}
+	var set []binary
+	for _, name := range nodeBinaries {
+		set = append(set, binary{name, kubernetesModule + "/cmd/" + name, kubeVersionFlags})
+	}
+	key := fmt.Sprintf("kube-node-%s_%s-%s", kubernetesVersion, runtime.GOOS, runtime.GOARCH)
+	return ensureSet(goCommand, cacheRoot, key, strings.Join(nodeBinaries, ", ")+" "+kubernetesVersion, set)
+}
+
+// ensureSet returns the folder cacheRoot/key once it holds every binary of set, building them there first when it
+// does not; what names the set for the log.
+func ensureSet(goCommand, cacheRoot, key, what string, set []binary) (string, error) {
 	binDir := filepath.Join(cacheRoot, key)
-	if complete(binDir) {
+	if complete(binDir, set) {
 		return binDir, nil
 	}
 
@@ -69,7 +116,7 @@ func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 		return "", err
 	}
 	defer unlock()
-	if complete(binDir) {
+	if complete(binDir, set) {
 		return binDir, nil
 	}
 
@@ -80,18 +127,11 @@ func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 	}
 	defer os.RemoveAll(partial)
 
-	fmt.Fprintf(os.Stderr, "kubetest build: building kube-apiserver %s and etcd %s into %s (minutes on a cold machine)\n",
-		kubernetesVersion, etcdVersion, binDir)
-	kubeVersionFlags, err := kubernetesVersionFlags(kubernetesVersion)
-	if err != nil {
-		return "", err
-	}
-	if err := build(goCommand, filepath.Join(partial, "kube-apiserver"), kubeVersionFlags, kubernetesModule+"/cmd/kube-apiserver"); err != nil {
-		return "", err
-	}
-	// etcd takes its version from a constant in its own source, so it needs no -X.
-	if err := build(goCommand, filepath.Join(partial, "etcd"), "", etcdModule); err != nil {
-		return "", err
+	fmt.Fprintf(os.Stderr, "kubetest build: building %s into %s (minutes on a cold machine)\n", what, binDir)
+	for _, b := range set {
+		if err := build(goCommand, filepath.Join(partial, b.name), b.versionFlags, b.pkg); err != nil {
+			return "", err
+		}
 	}
 	if err := os.Chmod(partial, 0o755); err != nil {
 		return "", err
@@ -102,9 +142,9 @@ func ensureBinaries(goCommand, cacheRoot string) (string, error) {
 	return binDir, nil
 }
 
-func complete(binDir string) bool {
-	for _, name := range []string{"kube-apiserver", "etcd"} {
-		if info, err := os.Stat(filepath.Join(binDir, name)); err != nil || info.Mode()&0o111 == 0 {
+func complete(binDir string, set []binary) bool {
+	for _, b := range set {
+		if info, err := os.Stat(filepath.Join(binDir, b.name)); err != nil || info.Mode()&0o111 == 0 {
 			return false
 		}
 	}
