@@ -45,8 +45,21 @@ func Take(ctx context.Context, root *rootfs.Root, wait time.Duration, waiting fu
 			dir.Close()
 			return nil, err
 		}
+		// A lock file removed under this run (its holder released it) is taken again at once; one that keeps
+		// vanishing past the wait (a file that is not the directory's any more, as a bind-mounted file left on a
+		// deleted copy would be) is an error, not a spin.
+		vanished := func() error {
+			if time.Now().Before(deadline) {
+				return nil
+			}
+			dir.Close()
+			return fmt.Errorf("lock %s: the file keeps being removed as it is taken; is %s shared as a directory?", dir.Path(Name), Dir)
+		}
 		f, err := dir.OpenLock(Name)
 		if errors.Is(err, rootfs.ErrRemoved) {
+			if err := vanished(); err != nil {
+				return nil, err
+			}
 			continue // the holder removed it as this run opened it
 		}
 		if err != nil {
@@ -59,6 +72,9 @@ func Take(ctx context.Context, root *rootfs.Root, wait time.Duration, waiting fu
 				// The holder removed the file after this run opened it; the lock is on a file nobody else
 				// will open. Try again with the file now there.
 				f.Close()
+				if err := vanished(); err != nil {
+					return nil, err
+				}
 				continue
 			}
 			pid := []byte(strconv.Itoa(os.Getpid()) + "\n")

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,11 +93,36 @@ func TestDaemonSetOnARealNode(t *testing.T) {
 	if rules := site.Host.IP("rule"); rules == rulesBefore {
 		t.Errorf("the node says Verified, but its rules are as before:\n%s", rules)
 	}
+	// The state shows on the Node, beside the real kubelet's conditions, in an Event about the Node, and in the
+	// agent's metrics on the node's port 9479, under verify's textfile names.
+	if c := node.Kubectl("get", "node", node.Name, "-o", `jsonpath={.status.conditions[?(@.type=="SymrouteVerified")].status} {.status.conditions[?(@.type=="Ready")].status}`); c != "True True" {
+		t.Errorf("the Node's SymrouteVerified and Ready conditions: %q, want True True", c)
+	}
+	if reasons := node.Kubectl("get", "events", "-n", "default", "--field-selector", "involvedObject.name="+node.Name, "-o", "jsonpath={.items[*].reason}"); !strings.Contains(reasons, "Verified") {
+		t.Errorf("no Verified event about the Node: reasons %q", reasons)
+	}
+	// The agent verifies once the apply's netlink changes have settled (2 s): its verify metrics come then.
+	var metrics string
+	wanted := []string{"symroute_verify_success 1", `symroute_verify_interface_ok{interface="eth-a"} 1`, `symroute_agent_result{policy="site",result="Verified"} 1`}
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		metrics, _ = site.Host.Try("bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/9479 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3`)
+		if !slices.ContainsFunc(wanted, func(l string) bool { return !strings.Contains(metrics, l) }) {
+			break
+		}
+	}
+	for _, line := range wanted {
+		if !strings.Contains(metrics, line) {
+			t.Errorf("the agent's metrics on :9479 lack %q within 30 s:\n%s", line, metrics)
+		}
+	}
 	logUsage(t, node, pod)
 
 	node.Kubectl("delete", "routingpolicy", "site")
 	state = waitNodeState(t, node, "Removed")
 	t.Logf("after the policy's deletion the node's state says Removed: %s", state)
+	if c := node.Kubectl("get", "node", node.Name, "-o", `jsonpath={.status.conditions[?(@.type=="SymrouteVerified")].status}`); c != "" {
+		t.Errorf("no policy selects the node, but it keeps its SymrouteVerified condition: %q", c)
+	}
 	if rules := site.Host.IP("rule"); rules != rulesBefore {
 		t.Errorf("after removal the rules are not as before:\n%s\nbefore:\n%s", rules, rulesBefore)
 	}
