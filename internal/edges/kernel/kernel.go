@@ -103,6 +103,14 @@ func NewReader(h *netlink.Handle) (*Reader, error) {
 	return &Reader{h: h, own: own}, nil
 }
 
+// Close closes the handle NewReader opened; a handle given to NewReader stays its owner's to close. A process
+// that lives long (the node agent) reads through a Reader per verify: each must give its sockets back.
+func (r *Reader) Close() {
+	if r.own {
+		r.h.Close()
+	}
+}
+
 // dumpAttempts bounds retries of a dump the kernel interrupted because the table changed under it; since
 // vishvananda/netlink 1.2.1 such a dump returns partial data with ErrDumpInterrupted.
 const dumpAttempts = 5

@@ -90,6 +90,7 @@ func (m *Machine) Addresses() map[string][]netip.Prefix {
 		m.logf("read the links' addresses: %v", err)
 		return nil
 	}
+	defer reader.Close()
 	inv, err := reader.Inventory()
 	if err != nil {
 		m.logf("read the links' addresses: %v", err)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	kjson "k8s.io/apimachinery/pkg/util/json"
+	"sigs.k8s.io/yaml"
 
 	"github.com/symroute/symroute/internal/core/description"
 	"github.com/symroute/symroute/internal/core/drift"
@@ -119,5 +121,28 @@ func TestSummarizeCountsTheSelectedNodesAtThisGeneration(t *testing.T) {
 	states[0] = fleet.NodeState{Node: "n1", Policy: "other", AppliedGeneration: 2, Result: fleet.Verified}
 	if got := Summarize(p, []string{"n1"}, states); got.Verified != 0 || got.Rollout != Progressing {
 		t.Errorf("another policy's generation counted: %+v", got)
+	}
+}
+
+// TestShippedPolicyExampleHolds: the README's example RoutingPolicy reads as a policy, and its description holds
+// on any node, with no problem at all.
+func TestShippedPolicyExampleHolds(t *testing.T) {
+	data, err := os.ReadFile("../../../examples/kubernetes/routingpolicy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policyFrom(decode(t, string(js)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "multi-homed" || p.Selector == nil || p.MaxUnavailable != "1" {
+		t.Errorf("the example read as %+v", p)
+	}
+	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true}); len(rep.Entries) > 0 {
+		t.Errorf("the example's description has problems:\n%s", errorLines(rep))
 	}
 }

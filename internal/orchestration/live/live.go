@@ -101,7 +101,7 @@ func Deps(ctx context.Context, root *rootfs.Root, rootPath, procSys string) (app
 		Self:            self,
 		Alive:           Alive,
 	}
-	return deps, func() { client.Close() }, nil
+	return deps, func() { client.Close(); reader.Close() }, nil
 }
 
 // networkdVersion asks the systemd manager for its version, which is networkd's (one package), and, when
@@ -155,6 +155,7 @@ func Links(p *plan.Plan) map[string]networkfiles.Link {
 	if err != nil {
 		return nil
 	}
+	defer reader.Close()
 	out := map[string]networkfiles.Link{}
 	for _, ifc := range p.Interfaces {
 		if l, ok, err := reader.LinkFacts(ifc.Name); err == nil && ok {

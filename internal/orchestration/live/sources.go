@@ -29,10 +29,10 @@ func Sources(ctx context.Context, procSys string) (state.Sources, func(), error)
 	defer cancel()
 	client, err := networkd.Dial(dctx, "")
 	if err != nil {
-		return src, func() {}, nil
+		return src, reader.Close, nil
 	}
 	src.Networkd = timeoutNetworkd{client}
-	return src, func() { client.Close() }, nil
+	return src, func() { client.Close(); reader.Close() }, nil
 }
 
 // timeoutNetworkd bounds each call, so a hung networkd delays a verify by seconds, not forever.

@@ -29,7 +29,7 @@ const (
 
 // TestDaemonSetOnARealNode: the shipped manifests and image, deployed by the README's operator commands as written,
 // run the agent on a real kubelet and containerd whose node is the two-NIC site (its own networkd and bus). The
-// DaemonSet's pod becomes Ready; a RoutingPolicy adapted from examples/routingpolicy.yaml to the site (the same
+// DaemonSet's pod becomes Ready; a RoutingPolicy adapted from examples/kubernetes/routingpolicy.yaml to the site (the same
 // object with the site's interfaces and gateways, and no nodeSelector, so it selects the node) is applied by the
 // agent in the pod, the node's RoutingNodeState says Verified, and the packets agree: the LAN client, which could
 // not reach the host's first-NIC address before, now can. Deleting the policy has the agent remove the node's
@@ -231,11 +231,11 @@ func daemonSetHostPaths(t *testing.T, file string) []string {
 	return out
 }
 
-// writePolicy writes examples/routingpolicy.yaml adapted to the site: named site, for every node, with the site's
+// writePolicy writes examples/kubernetes/routingpolicy.yaml adapted to the site: named site, for every node, with the site's
 // interfaces and gateways, addresses left to the node.
 func writePolicy(t *testing.T, repo, dir string) string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repo, "examples/routingpolicy.yaml"))
+	data, err := os.ReadFile(filepath.Join(repo, "examples/kubernetes/routingpolicy.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
