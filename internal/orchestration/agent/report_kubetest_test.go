@@ -195,5 +195,10 @@ func TestAnAgentWritesOnlyItsOwnNode(t *testing.T) {
 	}
 	refused("n1 setting n2's condition", patchCondition(n1, "n2", string(agent.ConditionType)))
 	refused("n1 setting its own Ready condition", patchCondition(n1, "n1", "Ready"))
+	_, err := n1.Kube.CoreV1().Nodes().PatchStatus(ctx, "n1", []byte(`{"metadata":{"labels":{"role":"db"}}}`))
+	refused("n1 relabelling its Node through nodes/status", err)
+	if n, err := c.admin.Kube.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{}); err != nil || n.Labels["role"] != "edge" {
+		t.Errorf("n1's labels after the refused patch: %v %v", n.Labels, err)
+	}
 	refused("a token bound to no node creating a state", createState(c.agent, "n3"))
 }
