@@ -289,8 +289,12 @@ func (a *Agent) writeOwnState(ctx context.Context, s nodeStatus) error {
 			return nil
 		}
 		u.Object["status"] = s.object()
-		if _, err := states.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err != nil {
+		written, err := states.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+		if err != nil {
 			return fmt.Errorf("routing node state %s status: %w", a.Node, err)
+		}
+		if a.cache != nil {
+			a.cache.wrote(written)
 		}
 		return nil
 	})

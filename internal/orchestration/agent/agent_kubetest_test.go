@@ -419,6 +419,10 @@ func TestRunDecidesFromItsWatchCaches(t *testing.T) {
 	h1.drift(drift.Finding{Kind: drift.RuleMissing, Interface: "eth-a", Message: "rule 20010 is missing"})
 	changes <- struct{}{}
 	eventually(t, "n1 drifted", func() bool { return c.nodeState(t, "n1")["result"] == "Drifted" })
+	// The counts follow (by n1's write or n2's), and each write is one more event n2 reconciles on: the count
+	// covers them all.
+	eventually(t, "the policy's counts after the drift", func() bool { return fmt.Sprint(c.policyStatus(t, "edge")["verified"]) == "1" })
+	time.Sleep(2 * time.Second)
 	select {
 	case line := <-reconciles:
 		if !strings.Contains(line, "is applied here") {

@@ -79,12 +79,15 @@ func policyStatus(p fleet.Policy, sum Summary) map[string]any {
 // writePolicyStatus recomputes policy name's status from the policy, the Nodes and the RoutingNodeStates and
 // writes it when it changed. Every agent runs it after changing its own state: there is no controller of its own
 // to deploy. Each write is guarded by the policy's resourceVersion, and every state written is an event that
-// makes each agent compute the counts again, so the last write counts every state written before it. The first
-// attempt reads the agent's view (Run's caches); after a conflict, the API server. A policy that is gone has no
+// makes each agent compute the counts again, so the last write counts every state written before it.
+//
+// Under Run, the counts come from the watch caches, and a write that loses to another agent's is left there: the
+// winner's write is itself an event every agent computes the counts again on, from caches that then hold it, so
+// a conflict costs no reads. Called alone, it reads the API server and retries. A policy that is gone has no
 // status to write.
 func (a *Agent) writePolicyStatus(ctx context.Context, name string) error {
 	v := a.view()
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	write := func() error {
 		u, err := v.policy(ctx, name)
 		if err != nil || u == nil {
 			return err
@@ -112,14 +115,20 @@ func (a *Agent) writePolicyStatus(ctx context.Context, name string) error {
 		u.Object["status"] = old
 		_, err = a.Dynamic.Resource(PolicyResource).UpdateStatus(ctx, u, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
-			v = apiView{&a.Clients}
 			return err
 		}
 		if err != nil {
 			return fmt.Errorf("policy %s status: %w", name, err)
 		}
 		return nil
-	})
+	}
+	if a.cache != nil {
+		if err := write(); !apierrors.IsConflict(err) {
+			return err
+		}
+		return nil
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, write)
 }
 
 // sameStatus compares the keys the agent writes, so conditions others add do not count as a change.

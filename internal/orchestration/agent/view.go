@@ -17,7 +17,8 @@ import (
 // rollout's Leases. Reconcile called alone reads them from the API server (apiView); under Run it reads Run's
 // watch caches (cacheView), so an event, which reaches every agent, costs the API server no reads. Writes always
 // go to the API server, guarded by resourceVersion: a cache a little behind makes a write conflict and retry, not
-// a wrong write, and the event that brings the cache up to date starts another reconcile.
+// a wrong write, and the event that brings the cache up to date starts another reconcile. The one thing the
+// agent decides from that it writes itself, its own state, it takes from its write until the cache has caught up.
 type view interface {
 	// nodeLabels are the labels of the Node name; an error when it is not there.
 	nodeLabels(ctx context.Context, name string) (map[string]string, error)
@@ -51,12 +52,23 @@ func (v apiView) nodeLabels(ctx context.Context, name string) (map[string]string
 	return n.Labels, nil
 }
 
+// nodes lists the Nodes as metadata when a metadata client is there: a Node's status is most of its size.
 func (v apiView) nodes(ctx context.Context) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	if v.c.Metadata != nil {
+		list, err := v.c.Metadata.Resource(nodeResource).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("nodes: %w", err)
+		}
+		for _, n := range list.Items {
+			out[n.Name] = n.Labels
+		}
+		return out, nil
+	}
 	list, err := v.c.Kube.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("nodes: %w", err)
 	}
-	out := map[string]map[string]string{}
 	for _, n := range list.Items {
 		out[n.Name] = n.Labels
 	}
@@ -118,6 +130,25 @@ func (v apiView) lease(ctx context.Context, namespace, name string) (*coordinati
 // callers copy before changing one.
 type cacheView struct {
 	nodeStore, policyStore, stateStore, leaseStore cache.Store
+	// written is the agent's own RoutingNodeState as it last wrote it, until the cache shows that write. The
+	// agent is its state's only writer, so a cache showing another resourceVersion is behind: deciding from it
+	// would apply again a generation just applied, or just rolled back.
+	written *unstructured.Unstructured
+}
+
+// wrote notes the agent's own state as the API server returned it from the agent's write.
+func (v *cacheView) wrote(u *unstructured.Unstructured) { v.written = u }
+
+// own is the agent's state as the cache has it (cached), or as the agent wrote it while the cache is behind.
+func (v *cacheView) own(cached *unstructured.Unstructured) *unstructured.Unstructured {
+	if v.written == nil {
+		return cached
+	}
+	if cached != nil && cached.GetResourceVersion() == v.written.GetResourceVersion() {
+		v.written = nil
+		return cached
+	}
+	return v.written
 }
 
 func (v *cacheView) nodeLabels(_ context.Context, name string) (map[string]string, error) {
@@ -161,7 +192,17 @@ func (v *cacheView) policies(context.Context) ([]*unstructured.Unstructured, err
 }
 
 func (v *cacheView) states(context.Context) ([]*unstructured.Unstructured, error) {
-	return unstructuredList(v.stateStore), nil
+	list := unstructuredList(v.stateStore)
+	if v.written == nil {
+		return list, nil
+	}
+	for i, u := range list {
+		if u.GetName() == v.written.GetName() {
+			list[i] = v.own(u)
+			return list, nil
+		}
+	}
+	return append(list, v.own(nil)), nil
 }
 
 func (v *cacheView) policy(_ context.Context, name string) (*unstructured.Unstructured, error) {
@@ -169,7 +210,11 @@ func (v *cacheView) policy(_ context.Context, name string) (*unstructured.Unstru
 }
 
 func (v *cacheView) state(_ context.Context, node string) (*unstructured.Unstructured, error) {
-	return unstructuredGet(v.stateStore, node)
+	u, err := unstructuredGet(v.stateStore, node)
+	if err != nil || v.written == nil || node != v.written.GetName() {
+		return u, err
+	}
+	return v.own(u), nil
 }
 
 func (v *cacheView) lease(_ context.Context, namespace, name string) (*coordinationv1.Lease, error) {
