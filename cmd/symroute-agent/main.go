@@ -45,7 +45,7 @@ func run() error {
 	wait := fs.Duration("wait", 30*time.Second, "how long an apply waits for networkd and verification")
 	checks := fs.Duration("checks-timeout", 30*time.Second, "how long the gateways and the API server have to answer after an apply verified")
 	verifyEvery := fs.Duration("verify-every", agent.DefaultVerifyEvery, "how often the agent verifies the node when no change of its routing was seen")
-	metricsAddress := fs.String("metrics-address", ":9479", "where to serve Prometheus metrics on /metrics; empty for none")
+	metricsAddress := fs.String("metrics-address", "127.0.0.1:9479", "where to serve Prometheus metrics on /metrics (the DaemonSet gives the node's address); empty for none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -57,6 +57,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	// client-go's default, 5 requests a second, made each node's rollout slot outlast its apply by a second of
+	// waiting on the client. The agent reads from its watches; what it sends are a few writes per change.
+	config.QPS, config.Burst = 50, 100
 	kube, err := kubernetes.NewForConfig(config)
 	if err != nil {
 		return err

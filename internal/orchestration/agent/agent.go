@@ -57,9 +57,20 @@ type Host interface {
 	// Remove removes symroute's configuration, as symroute remove does.
 	Remove(ctx context.Context) error
 	// Verify compares the node's routing with a description, as symroute verify does, changing nothing. An error
-	// means the live state could not be read or the description no longer holds on the node.
+	// means the live state could not be read, or, matching ErrDoesNotHold, the description no longer holds on the
+	// node.
 	Verify(ctx context.Context, description []byte) (drift.Result, error)
 }
+
+// ErrDoesNotHold is a description that does not hold on the node as it is now (a link without the address the
+// policy leaves to it, say): there is nothing to compare the live state with.
+var ErrDoesNotHold = errors.New("the description does not hold on this node")
+
+// notHolding is an ErrDoesNotHold that says why.
+type notHolding string
+
+func (e notHolding) Error() string        { return string(e) }
+func (e notHolding) Is(target error) bool { return target == ErrDoesNotHold }
 
 // Clients are the API clients the agent uses: typed for Nodes and Leases, dynamic for symroute's resources,
 // metadata for watching the Nodes' labels.
@@ -230,11 +241,13 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	if !outcome.Verified {
 		s.Result = fleet.RolledBack
 	}
-	if err := a.record(ctx, old, s); err != nil {
-		return err
+	err = a.record(ctx, old, s)
+	if errors.Is(err, errStateNotWritten) {
+		return err // the slot stays taken: the rollout does not move on past a node whose end nobody knows
 	}
-	// The state says how the node ended (a rollback stops the rollout there), so the slot is free again.
-	return a.releaseLease(ctx, lease)
+	// The state says how the node ended (a rollback stops the rollout there), so the slot is free again, whatever
+	// became of the reports that only show the state.
+	return errors.Join(err, a.releaseLease(ctx, lease))
 }
 
 // record writes the node's state, its condition and Event, and the counts of the policies it concerns: the one it
@@ -270,6 +283,9 @@ func (a *Agent) ownState(ctx context.Context) (nodeStatus, error) {
 	return nodeStatusFrom(u), nil
 }
 
+// errStateNotWritten is a node state the API server did not take.
+var errStateNotWritten = errors.New("the node's state is not written")
+
 func (a *Agent) writeOwnState(ctx context.Context, s nodeStatus) error {
 	states := a.Dynamic.Resource(NodeStateResource)
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -282,7 +298,7 @@ func (a *Agent) writeOwnState(ctx context.Context, s nodeStatus) error {
 			u, err = states.Create(ctx, u, metav1.CreateOptions{})
 		}
 		if err != nil {
-			return fmt.Errorf("routing node state %s: %w", a.Node, err)
+			return fmt.Errorf("%w: routing node state %s: %w", errStateNotWritten, a.Node, err)
 		}
 		// Unchanged, it is not written: every write is an event each agent's Run reconciles on.
 		if reflect.DeepEqual(u.Object["status"], s.object()) {
@@ -291,7 +307,7 @@ func (a *Agent) writeOwnState(ctx context.Context, s nodeStatus) error {
 		u.Object["status"] = s.object()
 		written, err := states.UpdateStatus(ctx, u, metav1.UpdateOptions{})
 		if err != nil {
-			return fmt.Errorf("routing node state %s status: %w", a.Node, err)
+			return fmt.Errorf("%w: routing node state %s status: %w", errStateNotWritten, a.Node, err)
 		}
 		if a.cache != nil {
 			a.cache.wrote(written)

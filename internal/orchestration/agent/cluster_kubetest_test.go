@@ -349,6 +349,7 @@ type fakeHost struct {
 	checks    []fleet.Checks // each Apply's
 	removed   int
 	drifted   []drift.Finding // what Verify finds
+	verifyErr error           // what Verify fails with, when set
 	verifies  int
 	// When block is set, Apply says so on started and waits for block to close.
 	block, started chan struct{}
@@ -400,6 +401,9 @@ func (h *fakeHost) Verify(context.Context, []byte) (drift.Result, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.verifies++
+	if h.verifyErr != nil {
+		return drift.Result{}, h.verifyErr
+	}
 	return drift.Result{Interfaces: []string{"eth-a", "eth-b"}, Findings: h.drifted}, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/symroute/symroute/generator"
@@ -196,7 +197,7 @@ func (m *Machine) files(p *plan.Plan, r *rootfs.Root) (files []fileset.File, ref
 func (m *Machine) Verify(ctx context.Context, desc []byte) (drift.Result, error) {
 	p, refused := m.plan(desc)
 	if refused != "" {
-		return drift.Result{}, errors.New(refused)
+		return drift.Result{}, notHolding(refused)
 	}
 	r, err := rootfs.Open(m.root())
 	if err != nil {
@@ -205,7 +206,7 @@ func (m *Machine) Verify(ctx context.Context, desc []byte) (drift.Result, error)
 	defer r.Close()
 	files, refused, err := m.files(p, r)
 	if err == nil && refused != "" {
-		err = errors.New(refused)
+		err = notHolding(refused)
 	}
 	if err != nil {
 		return drift.Result{}, err
@@ -292,10 +293,18 @@ func settle(ctx context.Context, e tryEngine, req apply.Request, checks []check)
 	id := e.Record().Pending.ID
 	cctx, cancel := context.WithDeadline(ctx, req.Deadline)
 	defer cancel()
+	// The checks run side by side, each until the deadline: one after another, a silent gateway would spend the
+	// whole deadline and every check after it would fail too, and be named as failed.
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Go(func() { errs[i] = c.run(cctx) })
+	}
+	wg.Wait()
 	var failed []string
-	for _, c := range checks {
-		if err := c.run(cctx); err != nil {
-			failed = append(failed, fmt.Sprintf("%s: %v", c.name, err))
+	for i, c := range checks {
+		if errs[i] != nil {
+			failed = append(failed, fmt.Sprintf("%s: %v", c.name, errs[i]))
 		}
 	}
 	if len(failed) == 0 {

@@ -232,3 +232,27 @@ func TestPingGatewayLoopback(t *testing.T) {
 		t.Error("192.0.2.77 answered")
 	}
 }
+
+// A silent gateway fails alone: the checks run side by side, so the API server's check, which answers, is not
+// starved of the deadline the gateway's spends, and the reason names only the gateway.
+func TestSettleNamesOnlyTheCheckThatHangs(t *testing.T) {
+	e := &fakeEngine{out: verified()}
+	req := try()
+	req.Deadline = time.Now().Add(200 * time.Millisecond)
+	silent := check{"eth-b's gateway 10.0.0.254", func(ctx context.Context) error { <-ctx.Done(); return errors.New("no echo reply") }}
+	answers := check{"the API server", func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond): // answers, after a while
+			return nil
+		}
+	}}
+	out, err := settle(context.Background(), e, req, []check{silent, answers})
+	if err != nil || out.Verified || len(e.rolledBack) != 1 {
+		t.Fatalf("err %v, outcome %+v, rolled back %v", err, out, e.rolledBack)
+	}
+	if !strings.Contains(e.reason, "eth-b's gateway 10.0.0.254: no echo reply") || strings.Contains(e.reason, "the API server") {
+		t.Errorf("reason %q: want the gateway named, and the API server not", e.reason)
+	}
+}

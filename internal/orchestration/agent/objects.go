@@ -97,6 +97,17 @@ func nodeStatusFrom(u *unstructured.Unstructured) nodeStatus {
 	if t, _, _ := unstructured.NestedString(u.Object, "status", "lastTransitionTime"); t != "" {
 		s.LastTransitionTime, _ = time.Parse(time.RFC3339, t)
 	}
+	findings, _, _ := unstructured.NestedSlice(u.Object, "status", "findings")
+	for _, f := range findings {
+		m, ok := f.(map[string]any)
+		if !ok {
+			continue
+		}
+		str := func(k string) string { v, _ := m[k].(string); return v }
+		num := func(k string) int { v, _ := m[k].(int64); return int(v) }
+		s.Findings = append(s.Findings, drift.Finding{Kind: drift.Kind(str("kind")), Message: str("message"), Interface: str("interface"),
+			Expected: str("expected"), Actual: str("actual"), Path: str("path"), Line: num("line"), Column: num("column")})
+	}
 	return s
 }
 

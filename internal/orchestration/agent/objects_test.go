@@ -75,6 +75,10 @@ func TestNodeStatusRoundTrip(t *testing.T) {
 	if got := string(data); !strings.Contains(got, `"line":7`) || !strings.Contains(got, `"interface":"eth-b"`) {
 		t.Errorf("findings: %s", got)
 	}
+	// The whole status reads back as written: the agent compares the two to skip writing what it wrote already.
+	if !reflect.DeepEqual(back.object(), s.object()) {
+		t.Errorf("read back as\n%v\nwritten as\n%v", back.object(), s.object())
+	}
 	same := nodeStatus{Policy: "edge", AppliedGeneration: 4, Result: fleet.RolledBack, Message: "another message"}.next(back, t0.Add(time.Hour))
 	if !same.LastTransitionTime.Equal(t0) {
 		t.Errorf("an unchanged result moved the transition time to %v", same.LastTransitionTime)
@@ -117,6 +121,10 @@ func TestSummarizeCountsTheSelectedNodesAtThisGeneration(t *testing.T) {
 	states[1].Result = fleet.RolledBack
 	if got := Summarize(p, []string{"n1", "n2"}, states); got != (Summary{Nodes: 2, Verified: 1, Failed: 1, Rollout: Stopped}) {
 		t.Errorf("one rolled back: %+v", got)
+	}
+	states[1].Result = fleet.Drifted
+	if got := Summarize(p, []string{"n1", "n2"}, states); got != (Summary{Nodes: 2, Verified: 1, Drifted: 1, Rollout: Complete}) {
+		t.Errorf("a drifted node: %+v", got)
 	}
 	states[0] = fleet.NodeState{Node: "n1", Policy: "other", AppliedGeneration: 2, Result: fleet.Verified}
 	if got := Summarize(p, []string{"n1"}, states); got.Verified != 0 || got.Rollout != Progressing {

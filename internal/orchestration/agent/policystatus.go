@@ -25,8 +25,8 @@ const (
 
 // Summary is a policy's status counts over the nodes it selects.
 type Summary struct {
-	Nodes, Verified, Failed int
-	Rollout                 Rollout
+	Nodes, Verified, Drifted, Failed int
+	Rollout                          Rollout
 }
 
 // Summarize counts, among the nodes p selects (selected, by name), those whose state says they verify p's
@@ -47,6 +47,8 @@ func Summarize(p fleet.Policy, selected []string, states []fleet.NodeState) Summ
 		switch s.Result {
 		case fleet.Verified:
 			sum.Verified++
+		case fleet.Drifted:
+			sum.Drifted++
 		case fleet.RolledBack:
 			sum.Failed++
 		}
@@ -54,8 +56,8 @@ func Summarize(p fleet.Policy, selected []string, states []fleet.NodeState) Summ
 	switch {
 	case sum.Failed > 0:
 		sum.Rollout = Stopped
-	case sum.Verified == sum.Nodes:
-		sum.Rollout = Complete
+	case sum.Verified+sum.Drifted == sum.Nodes:
+		sum.Rollout = Complete // every node applied it; a drifted node is for the operator, not the rollout
 	default:
 		sum.Rollout = Progressing
 	}
@@ -70,6 +72,7 @@ func policyStatus(p fleet.Policy, sum Summary) map[string]any {
 		"observedGeneration": p.Generation,
 		"nodes":              int64(sum.Nodes),
 		"verified":           int64(sum.Verified),
+		"drifted":            int64(sum.Drifted),
 		"failed":             int64(sum.Failed),
 		"rollout":            string(sum.Rollout),
 		"problems":           problems(rep),
@@ -116,6 +119,9 @@ func (a *Agent) writePolicyStatus(ctx context.Context, name string) error {
 		_, err = a.Dynamic.Resource(PolicyResource).UpdateStatus(ctx, u, metav1.UpdateOptions{})
 		if apierrors.IsConflict(err) {
 			return err
+		}
+		if apierrors.IsNotFound(err) {
+			return nil // deleted since it was read: no status to write
 		}
 		if err != nil {
 			return fmt.Errorf("policy %s status: %w", name, err)

@@ -31,8 +31,11 @@ const ConditionType corev1.NodeConditionType = "SymrouteVerified"
 // Reporting names the agent in the Events it writes.
 const reportingController = "symroute.io/agent"
 
-// maxNote is the API server's bound on an Event's note.
-const maxNote = 1024
+// maxNote and maxReportingInstance are the API server's bounds on an Event's note and reporting instance.
+const (
+	maxNote              = 1024
+	maxReportingInstance = 128
+)
 
 // conditionFor is the Node condition s calls for; ok is false when the node should carry none (no policy
 // selects it).
@@ -113,37 +116,31 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	s = s[:n-3]
-	for !utf8.ValidString(s) {
-		s = s[:len(s)-1]
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut-- // back to the start of the rune the cut would split
 	}
-	return s + "..."
+	return s[:cut] + "..."
 }
 
 // report puts s on the Node: its condition, and an Event when the state changed. A failure is logged and
 // returned: the RoutingNodeState, written first, is the record; these are views of it.
 func (a *Agent) report(ctx context.Context, old, s nodeStatus) error {
-	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
-	if err != nil {
-		err = fmt.Errorf("node %s: %w", a.Node, err)
-		a.logf("%v", err)
+	node, err := a.syncCondition(ctx, s)
+	if node == nil {
 		return err
 	}
-	var errs []error
-	if patch := conditionPatch(node, s, a.now()); patch != nil {
-		if _, err := a.Kube.CoreV1().Nodes().PatchStatus(ctx, node.Name, patch); err != nil {
-			errs = append(errs, fmt.Errorf("node %s condition: %w", node.Name, err))
-		}
-	}
+	errs := []error{err}
 	if kind, reason, action, note, ok := eventFor(old, s); ok {
 		now := a.now()
 		ev := &eventsv1.Event{
 			// A Node's Events are in the default namespace, where kubectl describe node looks for them.
-			ObjectMeta:          metav1.ObjectMeta{Name: fmt.Sprintf("%s.%x", node.Name, now.UnixNano()), Namespace: metav1.NamespaceDefault},
+			// The API server completes the name and cuts the prefix to fit, whatever the node's name's length.
+			ObjectMeta:          metav1.ObjectMeta{GenerateName: node.Name + "-symroute-", Namespace: metav1.NamespaceDefault},
 			EventTime:           metav1.NewMicroTime(now),
 			Regarding:           corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID},
 			ReportingController: reportingController,
-			ReportingInstance:   reportingController + "/" + node.Name,
+			ReportingInstance:   truncate(reportingController+"/"+node.Name, maxReportingInstance),
 			Action:              action,
 			Reason:              reason,
 			Note:                note,
@@ -153,10 +150,28 @@ func (a *Agent) report(ctx context.Context, old, s nodeStatus) error {
 			errs = append(errs, fmt.Errorf("event on node %s: %w", node.Name, err))
 		}
 	}
-	for _, err := range errs {
+	err = errors.Join(errs...)
+	if err != nil {
 		a.logf("%v", err)
 	}
-	return errors.Join(errs...)
+	return err
+}
+
+// syncCondition brings the Node's condition in line with s, writing only when it differs, and returns the Node
+// it read (nil when it could not).
+func (a *Agent) syncCondition(ctx context.Context, s nodeStatus) (*corev1.Node, error) {
+	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
+	if err != nil {
+		err = fmt.Errorf("node %s: %w", a.Node, err)
+		a.logf("%v", err)
+		return nil, err
+	}
+	if patch := conditionPatch(node, s, a.now()); patch != nil {
+		if _, err := a.Kube.CoreV1().Nodes().PatchStatus(ctx, node.Name, patch); err != nil {
+			return node, fmt.Errorf("node %s condition: %w", node.Name, err)
+		}
+	}
+	return node, nil
 }
 
 // lastVerify is the agent's last verify, for its metrics.
@@ -171,6 +186,14 @@ func (a *Agent) noteVerify(res *drift.Result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.verified = lastVerify{res: res, at: a.now(), ran: true}
+}
+
+// forgetVerify drops the last verify from the metrics: the node has nothing to verify any more, and an old
+// result would alert on, or reassure about, a configuration no longer there.
+func (a *Agent) forgetVerify() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.verified = lastVerify{}
 }
 
 // noteState keeps the node's state for the metrics.

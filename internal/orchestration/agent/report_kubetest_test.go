@@ -4,6 +4,7 @@ package agent_test
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 
@@ -45,6 +46,8 @@ func (c *cluster) events(t *testing.T, node string) []eventsv1.Event {
 			out = append(out, e)
 		}
 	}
+	// Listed by name, which the API server generates: the order they happened in is their time's.
+	sort.SliceStable(out, func(i, j int) bool { return out[i].EventTime.Before(&out[j].EventTime) })
 	return out
 }
 
@@ -92,6 +95,20 @@ func TestDriftShowsOnTheNodeInEventsAndMetrics(t *testing.T) {
 	wantCondition(t, "applied", c.condition(t, "n1"), corev1.ConditionTrue, "Verified")
 	wantEvents(t, "applied", c.events(t, "n1"), "Normal/Verified")
 
+	// A condition lost (a report that failed, an agent from before conditions) comes back at the next verify,
+	// though the state, still Verified, is not written again.
+	if _, err := c.admin.Kube.CoreV1().Nodes().PatchStatus(t.Context(), "n1", []byte(`{"status":{"conditions":[{"type":"SymrouteVerified","$patch":"delete"}]}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if c.condition(t, "n1") != nil {
+		t.Fatal("the condition was not deleted")
+	}
+	if err := a.Verify(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wantCondition(t, "verified again", c.condition(t, "n1"), corev1.ConditionTrue, "Verified")
+	wantEvents(t, "verified again", c.events(t, "n1"), "Normal/Verified")
+
 	h.drift(drift.Finding{Kind: drift.RuleMissing, Interface: "eth-a", Message: "rule 20010 from 192.168.1.11 lookup 1000 is missing"})
 	if err := a.Verify(t.Context()); err != nil {
 		t.Fatal(err)
@@ -113,7 +130,7 @@ func TestDriftShowsOnTheNodeInEventsAndMetrics(t *testing.T) {
 			t.Errorf("drifted: metrics lack %q:\n%s", line, m)
 		}
 	}
-	want(t, "policy while drifted", c.policyStatus(t, "edge"), map[string]any{"nodes": 1, "verified": 0})
+	want(t, "policy while drifted", c.policyStatus(t, "edge"), map[string]any{"nodes": 1, "verified": 0, "drifted": 1, "rollout": "Complete"})
 
 	before := c.resourceVersions(t)
 	if err := a.Verify(t.Context()); err != nil {
@@ -123,6 +140,20 @@ func TestDriftShowsOnTheNodeInEventsAndMetrics(t *testing.T) {
 		t.Errorf("a verify that found the same drift again wrote: resource versions %s, then %s", before, after)
 	}
 	wantEvents(t, "the same drift again", c.events(t, "n1"), "Normal/Verified", "Warning/Drifted")
+
+	// A description that no longer holds on the node (a link lost its address) is drift too, saying why.
+	h.mu.Lock()
+	h.verifyErr = fmt.Errorf("%w:\nline 3: interfaces[0]: eth-a has no address", agent.ErrDoesNotHold)
+	h.mu.Unlock()
+	if err := a.Verify(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.nodeState(t, "n1"); s["result"] != "Drifted" || !strings.Contains(fmt.Sprint(s["message"]), "eth-a has no address") {
+		t.Errorf("a description that no longer holds: %v", s)
+	}
+	h.mu.Lock()
+	h.verifyErr = nil
+	h.mu.Unlock()
 
 	h.drift()
 	if err := a.Verify(t.Context()); err != nil {

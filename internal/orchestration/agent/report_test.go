@@ -79,7 +79,30 @@ func TestTruncateKeepsRunesWhole(t *testing.T) {
 	if len(got) > maxNote || !utf8.ValidString(got) || !strings.HasSuffix(got, "...") {
 		t.Errorf("truncate: %d bytes, valid %v", len(got), utf8.ValidString(got))
 	}
+	// An invalid byte early on does not empty the note: only the cut is moved back.
+	broken := "\xff" + strings.Repeat("a", 2000)
+	if got := truncate(broken, maxNote); len(got) != maxNote || got[0] != 0xff {
+		t.Errorf("truncate of a note with an invalid byte: %d bytes", len(got))
+	}
 	if truncate("short", maxNote) != "short" {
 		t.Error("a short note is changed")
+	}
+}
+
+func TestVerifyDelayIsBoundedUnderChangesThatNeverSettle(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 4, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		after time.Duration // from the first change not yet verified
+		want  time.Duration
+	}{
+		{0, changeSettle},
+		{5 * time.Second, changeSettle},
+		{9 * time.Second, time.Second},
+		{maxChangeDelay, 0},
+		{time.Minute, 0},
+	} {
+		if got := verifyDelay(t0.Add(c.after), t0); got != c.want {
+			t.Errorf("a change %v after the first: verify in %v, want %v", c.after, got, c.want)
+		}
 	}
 }

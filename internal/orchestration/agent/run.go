@@ -33,6 +33,9 @@ const DefaultVerifyEvery = 10 * time.Minute
 // configuring a link sends dozens of events within a second, and one verify after them says what they came to.
 const changeSettle = 2 * time.Second
 
+// maxChangeDelay bounds how long changes that never settle put a verify off.
+const maxChangeDelay = 10 * time.Second
+
 // Run reconciles the node whenever something it decides from changes, until ctx ends: the RoutingPolicies, the
 // Nodes' labels (its own, and the others' for the policy's counts), every RoutingNodeState (another node's rollback stops the rollout) and the
 // rollout's Leases in the agent's namespace (a slot freed lets this node start). It watches them and does not
@@ -98,6 +101,7 @@ func (a *Agent) Run(ctx context.Context, resync time.Duration) error {
 	}
 	verifyAt := time.NewTimer(0)
 	changes := a.Changes
+	var changedSince time.Time // the first change since the last verify
 	defer verifyAt.Stop()
 
 	retry := firstRetry
@@ -111,9 +115,13 @@ func (a *Agent) Run(ctx context.Context, resync time.Duration) error {
 				changes = nil
 				continue
 			}
-			verifyAt.Reset(changeSettle)
+			if changedSince.IsZero() {
+				changedSince = time.Now()
+			}
+			verifyAt.Reset(verifyDelay(time.Now(), changedSince))
 			continue
 		case <-verifyAt.C:
+			changedSince = time.Time{}
 			if err := a.Verify(ctx); err != nil && ctx.Err() == nil {
 				a.logf("verify: %v", err)
 			}
@@ -135,4 +143,11 @@ func (a *Agent) Run(ctx context.Context, resync time.Duration) error {
 		retry = min(2*retry, lastRetry)
 		trigger()
 	}
+}
+
+// verifyDelay is how long after a change at now the agent verifies, the first change not yet verified having come
+// at since: once the changes have been quiet for changeSettle, but no later than maxChangeDelay after since (on a
+// node where pods come and go, the changes never stop for long).
+func verifyDelay(now, since time.Time) time.Duration {
+	return max(0, min(changeSettle, since.Add(maxChangeDelay).Sub(now)))
 }

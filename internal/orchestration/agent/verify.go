@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/symroute/symroute/internal/core/fleet"
@@ -9,49 +10,67 @@ import (
 
 // Verify checks that the node still runs the generation of its policy it applied, as symroute verify does, and
 // records Verified or Drifted with the findings: a rule someone deleted shows in the node's state, its condition,
-// an Event and the metrics. It repairs nothing: networkd's files are intact, and the operator decides whether to
-// reapply (a new generation) or find who deleted the rule. A node with nothing applied (never, rolled back,
-// invalid, removed) or waiting for a newer generation has nothing to verify.
+// an Event and the metrics. A description that no longer holds on the node (a link lost the address the policy
+// leaves to it) is Drifted too, saying why. It repairs nothing: networkd's files are intact, and the operator
+// decides whether to reapply (a new generation) or find who deleted the rule. A node with nothing applied (never,
+// rolled back, invalid, removed) or waiting for a newer generation has nothing to verify; its Node condition is
+// still brought in line with its state (one a failed report or an older agent left).
 func (a *Agent) Verify(ctx context.Context) error {
 	old, err := a.ownState(ctx)
 	if err != nil {
 		return err
 	}
 	a.noteState(old)
-	if old.Policy == "" || old.Result != fleet.Verified && old.Result != fleet.Drifted {
-		return nil
-	}
-	u, err := a.view().policy(ctx, old.Policy)
+	p, ok, err := a.appliedPolicy(ctx, old)
 	if err != nil {
 		return err
 	}
-	if u == nil {
-		return nil // the reconcile the deletion's event started removes the configuration
-	}
-	p, err := policyFrom(u)
-	if err != nil {
+	if !ok {
+		a.forgetVerify()
+		_, err := a.syncCondition(ctx, old)
 		return err
 	}
-	if p.Generation != old.AppliedGeneration {
-		return nil // the rollout brings the new generation; until then, the old one's files stay
-	}
-	res, verr := a.Host.Verify(ctx, []byte(p.Description))
-	if verr != nil {
+	s := nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation}
+	res, err := a.Host.Verify(ctx, []byte(p.Description))
+	switch {
+	case errors.Is(err, ErrDoesNotHold):
 		a.noteVerify(nil)
-		return fmt.Errorf("verify: %w", verr)
-	}
-	a.noteVerify(&res)
-	s := nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation, Result: fleet.Verified, Findings: res.Findings,
-		Message: "verified: replies leave by the interface they came in on"}
-	if !res.OK() {
-		s.Result = fleet.Drifted
+		s.Result, s.Message = fleet.Drifted, err.Error()
+	case err != nil:
+		a.noteVerify(nil)
+		return fmt.Errorf("verify: %w", err)
+	case res.OK():
+		a.noteVerify(&res)
+		s.Result, s.Message = fleet.Verified, "verified: replies leave by the interface they came in on"
+	default:
+		a.noteVerify(&res)
+		s.Result, s.Findings = fleet.Drifted, res.Findings
 		s.Message = fmt.Sprintf("%d difference(s) from the policy's description: %s", len(res.Findings), res.Findings[0].Message)
 	}
 	if s.Result == fleet.Verified && old.Result == fleet.Verified {
-		return nil // still as the apply left it: the state keeps the apply's message, nothing is written
+		// Still as the apply left it: the state keeps the apply's message, nothing is written.
+		_, err := a.syncCondition(ctx, old)
+		return err
 	}
 	if s.Result != old.Result {
 		a.logf("policy %s: %s", p.Name, s.Message)
 	}
 	return a.record(ctx, old, s)
+}
+
+// appliedPolicy is the policy whose generation the node's state says is in place (Verified or Drifted), as it is
+// now; ok is false when there is none to verify: nothing applied, the policy gone (the reconcile its deletion
+// started removes the configuration), or a newer generation on its way (the old one's files stay until then).
+func (a *Agent) appliedPolicy(ctx context.Context, s nodeStatus) (p fleet.Policy, ok bool, err error) {
+	if s.Policy == "" || s.Result != fleet.Verified && s.Result != fleet.Drifted {
+		return p, false, nil
+	}
+	u, err := a.view().policy(ctx, s.Policy)
+	if err != nil || u == nil {
+		return p, false, err
+	}
+	if p, err = policyFrom(u); err != nil {
+		return p, false, err
+	}
+	return p, p.Generation == s.AppliedGeneration, nil
 }

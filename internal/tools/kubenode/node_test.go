@@ -105,15 +105,18 @@ func TestDaemonSetOnARealNode(t *testing.T) {
 	var metrics string
 	wanted := []string{"symroute_verify_success 1", `symroute_verify_interface_ok{interface="eth-a"} 1`, `symroute_agent_result{policy="site",result="Verified"} 1`}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
-		metrics, _ = site.Host.Try("bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/9479 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3`)
+		metrics, _ = site.Host.Try("bash", "-c", `exec 3<>/dev/tcp/`+nettest.HostA+`/9479 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3`)
 		if !slices.ContainsFunc(wanted, func(l string) bool { return !strings.Contains(metrics, l) }) {
 			break
 		}
 	}
 	for _, line := range wanted {
 		if !strings.Contains(metrics, line) {
-			t.Errorf("the agent's metrics on :9479 lack %q within 30 s:\n%s", line, metrics)
+			t.Errorf("the agent's metrics on the node's address lack %q within 30 s:\n%s", line, metrics)
 		}
+	}
+	if out, err := site.Host.Try("bash", "-c", `exec 3<>/dev/tcp/127.0.0.1/9479`); err == nil {
+		t.Errorf("the metrics are served on 127.0.0.1 too, not on the node's address alone: %s", out)
 	}
 	logUsage(t, node, pod)
 
