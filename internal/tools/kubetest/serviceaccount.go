@@ -1,0 +1,194 @@
+package kubetest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v4"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	kjson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// This file gives tests what a cluster's operator does before an agent runs: the shipped manifests created, and a
+// service account's token, so the test acts as the DaemonSet's account and meets RBAC's real denials.
+
+// establishedTimeout bounds a CRD's becoming servable; on loopback it takes well under a second.
+const establishedTimeout = 30 * time.Second
+
+// AdminConfig is a client configuration for the admin certificate, with client-go's rate limit lifted: a test's
+// requests must not wait on the client.
+func (s *Server) AdminConfig(t testing.TB) *rest.Config {
+	t.Helper()
+	config, err := clientcmd.BuildConfigFromFlags("", s.KubeconfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config.QPS, config.Burst = 1000, 1000
+	return config
+}
+
+// CreateManifests creates every object of the multi-document YAML files as the admin, in order, and waits until
+// each CustomResourceDefinition among them is established (its resource served).
+func (s *Server) CreateManifests(t testing.TB, files ...string) {
+	t.Helper()
+	config := s.AdminConfig(t)
+	disc, err := discovery.NewDiscoveryClientForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := restmapper.GetAPIGroupResources(disc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDiscoveryRESTMapper(groups)
+	dyn, err := dynamic.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crds []string
+	for _, file := range files {
+		objects, err := readManifests(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, obj := range objects {
+			gvk := obj.GroupVersionKind()
+			mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			if err != nil {
+				t.Fatalf("%s: %s %s: %v", file, gvk.Kind, obj.GetName(), err)
+			}
+			var r dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
+			if ns := obj.GetNamespace(); ns != "" {
+				r = dyn.Resource(mapping.Resource).Namespace(ns)
+			}
+			if _, err := r.Create(t.Context(), obj, metav1.CreateOptions{}); err != nil {
+				t.Fatalf("%s: %s %s: %v", file, gvk.Kind, obj.GetName(), err)
+			}
+			if gvk.Kind == "CustomResourceDefinition" {
+				crds = append(crds, obj.GetName())
+			}
+		}
+	}
+	crdResource := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	for _, name := range crds {
+		deadline := time.Now().Add(establishedTimeout)
+		for !established(t, dyn.Resource(crdResource), name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("CRD %s not established after %v", name, establishedTimeout)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func established(t testing.TB, crds dynamic.NamespaceableResourceInterface, name string) bool {
+	u, err := crds.Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		return false
+	}
+	conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conditions {
+		if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
+}
+
+// readManifests reads a multi-document YAML file as unstructured objects, numbers as the API's JSON has them.
+func readManifests(file string) ([]*unstructured.Unstructured, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %v", file, err)
+		}
+		if doc == nil {
+			continue // an empty document
+		}
+		encoded, err := json.Marshal(doc)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", file, err)
+		}
+		var obj map[string]any
+		if err := kjson.Unmarshal(encoded, &obj); err != nil {
+			return nil, fmt.Errorf("%s: %v", file, err)
+		}
+		out = append(out, &unstructured.Unstructured{Object: obj})
+	}
+}
+
+// ServiceAccountToken asks the TokenRequest API for a token of the service account namespace/name, valid for an
+// hour, as the kubelet asks for a pod's projected token.
+func (s *Server) ServiceAccountToken(t testing.TB, namespace, name string) string {
+	t.Helper()
+	kube, err := kubernetes.NewForConfig(s.AdminConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hour := int64(3600)
+	request, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(t.Context(), name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token of %s/%s: %v", namespace, name, err)
+	}
+	return request.Status.Token
+}
+
+// TokenKubeconfig writes a kubeconfig, in the server's dir under name, that reaches the API server at url (its
+// own URL, or an address forwarded to it) and authenticates with token alone: no client certificate, so what the
+// holder may do is what RBAC grants the token's account. It returns the file's path.
+func (s *Server) TokenKubeconfig(t testing.TB, name, url, token string) string {
+	t.Helper()
+	ca, err := os.ReadFile(s.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: kubetest
+  cluster:
+    server: %s
+    certificate-authority-data: %s
+users:
+- name: token
+  user:
+    token: %s
+contexts:
+- name: kubetest
+  context:
+    cluster: kubetest
+    user: token
+current-context: kubetest
+`, url, base64.StdEncoding.EncodeToString(ca), token)
+	file := filepath.Join(s.Dir, name)
+	if err := os.WriteFile(file, []byte(kubeconfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
