@@ -50,7 +50,8 @@ test: vet deps
 KUBETEST_CACHE ?= $(or $(XDG_CACHE_HOME),/var/cache)/symroute-kubetest
 test-kube:
 	@bin=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO)) && \
-	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -v ./internal/tools/kubetest/ ./internal/orchestration/agent/
+	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -v ./internal/tools/kubetest/ ./internal/orchestration/agent/ && \
+	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -run '^TestFleet' -v ./internal/tools/integration/
 
 # Fuzz the description parser and the whole check-and-render pipeline, seeded from golden/. make test runs each
 # for TEST_FUZZTIME; run longer with e.g. make fuzz FUZZTIME=10m. A failing input is saved under testdata/fuzz/.

@@ -1,0 +1,1014 @@
+//go:build kubetest
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+
+	"github.com/symroute/symroute/internal/orchestration/agent"
+	"github.com/symroute/symroute/internal/tools/kubetest"
+	"github.com/symroute/symroute/internal/tools/nettest"
+)
+
+// agentNamespace is the agent's, as packaging/kubernetes/rbac.yaml names it: its service account and the
+// rollout's Leases live there.
+const agentNamespace = "symroute"
+
+// The agents' bounds: a site's networkd takes a change up in well under a second, and a try whose check fails
+// rolls back at its deadline (wait plus checks), so short bounds keep the failing scenario short. The lease's
+// duration is short enough that the failing try renews it.
+var agentFlags = []string{"--namespace", agentNamespace, "--resync", "10m", "--lease-duration", "15s", "--wait", "10s", "--checks-timeout", "4s"}
+
+// rolloutLimit bounds a rollout over the three nodes, one at a time, on a loaded two-core machine.
+const rolloutLimit = 90 * time.Second
+
+var (
+	buildAgentOnce sync.Once
+	buildAgentErr  error
+)
+
+// agentBinary builds cmd/symroute-agent beside the symroute binary: the real agent runs inside each node's host
+// namespace.
+func agentBinary(t *testing.T) string {
+	t.Helper()
+	symrouteBinary(t)
+	bin := filepath.Join(binDir, "symroute-agent")
+	buildAgentOnce.Do(func() {
+		if out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/symroute-agent").CombinedOutput(); err != nil {
+			buildAgentErr = &buildError{err, string(out)}
+		}
+	})
+	if buildAgentErr != nil {
+		t.Fatal(buildAgentErr)
+	}
+	return bin
+}
+
+// fleetDescription is the two-NIC host's description without its addresses: one description for many nodes, each
+// node's links giving their own. topLevel lines go after the version.
+func fleetDescription(rpFilter string, topLevel ...string) string {
+	var lines []string
+	for _, l := range strings.Split(nettest.Description(rpFilter, topLevel...), "\n") {
+		if !strings.Contains(l, "addresses:") {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// fleetNode is one node: a site whose links networkd configures from files of the node's own, its Node object and
+// its agent.
+type fleetNode struct {
+	*site
+	name  string
+	agent *nettest.Daemon
+	// files and rules are the node's before any agent ran: etc under its root, and ip rule.
+	files map[string][]byte
+	rules string
+}
+
+// fleet is the cluster: a real API server with symroute's CRDs and RBAC, the admin's clients (the test sets the
+// scene and reads the results with them), the agents' service account's clients, and the nodes.
+type fleet struct {
+	server      *kubetest.Server
+	kube        kubernetes.Interface
+	dyn         dynamic.Interface
+	agentKube   kubernetes.Interface
+	agentDyn    dynamic.Interface
+	agentConfig string // the first node's kubeconfig, to show what the agents hold
+	nodes       []*fleetNode
+	rec         *recorder
+}
+
+// nodeSite builds a site as a node is before the agent: its links configured by networkd from the node's own
+// files, the asymmetric path broken.
+func nodeSite(t *testing.T) *site {
+	t.Helper()
+	s := buildSite(t, "", false)
+	s.writeFile("etc/systemd/network/50-eth-a.network", "[Match]\nName=eth-a\n\n[Network]\nAddress="+hostA+"/24\nGateway=192.168.1.1\n")
+	s.writeFile("etc/systemd/network/50-eth-b.network", "[Match]\nName=eth-b\n\n[Network]\nAddress="+hostB+"/24\n")
+	s.reloadNetworkd()
+	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a", "eth-b")
+	s.expectClient(false, "before the agent")
+	return s
+}
+
+func startFleet(t *testing.T, labels ...map[string]string) *fleet {
+	t.Helper()
+	started := time.Now()
+	f := &fleet{server: kubetest.Start(t)}
+	config := f.server.AdminConfig(t)
+	f.kube, f.dyn = kubeClients(t, config)
+	if _, err := f.kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNamespace}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	manifests, err := filepath.Glob("../../../packaging/kubernetes/crd-*.yaml")
+	if err != nil || len(manifests) != 2 {
+		t.Fatalf("CRDs %v: %v", manifests, err)
+	}
+	f.server.CreateManifests(t, append(manifests, "../../../packaging/kubernetes/rbac.yaml")...)
+	token := f.server.ServiceAccountToken(t, agentNamespace, "symroute-agent")
+	f.agentKube, f.agentDyn = kubeClients(t, &rest.Config{Host: f.server.URL, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAFile: f.server.CAFile}})
+	// The RBAC authorizer learns of the new bindings from its own watch.
+	waitUntil(t, "the service account's bindings to take effect", 30*time.Second, func() bool {
+		_, err := f.agentDyn.Resource(agent.PolicyResource).List(t.Context(), metav1.ListOptions{})
+		return err == nil
+	})
+	t.Logf("control plane with symroute's CRDs and RBAC ready in %v", time.Since(started).Round(time.Millisecond))
+
+	ctx, stopWatching := context.WithCancel(t.Context())
+	f.rec = &recorder{states: map[string]nodeState{}}
+	t.Cleanup(stopWatching) // before the API server stops
+	f.rec.watchStates(t, ctx, f.dyn)
+	f.rec.watchLeases(t, ctx, f.kube)
+
+	bin := agentBinary(t)
+	apiServer := strings.TrimPrefix(f.server.URL, "https://")
+	for i, l := range labels {
+		n := &fleetNode{site: nodeSite(t), name: fmt.Sprintf("n%d", i+1)}
+		n.files, n.rules = n.tree("etc"), n.Host.IP("rule")
+		f.rec.watchRoutes(t, n.name, n.Host)
+		if _, err := f.kube.CoreV1().Nodes().Create(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: l}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The API server listens on the root namespace's loopback; the node reaches it on its own loopback.
+		kubeconfig := f.server.TokenKubeconfig(t, n.name+".kubeconfig", "https://"+n.Host.Forward(t, apiServer), token)
+		if f.agentConfig == "" {
+			f.agentConfig = kubeconfig
+		}
+		n.agent = nettest.StartDaemon(t, n.Host, n.Bus, []string{"NODE_NAME=" + n.name}, bin,
+			append([]string{"--kubeconfig", kubeconfig, "--root", n.Root}, agentFlags...)...)
+		f.nodes = append(f.nodes, n)
+	}
+	t.Cleanup(func() {
+		for _, n := range f.nodes {
+			if t.Failed() {
+				t.Logf("%s's agent's log:\n%s", n.name, n.agent.Log())
+			}
+		}
+	})
+	for _, n := range f.nodes {
+		f.waitLog(t, n, "following the RoutingPolicies", 30*time.Second)
+		// ip netns exec has exec'd the agent by now, in its own place.
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", n.agent.Pid())); err != nil || strings.TrimSpace(string(comm)) != "symroute-agent" {
+			t.Fatalf("%s: pid %d is %q (%v), not the agent: the figures would measure another program", n.name, n.agent.Pid(), comm, err)
+		}
+	}
+	t.Logf("three nodes with their agents running %v after the start", time.Since(started).Round(time.Millisecond))
+	return f
+}
+
+func kubeClients(t *testing.T, config *rest.Config) (kubernetes.Interface, dynamic.Interface) {
+	t.Helper()
+	config.QPS, config.Burst = 1000, 1000
+	kube, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kube, dyn
+}
+
+// waitUntil polls ok until it holds; a bound against a hang, not an assertion on time.
+func waitUntil(t *testing.T, what string, limit time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitLog waits until the node's agent has logged a line containing text.
+func (f *fleet) waitLog(t *testing.T, n *fleetNode, text string, limit time.Duration) {
+	t.Helper()
+	f.checkAgents(t)
+	waitUntil(t, fmt.Sprintf("%q in %s's agent's log", text, n.name), limit, func() bool {
+		f.checkAgents(t)
+		return strings.Contains(n.agent.Log(), text)
+	})
+}
+
+// checkAgents fails the test when an agent has exited: every agent runs until the test ends.
+func (f *fleet) checkAgents(t *testing.T) {
+	t.Helper()
+	for _, n := range f.nodes {
+		select {
+		case <-n.agent.Exited():
+			t.Fatalf("%s's agent exited:\n%s", n.name, n.agent.Log())
+		default:
+		}
+	}
+}
+
+// nodeState is a RoutingNodeState's status, as the admin's watch last saw it.
+type nodeState struct {
+	Policy     string
+	Generation int64
+	Result     string
+	Message    string
+}
+
+type leaseEvent struct {
+	at, acquired  time.Time
+	lease, holder string
+}
+
+type routeEvent struct {
+	at   time.Time
+	node string
+	what string
+}
+
+// recorder keeps what the admin's watches and the nodes' route monitors saw, with when it arrived: the node states
+// (to wait on them and time the rollout), the Leases (who held a rollout slot when) and the routes changed in
+// every table but main, local and default (what symroute's routing, and nothing else on a node, changes).
+type recorder struct {
+	mu       sync.Mutex
+	states   map[string]nodeState
+	stateAt  time.Time
+	leases   []leaseEvent
+	routes   []routeEvent
+	problems []string
+}
+
+func (r *recorder) problem(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.problems = append(r.problems, fmt.Sprintf(format, args...))
+}
+
+func (r *recorder) watchStates(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
+	t.Helper()
+	w, err := dyn.Resource(agent.NodeStateResource).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.follow(ctx, w, "RoutingNodeStates", func(e watch.Event, at time.Time) {
+		u, ok := e.Object.(*unstructured.Unstructured)
+		if !ok {
+			r.problem("the watch of RoutingNodeStates: %v", e.Object)
+			return
+		}
+		var s nodeState
+		s.Policy, _, _ = unstructured.NestedString(u.Object, "status", "policy")
+		s.Generation, _, _ = unstructured.NestedInt64(u.Object, "status", "appliedGeneration")
+		s.Result, _, _ = unstructured.NestedString(u.Object, "status", "result")
+		s.Message, _, _ = unstructured.NestedString(u.Object, "status", "message")
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if e.Type == watch.Deleted {
+			delete(r.states, u.GetName())
+		} else {
+			r.states[u.GetName()] = s
+		}
+		r.stateAt = at
+	})
+}
+
+func (r *recorder) watchLeases(t *testing.T, ctx context.Context, kube kubernetes.Interface) {
+	t.Helper()
+	w, err := kube.CoordinationV1().Leases(agentNamespace).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go r.follow(ctx, w, "Leases", func(e watch.Event, at time.Time) {
+		l, ok := e.Object.(*coordinationv1.Lease)
+		if !ok {
+			r.problem("the watch of Leases: %v", e.Object)
+			return
+		}
+		ev := leaseEvent{at: at, lease: l.Name}
+		if l.Spec.HolderIdentity != nil && e.Type != watch.Deleted {
+			ev.holder = *l.Spec.HolderIdentity
+		}
+		if l.Spec.AcquireTime != nil {
+			ev.acquired = l.Spec.AcquireTime.Time
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.leases = append(r.leases, ev)
+	})
+}
+
+// follow hands each event of w to handle with the time it arrived, until ctx ends; a watch that ends before is a
+// problem the waits report.
+func (r *recorder) follow(ctx context.Context, w watch.Interface, what string, handle func(watch.Event, time.Time)) {
+	defer w.Stop()
+	for e := range w.ResultChan() {
+		handle(e, time.Now())
+	}
+	if ctx.Err() == nil {
+		r.problem("the watch of %s ended", what)
+	}
+}
+
+// watchRoutes records the route changes in the node's host namespace outside main, local and default.
+func (r *recorder) watchRoutes(t *testing.T, node string, ns *nettest.Netns) {
+	t.Helper()
+	handle, err := netns.GetFromName(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer handle.Close()
+	updates, done := make(chan netlink.RouteUpdate, 256), make(chan struct{})
+	err = netlink.RouteSubscribeWithOptions(updates, done, netlink.RouteSubscribeOptions{
+		Namespace:     &handle,
+		ErrorCallback: func(err error) { r.problem("%s's route monitor: %v", node, err) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for u := range updates {
+			if u.Table == 0 || u.Table >= 253 && u.Table <= 255 {
+				continue
+			}
+			what := "add"
+			if u.Type == syscall.RTM_DELROUTE {
+				what = "delete"
+			}
+			r.mu.Lock()
+			r.routes = append(r.routes, routeEvent{at: time.Now(), node: node, what: fmt.Sprintf("%s %s table %d", what, u.Dst, u.Table)})
+			r.mu.Unlock()
+		}
+	}()
+}
+
+// waitStates waits until cond holds of the node states as the watch has them, and returns when the event that made
+// it hold arrived.
+func (f *fleet) waitStates(t *testing.T, what string, limit time.Duration, cond func(map[string]nodeState) bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		f.rec.mu.Lock()
+		ok, at, seen, problems := cond(f.rec.states), f.rec.stateAt, fmt.Sprintf("%+v", f.rec.states), slices.Clone(f.rec.problems)
+		f.rec.mu.Unlock()
+		switch {
+		case ok:
+			return at
+		case len(problems) > 0:
+			t.Fatalf("waiting for %s: %s", what, strings.Join(problems, "; "))
+		case time.Now().After(deadline):
+			t.Fatalf("no %s within %v; the node states: %s", what, limit, seen)
+		}
+		f.checkAgents(t)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// each is a condition that holds when every named node's state has result at generation gen of policy.
+func each(policy string, gen int64, result string, nodes ...string) func(map[string]nodeState) bool {
+	return func(states map[string]nodeState) bool {
+		for _, n := range nodes {
+			if s := states[n]; s.Policy != policy || s.Generation != gen || s.Result != result {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func (f *fleet) state(node string) (nodeState, bool) {
+	f.rec.mu.Lock()
+	defer f.rec.mu.Unlock()
+	s, ok := f.rec.states[node]
+	return s, ok
+}
+
+// setPolicy creates policy name with spec, or replaces its spec, and returns the generation the API server gave
+// it. The agents write its status meanwhile, so a conflict is read again and retried.
+func (f *fleet) setPolicy(t *testing.T, name string, spec map[string]any) int64 {
+	t.Helper()
+	policies := f.dyn.Resource(agent.PolicyResource)
+	var gen int64
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		u, err := policies.Get(t.Context(), name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			u = &unstructured.Unstructured{Object: map[string]any{"apiVersion": "symroute.io/v1alpha1", "kind": "RoutingPolicy",
+				"metadata": map[string]any{"name": name}, "spec": spec}}
+			u, err = policies.Create(t.Context(), u, metav1.CreateOptions{})
+		} else if err == nil {
+			u.Object["spec"] = spec
+			u, err = policies.Update(t.Context(), u, metav1.UpdateOptions{})
+		}
+		if err == nil {
+			gen = u.GetGeneration()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatalf("policy %s: %v", name, err)
+	}
+	return gen
+}
+
+func (f *fleet) deletePolicy(t *testing.T, name string) {
+	t.Helper()
+	if err := f.dyn.Resource(agent.PolicyResource).Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f *fleet) relabel(t *testing.T, node string, labels map[string]string) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		n, err := f.kube.CoreV1().Nodes().Get(t.Context(), node, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		n.Labels = labels
+		_, err = f.kube.CoreV1().Nodes().Update(t.Context(), n, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// policyStatus is the policy's status as the API server holds it now.
+func (f *fleet) policyStatus(t *testing.T, name string) map[string]any {
+	t.Helper()
+	u, err := f.dyn.Resource(agent.PolicyResource).Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _, _ := unstructured.NestedMap(u.Object, "status")
+	return s
+}
+
+// wantPolicyStatus waits until the policy's status has the fields given (by their JSON values): an agent writes
+// the counts just after its own state, so they may follow the state the test waited on by a moment.
+func (f *fleet) wantPolicyStatus(t *testing.T, name string, fields map[string]any) map[string]any {
+	t.Helper()
+	var status map[string]any
+	matches := func() bool {
+		status = f.policyStatus(t, name)
+		for k, v := range fields {
+			if fmt.Sprint(status[k]) != fmt.Sprint(v) {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !matches() {
+		if time.Now().After(deadline) {
+			t.Fatalf("policy %s's status is %v, want %v", name, status, fields)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return status
+}
+
+func spec(desc string, selector map[string]any, maxUnavailable any) map[string]any {
+	return map[string]any{"description": desc, "nodeSelector": selector, "rollout": map[string]any{"maxUnavailable": maxUnavailable}}
+}
+
+// symrouteTables are the routes of the node's host namespace outside main, local and default.
+func (n *fleetNode) symrouteTables() []string {
+	var out []string
+	for _, l := range strings.Split(n.Host.IP("route", "show", "table", "all"), "\n") {
+		if strings.Contains(l, " table ") && !strings.Contains(l, " table local") && !strings.Contains(l, " table default") {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// untouched fails the test unless the node has no file of symroute's, its files and rules are as before any agent
+// ran, and no table of symroute's has a route.
+func (n *fleetNode) untouched(t *testing.T, when string) {
+	t.Helper()
+	for p := range n.tree("") {
+		if strings.Contains(p, "symroute") {
+			t.Errorf("%s, %s: %s has a file of symroute's: %s", when, n.name, n.name, p)
+		}
+	}
+	n.sameFiles(t, when, n.files)
+	n.sameRules(t, when, n.rules)
+	if tables := n.symrouteTables(); len(tables) > 0 {
+		t.Errorf("%s, %s: routes in symroute's tables:\n%s", when, n.name, strings.Join(tables, "\n"))
+	}
+}
+
+func (n *fleetNode) sameFiles(t *testing.T, when string, files map[string][]byte) {
+	t.Helper()
+	if now := n.tree("etc"); !maps.EqualFunc(now, files, bytes.Equal) {
+		t.Errorf("%s, %s: its files changed: %v, before %v", when, n.name, keys(now), keys(files))
+	}
+}
+
+func (n *fleetNode) sameRules(t *testing.T, when, rules string) {
+	t.Helper()
+	if now := n.Host.IP("rule"); now != rules {
+		t.Errorf("%s, %s: its rules changed:\n%s\nbefore:\n%s", when, n.name, now, rules)
+	}
+}
+
+// configured fails the test unless symroute's routing is on the node and does what it is for: the LAN client
+// reaches the host's first-NIC address through the stateful gateway.
+func (n *fleetNode) configured(t *testing.T, when string) {
+	t.Helper()
+	if rules := n.Host.IP("rule"); !strings.Contains(rules, "from "+hostA+" lookup") {
+		t.Errorf("%s, %s: no rule from %s:\n%s", when, n.name, hostA, rules)
+	}
+	if err := n.clientReachesA(); err != nil {
+		t.Errorf("%s, %s: the client cannot reach %s through the gateway: %v", when, n.name, hostA, err)
+	}
+}
+
+// removed fails the test unless symroute's routing is gone from the node as the agent's remove leaves it: the
+// rules as before any agent ran, no route in symroute's tables, the node's own files as they were, symroute's own
+// .network files (they give the links their addresses) stripped of routing, no other file of symroute's, and the
+// asymmetric path broken again.
+func (n *fleetNode) removed(t *testing.T, when string) {
+	t.Helper()
+	n.sameRules(t, when, n.rules)
+	if tables := n.symrouteTables(); len(tables) > 0 {
+		t.Errorf("%s, %s: routes in symroute's tables:\n%s", when, n.name, strings.Join(tables, "\n"))
+	}
+	now := n.tree("etc")
+	for p, data := range now {
+		switch {
+		case strings.HasPrefix(p, "systemd/network/10-symroute-"):
+			if strings.Contains(string(data), "RoutingPolicyRule") || strings.Contains(string(data), "Table=") {
+				t.Errorf("%s, %s: %s has routing in it:\n%s", when, n.name, p, data)
+			}
+		case strings.HasPrefix(p, "symroute/"):
+		case !bytes.Equal(n.files[p], data):
+			t.Errorf("%s, %s: %s is not as before the agent:\n%s", when, n.name, p, data)
+		}
+	}
+	for p := range n.files {
+		if now[p] == nil {
+			t.Errorf("%s, %s: its own file %s is gone", when, n.name, p)
+		}
+	}
+	if err := n.clientReachesA(); err == nil {
+		t.Errorf("%s, %s: the client reached %s, so symroute's routing is still there or the check proves nothing", when, n.name, hostA)
+	}
+}
+
+// hold is a node's hold of a rollout slot: from its acquisition to the Lease event that showed it released (or
+// taken by another), or still held when until is zero.
+type hold struct {
+	lease, node string
+	from, until time.Time
+}
+
+// holds replays the Lease events of policy's slots into each hold.
+func (r *recorder) holds(policy string) []hold {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []hold
+	open := map[string]hold{}
+	for _, e := range r.leases {
+		if !strings.HasPrefix(e.lease, "symroute-"+policy+"-") {
+			continue
+		}
+		h, held := open[e.lease]
+		if held && h.node == e.holder {
+			continue // a renewal
+		}
+		if held {
+			h.until = e.at
+			out = append(out, h)
+			delete(open, e.lease)
+		}
+		if e.holder != "" {
+			from := e.at
+			if !e.acquired.IsZero() && e.acquired.Before(from) {
+				from = e.acquired
+			}
+			open[e.lease] = hold{lease: e.lease, node: e.holder, from: from}
+		}
+	}
+	for _, h := range open {
+		out = append(out, h)
+	}
+	return out
+}
+
+// mostHeldAtOnce is how many of the holds overlapped at most.
+func mostHeldAtOnce(holds []hold) int {
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	for _, h := range holds {
+		edges = append(edges, edge{h.from, 1})
+		if !h.until.IsZero() {
+			edges = append(edges, edge{h.until, -1})
+		}
+	}
+	// A release and an acquisition at the same instant do not overlap.
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].at.Equal(edges[j].at) {
+			return edges[i].delta < edges[j].delta
+		}
+		return edges[i].at.Before(edges[j].at)
+	})
+	held, most := 0, 0
+	for _, e := range edges {
+		held += e.delta
+		most = max(most, held)
+	}
+	return most
+}
+
+// routesBetween are the route changes of each node between from and until.
+func (r *recorder) routesBetween(from, until time.Time) map[string][]routeEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string][]routeEvent{}
+	for _, e := range r.routes {
+		if !e.at.Before(from) && !e.at.After(until) {
+			out[e.node] = append(out[e.node], e)
+		}
+	}
+	return out
+}
+
+// changesOnlyWhileHolding checks what the rollout of policy between from and until did on the machines against
+// its Leases: every node changed its routes, each change fell within a hold of a slot by that node, and at no time
+// did more than budget nodes hold one. It returns how many held one at once at most, and logs each node's window.
+func (f *fleet) changesOnlyWhileHolding(t *testing.T, policy string, from, until time.Time, budget int) int {
+	t.Helper()
+	holds := f.rec.holds(policy)
+	routes := f.rec.routesBetween(from, until)
+	for _, n := range f.nodes {
+		changes := routes[n.name]
+		if len(changes) == 0 {
+			t.Errorf("%s changed no route in symroute's tables during the rollout: the check of when it changed proves nothing", n.name)
+			continue
+		}
+		first, last := changes[0].at, changes[len(changes)-1].at
+		var mine []string
+		for _, h := range holds {
+			if h.node != n.name {
+				continue
+			}
+			until := "still held"
+			if !h.until.IsZero() {
+				until = fmt.Sprintf("to +%v", h.until.Sub(from).Round(time.Millisecond))
+			}
+			mine = append(mine, fmt.Sprintf("%s from +%v %s", h.lease, h.from.Sub(from).Round(time.Millisecond), until))
+		}
+		t.Logf("%s: %d route changes from +%v to +%v; its holds: %s", n.name, len(changes),
+			first.Sub(from).Round(time.Millisecond), last.Sub(from).Round(time.Millisecond), strings.Join(mine, ", "))
+		for _, c := range changes {
+			if !slices.ContainsFunc(holds, func(h hold) bool {
+				return h.node == n.name && !c.at.Before(h.from) && (h.until.IsZero() || !c.at.After(h.until))
+			}) {
+				t.Errorf("%s changed a route (%s) at +%v holding no rollout slot", n.name, c.what, c.at.Sub(from).Round(time.Millisecond))
+			}
+		}
+	}
+	most := mostHeldAtOnce(holds)
+	if most > budget {
+		t.Errorf("%d nodes held a rollout slot of %s at once, with maxUnavailable %d: %+v", most, policy, budget, holds)
+	}
+	return most
+}
+
+// cpuTicks are the process's user and system time, in clock ticks, from /proc/<pid>/stat.
+func cpuTicks(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command's closing parenthesis start with the third, the state; utime and stime are
+	// the 14th and 15th.
+	i := strings.LastIndex(string(data), ") ")
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, data)
+	}
+	fields := strings.Fields(string(data)[i+2:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, data)
+	}
+	var sum int64
+	for _, field := range fields[11:13] {
+		v, err := strconv.ParseInt(field, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %v", pid, err)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+var (
+	edgeSelector = map[string]any{"matchLabels": map[string]any{"role": "edge"}}
+	// everySelector picks the three nodes by their labels; a node relabelled "retired" leaves it.
+	everySelector = map[string]any{"matchExpressions": []any{map[string]any{"key": "role", "operator": "In", "values": []any{"edge", "db"}}}}
+)
+
+// TestFleetFollowsRoutingPolicies: three nodes, each a network-namespace site with the real systemd-networkd, a
+// real kube-apiserver and etcd, and the real symroute-agent running on each node inside its host namespace as the
+// DaemonSet's service account (its token alone, RBAC from packaging/kubernetes/rbac.yaml). In sequence: a policy
+// whose description does not hold shows its problem, with its line, in its status and changes no node; fixed, it
+// rolls out to the two nodes its selector picks, whose clients then reach the host's first-NIC address, and not
+// to the third; deleted, it is removed from both. A policy for all three rolls out one node at a time (each
+// route change falls within that node's hold of the one slot), then its spec change does; a gateway that drops
+// echo requests makes its node roll the next generation back, which stops the rollout before the other nodes;
+// with maxUnavailable 3 nodes change at once; a node relabelled out of the selector removes the policy while the
+// others keep it; deleting the policy removes it everywhere. The figures: the time from a policy's create and
+// from its spec change to every node verified, against symroute apply on one site, and the agents' memory and CPU
+// at rest.
+func TestFleetFollowsRoutingPolicies(t *testing.T) {
+	started := time.Now()
+	f := startFleet(t, map[string]string{"role": "edge"}, map[string]string{"role": "edge"}, map[string]string{"role": "db"})
+	n1, n2, n3 := f.nodes[0], f.nodes[1], f.nodes[2]
+	// symroute apply on a site of its own, timed in the same run for comparison.
+	single := nodeSite(t)
+
+	t.Log("RBAC: the agents' token is the service account's, and it may not do what the account is not granted")
+	f.serviceAccountOnly(t)
+
+	t.Log("validation: a description with a problem puts it in the policy's status, with its line, and changes nothing")
+	broken := fleetDescription("loose") + "    priority: 40000\n"
+	gen := f.setPolicy(t, "fleet", spec(broken, edgeSelector, 1))
+	f.waitStates(t, "n1 and n2 Invalid", rolloutLimit, each("fleet", 0, "Invalid", "n1", "n2"))
+	status := f.wantPolicyStatus(t, "fleet", map[string]any{"observedGeneration": gen, "nodes": 2, "verified": 0, "failed": 0})
+	problems, _ := status["problems"].([]any)
+	if len(problems) != 1 {
+		t.Errorf("the policy's problems: %v, want the priority's", status["problems"])
+	} else if p, _ := problems[0].(map[string]any); fmt.Sprint(p["severity"]) != "error" || fmt.Sprint(p["line"]) != "10" || fmt.Sprint(p["path"]) != "interfaces[1].priority" {
+		t.Errorf("the problem: %v, want an error on line 10 at interfaces[1].priority", p)
+	}
+	if s, _ := f.state("n1"); !strings.Contains(s.Message, "line 10: interfaces[1].priority") {
+		t.Errorf("n1's message does not name the problem and its line: %q", s.Message)
+	}
+	for _, n := range f.nodes {
+		n.untouched(t, "with the broken description")
+	}
+	if _, ok := f.state("n3"); ok {
+		t.Error("n3, which the policy does not select, has a state")
+	}
+
+	t.Log("selection by labels: fixed, the policy rolls out to n1 and n2 and leaves n3 alone")
+	changed := time.Now()
+	gen = f.setPolicy(t, "fleet", spec(fleetDescription("loose"), edgeSelector, 1))
+	done := f.waitStates(t, "n1 and n2 Verified", rolloutLimit, each("fleet", gen, "Verified", "n1", "n2"))
+	t.Logf("figure: spec change to both selected nodes verified: %v (two nodes, maxUnavailable 1)", done.Sub(changed).Round(time.Millisecond))
+	f.wantPolicyStatus(t, "fleet", map[string]any{"observedGeneration": gen, "nodes": 2, "verified": 2, "failed": 0, "rollout": "Complete", "problems": []any{}})
+	n1.configured(t, "fleet verified")
+	n2.configured(t, "fleet verified")
+	n3.expectClient(false, "n3, which fleet does not select")
+	n3.untouched(t, "fleet verified on n1 and n2")
+	if _, ok := f.state("n3"); ok {
+		t.Error("n3, which the policy does not select, has a state")
+	}
+
+	t.Log("deletion: the policy's configuration is removed from every node that had it")
+	f.deletePolicy(t, "fleet")
+	f.waitStates(t, "n1 and n2 Removed", rolloutLimit, each("", 0, "Removed", "n1", "n2"))
+	n1.removed(t, "fleet deleted")
+	n2.removed(t, "fleet deleted")
+	n3.untouched(t, "fleet deleted")
+	if t.Failed() {
+		return
+	}
+
+	t.Log("maxUnavailable 1: a policy for all three nodes changes one node at a time")
+	created := time.Now()
+	gen = f.setPolicy(t, "every", spec(fleetDescription("loose"), everySelector, 1))
+	done = f.waitStates(t, "every node Verified", rolloutLimit, each("every", gen, "Verified", "n1", "n2", "n3"))
+	createFigure := done.Sub(created)
+	t.Logf("figure: policy create to all three nodes verified: %v (maxUnavailable 1)", createFigure.Round(time.Millisecond))
+	if most := f.changesOnlyWhileHolding(t, "every", created, done, 1); most != 1 {
+		t.Errorf("at most %d nodes held a slot at once: the rollout's leases were not seen", most)
+	}
+	f.wantPolicyStatus(t, "every", map[string]any{"observedGeneration": gen, "nodes": 3, "verified": 3, "failed": 0, "rollout": "Complete"})
+	for _, n := range f.nodes {
+		n.configured(t, "every verified")
+	}
+
+	t.Log("a spec change (rp_filter strict) rolls out to all three nodes")
+	changed = time.Now()
+	gen = f.setPolicy(t, "every", spec(fleetDescription("strict"), everySelector, 1))
+	done = f.waitStates(t, "every node Verified", rolloutLimit, each("every", gen, "Verified", "n1", "n2", "n3"))
+	changeFigure := done.Sub(changed)
+	t.Logf("figure: spec change to all three nodes verified: %v (maxUnavailable 1)", changeFigure.Round(time.Millisecond))
+	f.wantPolicyStatus(t, "every", map[string]any{"observedGeneration": gen, "nodes": 3, "verified": 3, "rollout": "Complete"})
+	for _, n := range f.nodes {
+		if v := n.Host.Exec("sysctl", "-n", "net.ipv4.conf.eth-a.rp_filter"); strings.TrimSpace(v) != "1" {
+			t.Errorf("%s: eth-a's rp_filter is %s after the strict generation", n.name, v)
+		}
+		n.configured(t, "every strict")
+	}
+
+	t.Log("the agents at rest, and symroute apply on one site meanwhile")
+	f.atRest(t, single)
+	if t.Failed() {
+		return
+	}
+
+	t.Log("a failed probe: n2's gateway drops echo requests; n2 rolls the next generation back and the rollout stops")
+	// n1 and n3 stand for the nodes later in the order: paused, they cannot take the slot before n2.
+	strictFiles := map[string]map[string][]byte{}
+	strictRules := map[string]string{}
+	for _, n := range f.nodes {
+		strictFiles[n.name], strictRules[n.name] = n.tree("etc"), n.Host.IP("rule")
+	}
+	n2.GW.Exec("nft", "add table inet fleettest; add chain inet fleettest in { type filter hook input priority 0; }; add rule inet fleettest in icmp type echo-request drop")
+	for _, n := range []*fleetNode{n1, n3} {
+		if err := n.agent.Signal(syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stoppedGen := gen + 1
+	gen = f.setPolicy(t, "every", spec(fleetDescription("loose"), everySelector, 1))
+	if gen != stoppedGen {
+		t.Fatalf("generation %d, want %d", gen, stoppedGen)
+	}
+	f.waitStates(t, "n2 RolledBack", rolloutLimit, each("every", gen, "RolledBack", "n2"))
+	for _, n := range []*fleetNode{n1, n3} {
+		if err := n.agent.Signal(syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, _ := f.state("n2"); !strings.Contains(s.Message, "gateway 192.168.1.1 (from "+hostA+"): no echo reply") || !strings.Contains(s.Message, "rolled back and checked") {
+		t.Errorf("n2's message does not name the silent gateway and the checked rollback: %q", s.Message)
+	}
+	stopped := fmt.Sprintf("the rollout of generation %d stopped: n2 rolled it back", gen)
+	f.waitLog(t, n1, stopped, rolloutLimit)
+	f.waitLog(t, n3, stopped, rolloutLimit)
+	f.wantPolicyStatus(t, "every", map[string]any{"observedGeneration": gen, "nodes": 3, "verified": 0, "failed": 1, "rollout": "Stopped"})
+	for _, n := range f.nodes {
+		n.sameFiles(t, "after n2's rollback", strictFiles[n.name])
+		n.sameRules(t, "after n2's rollback", strictRules[n.name])
+	}
+	for _, n := range []string{"n1", "n3"} {
+		if s, _ := f.state(n); s.Generation != gen-1 || s.Result != "Verified" {
+			t.Errorf("%s, later in the order, is at %+v, want generation %d Verified", n, s, gen-1)
+		}
+	}
+	n2.configured(t, "n2 rolled back to the strict generation")
+	n2.GW.Exec("nft", "delete table inet fleettest")
+	if t.Failed() {
+		return
+	}
+
+	t.Log("maxUnavailable 3: the next generation, which moves symroute's tables, may change the nodes at once")
+	changed = time.Now()
+	gen = f.setPolicy(t, "every", spec(fleetDescription("loose", "table_range: {min: 2000000, max: 2009999}"), everySelector, 3))
+	done = f.waitStates(t, "every node Verified", rolloutLimit, each("every", gen, "Verified", "n1", "n2", "n3"))
+	t.Logf("figure: spec change to all three nodes verified: %v (maxUnavailable 3)", done.Sub(changed).Round(time.Millisecond))
+	if most := f.changesOnlyWhileHolding(t, "every", changed, done, 3); most < 2 {
+		t.Errorf("with maxUnavailable 3 the nodes changed one at a time (at most %d held a slot at once)", most)
+	}
+	f.wantPolicyStatus(t, "every", map[string]any{"observedGeneration": gen, "nodes": 3, "verified": 3, "failed": 0, "rollout": "Complete"})
+
+	t.Log("a node relabelled out of the selector removes the policy; the others keep it")
+	n3Files, n1Files := n3.tree("etc"), n1.tree("etc")
+	f.relabel(t, "n3", map[string]string{"role": "retired"})
+	f.waitStates(t, "n3 Removed", rolloutLimit, each("", 0, "Removed", "n3"))
+	n3.removed(t, "n3 relabelled")
+	if now := n3.tree("etc"); maps.EqualFunc(now, n3Files, bytes.Equal) {
+		t.Error("n3's files did not change when it was relabelled out")
+	}
+	for _, n := range []*fleetNode{n1, n2} {
+		if s, _ := f.state(n.name); s.Policy != "every" || s.Generation != gen || s.Result != "Verified" {
+			t.Errorf("%s after n3 left: %+v", n.name, s)
+		}
+		n.configured(t, "n3 relabelled")
+	}
+	n1.sameFiles(t, "n3 relabelled", n1Files)
+	f.wantPolicyStatus(t, "every", map[string]any{"nodes": 2, "verified": 2, "rollout": "Complete"})
+
+	t.Log("deletion: every node still following the policy removes it")
+	f.deletePolicy(t, "every")
+	f.waitStates(t, "every node Removed", rolloutLimit, each("", 0, "Removed", "n1", "n2", "n3"))
+	for _, n := range f.nodes {
+		n.removed(t, "every deleted")
+	}
+	t.Logf("the scenarios took %v", time.Since(started).Round(time.Millisecond))
+}
+
+// serviceAccountOnly checks that the agents hold the service account's token and nothing more: their kubeconfig
+// has no client certificate, the API server takes the token for symroute-agent's account, and that account may
+// read the policies but not change their spec, relabel a Node, or take a Lease outside its namespace.
+func (f *fleet) serviceAccountOnly(t *testing.T) {
+	t.Helper()
+	kubeconfig, err := os.ReadFile(f.agentConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(kubeconfig), "token: ") || strings.Contains(string(kubeconfig), "client-certificate") {
+		t.Errorf("the agents' kubeconfig holds more than a token:\n%s", kubeconfig)
+	}
+	review, err := f.agentKube.AuthenticationV1().SelfSubjectReviews().Create(t.Context(), &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user := review.Status.UserInfo.Username; user != "system:serviceaccount:symroute:symroute-agent" {
+		t.Errorf("the agents' token is %s's", user)
+	}
+	policy := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "symroute.io/v1alpha1", "kind": "RoutingPolicy",
+		"metadata": map[string]any{"name": "rbac"}, "spec": map[string]any{"description": fleetDescription("loose"), "nodeSelector": map[string]any{"matchLabels": map[string]any{"role": "none"}}}}}
+	policy, err = f.dyn.Resource(agent.PolicyResource).Create(t.Context(), policy, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.deletePolicy(t, "rbac")
+	mine, err := f.agentDyn.Resource(agent.PolicyResource).Get(t.Context(), "rbac", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the service account may not read a policy: %v", err)
+	}
+	mine.Object["spec"].(map[string]any)["description"] = "version: 1\n"
+	_, err = f.agentDyn.Resource(agent.PolicyResource).Update(t.Context(), mine, metav1.UpdateOptions{})
+	forbidden(t, "update a policy's spec", err)
+	node, err := f.agentKube.CoreV1().Nodes().Get(t.Context(), "n1", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the service account may not read a Node: %v", err)
+	}
+	node.Labels["role"] = "db"
+	_, err = f.agentKube.CoreV1().Nodes().Update(t.Context(), node, metav1.UpdateOptions{})
+	forbidden(t, "relabel a Node", err)
+	_, err = f.agentKube.CoordinationV1().Leases("default").Create(t.Context(), &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "symroute-rbac-0"}}, metav1.CreateOptions{})
+	forbidden(t, "take a Lease outside its namespace", err)
+}
+
+func forbidden(t *testing.T, what string, err error) {
+	t.Helper()
+	if !apierrors.IsForbidden(err) {
+		t.Errorf("the agents' service account may %s, or the refusal was not RBAC's: %v", what, err)
+	}
+}
+
+// atRest measures each agent's resident memory and CPU over ten seconds with nothing to do, and meanwhile times
+// symroute apply, with the same description and the site's own addresses, on a site of its own.
+func (f *fleet) atRest(t *testing.T, single *site) {
+	t.Helper()
+	before := map[string]int64{}
+	for _, n := range f.nodes {
+		ticks, err := cpuTicks(n.agent.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[n.name] = ticks
+	}
+	start := time.Now()
+	desc := single.describe("host.yaml", twoNICDescription("loose"))
+	out := single.mustSymroute(0, "apply", "-c", desc)
+	t.Logf("figure: symroute apply on one site: %v", time.Since(start).Round(time.Millisecond))
+	if !strings.Contains(out, "symroute verify: ok") {
+		t.Errorf("symroute apply did not verify:\n%s", out)
+	}
+	single.expectClient(true, "after symroute apply")
+	time.Sleep(time.Until(start.Add(10 * time.Second))) // the measuring period, not a wait for anything
+	period := time.Since(start)
+	for _, n := range f.nodes {
+		ticks, err := cpuTicks(n.agent.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rss, err := kubetest.ResidentBytes(n.agent.Pid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("figure: %s's agent at rest: RSS %.1f MiB, %d CPU ticks (utime+stime, %d Hz) in %v",
+			n.name, float64(rss)/(1<<20), ticks-before[n.name], clockTicks, period.Round(time.Millisecond))
+	}
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on Linux.
+const clockTicks = 100
