@@ -30,7 +30,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 
 	"github.com/symroute/symroute/internal/orchestration/agent"
@@ -50,24 +49,22 @@ var agentFlags = []string{"--namespace", agentNamespace, "--resync", "10m", "--l
 // rolloutLimit bounds a rollout over the three nodes, one at a time, on a loaded two-core machine.
 const rolloutLimit = 90 * time.Second
 
-var (
-	buildAgentOnce sync.Once
-	buildAgentErr  error
-)
+// buildAgent builds cmd/symroute-agent beside the symroute binary, once: the real agent runs inside each node's
+// host namespace.
+var buildAgent = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(binDir, "symroute-agent")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/symroute-agent").CombinedOutput(); err != nil {
+		return "", &buildError{err, string(out)}
+	}
+	return bin, nil
+})
 
-// agentBinary builds cmd/symroute-agent beside the symroute binary: the real agent runs inside each node's host
-// namespace.
 func agentBinary(t *testing.T) string {
 	t.Helper()
-	symrouteBinary(t)
-	bin := filepath.Join(binDir, "symroute-agent")
-	buildAgentOnce.Do(func() {
-		if out, err := exec.Command("go", "build", "-o", bin, "../../../cmd/symroute-agent").CombinedOutput(); err != nil {
-			buildAgentErr = &buildError{err, string(out)}
-		}
-	})
-	if buildAgentErr != nil {
-		t.Fatal(buildAgentErr)
+	symrouteBinary(t) // makes binDir
+	bin, err := buildAgent()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }
@@ -105,28 +102,47 @@ type fleet struct {
 	agentDyn    dynamic.Interface
 	agentConfig string // the first node's kubeconfig, to show what the agents hold
 	nodes       []*fleetNode
-	rec         *recorder
+	// single is a site of its own, where the test times symroute apply.
+	single *site
+	rec    *recorder
 }
 
-// nodeSite builds a site as a node is before the agent: its links configured by networkd from the node's own
-// files, the asymmetric path broken.
-func nodeSite(t *testing.T) *site {
+// nodeSites builds n sites as a node is before the agent: its links configured by networkd from the node's own
+// files, the asymmetric path broken. networkd takes seconds to call a link configured the first time, so the
+// sites are built first and waited for together.
+func nodeSites(t *testing.T, n int) []*site {
 	t.Helper()
-	s := buildSite(t, "", false)
-	s.writeFile("etc/systemd/network/50-eth-a.network", "[Match]\nName=eth-a\n\n[Network]\nAddress="+hostA+"/24\nGateway=192.168.1.1\n")
-	s.writeFile("etc/systemd/network/50-eth-b.network", "[Match]\nName=eth-b\n\n[Network]\nAddress="+hostB+"/24\n")
-	s.reloadNetworkd()
-	s.Networkd.WaitConfigured(t, s.Host, 20*time.Second, "eth-a", "eth-b")
-	s.expectClient(false, "before the agent")
-	return s
+	var sites []*site
+	for range n {
+		s := buildSite(t, "", false)
+		s.writeFile("etc/systemd/network/50-eth-a.network", "[Match]\nName=eth-a\n\n[Network]\nAddress="+hostA+"/24\nGateway=192.168.1.1\n")
+		s.writeFile("etc/systemd/network/50-eth-b.network", "[Match]\nName=eth-b\n\n[Network]\nAddress="+hostB+"/24\n")
+		s.reloadNetworkd()
+		sites = append(sites, s)
+	}
+	for _, s := range sites {
+		s.Networkd.WaitConfigured(t, s.Host, 30*time.Second, "eth-a", "eth-b")
+	}
+	// Each failing flow takes the client's whole timeout: they run side by side.
+	reached := make([]error, n)
+	var clients sync.WaitGroup
+	for i, s := range sites {
+		clients.Go(func() { reached[i] = s.clientReachesA() })
+	}
+	clients.Wait()
+	for i, err := range reached {
+		if err == nil {
+			t.Fatalf("site %d: before the agent the client reached %s, but the asymmetric path should have broken the flow; the scenario proves nothing", i+1, hostA)
+		}
+	}
+	return sites
 }
 
 func startFleet(t *testing.T, labels ...map[string]string) *fleet {
 	t.Helper()
 	started := time.Now()
 	f := &fleet{server: kubetest.Start(t)}
-	config := f.server.AdminConfig(t)
-	f.kube, f.dyn = kubeClients(t, config)
+	f.kube, f.dyn = kubetest.Clients(t, f.server.AdminConfig(t))
 	if _, err := f.kube.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: agentNamespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +152,7 @@ func startFleet(t *testing.T, labels ...map[string]string) *fleet {
 	}
 	f.server.CreateManifests(t, append(manifests, "../../../packaging/kubernetes/rbac.yaml")...)
 	token := f.server.ServiceAccountToken(t, agentNamespace, "symroute-agent")
-	f.agentKube, f.agentDyn = kubeClients(t, &rest.Config{Host: f.server.URL, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAFile: f.server.CAFile}})
+	f.agentKube, f.agentDyn = kubetest.Clients(t, f.server.TokenConfig(token))
 	// The RBAC authorizer learns of the new bindings from its own watch.
 	waitUntil(t, "the service account's bindings to take effect", 30*time.Second, func() bool {
 		_, err := f.agentDyn.Resource(agent.PolicyResource).List(t.Context(), metav1.ListOptions{})
@@ -151,9 +167,14 @@ func startFleet(t *testing.T, labels ...map[string]string) *fleet {
 	f.rec.watchLeases(t, ctx, f.kube)
 
 	bin := agentBinary(t)
+	t.Logf("agent built %v after the start", time.Since(started).Round(time.Millisecond))
+	// One site more than there are nodes: symroute apply runs there, for comparison.
+	sites := nodeSites(t, len(labels)+1)
+	f.single = sites[len(labels)]
+	t.Logf("%d sites ready %v after the start", len(sites), time.Since(started).Round(time.Millisecond))
 	apiServer := strings.TrimPrefix(f.server.URL, "https://")
 	for i, l := range labels {
-		n := &fleetNode{site: nodeSite(t), name: fmt.Sprintf("n%d", i+1)}
+		n := &fleetNode{site: sites[i], name: fmt.Sprintf("n%d", i+1)}
 		n.files, n.rules = n.tree("etc"), n.Host.IP("rule")
 		f.rec.watchRoutes(t, n.name, n.Host)
 		if _, err := f.kube.CoreV1().Nodes().Create(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.name, Labels: l}}, metav1.CreateOptions{}); err != nil {
@@ -184,20 +205,6 @@ func startFleet(t *testing.T, labels ...map[string]string) *fleet {
 	}
 	t.Logf("three nodes with their agents running %v after the start", time.Since(started).Round(time.Millisecond))
 	return f
-}
-
-func kubeClients(t *testing.T, config *rest.Config) (kubernetes.Interface, dynamic.Interface) {
-	t.Helper()
-	config.QPS, config.Burst = 1000, 1000
-	kube, err := kubernetes.NewForConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return kube, dyn
 }
 
 // waitUntil polls ok until it holds; a bound against a hang, not an assertion on time.
@@ -273,16 +280,7 @@ func (r *recorder) problem(format string, args ...any) {
 
 func (r *recorder) watchStates(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
 	t.Helper()
-	w, err := dyn.Resource(agent.NodeStateResource).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.follow(ctx, w, "RoutingNodeStates", func(e watch.Event, at time.Time) {
-		u, ok := e.Object.(*unstructured.Unstructured)
-		if !ok {
-			r.problem("the watch of RoutingNodeStates: %v", e.Object)
-			return
-		}
+	follow(t, ctx, r, "RoutingNodeStates", dyn.Resource(agent.NodeStateResource).Watch, func(typ watch.EventType, u *unstructured.Unstructured, at time.Time) {
 		var s nodeState
 		s.Policy, _, _ = unstructured.NestedString(u.Object, "status", "policy")
 		s.Generation, _, _ = unstructured.NestedInt64(u.Object, "status", "appliedGeneration")
@@ -290,7 +288,7 @@ func (r *recorder) watchStates(t *testing.T, ctx context.Context, dyn dynamic.In
 		s.Message, _, _ = unstructured.NestedString(u.Object, "status", "message")
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if e.Type == watch.Deleted {
+		if typ == watch.Deleted {
 			delete(r.states, u.GetName())
 		} else {
 			r.states[u.GetName()] = s
@@ -301,18 +299,9 @@ func (r *recorder) watchStates(t *testing.T, ctx context.Context, dyn dynamic.In
 
 func (r *recorder) watchLeases(t *testing.T, ctx context.Context, kube kubernetes.Interface) {
 	t.Helper()
-	w, err := kube.CoordinationV1().Leases(agentNamespace).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go r.follow(ctx, w, "Leases", func(e watch.Event, at time.Time) {
-		l, ok := e.Object.(*coordinationv1.Lease)
-		if !ok {
-			r.problem("the watch of Leases: %v", e.Object)
-			return
-		}
+	follow(t, ctx, r, "Leases", kube.CoordinationV1().Leases(agentNamespace).Watch, func(typ watch.EventType, l *coordinationv1.Lease, at time.Time) {
 		ev := leaseEvent{at: at, lease: l.Name}
-		if l.Spec.HolderIdentity != nil && e.Type != watch.Deleted {
+		if l.Spec.HolderIdentity != nil && typ != watch.Deleted {
 			ev.holder = *l.Spec.HolderIdentity
 		}
 		if l.Spec.AcquireTime != nil {
@@ -324,16 +313,29 @@ func (r *recorder) watchLeases(t *testing.T, ctx context.Context, kube kubernete
 	})
 }
 
-// follow hands each event of w to handle with the time it arrived, until ctx ends; a watch that ends before is a
-// problem the waits report.
-func (r *recorder) follow(ctx context.Context, w watch.Interface, what string, handle func(watch.Event, time.Time)) {
-	defer w.Stop()
-	for e := range w.ResultChan() {
-		handle(e, time.Now())
+// follow starts a watch and hands each object it sends to handle, with the time it arrived, until ctx ends. An
+// event without such an object (the watch's error) and a watch that ends before ctx are problems the waits report.
+func follow[O any](t *testing.T, ctx context.Context, r *recorder, what string, start func(context.Context, metav1.ListOptions) (watch.Interface, error),
+	handle func(watch.EventType, O, time.Time)) {
+	t.Helper()
+	w, err := start(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatalf("watch %s: %v", what, err)
 	}
-	if ctx.Err() == nil {
-		r.problem("the watch of %s ended", what)
-	}
+	go func() {
+		defer w.Stop()
+		for e := range w.ResultChan() {
+			at := time.Now()
+			if o, ok := e.Object.(O); ok {
+				handle(e.Type, o, at)
+			} else {
+				r.problem("the watch of %s: %v", what, e.Object)
+			}
+		}
+		if ctx.Err() == nil {
+			r.problem("the watch of %s ended", what)
+		}
+	}()
 }
 
 // watchRoutes records the route changes in the node's host namespace outside main, local and default.
@@ -495,6 +497,17 @@ func (f *fleet) wantPolicyStatus(t *testing.T, name string, fields map[string]an
 	return status
 }
 
+// rollOut sets policy name's spec and waits until every named node has verified the generation that makes; it
+// returns the generation, when the spec was set and when the last node's Verified arrived.
+func (f *fleet) rollOut(t *testing.T, name string, spec map[string]any, nodes ...string) (gen int64, set, done time.Time) {
+	t.Helper()
+	set = time.Now()
+	gen = f.setPolicy(t, name, spec)
+	done = f.waitStates(t, fmt.Sprintf("%s Verified at generation %d of %s", strings.Join(nodes, ", "), gen, name), rolloutLimit,
+		each(name, gen, "Verified", nodes...))
+	return gen, set, done
+}
+
 func spec(desc string, selector map[string]any, maxUnavailable any) map[string]any {
 	return map[string]any{"description": desc, "nodeSelector": selector, "rollout": map[string]any{"maxUnavailable": maxUnavailable}}
 }
@@ -510,8 +523,8 @@ func (n *fleetNode) symrouteTables() []string {
 	return out
 }
 
-// untouched fails the test unless the node has no file of symroute's, its files and rules are as before any agent
-// ran, and no table of symroute's has a route.
+// untouched fails the test unless the node has no file of symroute's anywhere under its root, besides what
+// routingAsBefore checks.
 func (n *fleetNode) untouched(t *testing.T, when string) {
 	t.Helper()
 	for p := range n.tree("") {
@@ -519,6 +532,13 @@ func (n *fleetNode) untouched(t *testing.T, when string) {
 			t.Errorf("%s, %s: %s has a file of symroute's: %s", when, n.name, n.name, p)
 		}
 	}
+	n.routingAsBefore(t, when)
+}
+
+// routingAsBefore fails the test unless the node's files under etc and its rules are as before any agent ran, and
+// no table of symroute's has a route.
+func (n *fleetNode) routingAsBefore(t *testing.T, when string) {
+	t.Helper()
 	n.sameFiles(t, when, n.files)
 	n.sameRules(t, when, n.rules)
 	if tables := n.symrouteTables(); len(tables) > 0 {
@@ -595,9 +615,13 @@ type hold struct {
 func (r *recorder) holds(policy string) []hold {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return replayHolds(r.leases, policy)
+}
+
+func replayHolds(events []leaseEvent, policy string) []hold {
 	var out []hold
 	open := map[string]hold{}
-	for _, e := range r.leases {
+	for _, e := range events {
 		if !strings.HasPrefix(e.lease, "symroute-"+policy+"-") {
 			continue
 		}
@@ -622,6 +646,21 @@ func (r *recorder) holds(policy string) []hold {
 		out = append(out, h)
 	}
 	return out
+}
+
+// covers says whether the hold was on at.
+func (h hold) covers(at time.Time) bool {
+	return !at.Before(h.from) && (h.until.IsZero() || !at.After(h.until))
+}
+
+// heldBy says whether node held a slot at at.
+func heldBy(holds []hold, node string, at time.Time) bool {
+	return slices.ContainsFunc(holds, func(h hold) bool { return h.node == node && h.covers(at) })
+}
+
+// heldByAnother says whether a node other than node held a slot at at.
+func heldByAnother(holds []hold, node string, at time.Time) bool {
+	return slices.ContainsFunc(holds, func(h hold) bool { return h.node != node && h.covers(at) })
 }
 
 // mostHeldAtOnce is how many of the holds overlapped at most.
@@ -667,8 +706,10 @@ func (r *recorder) routesBetween(from, until time.Time) map[string][]routeEvent 
 
 // changesOnlyWhileHolding checks what the rollout of policy between from and until did on the machines against
 // its Leases: every node changed its routes, each change fell within a hold of a slot by that node, and at no time
-// did more than budget nodes hold one. It returns how many held one at once at most, and logs each node's window.
-func (f *fleet) changesOnlyWhileHolding(t *testing.T, policy string, from, until time.Time, budget int) int {
+// did more than budget nodes hold one. It returns how many held one at once at most and how many route changes a
+// node made while another held a slot (that is, before the other's change was confirmed and recorded), and logs
+// each node's changes and holds.
+func (f *fleet) changesOnlyWhileHolding(t *testing.T, policy string, from, until time.Time, budget int) (most, duringOthers int) {
 	t.Helper()
 	holds := f.rec.holds(policy)
 	routes := f.rec.routesBetween(from, until)
@@ -678,33 +719,33 @@ func (f *fleet) changesOnlyWhileHolding(t *testing.T, policy string, from, until
 			t.Errorf("%s changed no route in symroute's tables during the rollout: the check of when it changed proves nothing", n.name)
 			continue
 		}
-		first, last := changes[0].at, changes[len(changes)-1].at
 		var mine []string
 		for _, h := range holds {
-			if h.node != n.name {
+			if h.node != n.name || h.from.After(until) || !h.until.IsZero() && h.until.Before(from) {
 				continue
 			}
-			until := "still held"
+			to := "still held"
 			if !h.until.IsZero() {
-				until = fmt.Sprintf("to +%v", h.until.Sub(from).Round(time.Millisecond))
+				to = fmt.Sprintf("to +%v", h.until.Sub(from).Round(time.Millisecond))
 			}
-			mine = append(mine, fmt.Sprintf("%s from +%v %s", h.lease, h.from.Sub(from).Round(time.Millisecond), until))
+			mine = append(mine, fmt.Sprintf("%s from +%v %s", h.lease, h.from.Sub(from).Round(time.Millisecond), to))
 		}
-		t.Logf("%s: %d route changes from +%v to +%v; its holds: %s", n.name, len(changes),
-			first.Sub(from).Round(time.Millisecond), last.Sub(from).Round(time.Millisecond), strings.Join(mine, ", "))
+		t.Logf("%s: %d route changes from +%v to +%v; its holds: %s", n.name, len(changes), changes[0].at.Sub(from).Round(time.Millisecond),
+			changes[len(changes)-1].at.Sub(from).Round(time.Millisecond), strings.Join(mine, ", "))
 		for _, c := range changes {
-			if !slices.ContainsFunc(holds, func(h hold) bool {
-				return h.node == n.name && !c.at.Before(h.from) && (h.until.IsZero() || !c.at.After(h.until))
-			}) {
+			if !heldBy(holds, n.name, c.at) {
 				t.Errorf("%s changed a route (%s) at +%v holding no rollout slot", n.name, c.what, c.at.Sub(from).Round(time.Millisecond))
+			}
+			if heldByAnother(holds, n.name, c.at) {
+				duringOthers++
 			}
 		}
 	}
-	most := mostHeldAtOnce(holds)
+	most = mostHeldAtOnce(holds)
 	if most > budget {
 		t.Errorf("%d nodes held a rollout slot of %s at once, with maxUnavailable %d: %+v", most, policy, budget, holds)
 	}
-	return most
+	return most, duringOthers
 }
 
 // cpuTicks are the process's user and system time, in clock ticks, from /proc/<pid>/stat.
@@ -756,8 +797,6 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 	started := time.Now()
 	f := startFleet(t, map[string]string{"role": "edge"}, map[string]string{"role": "edge"}, map[string]string{"role": "db"})
 	n1, n2, n3 := f.nodes[0], f.nodes[1], f.nodes[2]
-	// symroute apply on a site of its own, timed in the same run for comparison.
-	single := nodeSite(t)
 
 	t.Log("RBAC: the agents' token is the service account's, and it may not do what the account is not granted")
 	f.serviceAccountOnly(t)
@@ -783,11 +822,23 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 		t.Error("n3, which the policy does not select, has a state")
 	}
 
-	t.Log("selection by labels: fixed, the policy rolls out to n1 and n2 and leaves n3 alone")
-	changed := time.Now()
-	gen = f.setPolicy(t, "fleet", spec(fleetDescription("loose"), edgeSelector, 1))
-	done := f.waitStates(t, "n1 and n2 Verified", rolloutLimit, each("fleet", gen, "Verified", "n1", "n2"))
-	t.Logf("figure: spec change to both selected nodes verified: %v (two nodes, maxUnavailable 1)", done.Sub(changed).Round(time.Millisecond))
+	// Deleted, the policy that held on no node leaves every node as it was.
+	f.deletePolicy(t, "fleet")
+	f.waitStates(t, "n1 and n2 to leave fleet", rolloutLimit, func(states map[string]nodeState) bool {
+		return states["n1"].Policy == "" && states["n2"].Policy == ""
+	})
+	// n1 and n2 run symroute's remove (their state said Invalid, which does not say whether an earlier policy
+	// left anything): it changes no routing and no file under etc, but leaves var/lib/symroute/record.json.
+	n1.routingAsBefore(t, "the broken description deleted")
+	n2.routingAsBefore(t, "the broken description deleted")
+	n3.untouched(t, "the broken description deleted")
+	if t.Failed() {
+		return
+	}
+
+	t.Log("selection by labels: a policy rolls out to n1 and n2 and leaves n3 alone")
+	gen, created, done := f.rollOut(t, "fleet", spec(fleetDescription("loose"), edgeSelector, 1), "n1", "n2")
+	t.Logf("figure: policy create to both selected nodes verified: %v (two nodes, maxUnavailable 1)", done.Sub(created).Round(time.Millisecond))
 	f.wantPolicyStatus(t, "fleet", map[string]any{"observedGeneration": gen, "nodes": 2, "verified": 2, "failed": 0, "rollout": "Complete", "problems": []any{}})
 	n1.configured(t, "fleet verified")
 	n2.configured(t, "fleet verified")
@@ -808,13 +859,10 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 	}
 
 	t.Log("maxUnavailable 1: a policy for all three nodes changes one node at a time")
-	created := time.Now()
-	gen = f.setPolicy(t, "every", spec(fleetDescription("loose"), everySelector, 1))
-	done = f.waitStates(t, "every node Verified", rolloutLimit, each("every", gen, "Verified", "n1", "n2", "n3"))
-	createFigure := done.Sub(created)
-	t.Logf("figure: policy create to all three nodes verified: %v (maxUnavailable 1)", createFigure.Round(time.Millisecond))
-	if most := f.changesOnlyWhileHolding(t, "every", created, done, 1); most != 1 {
-		t.Errorf("at most %d nodes held a slot at once: the rollout's leases were not seen", most)
+	gen, created, done = f.rollOut(t, "every", spec(fleetDescription("loose"), everySelector, 1), "n1", "n2", "n3")
+	t.Logf("figure: policy create to all three nodes verified: %v (maxUnavailable 1)", done.Sub(created).Round(time.Millisecond))
+	if most, duringOthers := f.changesOnlyWhileHolding(t, "every", created, done, 1); most != 1 || duringOthers != 0 {
+		t.Errorf("with maxUnavailable 1, at most %d nodes held a slot at once (want 1: none seen is no check) and %d route changes were made while another node held the slot", most, duringOthers)
 	}
 	f.wantPolicyStatus(t, "every", map[string]any{"observedGeneration": gen, "nodes": 3, "verified": 3, "failed": 0, "rollout": "Complete"})
 	for _, n := range f.nodes {
@@ -822,11 +870,8 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 	}
 
 	t.Log("a spec change (rp_filter strict) rolls out to all three nodes")
-	changed = time.Now()
-	gen = f.setPolicy(t, "every", spec(fleetDescription("strict"), everySelector, 1))
-	done = f.waitStates(t, "every node Verified", rolloutLimit, each("every", gen, "Verified", "n1", "n2", "n3"))
-	changeFigure := done.Sub(changed)
-	t.Logf("figure: spec change to all three nodes verified: %v (maxUnavailable 1)", changeFigure.Round(time.Millisecond))
+	gen, changed, done := f.rollOut(t, "every", spec(fleetDescription("strict"), everySelector, 1), "n1", "n2", "n3")
+	t.Logf("figure: spec change to all three nodes verified: %v (maxUnavailable 1)", done.Sub(changed).Round(time.Millisecond))
 	f.wantPolicyStatus(t, "every", map[string]any{"observedGeneration": gen, "nodes": 3, "verified": 3, "rollout": "Complete"})
 	for _, n := range f.nodes {
 		if v := n.Host.Exec("sysctl", "-n", "net.ipv4.conf.eth-a.rp_filter"); strings.TrimSpace(v) != "1" {
@@ -836,7 +881,7 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 	}
 
 	t.Log("the agents at rest, and symroute apply on one site meanwhile")
-	f.atRest(t, single)
+	f.atRest(t, f.single)
 	if t.Failed() {
 		return
 	}
@@ -888,11 +933,11 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 	}
 
 	t.Log("maxUnavailable 3: the next generation, which moves symroute's tables, may change the nodes at once")
-	changed = time.Now()
-	gen = f.setPolicy(t, "every", spec(fleetDescription("loose", "table_range: {min: 2000000, max: 2009999}"), everySelector, 3))
-	done = f.waitStates(t, "every node Verified", rolloutLimit, each("every", gen, "Verified", "n1", "n2", "n3"))
+	gen, changed, done = f.rollOut(t, "every", spec(fleetDescription("loose", "table_range: {min: 2000000, max: 2009999}"), everySelector, 3), "n1", "n2", "n3")
 	t.Logf("figure: spec change to all three nodes verified: %v (maxUnavailable 3)", done.Sub(changed).Round(time.Millisecond))
-	if most := f.changesOnlyWhileHolding(t, "every", changed, done, 3); most < 2 {
+	most, duringOthers := f.changesOnlyWhileHolding(t, "every", changed, done, 3)
+	t.Logf("with maxUnavailable 3: at most %d nodes held a slot at once; %d route changes were made while another node held one", most, duringOthers)
+	if most < 2 {
 		t.Errorf("with maxUnavailable 3 the nodes changed one at a time (at most %d held a slot at once)", most)
 	}
 	f.wantPolicyStatus(t, "every", map[string]any{"observedGeneration": gen, "nodes": 3, "verified": 3, "failed": 0, "rollout": "Complete"})
@@ -1012,3 +1057,46 @@ func (f *fleet) atRest(t *testing.T, single *site) {
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on Linux.
 const clockTicks = 100
+
+// TestFleetHoldAnalysis: the replay of Lease events the fleet test judges maxUnavailable by tells renewals from
+// takeovers, counts overlapping holds, and catches a change made outside its node's hold or during another's; so
+// its checks can fail.
+func TestFleetHoldAnalysis(t *testing.T) {
+	at := func(ms int) time.Time {
+		return time.Date(2026, 11, 24, 4, 0, 0, 0, time.UTC).Add(time.Duration(ms) * time.Millisecond)
+	}
+	events := []leaseEvent{
+		{at: at(100), acquired: at(90), lease: "symroute-p-0", holder: "n1"},
+		{at: at(400), lease: "symroute-p-0", holder: "n1"}, // a renewal
+		{at: at(500), lease: "symroute-p-1", holder: "n2"},
+		{at: at(700), lease: "symroute-p-0"},               // n1 releases
+		{at: at(800), lease: "symroute-p-1", holder: "n3"}, // n3 takes n2's expired slot over
+		{at: at(900), lease: "symroute-q-0", holder: "n1"}, // another policy's
+	}
+	holds := replayHolds(events, "p")
+	if len(holds) != 3 {
+		t.Fatalf("holds %+v, want n1's, n2's and n3's", holds)
+	}
+	if most := mostHeldAtOnce(holds); most != 2 {
+		t.Errorf("at most %d held at once, want 2", most)
+	}
+	if most := mostHeldAtOnce(replayHolds(events[:2], "p")); most != 1 {
+		t.Errorf("with n1 alone, %d held at once", most)
+	}
+	for _, c := range []struct {
+		node          string
+		ms            int
+		held, another bool
+	}{
+		{"n1", 95, true, false}, // from the acquire time the agent wrote, before the event arrived
+		{"n1", 600, true, true},
+		{"n1", 750, false, true},
+		{"n2", 450, false, true},
+		{"n2", 790, true, false},
+		{"n3", 850, true, false},
+	} {
+		if held, another := heldBy(holds, c.node, at(c.ms)), heldByAnother(holds, c.node, at(c.ms)); held != c.held || another != c.another {
+			t.Errorf("%s at %d ms: held %v, another held %v; want %v, %v", c.node, c.ms, held, another, c.held, c.another)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package kubetest
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // This file gives tests what a cluster's operator does before an agent runs: the shipped manifests created, and a
@@ -32,16 +32,36 @@ import (
 // establishedTimeout bounds a CRD's becoming servable; on loopback it takes well under a second.
 const establishedTimeout = 30 * time.Second
 
-// AdminConfig is a client configuration for the admin certificate, with client-go's rate limit lifted: a test's
-// requests must not wait on the client.
+// AdminConfig is a client configuration for the admin certificate.
 func (s *Server) AdminConfig(t testing.TB) *rest.Config {
 	t.Helper()
 	config, err := clientcmd.BuildConfigFromFlags("", s.KubeconfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	config.QPS, config.Burst = 1000, 1000
 	return config
+}
+
+// TokenConfig is a client configuration that presents token alone.
+func (s *Server) TokenConfig(token string) *rest.Config {
+	return &rest.Config{Host: s.URL, BearerToken: token, TLSClientConfig: rest.TLSClientConfig{CAFile: s.CAFile}}
+}
+
+// Clients are the typed and the dynamic client for config, with client-go's rate limit lifted: a test's requests
+// must not wait on the client.
+func Clients(t testing.TB, config *rest.Config) (kubernetes.Interface, dynamic.Interface) {
+	t.Helper()
+	config = rest.CopyConfig(config)
+	config.QPS, config.Burst = 1000, 1000
+	kube, err := kubernetes.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn, err := dynamic.NewForConfig(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kube, dyn
 }
 
 // CreateManifests creates every object of the multi-document YAML files as the admin, in order, and waits until
@@ -58,10 +78,7 @@ func (s *Server) CreateManifests(t testing.TB, files ...string) {
 		t.Fatal(err)
 	}
 	mapper := restmapper.NewDiscoveryRESTMapper(groups)
-	dyn, err := dynamic.NewForConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, dyn := Clients(t, config)
 	var crds []string
 	for _, file := range files {
 		objects, err := readManifests(file)
@@ -146,10 +163,7 @@ func readManifests(file string) ([]*unstructured.Unstructured, error) {
 // hour, as the kubelet asks for a pod's projected token.
 func (s *Server) ServiceAccountToken(t testing.TB, namespace, name string) string {
 	t.Helper()
-	kube, err := kubernetes.NewForConfig(s.AdminConfig(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kube, _ := Clients(t, s.AdminConfig(t))
 	hour := int64(3600)
 	request, err := kube.CoreV1().ServiceAccounts(namespace).CreateToken(t.Context(), name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
@@ -168,26 +182,13 @@ func (s *Server) TokenKubeconfig(t testing.TB, name, url, token string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kubeconfig := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: kubetest
-  cluster:
-    server: %s
-    certificate-authority-data: %s
-users:
-- name: token
-  user:
-    token: %s
-contexts:
-- name: kubetest
-  context:
-    cluster: kubetest
-    user: token
-current-context: kubetest
-`, url, base64.StdEncoding.EncodeToString(ca), token)
+	config := clientcmdapi.NewConfig()
+	config.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: url, CertificateAuthorityData: ca}
+	config.AuthInfos["token"] = &clientcmdapi.AuthInfo{Token: token}
+	config.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "token"}
+	config.CurrentContext = "kubetest"
 	file := filepath.Join(s.Dir, name)
-	if err := os.WriteFile(file, []byte(kubeconfig), 0o600); err != nil {
+	if err := clientcmd.WriteToFile(*config, file); err != nil {
 		t.Fatal(err)
 	}
 	return file
