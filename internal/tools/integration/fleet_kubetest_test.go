@@ -967,6 +967,14 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 		n.removed(t, "every deleted")
 	}
 	t.Logf("the scenarios took %v", time.Since(started).Round(time.Millisecond))
+	// Not an assertion: a policy deleted while an agent writes its counts is a race the agent retries.
+	for _, n := range f.nodes {
+		for _, l := range strings.Split(n.agent.Log(), "\n") {
+			if strings.Contains(l, "reconcile: ") {
+				t.Logf("%s's agent retried a reconcile: %s", n.name, l)
+			}
+		}
+	}
 }
 
 // serviceAccountOnly checks that the agents hold the service account's token and nothing more: their kubeconfig
