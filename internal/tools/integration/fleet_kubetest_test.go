@@ -267,6 +267,7 @@ type recorder struct {
 	mu       sync.Mutex
 	states   map[string]nodeState
 	stateAt  time.Time
+	verified []routeEvent // when each node's state said Verified
 	leases   []leaseEvent
 	routes   []routeEvent
 	problems []string
@@ -291,6 +292,9 @@ func (r *recorder) watchStates(t *testing.T, ctx context.Context, dyn dynamic.In
 		if typ == watch.Deleted {
 			delete(r.states, u.GetName())
 		} else {
+			if s.Result == "Verified" && r.states[u.GetName()] != s {
+				r.verified = append(r.verified, routeEvent{at: at, node: u.GetName(), what: fmt.Sprintf("%s generation %d", s.Policy, s.Generation)})
+			}
 			r.states[u.GetName()] = s
 		}
 		r.stateAt = at
@@ -691,6 +695,19 @@ func mostHeldAtOnce(holds []hold) int {
 	return most
 }
 
+// verifiedSince are the nodes' states turning Verified since from, in order.
+func (r *recorder) verifiedSince(from time.Time) []routeEvent {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []routeEvent
+	for _, e := range r.verified {
+		if !e.at.Before(from) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // routesBetween are the route changes of each node between from and until.
 func (r *recorder) routesBetween(from, until time.Time) map[string][]routeEvent {
 	r.mu.Lock()
@@ -730,8 +747,12 @@ func (f *fleet) changesOnlyWhileHolding(t *testing.T, policy string, from, until
 			}
 			mine = append(mine, fmt.Sprintf("%s from +%v %s", h.lease, h.from.Sub(from).Round(time.Millisecond), to))
 		}
-		t.Logf("%s: %d route changes from +%v to +%v; its holds: %s", n.name, len(changes), changes[0].at.Sub(from).Round(time.Millisecond),
-			changes[len(changes)-1].at.Sub(from).Round(time.Millisecond), strings.Join(mine, ", "))
+		verified := "not seen"
+		if i := slices.IndexFunc(f.rec.verifiedSince(from), func(e routeEvent) bool { return e.node == n.name }); i >= 0 {
+			verified = fmt.Sprintf("+%v", f.rec.verifiedSince(from)[i].at.Sub(from).Round(time.Millisecond))
+		}
+		t.Logf("%s: %d route changes from +%v to +%v, Verified at %s; its holds: %s", n.name, len(changes), changes[0].at.Sub(from).Round(time.Millisecond),
+			changes[len(changes)-1].at.Sub(from).Round(time.Millisecond), verified, strings.Join(mine, ", "))
 		for _, c := range changes {
 			if !heldBy(holds, n.name, c.at) {
 				t.Errorf("%s changed a route (%s) at +%v holding no rollout slot", n.name, c.what, c.at.Sub(from).Round(time.Millisecond))
