@@ -46,14 +46,16 @@ test: vet deps
 
 # The tests that need a real kube-apiserver and etcd (build tag kubetest), kept out of make test: the first run on a
 # machine builds both from the Go module proxy (minutes, and gigabytes of Go build cache) into KUBETEST_CACHE,
-# keyed by version; every later run reuses them. Needs no root, only a KUBETEST_CACHE it can write.
+# keyed by version; every later run reuses them. The agent's own tests need no root; the fleet test
+# (internal/tools/integration, TestFleet*) runs three network-namespace nodes with the real networkd, as root.
 # The tier-2 test (internal/tools/kubenode) runs the DaemonSet of packaging/kubernetes on a real node in network
 # namespaces: it also needs kubelet, kube-controller-manager, kube-scheduler and kubectl (built the same way, once:
 # about 4.5 minutes cold), and root, containerd, runc and the CNI plugins (make deps).
 KUBETEST_CACHE ?= $(or $(XDG_CACHE_HOME),/var/cache)/symroute-kubetest
 test-kube:
 	@bin=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO)) && \
-	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -v ./internal/tools/kubetest/ ./internal/orchestration/agent/
+	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -v ./internal/tools/kubetest/ ./internal/orchestration/agent/ && \
+	KUBETEST_BIN_DIR=$$bin $(GO) test -count=1 -tags kubetest -run '^(TestFleet|TestAgentNamesOnlyTheSilentGateway)' -v ./internal/tools/integration/
 	@bin=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO)) && \
 	node=$$($(GO) run -C internal/tools/kubetest/build . -cache $(KUBETEST_CACHE) -go $(GO) -node) && \
 	KUBETEST_BIN_DIR=$$bin KUBETEST_NODE_BIN_DIR=$$node $(GO) test -count=1 -tags kubetest -v -timeout 30m ./internal/tools/kubenode/
