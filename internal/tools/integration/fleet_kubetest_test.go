@@ -1091,12 +1091,11 @@ func (f *fleet) atRest(t *testing.T, single *site) {
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on Linux.
 const clockTicks = 100
 
-// TestAgentNamesOnlyTheSilentGateway reproduces a fault of the agent's, and fails until it is fixed (so make
-// test-kube, which runs ^TestFleet, leaves it out; run it with -run TestAgentNamesOnlyTheSilentGateway): when one
-// gateway does not answer, the node's state should name that gateway alone. The agent runs its checks one after
-// another under the try's one deadline, and a silent gateway's check lasts until that deadline, so every check
-// after it fails at once with "context deadline exceeded": the state says the API server did not answer, though
-// the agent wrote that very state through it.
+// TestAgentNamesOnlyTheSilentGateway: when one gateway does not answer, the node's state names that gateway alone.
+// The agent once ran its checks one after another under the try's one deadline: a silent gateway's check lasted
+// until that deadline, every check after it failed at once with "context deadline exceeded", and the state said
+// the API server did not answer, though the agent wrote that very state through it. The checks run side by side
+// now; this test found the fault.
 func TestAgentNamesOnlyTheSilentGateway(t *testing.T) {
 	f := startFleet(t, map[string]string{"role": "edge"})
 	f.nodes[0].GW.Exec("nft", "add table inet fleettest; add chain inet fleettest in { type filter hook input priority 0; }; add rule inet fleettest in ip daddr 10.0.0.254 icmp type echo-request drop")
