@@ -3,14 +3,9 @@
 package agent_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,14 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v4"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	kjson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
@@ -71,22 +63,9 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil || len(crds) != 2 {
 		t.Fatalf("CRDs %v: %v", crds, err)
 	}
-	for _, f := range append(crds, "../../../packaging/kubernetes/rbac.yaml", "../../../packaging/kubernetes/admission.yaml") {
-		for _, obj := range manifests(t, f) {
-			c.create(t, obj)
-		}
-	}
-	for _, name := range []string{"routingpolicies.symroute.io", "routingnodestates.symroute.io"} {
-		c.established(t, name)
-	}
+	server.CreateManifests(t, append(crds, "../../../packaging/kubernetes/rbac.yaml", "../../../packaging/kubernetes/admission.yaml")...)
 	t.Logf("CRDs established after %v", time.Since(started).Round(time.Millisecond))
-
-	request, err := c.admin.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, "symroute-agent",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.agent = clients(t, &rest.Config{Host: server.URL, BearerToken: request.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: server.CAFile}})
+	c.agent = clients(t, server.TokenConfig(server.ServiceAccountToken(t, namespace, "symroute-agent")))
 	// The RBAC authorizer learns of the new bindings from its own watch: wait until the account may read.
 	eventually(t, "the service account's bindings to take effect", func() bool {
 		_, err := c.agent.Dynamic.Resource(agent.PolicyResource).List(ctx, metav1.ListOptions{})
@@ -112,80 +91,6 @@ func clients(t *testing.T, config *rest.Config) agent.Clients {
 		t.Fatal(err)
 	}
 	return agent.Clients{Kube: kube, Dynamic: dyn, Metadata: meta}
-}
-
-// manifests reads a multi-document YAML file as unstructured objects, numbers as the API's JSON has them.
-func manifests(t *testing.T, file string) []*unstructured.Unstructured {
-	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*unstructured.Unstructured
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	for {
-		var doc map[string]any
-		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-			return out
-		} else if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		encoded, err := json.Marshal(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var obj map[string]any
-		if err := kjson.Unmarshal(encoded, &obj); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, &unstructured.Unstructured{Object: obj})
-	}
-}
-
-// resources are the kinds the manifests hold.
-var resources = map[string]schema.GroupVersionResource{
-	"CustomResourceDefinition":         {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
-	"ServiceAccount":                   {Version: "v1", Resource: "serviceaccounts"},
-	"ClusterRole":                      {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-	"ClusterRoleBinding":               {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-	"Role":                             {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-	"RoleBinding":                      {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
-	"ValidatingAdmissionPolicy":        {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicies"},
-	"ValidatingAdmissionPolicyBinding": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicybindings"},
-}
-
-func (c *cluster) create(t *testing.T, obj *unstructured.Unstructured) {
-	t.Helper()
-	gvr, ok := resources[obj.GetKind()]
-	if !ok {
-		t.Fatalf("no resource known for kind %s", obj.GetKind())
-	}
-	var err error
-	if ns := obj.GetNamespace(); ns != "" {
-		_, err = c.admin.Dynamic.Resource(gvr).Namespace(ns).Create(t.Context(), obj, metav1.CreateOptions{})
-	} else {
-		_, err = c.admin.Dynamic.Resource(gvr).Create(t.Context(), obj, metav1.CreateOptions{})
-	}
-	if err != nil {
-		t.Fatalf("%s %s: %v", obj.GetKind(), obj.GetName(), err)
-	}
-}
-
-func (c *cluster) established(t *testing.T, name string) {
-	t.Helper()
-	eventually(t, name+" established", func() bool {
-		u, err := c.admin.Dynamic.Resource(resources["CustomResourceDefinition"]).Get(t.Context(), name, metav1.GetOptions{})
-		if err != nil {
-			return false
-		}
-		conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
-		for _, cond := range conditions {
-			if m, ok := cond.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
-				return true
-			}
-		}
-		return false
-	})
 }
 
 func eventually(t *testing.T, what string, ok func() bool) {
@@ -301,17 +206,7 @@ func (c *cluster) nodeClients(t *testing.T, node string) agent.Clients {
 // nodeConfig is the client configuration nodeClients uses.
 func (c *cluster) nodeConfig(t *testing.T, node string) *rest.Config {
 	t.Helper()
-	n, err := c.admin.Kube.CoreV1().Nodes().Get(t.Context(), node, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	request, err := c.admin.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(t.Context(), "symroute-agent",
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600)),
-			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Node", APIVersion: "v1", Name: node, UID: n.UID}}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &rest.Config{Host: c.server.URL, BearerToken: request.Status.Token, TLSClientConfig: rest.TLSClientConfig{CAFile: c.server.CAFile}}
+	return c.server.TokenConfig(c.server.NodeToken(t, namespace, "symroute-agent", node))
 }
 
 // reads counts the GET requests (gets, lists) a client sends, watches apart.

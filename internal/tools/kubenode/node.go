@@ -18,13 +18,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -32,8 +29,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/symroute/symroute/internal/tools/kubetest"
 	"github.com/symroute/symroute/internal/tools/nettest"
@@ -67,12 +62,11 @@ type Node struct {
 	// CgroupRoot is the kubelet's cgroupRoot, under every hierarchy of /sys/fs/cgroup.
 	CgroupRoot string
 
-	site     *nettest.Site
-	cluster  *kubetest.Server
-	holder   *process
-	procs    []*process
-	listener net.Listener
-	t        testing.TB
+	site    *nettest.Site
+	cluster *kubetest.Server
+	holder  *process
+	procs   []*process
+	t       testing.TB
 }
 
 // Options says where the node runs and what the DaemonSet mounts of it.
@@ -216,61 +210,12 @@ func (n *Node) startControllers() {
 }
 
 // forwardAPIServer makes the API server, which listens on the root namespace's loopback, reachable from the node:
-// a TCP forwarder whose listening socket is made inside the node's namespace (on a thread moved there, never
-// moved back before it is unlocked), at 127.0.0.1:apiPortInNode, and, standing in for kube-proxy, a DNAT there from the kubernetes
-// Service's address, which in-cluster clients use, to it. Nothing is added to the root namespace.
+// nettest's forwarder, listening inside the node's namespace at 127.0.0.1:apiPortInNode, and, standing in for
+// kube-proxy, a DNAT there from the kubernetes Service's address, which in-cluster clients use, to it. Nothing is
+// added to the root namespace.
 func (n *Node) forwardAPIServer() {
 	n.t.Helper()
-	handle, err := netns.GetFromName(n.site.Host.Name)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer handle.Close()
-	type result struct {
-		l   net.Listener
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread goes back to the root namespace before it is unlocked. It must not end locked instead: the
-		// processes the test started from that thread would get their Pdeathsig with it.
-		runtime.LockOSThread()
-		home, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{nil, err}
-			return
-		}
-		defer home.Close()
-		if err := netns.Set(handle); err != nil {
-			runtime.UnlockOSThread()
-			ch <- result{nil, err}
-			return
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", apiPortInNode))
-		if back := netns.Set(home); back != nil {
-			// Stuck in the node's namespace: leave the thread locked, so Go ends it rather than reuse it.
-			ch <- result{l, errors.Join(err, fmt.Errorf("back to the root namespace: %w", back))}
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- result{l, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		n.t.Fatalf("listen in %s: %v", n.site.Host.Name, r.err)
-	}
-	n.listener = r.l
-	target := strings.TrimPrefix(n.cluster.URL, "https://")
-	go func() {
-		for {
-			c, err := r.l.Accept()
-			if err != nil {
-				return
-			}
-			go forward(c, target)
-		}
-	}()
+	n.site.Host.ForwardAt(n.t, fmt.Sprintf("127.0.0.1:%d", apiPortInNode), strings.TrimPrefix(n.cluster.URL, "https://"))
 	service := serviceAddress()
 	n.site.Host.Exec("nft", fmt.Sprintf("add table ip kubetest-service; add chain ip kubetest-service out { type nat hook output priority -100; }; "+
 		"add rule ip kubetest-service out ip daddr %s tcp dport 443 dnat to 127.0.0.1:%d", service, apiPortInNode))
@@ -281,20 +226,6 @@ func (n *Node) forwardAPIServer() {
 // serviceAddress is the kubernetes Service's address: the first of the service range.
 func serviceAddress() netip.Addr {
 	return netip.MustParsePrefix(kubetest.ServiceClusterIPRange).Addr().Next()
-}
-
-func forward(c net.Conn, target string) {
-	defer c.Close()
-	u, err := net.DialTimeout("tcp", target, 10*time.Second)
-	if err != nil {
-		return
-	}
-	defer u.Close()
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(u, c); u.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-	go func() { io.Copy(c, u); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
-	<-done
-	<-done
 }
 
 // enterNode starts the process that holds the node's mount namespace: in the site's host network namespace, a
@@ -697,9 +628,6 @@ func (n *Node) stop() {
 	}
 	if n.holder != nil {
 		n.stopProcess(n.holder)
-	}
-	if n.listener != nil {
-		n.listener.Close()
 	}
 	if left := n.shims(); len(left) > 0 {
 		n.t.Errorf("containerd shims still running: %v", left)

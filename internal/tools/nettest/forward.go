@@ -19,7 +19,13 @@ import (
 // ends.
 func (n *Netns) Forward(t T, target string) string {
 	t.Helper()
-	l, err := listenIn(n.Name, "127.0.0.1:0")
+	return n.ForwardAt(t, "127.0.0.1:0", target)
+}
+
+// ForwardAt is Forward listening on listen, an address inside the namespace.
+func (n *Netns) ForwardAt(t T, listen, target string) string {
+	t.Helper()
+	l, err := listenIn(n.Name, listen)
 	if err != nil {
 		t.Fatalf("listen in %s: %v", n.Name, err)
 	}
