@@ -210,6 +210,21 @@ func startFleet(t *testing.T, labels ...map[string]string) *fleet {
 	return f
 }
 
+// nodeCondition is node's SymrouteVerified condition; nil when it has none.
+func (f *fleet) nodeCondition(t *testing.T, node string) *corev1.NodeCondition {
+	t.Helper()
+	n, err := f.kube.CoreV1().Nodes().Get(t.Context(), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n.Status.Conditions {
+		if n.Status.Conditions[i].Type == agent.ConditionType {
+			return &n.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
 // waitUntil polls ok until it holds; a bound against a hang, not an assertion on time.
 func waitUntil(t *testing.T, what string, limit time.Duration, ok func() bool) {
 	t.Helper()
@@ -904,6 +919,27 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 		}
 		n.configured(t, "every strict")
 	}
+
+	t.Log("a rule deleted on n1 is drift the agent sees through its netlink watch; networkd restarted mends it")
+	n1 = f.nodes[0]
+	deleted := time.Now()
+	n1.Host.IP("rule", "del", "from", hostA)
+	f.waitStates(t, "n1 drifted after its rule was deleted", 30*time.Second, each("every", gen, "Drifted", "n1"))
+	t.Logf("figure: a deleted rule to the node's state Drifted: %v (the agent waits for 2 s of quiet)", time.Since(deleted).Round(time.Millisecond))
+	if s, _ := f.state("n1"); !strings.Contains(s.Message, hostA) {
+		t.Errorf("n1's drift does not name the deleted rule's address: %q", s.Message)
+	}
+	f.wantPolicyStatus(t, "every", map[string]any{"verified": 2, "drifted": 1, "rollout": "Complete"})
+	if c := f.nodeCondition(t, "n1"); c == nil || c.Status != corev1.ConditionFalse || c.Reason != "Drifted" {
+		t.Errorf("n1's Node condition while drifted: %+v", c)
+	}
+	n1.RestartNetworkd()
+	n1.Networkd.WaitConfigured(t, n1.Host, 30*time.Second, "eth-a", "eth-b")
+	f.waitStates(t, "n1 verified once networkd put its rule back", 30*time.Second, each("every", gen, "Verified", "n1"))
+	if c := f.nodeCondition(t, "n1"); c == nil || c.Status != corev1.ConditionTrue {
+		t.Errorf("n1's Node condition once mended: %+v", c)
+	}
+	n1.configured(t, "mended")
 
 	t.Log("the agents at rest, and symroute apply on one site meanwhile")
 	f.atRest(t, f.single)
