@@ -3,8 +3,10 @@ package kernel
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,12 +20,19 @@ var changeGroups = []uint{
 }
 
 // WatchChanges signals on the returned channel whenever this network namespace's links, addresses, rules or
-// routes change, until ctx ends. It says only that something changed: whoever listens reads the state anew, so a
-// burst of messages comes to one signal waiting on the channel, and an overflowed socket (messages lost) is a
-// change too. It blocks in the kernel between messages: no polling.
+// routes change, until ctx ends, when it closes the channel. It says only that something changed: whoever
+// listens reads the state anew, so a burst of messages comes to one signal waiting on the channel, and an
+// overflowed socket (messages lost) is a change too. It blocks in the kernel between messages: no polling. A
+// socket that fails is opened again (after resubscribeDelay, on the namespace the watch began in) and the gap
+// counts as a change, since messages may have been lost in it.
 func WatchChanges(ctx context.Context) (<-chan struct{}, error) {
+	here, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
 	sock, err := nl.Subscribe(unix.NETLINK_ROUTE, changeGroups...)
 	if err != nil {
+		here.Close()
 		return nil, err
 	}
 	out := make(chan struct{}, 1)
@@ -33,20 +42,46 @@ func WatchChanges(ctx context.Context) (<-chan struct{}, error) {
 		default:
 		}
 	}
-	stop := context.AfterFunc(ctx, sock.Close)
 	go func() {
-		defer stop()
+		defer here.Close()
 		defer close(out)
 		for {
-			_, _, err := sock.Receive()
+			stop := context.AfterFunc(ctx, sock.Close)
+			receive(ctx, sock, signal)
+			stop()
+			sock.Close()
+			for ctx.Err() == nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(resubscribeDelay):
+				}
+				if sock, err = nl.SubscribeAt(here, netns.None(), unix.NETLINK_ROUTE, changeGroups...); err == nil {
+					signal()
+					break
+				}
+			}
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil && !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.EINTR) {
-				return
-			}
-			signal()
 		}
 	}()
 	return out, nil
+}
+
+// resubscribeDelay is how long WatchChanges waits before opening a failed socket again.
+const resubscribeDelay = time.Second
+
+// receive signals each message or overflow on sock until it fails or ctx ends.
+func receive(ctx context.Context, sock *nl.NetlinkSocket, signal func()) {
+	for {
+		_, _, err := sock.Receive()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, unix.ENOBUFS) && !errors.Is(err, unix.EINTR) {
+			return
+		}
+		signal()
+	}
 }
