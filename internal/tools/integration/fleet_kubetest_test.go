@@ -941,6 +941,27 @@ func TestFleetFollowsRoutingPolicies(t *testing.T) {
 	}
 	n1.configured(t, "mended")
 
+	t.Log("with n3's agent down, n3 comes back as from a reboot: networkd's files alone give it its routing")
+	if err := n3.agent.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	n3.Networkd.Stop()
+	for _, link := range []string{"eth-a", "eth-b"} {
+		n3.Host.IP("-4", "addr", "flush", "dev", link) // a link comes up with its IPv6 link-local address only
+	}
+	n3.Host.IP("rule", "del", "from", hostA)
+	if tables := n3.symrouteTables(); len(tables) > 0 {
+		t.Errorf("n3's tables after the addresses went: %v", tables)
+	}
+	n3.expectClient(false, "n3 with its addresses and rules gone")
+	n3.RestartNetworkd()
+	n3.Networkd.WaitConfigured(t, n3.Host, 30*time.Second, "eth-a", "eth-b")
+	n3.configured(t, "n3 back from networkd's files, its agent down")
+	if err := n3.agent.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	f.waitStates(t, "n3 still Verified with its agent back", 30*time.Second, each("every", gen, "Verified", "n3"))
+
 	t.Log("the agents at rest, and symroute apply on one site meanwhile")
 	f.atRest(t, f.single)
 	if t.Failed() {
