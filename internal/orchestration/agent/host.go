@@ -128,7 +128,9 @@ func (m *Machine) session(ctx context.Context, force bool) (e *apply.Engine, r *
 		return nil, nil, nil, err
 	}
 	end = func() { closeDeps(); release(); r.Close() }
-	e, err = apply.New(apply.Options{Root: r, Timeout: orDefault(m.Wait, 30*time.Second), Force: force, Log: logWriter{m}}, deps)
+	// The agent's root, wherever it is mounted, is the host it runs on: symroute's units start now, not at the
+	// next boot.
+	e, err = apply.New(apply.Options{Root: r, Timeout: orDefault(m.Wait, 30*time.Second), Force: force, Log: logWriter{m}, RunningSystem: true}, deps)
 	if err == nil {
 		err = e.Recover(ctx)
 	}

@@ -154,7 +154,7 @@ func (e *Engine) undoConnmark(ctx context.Context, tx *record.Transaction) error
 // propagates a restart or reload of nftables.service, whose "flush ruleset" drops the table, to an active unit
 // alone. A manager that does not answer is only noted; the table is loaded either way.
 func (e *Engine) activateUnit(ctx context.Context) {
-	if e.deps.RestartConnmark == nil || e.opts.Root.Path != "/" {
+	if e.deps.RestartConnmark == nil || !e.onRunningSystem() {
 		return
 	}
 	if err := e.deps.RestartConnmark(ctx); err != nil {

@@ -273,3 +273,24 @@ func TestPhaseFailingBeforeItsRestartIsUndoneWithoutOne(t *testing.T) {
 		t.Errorf("the undo restarted networkd, which the run never did:\n%s", tr)
 	}
 }
+
+// TestUnitsStartOnlyOnTheRunningSystem: a root that is a test's tree leaves symroute-connmark.service to the next
+// boot; a root that is the running system's though mounted elsewhere (the node agent's /host) has systemd start
+// it now, as on "/", so that a reload of nftables.service, which flushes the ruleset, loads the table again.
+func TestUnitsStartOnlyOnTheRunningSystem(t *testing.T) {
+	for _, running := range []bool{false, true} {
+		h := newHost(t, "eth-a", "eth-b")
+		var restarted []string
+		e := h.engine(Options{RunningSystem: running})
+		e.deps.RestartConnmark = func(context.Context) error {
+			restarted = append(restarted, ownership.ConnmarkUnit)
+			return nil
+		}
+		if out, err := e.Apply(context.Background(), h.request(tracked, record.OpApply)); err != nil || !out.Verified {
+			t.Fatalf("running system %v: err %v, outcome %+v\n%s", running, err, out, h.log.String())
+		}
+		if started := len(restarted) > 0; started != running {
+			t.Errorf("running system %v: %s started %v", running, ownership.ConnmarkUnit, restarted)
+		}
+	}
+}

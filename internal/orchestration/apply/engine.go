@@ -105,6 +105,15 @@ type Options struct {
 	Poll time.Duration
 	// Log receives one line per step.
 	Log io.Writer
+	// RunningSystem says Root is the running system's root though it is not "/" here: the node agent's container
+	// sees the host's files under /host. symroute's units are then started and stopped through systemd as on "/";
+	// under any other root (a test's tree, an image's) they are left to the next boot.
+	RunningSystem bool
+}
+
+// onRunningSystem says whether the root is the system that is running, whose systemd runs symroute's units now.
+func (e *Engine) onRunningSystem() bool {
+	return e.opts.Root.Path == "/" || e.opts.RunningSystem
 }
 
 // Engine runs transactions under one root. The caller holds the root's lock for the engine's whole life.

@@ -54,7 +54,7 @@ func (e *Engine) follow(ctx context.Context, from, to []record.FollowSlot, chang
 	if len(from) == 0 && len(to) == 0 {
 		return nil
 	}
-	if e.opts.Root.Path == "/" && e.deps.Unit != nil {
+	if e.onRunningSystem() && e.deps.Unit != nil {
 		switch {
 		case len(to) > 0 && changed:
 			if err := e.deps.Unit(ctx, ownership.FollowUnit, "restart"); err != nil {
