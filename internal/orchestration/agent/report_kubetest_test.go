@@ -228,6 +228,8 @@ func TestAnAgentWritesOnlyItsOwnNode(t *testing.T) {
 	refused("n1 setting its own Ready condition", patchCondition(n1, "n1", "Ready"))
 	_, err := n1.Kube.CoreV1().Nodes().PatchStatus(ctx, "n1", []byte(`{"metadata":{"labels":{"role":"db"}}}`))
 	refused("n1 relabelling its Node through nodes/status", err)
+	_, err = n1.Kube.CoreV1().Nodes().PatchStatus(ctx, "n1", []byte(`{"status":{"declaredFeatures":["FakeFeature"]}}`))
+	refused("n1 declaring a feature of its Node", err)
 	if n, err := c.admin.Kube.CoreV1().Nodes().Get(ctx, "n1", metav1.GetOptions{}); err != nil || n.Labels["role"] != "edge" {
 		t.Errorf("n1's labels after the refused patch: %v %v", n.Labels, err)
 	}
