@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -45,7 +46,8 @@ func run() error {
 	wait := fs.Duration("wait", 30*time.Second, "how long an apply waits for networkd and verification")
 	checks := fs.Duration("checks-timeout", 30*time.Second, "how long the gateways and the API server have to answer after an apply verified")
 	verifyEvery := fs.Duration("verify-every", agent.DefaultVerifyEvery, "how often the agent verifies the node when no change of its routing was seen")
-	metricsAddress := fs.String("metrics-address", "127.0.0.1:9479", "where to serve Prometheus metrics on /metrics (the DaemonSet gives the node's address); empty for none")
+	metricsHost := fs.String("metrics-host", "127.0.0.1", "the address to serve Prometheus metrics on /metrics at (the DaemonSet gives the node's, IPv4 or IPv6)")
+	metricsPort := fs.Int("metrics-port", 9479, "the port to serve Prometheus metrics at; 0 for none")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
@@ -82,8 +84,8 @@ func run() error {
 	}
 	a := &agent.Agent{Clients: agent.Clients{Kube: kube, Dynamic: dyn, Metadata: meta}, Node: node, Namespace: *namespace, Host: host,
 		LeaseDuration: *lease, Logf: log.Printf, VerifyEvery: *verifyEvery, Changes: changes}
-	if *metricsAddress != "" {
-		if err := serveMetrics(ctx, *metricsAddress, a.MetricsHandler()); err != nil {
+	if *metricsPort != 0 {
+		if err := serveMetrics(ctx, net.JoinHostPort(*metricsHost, strconv.Itoa(*metricsPort)), a.MetricsHandler()); err != nil {
 			return err
 		}
 	}
@@ -110,9 +112,9 @@ func envOr(name, fallback string) string {
 // that can reach the API server at all can ask).
 func machine(kube kubernetes.Interface) *agent.Machine {
 	return &agent.Machine{
-		APIReachable: func(ctx context.Context) error {
+		APIReachable: agent.Retrying(func(ctx context.Context) error {
 			return kube.Discovery().RESTClient().Get().AbsPath("/readyz").Do(ctx).Error()
-		},
+		}),
 		Logf: log.Printf,
 	}
 }
@@ -122,7 +124,7 @@ func machine(kube kubernetes.Interface) *agent.Machine {
 func serveMetrics(ctx context.Context, address string, h http.Handler) error {
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
-		return fmt.Errorf("--metrics-address: %w", err)
+		return fmt.Errorf("--metrics-host, --metrics-port: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)

@@ -83,3 +83,28 @@ func PingGateway(ctx context.Context, link string, from, gw netip.Addr) error {
 		}
 	}
 }
+
+// attemptTimeout bounds one attempt of a Retrying check, so one request that hangs does not spend the deadline.
+const attemptTimeout = 5 * time.Second
+
+// Retrying makes check pass when any attempt passes before ctx ends: it tries again every pingEvery after a
+// failure, and fails with the last attempt's error. One failed request (an HTTP/2 connection the new routes
+// reset, an API server restarting behind its load balancer) is not a failed check, and must not roll a node
+// back and stop the rollout.
+func Retrying(check func(ctx context.Context) error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		for {
+			attempt, cancel := context.WithTimeout(ctx, attemptTimeout)
+			err := check(attempt)
+			cancel()
+			if err == nil {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(pingEvery):
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -254,5 +255,26 @@ func TestSettleNamesOnlyTheCheckThatHangs(t *testing.T) {
 	}
 	if !strings.Contains(e.reason, "eth-b's gateway 10.0.0.254: no echo reply") || strings.Contains(e.reason, "the API server") {
 		t.Errorf("reason %q: want the gateway named, and the API server not", e.reason)
+	}
+}
+
+func TestRetryingPassesOnALaterAttemptAndFailsWithTheLastError(t *testing.T) {
+	tries := 0
+	flaky := Retrying(func(context.Context) error {
+		if tries++; tries < 3 {
+			return fmt.Errorf("connection reset (attempt %d)", tries)
+		}
+		return nil
+	})
+	if err := flaky(context.Background()); err != nil || tries != 3 {
+		t.Fatalf("err %v after %d tries, want a pass on the third", err, tries)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+	defer cancel()
+	tries = 0
+	down := Retrying(func(context.Context) error { tries++; return fmt.Errorf("refused (attempt %d)", tries) })
+	err := down(ctx)
+	if err == nil || tries < 2 || !strings.Contains(err.Error(), fmt.Sprintf("attempt %d", tries)) {
+		t.Fatalf("err %v after %d tries, want the last attempt's error", err, tries)
 	}
 }
