@@ -102,6 +102,8 @@ type Agent struct {
 	Changes     <-chan struct{}
 
 	cache *cacheView // Run's watch caches; nil: Reconcile reads the API server
+	// conditionSynced is the Node condition the agent last put in place or found there (conditionKey).
+	conditionSynced string
 
 	mu       sync.Mutex // guards what the metrics read
 	verified lastVerify
@@ -255,8 +257,11 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 func (a *Agent) record(ctx context.Context, old, s nodeStatus) error {
 	s = s.next(old, a.now())
 	var errs []error
-	// A state that says what it said already (a conflict still there, say) is neither written nor reported again.
-	if !reflect.DeepEqual(s.object(), old.object()) {
+	// A state that says what it said already (a conflict still there, say) is not written again, and has no Event;
+	// its condition is still brought in line (a report that failed before).
+	if reflect.DeepEqual(s.object(), old.object()) {
+		errs = append(errs, a.syncCondition(ctx, s))
+	} else {
 		if err := a.writeOwnState(ctx, s); err != nil {
 			return err
 		}

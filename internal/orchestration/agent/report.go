@@ -44,7 +44,7 @@ func conditionFor(s nodeStatus) (c corev1.NodeCondition, ok bool) {
 		return corev1.NodeCondition{}, false
 	}
 	c = corev1.NodeCondition{Type: ConditionType, Status: corev1.ConditionFalse, Reason: string(s.Result),
-		Message:            fmt.Sprintf("policy %s generation %d: %s", s.Policy, s.AppliedGeneration, firstLine(s.Message)),
+		Message:            truncate(fmt.Sprintf("policy %s generation %d: %s", s.Policy, s.AppliedGeneration, oneLine(s.Message)), maxNote),
 		LastTransitionTime: metav1.NewTime(s.LastTransitionTime)}
 	if s.Result == fleet.Verified {
 		c.Status = corev1.ConditionTrue
@@ -106,9 +106,10 @@ func eventFor(old, s nodeStatus) (kind, reason, action, note string, ok bool) {
 	return kind, string(s.Result), action, truncate(note, maxNote), true
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+// oneLine puts a message's lines on one line, for a condition's message, which tools show on one: a description
+// that no longer holds says why on the lines after its first.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
 }
 
 // truncate cuts s to at most n bytes on a rune boundary.
@@ -123,55 +124,71 @@ func truncate(s string, n int) string {
 	return s[:cut] + "..."
 }
 
-// report puts s on the Node: its condition, and an Event when the state changed. A failure is logged and
-// returned: the RoutingNodeState, written first, is the record; these are views of it.
+// report puts s on the Node: its condition, and an Event when the state changed. A failure is returned, for Run
+// to log: the RoutingNodeState, written first, is the record; these are views of it, and a condition not written
+// is written at the next verify.
 func (a *Agent) report(ctx context.Context, old, s nodeStatus) error {
-	node, err := a.syncCondition(ctx, s)
-	if node == nil {
-		return err
-	}
-	errs := []error{err}
+	errs := []error{a.syncCondition(ctx, s)}
 	if kind, reason, action, note, ok := eventFor(old, s); ok {
-		now := a.now()
-		ev := &eventsv1.Event{
-			// A Node's Events are in the default namespace, where kubectl describe node looks for them.
-			// The API server completes the name and cuts the prefix to fit, whatever the node's name's length.
-			ObjectMeta:          metav1.ObjectMeta{GenerateName: node.Name + "-symroute-", Namespace: metav1.NamespaceDefault},
-			EventTime:           metav1.NewMicroTime(now),
-			Regarding:           corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID},
-			ReportingController: reportingController,
-			ReportingInstance:   truncate(reportingController+"/"+node.Name, maxReportingInstance),
-			Action:              action,
-			Reason:              reason,
-			Note:                note,
-			Type:                kind,
-		}
-		if _, err := a.Kube.EventsV1().Events(metav1.NamespaceDefault).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
-			errs = append(errs, fmt.Errorf("event on node %s: %w", node.Name, err))
-		}
+		errs = append(errs, a.event(ctx, kind, reason, action, note))
 	}
-	err = errors.Join(errs...)
-	if err != nil {
-		a.logf("%v", err)
-	}
-	return err
+	return errors.Join(errs...)
 }
 
-// syncCondition brings the Node's condition in line with s, writing only when it differs, and returns the Node
-// it read (nil when it could not).
-func (a *Agent) syncCondition(ctx context.Context, s nodeStatus) (*corev1.Node, error) {
+// event writes an Event about the agent's Node.
+func (a *Agent) event(ctx context.Context, kind, reason, action, note string) error {
 	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
 	if err != nil {
-		err = fmt.Errorf("node %s: %w", a.Node, err)
-		a.logf("%v", err)
-		return nil, err
+		return fmt.Errorf("event on node %s: %w", a.Node, err)
+	}
+	ev := &eventsv1.Event{
+		// A Node's Events are in the default namespace, where kubectl describe node looks for them. The API server
+		// completes the name and cuts the prefix to fit, whatever the node's name's length.
+		ObjectMeta:          metav1.ObjectMeta{GenerateName: node.Name + "-symroute-", Namespace: metav1.NamespaceDefault},
+		EventTime:           metav1.NewMicroTime(a.now()),
+		Regarding:           corev1.ObjectReference{APIVersion: "v1", Kind: "Node", Name: node.Name, UID: node.UID},
+		ReportingController: reportingController,
+		ReportingInstance:   truncate(reportingController+"/"+node.Name, maxReportingInstance),
+		Action:              action,
+		Reason:              reason,
+		Note:                note,
+		Type:                kind,
+	}
+	if _, err := a.Kube.EventsV1().Events(metav1.NamespaceDefault).Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("event on node %s: %w", node.Name, err)
+	}
+	return nil
+}
+
+// syncCondition brings the Node's condition in line with s, writing only when it differs. The condition the
+// agent last put in place (or found there) is remembered, and the Node is read only when s calls for another:
+// a verify runs after every settled change of the node's routing, and a Node is a large object to read that
+// often. Run forgets it before each periodic verify, so a condition someone else changed comes back then.
+func (a *Agent) syncCondition(ctx context.Context, s nodeStatus) error {
+	key := conditionKey(s)
+	if key == a.conditionSynced {
+		return nil
+	}
+	node, err := a.Kube.CoreV1().Nodes().Get(ctx, a.Node, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("node %s: %w", a.Node, err)
 	}
 	if patch := conditionPatch(node, s, a.now()); patch != nil {
 		if _, err := a.Kube.CoreV1().Nodes().PatchStatus(ctx, node.Name, patch); err != nil {
-			return node, fmt.Errorf("node %s condition: %w", node.Name, err)
+			return fmt.Errorf("node %s condition: %w", node.Name, err)
 		}
 	}
-	return node, nil
+	a.conditionSynced = key
+	return nil
+}
+
+// conditionKey says what condition s calls for, as far as conditionPatch compares it.
+func conditionKey(s nodeStatus) string {
+	c, keep := conditionFor(s)
+	if !keep {
+		return "none"
+	}
+	return fmt.Sprintf("%s\x00%s\x00%s", c.Status, c.Reason, c.Message)
 }
 
 // lastVerify is the agent's last verify, for its metrics.

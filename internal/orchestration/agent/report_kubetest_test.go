@@ -95,14 +95,23 @@ func TestDriftShowsOnTheNodeInEventsAndMetrics(t *testing.T) {
 	wantCondition(t, "applied", c.condition(t, "n1"), corev1.ConditionTrue, "Verified")
 	wantEvents(t, "applied", c.events(t, "n1"), "Normal/Verified")
 
-	// A condition lost (a report that failed, an agent from before conditions) comes back at the next verify,
-	// though the state, still Verified, is not written again.
+	// A condition lost (someone deleted it, an agent from before conditions) comes back, though the state, still
+	// Verified, is not written again.
 	if _, err := c.admin.Kube.CoreV1().Nodes().PatchStatus(t.Context(), "n1", []byte(`{"status":{"conditions":[{"type":"SymrouteVerified","$patch":"delete"}]}}`)); err != nil {
 		t.Fatal(err)
 	}
 	if c.condition(t, "n1") != nil {
 		t.Fatal("the condition was not deleted")
 	}
+	// The agent remembers the condition it put there and does not read the Node on every verify: a change of
+	// someone else's is mended by its next periodic verify, or, as here, by an agent started afresh.
+	if err := a.Verify(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if c.condition(t, "n1") != nil {
+		t.Error("a verify read the Node although the state, and so the condition it calls for, did not change")
+	}
+	a = c.newAgent(t, "n1", h)
 	if err := a.Verify(t.Context()); err != nil {
 		t.Fatal(err)
 	}

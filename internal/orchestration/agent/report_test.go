@@ -58,7 +58,7 @@ func TestConditionPatchWritesOnlyChanges(t *testing.T) {
 		t.Fatalf("patch %s: %v", patch, err)
 	}
 	c := got.Status.Conditions[0]
-	if c.Type != ConditionType || c.Status != corev1.ConditionFalse || c.Reason != "Drifted" || c.Message != "policy edge generation 2: rule gone" {
+	if c.Type != ConditionType || c.Status != corev1.ConditionFalse || c.Reason != "Drifted" || c.Message != "policy edge generation 2: rule gone and more" {
 		t.Errorf("condition %+v", c)
 	}
 	node.Status.Conditions = []corev1.NodeCondition{{Type: "Ready", Status: corev1.ConditionTrue}, c}

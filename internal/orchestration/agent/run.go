@@ -121,6 +121,10 @@ func (a *Agent) Run(ctx context.Context, resync time.Duration) error {
 			verifyAt.Reset(verifyDelay(time.Now(), changedSince))
 			continue
 		case <-verifyAt.C:
+			if changedSince.IsZero() {
+				// The periodic verify reads the Node's condition again: someone else may have changed it.
+				a.conditionSynced = ""
+			}
 			changedSince = time.Time{}
 			if err := a.Verify(ctx); err != nil && ctx.Err() == nil {
 				a.logf("verify: %v", err)

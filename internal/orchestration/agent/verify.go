@@ -27,8 +27,7 @@ func (a *Agent) Verify(ctx context.Context) error {
 	}
 	if !ok {
 		a.forgetVerify()
-		_, err := a.syncCondition(ctx, old)
-		return err
+		return a.syncCondition(ctx, old)
 	}
 	s := nodeStatus{Policy: p.Name, AppliedGeneration: p.Generation}
 	res, err := a.Host.Verify(ctx, []byte(p.Description))
@@ -49,8 +48,7 @@ func (a *Agent) Verify(ctx context.Context) error {
 	}
 	if s.Result == fleet.Verified && old.Result == fleet.Verified {
 		// Still as the apply left it: the state keeps the apply's message, nothing is written.
-		_, err := a.syncCondition(ctx, old)
-		return err
+		return a.syncCondition(ctx, old)
 	}
 	if s.Result != old.Result {
 		a.logf("policy %s: %s", p.Name, s.Message)
