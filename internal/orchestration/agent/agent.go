@@ -104,6 +104,9 @@ type Agent struct {
 	cache *cacheView // Run's watch caches; nil: Reconcile reads the API server
 	// conditionSynced is the Node condition the agent last put in place or found there (conditionKey).
 	conditionSynced string
+	// recount are the policies whose status write lost to another's under Run, written again after each
+	// reconcile until one holds: the write that won may have counted without this node's change.
+	recount map[string]bool
 
 	mu       sync.Mutex // guards what the metrics read
 	verified lastVerify
@@ -212,7 +215,14 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 	d := fleet.Next(p, a.Node, len(selected), states, leases, a.now())
 	if !d.Apply {
 		a.logf("policy %s: %s", p.Name, d.Why)
-		return a.writePolicyStatus(ctx, p.Name)
+		// A node whose state changed writes the counts itself (record). Other changes of the counts (a node
+		// relabelled, one gone) are written by one agent, the first selected node's: every event reaches every
+		// agent, and each writing would make N writes and N-1 conflicts of each change. A generation with no
+		// status yet gets one from whoever sees it first, so that a new policy shows its nodes at once.
+		if len(selected) > 0 && selected[0] == a.Node || !a.statusObserved(ctx, p) {
+			return a.writePolicyStatus(ctx, p.Name)
+		}
+		return nil
 	}
 	lease, err := a.takeLease(ctx, d.Lease)
 	if errors.Is(err, errLeaseLost) {
@@ -354,4 +364,14 @@ func unknownInterfaces(host *description.Host, names []string) []string {
 		}
 	}
 	return out
+}
+
+// statusObserved says whether p's status is of p's generation already, as the agent's view has the policy.
+func (a *Agent) statusObserved(ctx context.Context, p fleet.Policy) bool {
+	u, err := a.view().policy(ctx, p.Name)
+	if err != nil || u == nil {
+		return false
+	}
+	gen, found, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+	return found && gen == p.Generation
 }

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -84,8 +87,8 @@ func policyStatus(p fleet.Policy, sum Summary) map[string]any {
 // to deploy. Each write is guarded by the policy's resourceVersion, and every state written is an event that
 // makes each agent compute the counts again, so the last write counts every state written before it.
 //
-// Under Run, the counts come from the watch caches, and a write that loses to another agent's is left there: the
-// winner's write is itself an event every agent computes the counts again on, from caches that then hold it, so
+// Under Run, the counts come from the watch caches, and a write that loses to another agent's is noted and
+// written again, from the caches, after the next reconcile (the winner's write is an event that brings one), so
 // a conflict costs no reads. Called alone, it reads the API server and retries. A policy that is gone has no
 // status to write.
 func (a *Agent) writePolicyStatus(ctx context.Context, name string) error {
@@ -129,10 +132,16 @@ func (a *Agent) writePolicyStatus(ctx context.Context, name string) error {
 		return nil
 	}
 	if a.cache != nil {
-		if err := write(); !apierrors.IsConflict(err) {
-			return err
+		err := write()
+		if apierrors.IsConflict(err) {
+			if a.recount == nil {
+				a.recount = map[string]bool{}
+			}
+			a.recount[name] = true
+			return nil
 		}
-		return nil
+		delete(a.recount, name)
+		return err
 	}
 	return retry.RetryOnConflict(retry.DefaultRetry, write)
 }
@@ -145,4 +154,13 @@ func sameStatus(old, status map[string]any) bool {
 		}
 	}
 	return true
+}
+
+// writeRecounts writes again the policy statuses whose last write lost to another agent's.
+func (a *Agent) writeRecounts(ctx context.Context) error {
+	var errs []error
+	for _, name := range slices.Sorted(maps.Keys(a.recount)) {
+		errs = append(errs, a.writePolicyStatus(ctx, name))
+	}
+	return errors.Join(errs...)
 }

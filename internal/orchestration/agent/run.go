@@ -133,7 +133,7 @@ func (a *Agent) Run(ctx context.Context, resync time.Duration) error {
 			continue
 		case <-poke:
 		}
-		err := a.Reconcile(ctx)
+		err := errors.Join(a.Reconcile(ctx), a.writeRecounts(ctx))
 		if err == nil || errors.Is(err, context.Canceled) {
 			retry = firstRetry
 			continue
