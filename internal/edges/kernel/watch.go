@@ -56,12 +56,14 @@ func WatchChanges(ctx context.Context) (<-chan struct{}, error) {
 					return
 				case <-time.After(resubscribeDelay):
 				}
-				if sock, err = nl.SubscribeAt(here, netns.None(), unix.NETLINK_ROUTE, changeGroups...); err == nil {
+				if again, err := nl.SubscribeAt(here, netns.None(), unix.NETLINK_ROUTE, changeGroups...); err == nil {
+					sock = again
 					signal()
 					break
 				}
 			}
 			if ctx.Err() != nil {
+				sock.Close() // the new one, when the context ended as it was opened; the old one closes twice, harmlessly
 				return
 			}
 		}

@@ -39,7 +39,7 @@ func Take(ctx context.Context, root *rootfs.Root, wait time.Duration, waiting fu
 		return nil, fmt.Errorf("lock: %w", err)
 	}
 	deadline := time.Now().Add(wait)
-	told := false
+	told, vanishedOnce := false, false
 	for {
 		if err := ctx.Err(); err != nil {
 			dir.Close()
@@ -49,6 +49,10 @@ func Take(ctx context.Context, root *rootfs.Root, wait time.Duration, waiting fu
 		// vanishing past the wait (a file that is not the directory's any more, as a bind-mounted file left on a
 		// deleted copy would be) is an error, not a spin.
 		vanished := func() error {
+			if vanishedOnce {
+				time.Sleep(poll) // once is a release that crossed this run's open; again and again is not
+			}
+			vanishedOnce = true
 			if time.Now().Before(deadline) {
 				return nil
 			}

@@ -49,8 +49,8 @@ type Outcome struct {
 // Host is the machine the agent runs on.
 type Host interface {
 	// Addresses are the live addresses of the node's links, by link name, as discover reads them: the addresses an
-	// interface of the policy that lists none takes on this node.
-	Addresses() map[string][]netip.Prefix
+	// interface of the policy that lists none takes on this node. An error is a read that failed.
+	Addresses() (map[string][]netip.Prefix, error)
 	// Apply applies a description (the policy's text) as symroute try does and confirms it only when its checks,
 	// as the policy sets them, pass. An error means the apply could not say how it ended.
 	Apply(ctx context.Context, description []byte, checks fleet.Checks) (Outcome, error)
@@ -191,7 +191,11 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
 			Message: fmt.Sprintf("generation %d: spec.checks.skipGateways names %s, which the description does not have", p.Generation, strings.Join(unknown, ", "))})
 	}
-	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true, Node: a.Host.Addresses()}); rep.HasErrors(false) {
+	addrs, err := a.Host.Addresses()
+	if err != nil {
+		return err // a read that failed is retried, not recorded as a description that does not hold
+	}
+	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true, Node: addrs}); rep.HasErrors(false) {
 		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
 			Message: fmt.Sprintf("generation %d of the description does not hold on this node:\n%s", p.Generation, errorLines(rep))})
 	}

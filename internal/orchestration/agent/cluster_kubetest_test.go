@@ -261,10 +261,10 @@ func newHost(n int) *fakeHost {
 	}
 }
 
-func (h *fakeHost) Addresses() map[string][]netip.Prefix {
+func (h *fakeHost) Addresses() (map[string][]netip.Prefix, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.addresses
+	return h.addresses, nil
 }
 
 func (h *fakeHost) Apply(ctx context.Context, description []byte, checks fleet.Checks) (agent.Outcome, error) {

@@ -83,19 +83,17 @@ func (w logWriter) Write(p []byte) (int, error) {
 }
 
 // Addresses are the global addresses of this network namespace's links, by link name, as the kernel reader (the
-// one discover and verify use) reads them; nil when the kernel cannot be asked, so that a description leaving
-// addresses to the node then does not hold rather than hold with none.
-func (m *Machine) Addresses() map[string][]netip.Prefix {
+// one discover and verify use) reads them. An error is a kernel that could not be asked (a dump interrupted time
+// after time on a busy node): a read that failed, not a node whose links lack an address.
+func (m *Machine) Addresses() (map[string][]netip.Prefix, error) {
 	reader, err := kernel.NewReader(nil)
 	if err != nil {
-		m.logf("read the links' addresses: %v", err)
-		return nil
+		return nil, fmt.Errorf("read the links' addresses: %w", err)
 	}
 	defer reader.Close()
 	inv, err := reader.Inventory()
 	if err != nil {
-		m.logf("read the links' addresses: %v", err)
-		return nil
+		return nil, fmt.Errorf("read the links' addresses: %w", err)
 	}
 	out := map[string][]netip.Prefix{}
 	for _, l := range inv.Links {
@@ -103,7 +101,7 @@ func (m *Machine) Addresses() map[string][]netip.Prefix {
 			out[l.Name] = l.Addresses
 		}
 	}
-	return out
+	return out, nil
 }
 
 // session is the locked root with the engine on it, as the CLI's changing commands open it: the lock, the live
@@ -145,9 +143,9 @@ func (m *Machine) session(ctx context.Context, force bool) (e *apply.Engine, r *
 // described gateway answers from its interface's address, the API server is still reachable) and confirms the
 // try only when they pass; otherwise it rolls the try back, with the engine's exact inverse.
 func (m *Machine) Apply(ctx context.Context, desc []byte, settings fleet.Checks) (Outcome, error) {
-	p, refused := m.plan(desc)
-	if refused != "" {
-		return Outcome{Message: "nothing was changed: " + refused}, nil
+	p, refused, err := m.plan(desc)
+	if err != nil || refused != "" {
+		return Outcome{Message: "nothing was changed: " + refused}, err
 	}
 	// try goes ahead over the connections apply would refuse to cut, since it rolls back unless its checks pass;
 	// the agent's try does the same.
@@ -167,17 +165,21 @@ func (m *Machine) Apply(ctx context.Context, desc []byte, settings fleet.Checks)
 }
 
 // plan is the policy's description on this node, with the addresses its links have; refused says why there is
-// none.
-func (m *Machine) plan(desc []byte) (p *plan.Plan, refused string) {
-	host, rep := description.ParseWith(desc, description.Options{FromNode: true, Node: m.Addresses()})
+// none. An error is a failure to read the links.
+func (m *Machine) plan(desc []byte) (p *plan.Plan, refused string, err error) {
+	addrs, err := m.Addresses()
+	if err != nil {
+		return nil, "", err
+	}
+	host, rep := description.ParseWith(desc, description.Options{FromNode: true, Node: addrs})
 	if rep.HasErrors(false) {
-		return nil, "the description does not hold on this node:\n" + errorLines(rep)
+		return nil, "the description does not hold on this node:\n" + errorLines(rep), nil
 	}
 	p, planRep := plan.Build(host)
 	if planRep.HasErrors(false) {
-		return nil, "the description does not hold on this node:\n" + errorLines(planRep)
+		return nil, "the description does not hold on this node:\n" + errorLines(planRep), nil
 	}
-	return p, ""
+	return p, "", nil
 }
 
 // files are symroute's files for p on root r; refused says why they cannot be made.
@@ -197,7 +199,10 @@ func (m *Machine) files(p *plan.Plan, r *rootfs.Root) (files []fileset.File, ref
 // and takes no lock. An error means the live state could not be read, or the description no longer holds here
 // (its links lost their addresses, say).
 func (m *Machine) Verify(ctx context.Context, desc []byte) (drift.Result, error) {
-	p, refused := m.plan(desc)
+	p, refused, err := m.plan(desc)
+	if err != nil {
+		return drift.Result{}, err
+	}
 	if refused != "" {
 		return drift.Result{}, notHolding(refused)
 	}
@@ -296,11 +301,31 @@ func settle(ctx context.Context, e tryEngine, req apply.Request, checks []check)
 	cctx, cancel := context.WithDeadline(ctx, req.Deadline)
 	defer cancel()
 	// The checks run side by side, each until the deadline: one after another, a silent gateway would spend the
-	// whole deadline and every check after it would fail too, and be named as failed.
+	// whole deadline and every check after it would fail too, and be named as failed. The first to fail stops
+	// the others, so the rollback comes at once; those it stopped are not named.
+	running, stop := context.WithCancel(cctx)
+	defer stop()
 	errs := make([]error, len(checks))
+	var mu sync.Mutex
+	first := -1
 	var wg sync.WaitGroup
 	for i, c := range checks {
-		wg.Go(func() { errs[i] = c.run(cctx) })
+		wg.Go(func() {
+			err := c.run(running)
+			if err == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if first >= 0 && running.Err() != nil && cctx.Err() == nil {
+				return // stopped by the first failure
+			}
+			if first < 0 {
+				first = i
+				stop()
+			}
+			errs[i] = err
+		})
 	}
 	wg.Wait()
 	var failed []string

@@ -278,3 +278,20 @@ func TestRetryingPassesOnALaterAttemptAndFailsWithTheLastError(t *testing.T) {
 		t.Fatalf("err %v after %d tries, want the last attempt's error", err, tries)
 	}
 }
+
+// The first check to fail stops the others: the rollback does not wait for a silent gateway's deadline, and the
+// check it stopped is not named.
+func TestSettleStopsAtTheFirstFailure(t *testing.T) {
+	e := &fakeEngine{out: verified()}
+	req := try()
+	req.Deadline = time.Now().Add(time.Minute)
+	silent := check{"eth-b's gateway", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }}
+	start := time.Now()
+	out, err := settle(context.Background(), e, req, []check{silent, fails("the API server", "connection refused")})
+	if err != nil || out.Verified || len(e.rolledBack) != 1 || time.Since(start) > 10*time.Second {
+		t.Fatalf("err %v, outcome %+v, rolled back %v after %v", err, out, e.rolledBack, time.Since(start))
+	}
+	if !strings.Contains(e.reason, "the API server: connection refused") || strings.Contains(e.reason, "eth-b") {
+		t.Errorf("reason %q: want the API server alone", e.reason)
+	}
+}

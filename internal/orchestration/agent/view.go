@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -130,21 +131,27 @@ func (v apiView) lease(ctx context.Context, namespace, name string) (*coordinati
 // callers copy before changing one.
 type cacheView struct {
 	nodeStore, policyStore, stateStore, leaseStore cache.Store
-	// written is the agent's own RoutingNodeState as it last wrote it, until the cache shows that write. The
-	// agent is its state's only writer, so a cache showing another resourceVersion is behind: deciding from it
-	// would apply again a generation just applied, or just rolled back.
-	written *unstructured.Unstructured
+	// written is the agent's own RoutingNodeState as it last wrote it, until the cache shows that write or
+	// writtenFor has passed. The agent is its state's only writer but for an admin's hand, so a cache showing
+	// another resourceVersion is, for that while, behind: deciding from it would apply again a generation just
+	// applied, or just rolled back.
+	written   *unstructured.Unstructured
+	writtenAt time.Time
 }
 
+// writtenFor bounds how long the agent's write stands in for its cache's copy: a watch is behind by well under
+// a second; a cache still showing another version after this shows someone else's write (kubectl edit, delete).
+const writtenFor = 30 * time.Second
+
 // wrote notes the agent's own state as the API server returned it from the agent's write.
-func (v *cacheView) wrote(u *unstructured.Unstructured) { v.written = u }
+func (v *cacheView) wrote(u *unstructured.Unstructured) { v.written, v.writtenAt = u, time.Now() }
 
 // own is the agent's state as the cache has it (cached), or as the agent wrote it while the cache is behind.
 func (v *cacheView) own(cached *unstructured.Unstructured) *unstructured.Unstructured {
 	if v.written == nil {
 		return cached
 	}
-	if cached != nil && cached.GetResourceVersion() == v.written.GetResourceVersion() {
+	if cached != nil && cached.GetResourceVersion() == v.written.GetResourceVersion() || time.Since(v.writtenAt) > writtenFor {
 		v.written = nil
 		return cached
 	}
@@ -202,7 +209,10 @@ func (v *cacheView) states(context.Context) ([]*unstructured.Unstructured, error
 			return list, nil
 		}
 	}
-	return append(list, v.own(nil)), nil
+	if own := v.own(nil); own != nil {
+		list = append(list, own)
+	}
+	return list, nil
 }
 
 func (v *cacheView) policy(_ context.Context, name string) (*unstructured.Unstructured, error) {

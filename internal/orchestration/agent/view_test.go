@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/cache"
@@ -56,5 +57,23 @@ func TestCacheViewTakesTheAgentsOwnWriteUntilTheCacheHasIt(t *testing.T) {
 	v.wrote(stateObject("n3", "11", "Verified"))
 	if list, _ := v.states(ctx); len(list) != 3 {
 		t.Errorf("the first write of n3 is not among the states: %d", len(list))
+	}
+}
+
+// TestCacheViewStopsStandingInForTheCacheAfterAWhile: a cache that shows another version for longer than a watch
+// lags shows someone else's write (an admin's edit, a delete), and is believed then.
+func TestCacheViewStopsStandingInForTheCacheAfterAWhile(t *testing.T) {
+	ctx := context.Background()
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	v := &cacheView{stateStore: store}
+	v.wrote(stateObject("n1", "9", "Verified"))
+	v.writtenAt = v.writtenAt.Add(-writtenFor - time.Second)
+	if list, _ := v.states(ctx); len(list) != 0 {
+		t.Errorf("the states: %v", list)
+	}
+	v.wrote(stateObject("n1", "9", "Verified"))
+	v.writtenAt = v.writtenAt.Add(-writtenFor - time.Second)
+	if u, _ := v.state(ctx, "n1"); u != nil {
+		t.Errorf("a state deleted since the agent's write long ago: %v", u)
 	}
 }
