@@ -18,8 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -76,16 +74,11 @@ func startCluster(t *testing.T) *cluster {
 
 func clients(t *testing.T, config *rest.Config) agent.Clients {
 	t.Helper()
-	// client-go's default of 5 requests a second would make the test's dozens of reconciles wait on the client.
+	// kubetest lifts client-go's default of 5 requests a second, which would make the test's dozens of reconciles
+	// wait on the client; the metadata client, for Run's watch of the Nodes, is the agent's own need.
+	kube, dyn := kubetest.Clients(t, config)
+	config = rest.CopyConfig(config)
 	config.QPS, config.Burst = 1000, 1000
-	kube, err := kubernetes.NewForConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dyn, err := dynamic.NewForConfig(config)
-	if err != nil {
-		t.Fatal(err)
-	}
 	meta, err := metadata.NewForConfig(config)
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,16 @@ const (
 	maxReportingInstance = 128
 )
 
+// Condition is the node's SymrouteVerified condition; nil when it has none.
+func Condition(node *corev1.Node) *corev1.NodeCondition {
+	for i := range node.Status.Conditions {
+		if node.Status.Conditions[i].Type == ConditionType {
+			return &node.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
 // conditionFor is the Node condition s calls for; ok is false when the node should carry none (no policy
 // selects it).
 func conditionFor(s nodeStatus) (c corev1.NodeCondition, ok bool) {
@@ -57,12 +67,7 @@ func conditionFor(s nodeStatus) (c corev1.NodeCondition, ok bool) {
 // and every agent watches nothing of it anyway).
 func conditionPatch(node *corev1.Node, s nodeStatus, now time.Time) []byte {
 	want, keep := conditionFor(s)
-	var have *corev1.NodeCondition
-	for i := range node.Status.Conditions {
-		if node.Status.Conditions[i].Type == ConditionType {
-			have = &node.Status.Conditions[i]
-		}
-	}
+	have := Condition(node)
 	var item map[string]any
 	switch {
 	case !keep && have == nil:

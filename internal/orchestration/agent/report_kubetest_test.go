@@ -25,12 +25,7 @@ func (c *cluster) condition(t *testing.T, node string) *corev1.NodeCondition {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range n.Status.Conditions {
-		if n.Status.Conditions[i].Type == agent.ConditionType {
-			return &n.Status.Conditions[i]
-		}
-	}
-	return nil
+	return agent.Condition(n)
 }
 
 // events are the Events about node, oldest first.

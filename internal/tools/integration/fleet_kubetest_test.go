@@ -217,12 +217,7 @@ func (f *fleet) nodeCondition(t *testing.T, node string) *corev1.NodeCondition {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range n.Status.Conditions {
-		if n.Status.Conditions[i].Type == agent.ConditionType {
-			return &n.Status.Conditions[i]
-		}
-	}
-	return nil
+	return agent.Condition(n)
 }
 
 // waitUntil polls ok until it holds; a bound against a hang, not an assertion on time.
