@@ -191,14 +191,6 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
 			Message: fmt.Sprintf("generation %d: spec.checks.skipGateways names %s, which the description does not have", p.Generation, strings.Join(unknown, ", "))})
 	}
-	addrs, err := a.Host.Addresses()
-	if err != nil {
-		return err // a read that failed is retried, not recorded as a description that does not hold
-	}
-	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true, Node: addrs}); rep.HasErrors(false) {
-		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
-			Message: fmt.Sprintf("generation %d of the description does not hold on this node:\n%s", p.Generation, errorLines(rep))})
-	}
 
 	selected, states, err := fleetOf(ctx, a.view(), p)
 	if err != nil {
@@ -227,6 +219,16 @@ func (a *Agent) Reconcile(ctx context.Context) error {
 			return a.writePolicyStatus(ctx, p.Name)
 		}
 		return nil
+	}
+	// The node's own addresses are read only now that it is its turn: every event reaches every agent, and a node
+	// whose generation is in place, or not yet its to take, has no use for them (its verify watches them).
+	addrs, err := a.Host.Addresses()
+	if err != nil {
+		return err // a read that failed is retried, not recorded as a description that does not hold
+	}
+	if _, rep := description.ParseWith([]byte(p.Description), description.Options{FromNode: true, Node: addrs}); rep.HasErrors(false) {
+		return a.record(ctx, old, nodeStatus{Policy: p.Name, AppliedGeneration: applied, Result: fleet.Invalid,
+			Message: fmt.Sprintf("generation %d of the description does not hold on this node:\n%s", p.Generation, errorLines(rep))})
 	}
 	lease, err := a.takeLease(ctx, d.Lease)
 	if errors.Is(err, errLeaseLost) {

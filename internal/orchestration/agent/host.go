@@ -82,8 +82,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Addresses are the global addresses of this network namespace's links, by link name, as the kernel reader (the
-// one discover and verify use) reads them. An error is a kernel that could not be asked (a dump interrupted time
+// Addresses are the global addresses of this network namespace's links, by link name, as discover takes them. An error is a kernel that could not be asked (a dump interrupted time
 // after time on a busy node): a read that failed, not a node whose links lack an address.
 func (m *Machine) Addresses() (map[string][]netip.Prefix, error) {
 	reader, err := kernel.NewReader(nil)
@@ -91,14 +90,22 @@ func (m *Machine) Addresses() (map[string][]netip.Prefix, error) {
 		return nil, fmt.Errorf("read the links' addresses: %w", err)
 	}
 	defer reader.Close()
-	inv, err := reader.Inventory()
+	// Two dumps, the links and every address: not the inventory discover reads, whose routes and rules the
+	// addresses do not need.
+	links, err := reader.Links()
+	if err != nil {
+		return nil, fmt.Errorf("read the links' addresses: %w", err)
+	}
+	byIndex, err := reader.AllAddresses()
 	if err != nil {
 		return nil, fmt.Errorf("read the links' addresses: %w", err)
 	}
 	out := map[string][]netip.Prefix{}
-	for _, l := range inv.Links {
-		if len(l.Addresses) > 0 {
-			out[l.Name] = l.Addresses
+	for _, l := range links {
+		for _, a := range byIndex[l.Index] {
+			if a.Prefix.Addr().IsGlobalUnicast() {
+				out[l.Name] = append(out[l.Name], a.Prefix)
+			}
 		}
 	}
 	return out, nil
