@@ -64,8 +64,8 @@ type Node struct {
 
 	site    *nettest.Site
 	cluster *kubetest.Server
-	holder  *process
-	procs   []*process
+	holder  *kubetest.Process
+	procs   []*kubetest.Process
 	t       testing.TB
 }
 
@@ -163,7 +163,7 @@ func (n *Node) PodLogs() string {
 	filepath.Walk(filepath.Join(n.Dir, "pod-logs"), func(p string, info os.FileInfo, err error) error {
 		if err == nil && info.Mode().IsRegular() {
 			data, _ := os.ReadFile(p)
-			fmt.Fprintf(&b, "==> %s\n%s\n", p, tail(string(data), 60))
+			fmt.Fprintf(&b, "==> %s\n%s\n", p, kubetest.Tail(string(data), 60))
 		}
 		return nil
 	})
@@ -171,21 +171,14 @@ func (n *Node) PodLogs() string {
 }
 
 // LogTail returns the last lines of one of the node's own processes' logs (containerd, kubelet, kube-scheduler,
-// kube-controller-manager).
+// kube-controller-manager, the namespace holder).
 func (n *Node) LogTail(name string, lines int) string {
-	data, err := os.ReadFile(filepath.Join(n.Dir, name+".log"))
-	if err != nil {
-		return err.Error()
+	for _, p := range append(slices.Clone(n.procs), n.holder) {
+		if p != nil && p.Name == name {
+			return p.LogTail(lines)
+		}
 	}
-	return tail(string(data), lines)
-}
-
-func tail(s string, lines int) string {
-	all := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
+	return name + " was not started"
 }
 
 // startControllers runs kube-controller-manager (the DaemonSet controller, the namespace and garbage collectors,
@@ -240,12 +233,7 @@ func (n *Node) enterNode(hostPaths []string) {
 		}
 		binds[p] = filepath.Join(n.site.Root, p)
 	}
-	for target, source := range binds {
-		if _, found := binds["/run"]; found && strings.HasPrefix(target, "/run/") {
-			// Under /run, which is the site's root's run already.
-			delete(binds, target)
-			continue
-		}
+	for _, source := range binds {
 		if err := os.MkdirAll(source, 0o755); err != nil {
 			n.t.Fatal(err)
 		}
@@ -331,7 +319,7 @@ func (n *Node) enterNode(hostPaths []string) {
 
 // inNode is how a program is started in the node: in the holder's network and mount namespaces.
 func (n *Node) inNode(binary string, args ...string) *exec.Cmd {
-	return exec.Command("nsenter", append([]string{"--target", strconv.Itoa(n.holder.cmd.Process.Pid), "--mount", "--net", "--", binary}, args...)...)
+	return exec.Command("nsenter", append([]string{"--target", strconv.Itoa(n.holder.Pid()), "--mount", "--net", "--", binary}, args...)...)
 }
 
 const containerdConfig = `version = 2
@@ -589,8 +577,8 @@ func (n *Node) stop() {
 	if n.t.Failed() {
 		for _, p := range n.procs {
 			select {
-			case <-p.exited:
-				n.t.Logf("%s (pid %d) had exited: %v", p.name, p.cmd.Process.Pid, p.cmd.ProcessState)
+			case <-p.Exited():
+				n.t.Logf("%s (pid %d) had exited: %s", p.Name, p.Pid(), p.ExitState())
 			default:
 			}
 		}
@@ -599,9 +587,9 @@ func (n *Node) stop() {
 		}
 		n.t.Logf("pod logs:\n%s", n.PodLogs())
 	}
-	var kubelet, containerd *process
+	var kubelet, containerd *kubetest.Process
 	for _, p := range n.procs {
-		switch p.name {
+		switch p.Name {
 		case "kubelet":
 			kubelet = p
 		case "containerd":
@@ -655,15 +643,9 @@ func (n *Node) shims() []int {
 	return out
 }
 
-// process is one program the node started, stopped by its own pid.
-type process struct {
-	name   string
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-// start starts binary (or cmd, when given) with its output in <name>.log under Dir.
-func (n *Node) start(name string, cmd *exec.Cmd, binary string, args ...string) *process {
+// start starts cmd (binary with args, when cmd is nil) with its output in <name>.log under Dir, environment
+// included: the node's daemons take the test's PATH and its own home and temp dir, nothing of the machine's.
+func (n *Node) start(name string, cmd *exec.Cmd, binary string, args ...string) *kubetest.Process {
 	n.t.Helper()
 	if cmd == nil {
 		cmd = exec.Command(binary, args...)
@@ -673,44 +655,18 @@ func (n *Node) start(name string, cmd *exec.Cmd, binary string, args ...string) 
 	return p
 }
 
-func (n *Node) startCmd(name string, cmd *exec.Cmd) *process {
+func (n *Node) startCmd(name string, cmd *exec.Cmd) *kubetest.Process {
 	n.t.Helper()
-	log, err := os.Create(filepath.Join(n.Dir, name+".log"))
+	p, err := kubetest.StartProcess(n.Dir, name, cmd)
 	if err != nil {
 		n.t.Fatal(err)
 	}
-	defer log.Close()
-	if cmd.Stdout == nil {
-		cmd.Stdout = log
-	}
-	cmd.Stderr = log
-	cmd.Dir = n.Dir
-	if cmd.Env == nil {
-		cmd.Env = append(os.Environ(), "TMPDIR="+n.Dir, "HOME="+n.Dir)
-	}
-	// If the test binary dies without its cleanup, the kernel ends the child.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		n.t.Fatalf("start %s: %v", name, err)
-	}
-	p := &process{name: name, cmd: cmd, exited: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.exited) }()
 	return p
 }
 
-func (n *Node) stopProcess(p *process) {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(stopTimeout):
-		p.cmd.Process.Kill()
-		<-p.exited
-		n.t.Logf("%s (pid %d) did not end within %s of SIGTERM and was killed", p.name, p.cmd.Process.Pid, stopTimeout)
+func (n *Node) stopProcess(p *kubetest.Process) {
+	if err := p.Stop(stopTimeout); err != nil {
+		n.t.Log(err)
 	}
 }
 

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -61,7 +60,7 @@ type Server struct {
 	// starting the API server alone.
 	ReadyAfter, APIServerReadyAfter time.Duration
 
-	apiServer, etcd *process
+	apiServer, etcd *Process
 }
 
 // Start starts etcd and kube-apiserver for t and waits until the API server is ready; both are stopped and the dir
@@ -149,7 +148,7 @@ func (s *Server) start(binDir string) error {
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", etcdPeerPort)
 	s.URL = fmt.Sprintf("https://127.0.0.1:%d", apiServerPort)
 
-	s.etcd, err = startProcess(s.Dir, "etcd", filepath.Join(binDir, "etcd"),
+	s.etcd, err = StartProcess(s.Dir, "etcd", exec.Command(filepath.Join(binDir, "etcd"),
 		"--name=kubetest",
 		"--data-dir="+filepath.Join(s.Dir, "etcd"),
 		"--listen-client-urls="+etcdURL,
@@ -164,7 +163,7 @@ func (s *Server) start(binDir string) error {
 		// A test's data is thrown away with its dir; fsync would only slow every write.
 		"--unsafe-no-fsync",
 		"--log-level=warn",
-	)
+	))
 	if err != nil {
 		return err
 	}
@@ -177,7 +176,7 @@ func (s *Server) start(binDir string) error {
 	}
 
 	apiServerStarted := time.Now()
-	s.apiServer, err = startProcess(s.Dir, "kube-apiserver", filepath.Join(binDir, "kube-apiserver"),
+	s.apiServer, err = StartProcess(s.Dir, "kube-apiserver", exec.Command(filepath.Join(binDir, "kube-apiserver"),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
 		"--secure-port="+strconv.Itoa(apiServerPort),
@@ -200,7 +199,7 @@ func (s *Server) start(binDir string) error {
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
 		"--profiling=false",
-	)
+	))
 	if err != nil {
 		return err
 	}
@@ -247,8 +246,8 @@ func (s *Server) httpClient(identity keyPair) (*http.Client, error) {
 }
 
 // APIServerPID and EtcdPID are the processes' pids, for measuring them.
-func (s *Server) APIServerPID() int { return s.apiServer.cmd.Process.Pid }
-func (s *Server) EtcdPID() int      { return s.etcd.cmd.Process.Pid }
+func (s *Server) APIServerPID() int { return s.apiServer.Pid() }
+func (s *Server) EtcdPID() int      { return s.etcd.Pid() }
 
 // ResidentBytes reads a process's resident memory (VmRSS) from /proc.
 func ResidentBytes(pid int) (int64, error) {
@@ -306,107 +305,35 @@ current-context: kubetest
 
 // stop ends the API server before etcd, so the API server's last writes are not errors in its log.
 func (s *Server) stop(t testing.TB) {
-	for _, p := range []*process{s.apiServer, s.etcd} {
+	for _, p := range []*Process{s.apiServer, s.etcd} {
 		if p == nil {
 			continue
 		}
-		if err := p.stop(stopTimeout); err != nil {
+		if err := p.Stop(stopTimeout); err != nil {
 			t.Errorf("kubetest: %v", err)
 		}
 	}
 	if t.Failed() {
-		for _, p := range []*process{s.etcd, s.apiServer} {
+		for _, p := range []*Process{s.etcd, s.apiServer} {
 			if p != nil {
-				t.Logf("last lines of %s's log:\n%s", p.name, p.logTail(40))
+				t.Logf("last lines of %s's log:\n%s", p.Name, p.LogTail(40))
 			}
 		}
 	}
 }
 
-// process is one child started by the test, stopped by its own pid and nothing broader.
-type process struct {
-	name    string
-	cmd     *exec.Cmd
-	logFile string
-	exited  chan struct{}
-	waitErr error
-}
-
-func startProcess(dir, name, binary string, args ...string) (*process, error) {
-	logFile := filepath.Join(dir, name+".log")
-	log, err := os.Create(logFile)
-	if err != nil {
-		return nil, err
-	}
-	defer log.Close()
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(binary, args...)
-	cmd.Dir = dir
-	// A home and a temp dir of the test's own, so nothing either binary writes lands in the host's.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "TMPDIR=" + dir}
-	cmd.Stdout, cmd.Stderr = log, log
-	// If the test binary dies without running its cleanup, the kernel ends the child rather than leaving it running.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %v", name, err)
-	}
-	p := &process{name: name, cmd: cmd, logFile: logFile, exited: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// stop asks the process to end (SIGTERM), and kills it if it has not within timeout.
-func (p *process) stop(timeout time.Duration) error {
-	select {
-	case <-p.exited:
-		return nil
-	default:
-	}
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("stop %s (pid %d): %v", p.name, p.cmd.Process.Pid, err)
-	}
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(timeout):
-	}
-	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("kill %s (pid %d): %v", p.name, p.cmd.Process.Pid, err)
-	}
-	<-p.exited
-	return fmt.Errorf("%s (pid %d) did not end within %s of SIGTERM and was killed", p.name, p.cmd.Process.Pid, timeout)
-}
-
-func (p *process) logTail(lines int) string {
-	data, err := os.ReadFile(p.logFile)
-	if err != nil {
-		return err.Error()
-	}
-	all := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
-
 // waitHealthy polls url until it answers 200, failing early, with the log's last lines, if the process exits.
-func waitHealthy(client *http.Client, url string, p *process, timeout time.Duration) error {
+func waitHealthy(client *http.Client, url string, p *Process, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	lastProblem := "no answer yet"
 	for {
 		select {
-		case <-p.exited:
-			tail := p.logTail(20)
+		case <-p.Exited():
+			tail := p.LogTail(20)
 			if strings.Contains(tail, "address already in use") {
-				return fmt.Errorf("%s: %w", p.name, errPortTaken)
+				return fmt.Errorf("%s: %w", p.Name, errPortTaken)
 			}
-			return fmt.Errorf("%s exited before it was ready (%v); last lines of its log:\n%s", p.name, p.waitErr, tail)
+			return fmt.Errorf("%s exited before it was ready (%v); last lines of its log:\n%s", p.Name, p.waitErr, tail)
 		default:
 		}
 		status, err := statusUnlessExited(client, url, p)
@@ -419,7 +346,7 @@ func waitHealthy(client *http.Client, url string, p *process, timeout time.Durat
 			lastProblem = err.Error()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready within %s (%s: %s); last lines of its log:\n%s", p.name, timeout, url, lastProblem, p.logTail(20))
+			return fmt.Errorf("%s not ready within %s (%s: %s); last lines of its log:\n%s", p.Name, timeout, url, lastProblem, p.LogTail(20))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -430,12 +357,12 @@ var pickLoopbackPorts = freeLoopbackPorts
 
 // statusUnlessExited gives up on a request when the process exits: a port it failed to bind may belong to a
 // program that accepts the connection and never answers.
-func statusUnlessExited(client *http.Client, url string, p *process) (int, error) {
+func statusUnlessExited(client *http.Client, url string, p *Process) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), pollTimeout)
 	defer cancel()
 	go func() {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 			cancel()
 		case <-ctx.Done():
 		}
